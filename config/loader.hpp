@@ -1,0 +1,25 @@
+// Loads ingestd.yaml into the config model, strictly: every error names file:line and key path.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "config/model.hpp"
+
+namespace ingestd::config {
+
+/// @brief All problems found in a config file, one message per problem, each
+/// "FILE:LINE: key.path: what was expected".
+struct ConfigError : std::runtime_error {
+  std::vector<std::string> problems;
+  explicit ConfigError(std::vector<std::string> p);
+};
+
+/// Reads, substitutes ${VAR} and file:PATH values, validates and returns the config.
+/// Throws ConfigError listing every problem (not just the first).
+Config load_config(const std::string& path);
+/// Same from text (path is used in messages only).
+Config load_config_text(const std::string& text, const std::string& path);
+
+}  // namespace ingestd::config

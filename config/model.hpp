@@ -1,0 +1,148 @@
+// The config model: what ingestd.yaml declares, after ${VAR} and file: substitution
+// and strict validation (config/loader.cpp). Everything downstream reads only these types.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ingestd::config {
+
+/// @brief Value types a field can be parsed into (DESIGN §3).
+enum class FieldType { Text, Int, BigInt, Numeric, Bool, Date, Timestamp, Json };
+
+/// @brief One normalizer step applied to a raw value before typing (DESIGN §3).
+struct Normalizer {
+  enum class Kind { None, Trim, Digits, Email, Phone, Name, Upper, Lower };
+  Kind kind = Kind::Trim;
+  int min_digits = 0;            // digits: shorter values count as missing
+  std::string phone_region;      // phone: default region, e.g. "CO"
+  bool phone_invalid_reject = true;  // phone: invalid numbers reject the row, else become NULL
+};
+
+enum class MergePolicy { FillNulls, Overwrite, Keep };
+enum class OnMissing { Null, Reject, Defer };
+
+struct Lookup {
+  std::string table;    // possibly schema-qualified
+  std::string key;      // column matched against the value
+  std::string returns;  // column whose value is stored
+};
+
+struct Field {
+  std::string name;                 // the field's name in the dataset (identity tiers use it)
+  std::string column;               // target column
+  std::vector<std::string> from;    // source header names, first present wins; empty for ref
+  std::optional<std::string> ref;   // entity this field references (its id)
+  FieldType type = FieldType::Text;
+  std::vector<std::string> formats; // strptime formats for date/timestamp
+  Normalizer normalize;
+  bool required = false;
+  std::optional<MergePolicy> merge; // overrides the entity policy
+  std::optional<Lookup> lookup;
+  OnMissing on_missing = OnMissing::Null;
+  int line = 0;                     // where it was declared, for messages
+};
+
+struct Entity {
+  std::string name;
+  std::string table;                // as written, e.g. public.persons
+  std::string id_column = "id";
+  std::vector<std::vector<std::string>> identity;  // tiers of field names, highest first
+  std::vector<Field> fields;        // in declaration order
+  MergePolicy merge = MergePolicy::FillNulls;
+  std::vector<std::pair<std::string, std::string>> on_insert;  // column -> literal or $var
+  std::vector<std::pair<std::string, std::string>> on_update;
+  int line = 0;
+};
+
+struct CsvOptions {
+  char delimiter = ',';
+  std::string encoding = "utf-8";   // utf-8 | latin1
+  bool header = true;
+  char quote = '"';
+};
+
+struct Dataset {
+  std::string name;
+  std::string format = "csv";       // csv | jsonl
+  CsvOptions csv;
+  bool atomic = false;
+  std::vector<Entity> entities;     // in order
+  int line = 0;
+};
+
+struct Check { std::string name, sql; std::string expect; };
+struct Writeback {
+  std::string table;
+  std::vector<std::pair<std::string, std::string>> set;    // column -> entity name
+  std::vector<std::pair<std::string, std::string>> where;  // column -> source column
+};
+
+struct Job {
+  std::string name;
+  std::string kind;                 // migrate | resolve_refs
+  std::string source_database;      // empty = target database
+  std::string source_sql;
+  std::string watermark;            // column name, empty = none
+  std::string dataset;
+  std::string field;                // resolve_refs
+  bool atomic = false;
+  std::vector<Writeback> writeback;
+  std::vector<std::string> after;
+  std::vector<Check> checks;
+  int line = 0;
+};
+
+struct Topics {
+  std::string files = "ingest.files";
+  std::string jobs = "ingest.jobs";
+  std::string results = "ingest.results";
+  std::string dead_letter = "ingest.dead-letter";
+};
+
+struct Kafka {
+  std::string brokers = "embedded";
+  std::string group_id = "ingestd";
+  Topics topics;
+  std::map<std::string, std::string> properties;
+  int embedded_partitions = 3;      // partitions per topic on the embedded broker
+  std::string embedded_address_file; // where the embedded broker's address is written
+};
+
+struct Postgres {
+  std::string url;
+  int pool_size = 4;
+  std::string bookkeeping_schema = "ingestd";
+};
+
+struct Http { std::string listen = "127.0.0.1:9464"; };
+
+struct Files {
+  std::vector<std::string> allowed_roots;
+  std::string rejects_dir = "/var/lib/ingestd/rejects";
+};
+
+struct Processing {
+  int64_t chunk_rows = 50000;
+  int max_attempts = 5;
+  double retry_base_seconds = 0.5;
+};
+
+struct Source { std::string name, url; };
+
+struct Config {
+  std::string path;                 // file it was loaded from
+  Kafka kafka;
+  Postgres postgres;
+  Http http;
+  Files files;
+  Processing processing;
+  std::map<std::string, Source> sources;
+  std::map<std::string, Dataset> datasets;
+  std::map<std::string, Job> jobs;
+};
+
+}  // namespace ingestd::config

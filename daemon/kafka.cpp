@@ -1,0 +1,110 @@
+#include "daemon/kafka.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <thread>
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+namespace ingestd {
+
+EmbeddedBroker::EmbeddedBroker(int brokers, const std::vector<std::string>& topics, int partitions) {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "log_level", "3", err, sizeof err);
+  rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  if (!rk_) throw std::runtime_error(std::string("embedded broker: ") + err);
+  cluster_ = rd_kafka_mock_cluster_new(rk_, brokers);
+  if (!cluster_) throw std::runtime_error("embedded broker: cannot start librdkafka's mock cluster");
+  for (const auto& t : topics) rd_kafka_mock_topic_create(cluster_, t.c_str(), partitions, 1);
+}
+
+EmbeddedBroker::~EmbeddedBroker() {
+  if (cluster_) rd_kafka_mock_cluster_destroy(cluster_);
+  if (rk_) rd_kafka_destroy(rk_);
+}
+
+std::string EmbeddedBroker::bootstrap() const { return rd_kafka_mock_cluster_bootstraps(cluster_); }
+
+std::string embedded_address_file(const config::Config& cfg) {
+  if (!cfg.kafka.embedded_address_file.empty()) return cfg.kafka.embedded_address_file;
+  const char* dir = std::getenv("XDG_RUNTIME_DIR");
+  std::string base = dir && *dir ? dir : "/tmp";
+  return base + "/ingestd-" + cfg.kafka.group_id + ".broker";
+}
+
+std::string resolve_brokers(const config::Config& cfg) {
+  if (cfg.kafka.brokers != "embedded") return cfg.kafka.brokers;
+  std::ifstream in(embedded_address_file(cfg));
+  std::string addr;
+  if (!in || !std::getline(in, addr) || addr.empty())
+    throw std::runtime_error("kafka.brokers is 'embedded' but no embedded broker is running (no address in " +
+                             embedded_address_file(cfg) + "); start `ingestd run -c " + cfg.path + "` first");
+  return addr;
+}
+
+std::unique_ptr<RdKafka::Conf> kafka_conf(const config::Config& cfg, const std::string& brokers) {
+  std::unique_ptr<RdKafka::Conf> c(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  std::string err;
+  if (c->set("bootstrap.servers", brokers, err) != RdKafka::Conf::CONF_OK) throw std::runtime_error(err);
+  c->set("log_level", "4", err);
+  for (const auto& [k, v] : cfg.kafka.properties)
+    if (c->set(k, v, err) != RdKafka::Conf::CONF_OK)
+      throw std::runtime_error("kafka.properties." + k + ": " + err);
+  return c;
+}
+
+namespace {
+
+/// Records the delivery outcome of the one message send() waits for.
+struct DeliveryWaiter : RdKafka::DeliveryReportCb {
+  void dr_cb(RdKafka::Message& m) override {
+    auto* done = static_cast<std::atomic<int>*>(m.msg_opaque());
+    if (done) done->store(m.err() == RdKafka::ERR_NO_ERROR ? 1 : -int(m.err()));
+  }
+};
+DeliveryWaiter g_delivery;
+
+}  // namespace
+
+Producer::Producer(const config::Config& cfg, const std::string& brokers) {
+  auto conf = kafka_conf(cfg, brokers);
+  std::string err;
+  conf->set("dr_cb", static_cast<RdKafka::DeliveryReportCb*>(&g_delivery), err);
+  conf->set("enable.idempotence", "true", err);
+  conf->set("linger.ms", "0", err);
+  producer_.reset(RdKafka::Producer::create(conf.get(), err));
+  if (!producer_) throw std::runtime_error("kafka producer: " + err);
+}
+
+Producer::~Producer() {
+  if (producer_) producer_->flush(5000);
+}
+
+void Producer::send(const std::string& topic, const std::string& key, const std::string& payload,
+                    const std::vector<std::pair<std::string, std::string>>& headers, int timeout_ms) {
+  std::atomic<int> done{0};
+  RdKafka::Headers* h = RdKafka::Headers::create();
+  for (const auto& [k, v] : headers) h->add(k, v);
+  auto err = producer_->produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+                                const_cast<char*>(payload.data()), payload.size(), key.data(), key.size(), 0, h, &done);
+  if (err != RdKafka::ERR_NO_ERROR) {
+    delete h;
+    throw std::runtime_error("cannot publish to " + topic + ": " + RdKafka::err2str(err));
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (done.load() == 0 && std::chrono::steady_clock::now() < deadline) producer_->poll(50);
+  if (done.load() == 0) {
+    // the message may still go out; we stop waiting so shutdown stays bounded
+    throw std::runtime_error("publishing to " + topic + " was not acknowledged within " + std::to_string(timeout_ms) + " ms");
+  }
+  if (done.load() < 0)
+    throw std::runtime_error("publishing to " + topic + " failed: " + RdKafka::err2str(RdKafka::ErrorCode(-done.load())));
+}
+
+}  // namespace ingestd

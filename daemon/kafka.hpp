@@ -1,0 +1,56 @@
+// Kafka plumbing: the embedded mock broker, the producer (results, dead letters, submit)
+// and the consumer whose positions come from PostgreSQL (DESIGN §5 rule 1).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <librdkafka/rdkafkacpp.h>
+
+#include "config/model.hpp"
+
+struct rd_kafka_s;
+struct rd_kafka_mock_cluster_s;
+
+namespace ingestd {
+
+/// @brief librdkafka's mock cluster, in-process: for the demo and tests only.
+class EmbeddedBroker {
+ public:
+  EmbeddedBroker(int brokers, const std::vector<std::string>& topics, int partitions);
+  ~EmbeddedBroker();
+  EmbeddedBroker(const EmbeddedBroker&) = delete;
+  EmbeddedBroker& operator=(const EmbeddedBroker&) = delete;
+  std::string bootstrap() const;
+
+ private:
+  rd_kafka_s* rk_ = nullptr;
+  rd_kafka_mock_cluster_s* cluster_ = nullptr;
+};
+
+/// Where `ingestd submit` finds the broker of a config that says "embedded".
+std::string embedded_address_file(const config::Config& cfg);
+/// The bootstrap servers a config names (reading the embedded broker's address file).
+std::string resolve_brokers(const config::Config& cfg);
+
+/// Applies kafka.properties and the bootstrap servers to a librdkafka config.
+std::unique_ptr<RdKafka::Conf> kafka_conf(const config::Config& cfg, const std::string& brokers);
+
+/// @brief Publishes messages with headers; flushes before the caller reports success.
+class Producer {
+ public:
+  Producer(const config::Config& cfg, const std::string& brokers);
+  ~Producer();
+  /// Produces and waits for the broker's acknowledgement (up to timeout_ms). Throws on failure.
+  void send(const std::string& topic, const std::string& key, const std::string& payload,
+            const std::vector<std::pair<std::string, std::string>>& headers = {}, int timeout_ms = 10000);
+  void poll() { producer_->poll(0); }
+
+ private:
+  std::unique_ptr<RdKafka::Producer> producer_;
+};
+
+}  // namespace ingestd

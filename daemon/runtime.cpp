@@ -1,0 +1,602 @@
+#include "daemon/runtime.hpp"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+#include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
+
+#include "daemon/http_server.hpp"
+#include "daemon/kafka.hpp"
+#include "daemon/metrics.hpp"
+#include "daemon/schema.hpp"
+#include "handlers/handler.hpp"
+
+namespace ingestd {
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+std::shared_ptr<spdlog::logger> logger(const std::string& name) {
+  auto l = spdlog::get(name);
+  if (!l) {
+    l = spdlog::default_logger()->clone(name);
+    spdlog::register_logger(l);
+  }
+  return l;
+}
+
+bool terminal(const std::string& s) {
+  return s == "completed" || s == "completed_with_rejects" || s == "failed" || s == "duplicate" || s == "dry_run" ||
+         s == "dead_letter";
+}
+
+std::string instance_id() {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  return std::string(host) + ":" + std::to_string(getpid());
+}
+
+/// Writes the inbox row's terminal state and the consumed offset into the caller's transaction.
+class InboxCommit : public EventCommit {
+ public:
+  InboxCommit(const config::Config& cfg, const Event& ev, int attempts) : cfg_(cfg), ev_(ev), attempts_(attempts) {}
+  void write(pqxx::transaction_base& tx, const Outcome& o) override {
+    const std::string qs = tx.quote_name(cfg_.postgres.bookkeeping_schema);
+    if (!ev_.event_id.empty()) {
+      std::optional<std::string> err;
+      if (!o.errors.empty()) err = o.errors.front();
+      tx.exec_params("UPDATE " + qs + ".events SET status = $2, batch_id = coalesce($3::uuid, batch_id), attempts = $4, "
+                     "last_error = $5, finished_at = now() WHERE event_id = $1",
+                     ev_.event_id, o.status, o.batch_id.empty() ? std::nullopt : std::optional(o.batch_id), attempts_,
+                     err);
+    }
+    if (ev_.partition >= 0) write_offset(tx, qs, cfg_.kafka.group_id, ev_.topic, ev_.partition, ev_.offset + 1);
+  }
+  static void write_offset(pqxx::transaction_base& tx, const std::string& qs, const std::string& group,
+                           const std::string& topic, int32_t partition, int64_t next) {
+    tx.exec_params("INSERT INTO " + qs + ".consumer_offsets (group_id, topic, \"partition\", next_offset) VALUES "
+                   "($1, $2, $3, $4) ON CONFLICT (group_id, topic, \"partition\") DO UPDATE SET next_offset = "
+                   "greatest(consumer_offsets.next_offset, excluded.next_offset), updated_at = now()",
+                   group, topic, partition, next);
+  }
+
+ private:
+  const config::Config& cfg_;
+  const Event& ev_;
+  int attempts_;
+};
+
+json result_json(const Event& ev, const Outcome& o, double seconds) {
+  json counts = json::object();
+  for (const auto& [k, v] : o.counts) counts[k] = v.to_json();
+  json r = {{"event_id", ev.event_id},
+            {"type", ev.type},
+            {"status", o.status},
+            {"batch_id", o.batch_id.empty() ? json(nullptr) : json(o.batch_id)},
+            {"counts", counts},
+            {"duration_ms", int64_t(seconds * 1000)},
+            {"reject_file", o.reject_file.empty() ? json(nullptr) : json(o.reject_file)},
+            {"errors", o.errors}};
+  if (ev.payload.contains("dataset")) r["dataset"] = ev.payload["dataset"];
+  if (ev.payload.contains("job")) r["job"] = ev.payload["job"];
+  for (auto& [k, v] : o.extra.items()) r[k] = v;
+  return r;
+}
+
+/// The pieces one running daemon (or one `ingestd load`) holds.
+class Runtime : public RdKafka::RebalanceCb, public RdKafka::EventCb {
+ public:
+  explicit Runtime(const config::Config& cfg) : cfg_(cfg), log_(logger("runtime")), instance_(instance_id()) {}
+
+  int run();
+  int load(const std::string& file, const std::string& dataset, bool dry_run);
+
+  void rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
+                    std::vector<RdKafka::TopicPartition*>& partitions) override;
+  void event_cb(RdKafka::Event& event) override;
+
+ private:
+  void connect_db();
+  void process(RdKafka::Message& msg);
+  void dead_letter(RdKafka::Message& msg, const Event& ev, const std::string& reason, int attempts,
+                   const std::string& metric_reason);
+  void publish_result(const Event& ev, const Outcome& o, double seconds);
+  Outcome run_handler(const HandlerSpec& spec, const Event& ev, int& attempts, std::string& last_reason);
+  std::string status_json();
+  void keepalive();
+
+  const config::Config& cfg_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::string instance_;
+  Metrics metrics_;
+  std::unique_ptr<EmbeddedBroker> broker_;
+  std::unique_ptr<Producer> producer_;
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
+  std::unique_ptr<pqxx::connection> db_;
+  std::unique_ptr<HttpServer> http_;
+  std::atomic<bool> pg_ok_{false}, kafka_ok_{false}, started_{false};
+  bool watchdog_ = false;
+
+  std::mutex status_mu_;
+  json current_ = nullptr;
+  std::deque<json> recent_;
+  std::vector<std::string> assignment_;
+};
+
+void Runtime::connect_db() {
+  db_.reset();
+  db_ = std::make_unique<pqxx::connection>(cfg_.postgres.url);
+  pg_ok_ = true;
+}
+
+void Runtime::keepalive() {
+  if (watchdog_) sd_notify(0, "WATCHDOG=1");
+  if (producer_) producer_->poll();
+}
+
+void Runtime::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
+                           std::vector<RdKafka::TopicPartition*>& partitions) {
+  if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
+    // Positions come from PostgreSQL, where they were committed with the work (rule 1).
+    std::vector<std::string> names;
+    try {
+      pqxx::read_transaction tx(*db_);
+      const std::string qs = tx.quote_name(cfg_.postgres.bookkeeping_schema);
+      for (auto* tp : partitions) {
+        auto r = tx.exec_params("SELECT next_offset FROM " + qs +
+                                    ".consumer_offsets WHERE group_id = $1 AND topic = $2 AND \"partition\" = $3",
+                                cfg_.kafka.group_id, tp->topic(), tp->partition());
+        if (!r.empty()) tp->set_offset(r[0][0].as<int64_t>());
+        else tp->set_offset(RdKafka::Topic::OFFSET_BEGINNING);
+        names.push_back(tp->topic() + "[" + std::to_string(tp->partition()) + "]@" +
+                        (r.empty() ? std::string("beginning") : std::to_string(r[0][0].as<int64_t>())));
+      }
+    } catch (const std::exception& e) {
+      // Without the stored positions we must not consume: Kafka's own offsets may be behind.
+      log_->error("cannot read consumer offsets from PostgreSQL ({}); assignment postponed", e.what());
+      pg_ok_ = false;
+      for (auto* tp : partitions) tp->set_offset(RdKafka::Topic::OFFSET_INVALID);
+      consumer->assign(partitions);
+      consumer->pause(partitions);
+      return;
+    }
+    log_->info("assigned {}", fmt::join(names, ", "));
+    consumer->assign(partitions);
+    std::lock_guard lk(status_mu_);
+    assignment_ = names;
+  } else {
+    log_->info("partitions revoked");
+    consumer->unassign();
+    std::lock_guard lk(status_mu_);
+    assignment_.clear();
+  }
+}
+
+void Runtime::event_cb(RdKafka::Event& event) {
+  switch (event.type()) {
+    case RdKafka::Event::EVENT_ERROR:
+      if (event.err() == RdKafka::ERR__ALL_BROKERS_DOWN || event.err() == RdKafka::ERR__TRANSPORT) kafka_ok_ = false;
+      log_->warn("kafka: {} ({})", event.str(), RdKafka::err2str(event.err()));
+      break;
+    case RdKafka::Event::EVENT_STATS: {
+      kafka_ok_ = true;
+      auto j = json::parse(event.str(), nullptr, false);
+      if (j.is_discarded() || !j.contains("topics")) break;
+      for (auto& [topic, t] : j["topics"].items()) {
+        if (!t.contains("partitions")) continue;
+        for (auto& [part, p] : t["partitions"].items()) {
+          if (part == "-1" || !p.contains("consumer_lag")) continue;
+          int64_t lag = p["consumer_lag"].get<int64_t>();
+          if (lag >= 0) metrics_.consumer_lag.Add({{"topic", topic}, {"partition", part}}).Set(double(lag));
+        }
+      }
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+void Runtime::publish_result(const Event& ev, const Outcome& o, double seconds) {
+  json r = result_json(ev, o, seconds);
+  {
+    std::lock_guard lk(status_mu_);
+    recent_.push_front(r);
+    if (recent_.size() > 20) recent_.pop_back();
+  }
+  if (!producer_) {
+    std::cout << r.dump(2) << std::endl;
+    return;
+  }
+  try {
+    producer_->send(cfg_.kafka.topics.results, ev.event_id, r.dump());
+  } catch (const std::exception& e) {
+    log_->error("result for event {} not published: {}", ev.event_id, e.what());
+  }
+}
+
+void Runtime::dead_letter(RdKafka::Message& msg, const Event& ev, const std::string& reason, int attempts,
+                          const std::string& metric_reason) {
+  log_->warn("dead-lettering {}[{}]@{}: {}", msg.topic_name(), msg.partition(), msg.offset(), reason);
+  std::string key = msg.key() ? *msg.key() : "";
+  std::string payload(static_cast<const char*>(msg.payload()), msg.len());
+  try {
+    producer_->send(cfg_.kafka.topics.dead_letter, key, payload,
+                    {{"error", reason},
+                     {"attempts", std::to_string(attempts)},
+                     {"source_topic", msg.topic_name()},
+                     {"source_partition", std::to_string(msg.partition())},
+                     {"source_offset", std::to_string(msg.offset())}});
+  } catch (const std::exception& e) {
+    // Not acknowledged: do not store the offset, the event comes back after a restart.
+    log_->error("dead letter not published ({}); the event stays unconsumed", e.what());
+    throw;
+  }
+  metrics_.dead_letter(metric_reason);
+  Outcome o;
+  o.status = "failed";
+  o.errors.push_back(reason);
+  pqxx::work tx(*db_);
+  const std::string qs = tx.quote_name(cfg_.postgres.bookkeeping_schema);
+  if (!ev.event_id.empty()) {
+    tx.exec_params("INSERT INTO " + qs + ".events (event_id, topic, \"partition\", \"offset\", type, status, attempts, "
+                   "last_error, finished_at) VALUES ($1, $2, $3, $4, $5, 'dead_letter', $6, $7, now()) "
+                   "ON CONFLICT (event_id) DO UPDATE SET status = 'dead_letter', attempts = excluded.attempts, "
+                   "last_error = excluded.last_error, finished_at = now()",
+                   ev.event_id, ev.topic, ev.partition, ev.offset, ev.type, attempts, reason);
+  }
+  InboxCommit::write_offset(tx, qs, cfg_.kafka.group_id, ev.topic, ev.partition, ev.offset + 1);
+  tx.commit();
+  if (!ev.event_id.empty()) publish_result(ev, o, 0);
+}
+
+Outcome Runtime::run_handler(const HandlerSpec& spec, const Event& ev, int& attempts, std::string& last_reason) {
+  for (;;) {
+    ++attempts;
+    InboxCommit commit(cfg_, ev, attempts);
+    Outcome o;
+    std::string metric_reason;
+    try {
+      if (!db_ || !db_->is_open()) connect_db();
+      Services s{cfg_, metrics_, *db_, instance_, g_stop, [this] { keepalive(); }};
+      o = spec.handle(ev, s, commit);
+    } catch (const pqxx::broken_connection& e) {
+      pg_ok_ = false;
+      o.kind = Outcome::Kind::Retry;
+      o.reason = std::string("lost connection to PostgreSQL: ") + e.what();
+      metric_reason = "connection";
+      db_.reset();
+    } catch (const pqxx::transaction_rollback& e) {
+      o.kind = Outcome::Kind::Retry;
+      o.reason = std::string("transaction rolled back: ") + e.what();
+      metric_reason = "serialization";
+    } catch (const pqxx::in_doubt_error& e) {
+      log_->critical("commit outcome unknown for event {}: {}", ev.event_id, e.what());
+      o.kind = Outcome::Kind::Retry;
+      o.reason = std::string("commit outcome unknown: ") + e.what();
+      metric_reason = "in_doubt";
+      db_.reset();
+    } catch (const std::exception& e) {
+      o = Outcome{};
+      o.status = "failed";
+      o.errors.push_back(e.what());
+      log_->error("event {} failed: {}", ev.event_id, e.what());
+    }
+    if (o.kind != Outcome::Kind::Retry) return o;
+    last_reason = o.reason;
+    if (metric_reason.empty()) metric_reason = "busy";
+    metrics_.retry(metric_reason);
+    if (attempts >= cfg_.processing.max_attempts) return o;
+    double delay = std::min(30.0, cfg_.processing.retry_base_seconds * double(1 << std::min(attempts - 1, 10)));
+    log_->warn("event {}: {} (attempt {}/{}, retrying in {:.1f}s)", ev.event_id, o.reason, attempts,
+               cfg_.processing.max_attempts, delay);
+    auto until = Clock::now() + std::chrono::duration<double>(delay);
+    while (Clock::now() < until && !g_stop) {
+      keepalive();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (g_stop) {
+      Outcome i;
+      i.kind = Outcome::Kind::Interrupted;
+      return i;
+    }
+  }
+}
+
+void Runtime::process(RdKafka::Message& msg) {
+  const auto t0 = Clock::now();
+  Event ev;
+  ev.topic = msg.topic_name();
+  ev.partition = msg.partition();
+  ev.offset = msg.offset();
+  std::string payload(static_cast<const char*>(msg.payload()), msg.len());
+  std::string topic_key = ev.topic == cfg_.kafka.topics.files ? "files" : "jobs";
+  auto dlq = [&](const std::string& reason, const std::string& metric) {
+    dead_letter(msg, ev, reason, 0, metric);
+    metrics_.event(ev.topic, "dead_letter");
+    consumer_->commitAsync(&msg);
+  };
+  if (msg.len() > 1024 * 1024) return dlq("event is " + std::to_string(msg.len()) + " bytes; the limit is 1 MiB", "too_large");
+  try {
+    ev.payload = json::parse(payload);
+  } catch (const json::parse_error& e) {
+    return dlq(std::string("malformed JSON: ") + e.what(), "malformed");
+  }
+  if (!ev.payload.is_object()) return dlq("event is not a JSON object", "malformed");
+  if (ev.payload.contains("event_id") && ev.payload["event_id"].is_string())
+    ev.event_id = ev.payload["event_id"].get<std::string>();
+  if (!ev.payload.contains("type") || !ev.payload["type"].is_string())
+    return dlq("missing required field type", "missing_field");
+  ev.type = ev.payload["type"].get<std::string>();
+  const HandlerSpec* spec = nullptr;
+  for (const auto& h : handler_registry())
+    if (h.type == ev.type) spec = &h;
+  if (!spec) return dlq("unknown event type " + ev.type, "unknown_type");
+  if (spec->topic_key != topic_key) return dlq("event type " + ev.type + " does not belong on topic " + ev.topic, "wrong_topic");
+  for (const auto& f : spec->required_strings) {
+    if (!ev.payload.contains(f)) return dlq("missing required field " + f, "missing_field");
+    if (!ev.payload[f].is_string() || ev.payload[f].get<std::string>().empty())
+      return dlq("field " + f + " must be a non-empty string", "wrong_type");
+  }
+  if (auto why = validate_event(cfg_, ev); !why.empty())
+    return dlq(why, why.rfind("unknown", 0) == 0 ? "unknown_target" : "wrong_type");
+
+  // Inbox: a redelivered or republished event that already ended changes nothing.
+  {
+    pqxx::work tx(*db_);
+    const std::string qs = tx.quote_name(cfg_.postgres.bookkeeping_schema);
+    auto r = tx.exec_params("SELECT status, batch_id::text FROM " + qs + ".events WHERE event_id = $1 FOR UPDATE",
+                            ev.event_id);
+    if (!r.empty() && terminal(r[0][0].as<std::string>())) {
+      Outcome o;
+      o.status = "duplicate";
+      o.batch_id = r[0][1].is_null() ? "" : r[0][1].as<std::string>();
+      o.extra["original_status"] = r[0][0].as<std::string>();
+      o.extra["reason"] = "event " + ev.event_id + " was already processed";
+      InboxCommit::write_offset(tx, qs, cfg_.kafka.group_id, ev.topic, ev.partition, ev.offset + 1);
+      tx.commit();
+      publish_result(ev, o, 0);
+      metrics_.event(ev.topic, "duplicate");
+      consumer_->commitAsync(&msg);
+      return;
+    }
+    if (r.empty())
+      tx.exec_params("INSERT INTO " + qs + ".events (event_id, topic, \"partition\", \"offset\", type, payload, status) "
+                     "VALUES ($1, $2, $3, $4, $5, $6::jsonb, 'processing')",
+                     ev.event_id, ev.topic, ev.partition, ev.offset, ev.type, payload);
+    tx.commit();
+  }
+  {
+    std::lock_guard lk(status_mu_);
+    current_ = {{"event_id", ev.event_id},
+                {"type", ev.type},
+                {"target", ev.payload.value("dataset", ev.payload.value("job", ""))},
+                {"started_at_unix", std::time(nullptr)}};
+  }
+  metrics_.batches_running.Add({}).Increment();
+  int attempts = 0;
+  std::string last_reason;
+  Outcome o = run_handler(*spec, ev, attempts, last_reason);
+  metrics_.batches_running.Add({}).Decrement();
+  {
+    std::lock_guard lk(status_mu_);
+    current_ = nullptr;
+  }
+  if (o.kind == Outcome::Kind::Interrupted) {
+    log_->info("event {} interrupted by shutdown; it resumes from its checkpoint on the next start", ev.event_id);
+    return;
+  }
+  if (o.kind == Outcome::Kind::Retry) {
+    dead_letter(msg, ev, "gave up after " + std::to_string(attempts) + " attempts: " + last_reason, attempts,
+                "attempts_exhausted");
+    metrics_.event(ev.topic, "dead_letter");
+    consumer_->commitAsync(&msg);
+    return;
+  }
+  if (!o.committed) {
+    pqxx::work tx(*db_);
+    InboxCommit(cfg_, ev, attempts).write(tx, o);
+    tx.commit();
+  }
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  publish_result(ev, o, secs);
+  const std::string target = ev.payload.value("dataset", ev.payload.value("job", ""));
+  metrics_.event(ev.topic, o.status);
+  for (const auto& [entity, c] : o.counts) {
+    metrics_.rows_add(target, entity, "inserted", double(c.inserted));
+    metrics_.rows_add(target, entity, "updated", double(c.updated));
+    metrics_.rows_add(target, entity, "unchanged", double(c.unchanged));
+    metrics_.rows_add(target, entity, "rejected", double(c.rejected));
+    metrics_.rows_add(target, entity, "review", double(c.review));
+    for (const auto& [tier, n] : c.tier_matches)
+      metrics_.identity_matches.Add({{"dataset", target}, {"entity", entity}, {"tier", std::to_string(tier)}})
+          .Increment(double(n));
+  }
+  if (o.status == "completed" || o.status == "completed_with_rejects") {
+    metrics_.last_success.Add({{"dataset", target}}).SetToCurrentTime();
+    static const prometheus::Histogram::BucketBoundaries b{0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600};
+    metrics_.batch_duration.Add({{"dataset", target}}, b).Observe(secs);
+  }
+  log_->info("event {} ({} {}): {} in {:.2f}s", ev.event_id, ev.type, target, o.status, secs);
+  consumer_->commitAsync(&msg);
+}
+
+std::string Runtime::status_json() {
+  std::lock_guard lk(status_mu_);
+  json s = {{"instance", instance_},
+            {"ready", pg_ok_ && kafka_ok_ && started_},
+            {"running", current_.is_null() ? json::array() : json::array({current_})},
+            {"recent", json(std::vector<json>(recent_.begin(), recent_.end()))},
+            {"assignment", assignment_}};
+  return s.dump(2);
+}
+
+int Runtime::run() {
+  if (sd_notify(0, "STATUS=starting") > 0) log_->info("running under systemd");
+  uint64_t wd_usec = 0;
+  watchdog_ = sd_watchdog_enabled(0, &wd_usec) > 0;
+
+  http_ = std::make_unique<HttpServer>(cfg_.http.listen,
+                                       HttpEndpoints{[this] { return metrics_.serialize(); },
+                                                     [this] { return bool(pg_ok_ && kafka_ok_ && started_); },
+                                                     [this] { return status_json(); }});
+  log_->info("http listening on port {}", http_->port());
+
+  connect_db();
+  migrate_schema(*db_, cfg_.postgres.bookkeeping_schema);
+
+  std::string brokers = cfg_.kafka.brokers;
+  std::string addr_file;
+  if (brokers == "embedded") {
+    const auto& t = cfg_.kafka.topics;
+    broker_ = std::make_unique<EmbeddedBroker>(1, std::vector<std::string>{t.files, t.jobs, t.results, t.dead_letter},
+                                                cfg_.kafka.embedded_partitions);
+    brokers = broker_->bootstrap();
+    addr_file = embedded_address_file(cfg_);
+    std::ofstream(addr_file) << brokers << "\n";
+    log_->warn("kafka.brokers is 'embedded': librdkafka's mock cluster at {} (address in {}); for demos and tests only",
+               brokers, addr_file);
+  }
+  producer_ = std::make_unique<Producer>(cfg_, brokers);
+  auto conf = kafka_conf(cfg_, brokers);
+  std::string err;
+  conf->set("group.id", cfg_.kafka.group_id, err);
+  conf->set("enable.auto.commit", "false", err);
+  conf->set("enable.auto.offset.store", "false", err);
+  conf->set("auto.offset.reset", "earliest", err);
+  conf->set("statistics.interval.ms", "5000", err);
+  if (!cfg_.kafka.properties.count("max.poll.interval.ms")) conf->set("max.poll.interval.ms", "3600000", err);
+  conf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(this), err);
+  conf->set("event_cb", static_cast<RdKafka::EventCb*>(this), err);
+  consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
+  if (!consumer_) throw std::runtime_error("kafka consumer: " + err);
+  auto sub = consumer_->subscribe({cfg_.kafka.topics.files, cfg_.kafka.topics.jobs});
+  if (sub != RdKafka::ERR_NO_ERROR) throw std::runtime_error("kafka subscribe: " + RdKafka::err2str(sub));
+  kafka_ok_ = true;
+  started_ = true;
+  sd_notify(0, "READY=1\nSTATUS=consuming");
+  log_->info("ingestd {} ready: group {}, topics {} and {}", INGESTD_VERSION, cfg_.kafka.group_id,
+             cfg_.kafka.topics.files, cfg_.kafka.topics.jobs);
+
+  while (!g_stop) {
+    keepalive();
+    std::unique_ptr<RdKafka::Message> msg(consumer_->consume(500));
+    if (!msg) continue;
+    if (msg->err() == RdKafka::ERR__TIMED_OUT || msg->err() == RdKafka::ERR__PARTITION_EOF) continue;
+    if (msg->err() != RdKafka::ERR_NO_ERROR) {
+      log_->warn("consume: {}", msg->errstr());
+      continue;
+    }
+    kafka_ok_ = true;
+    try {
+      if (!db_ || !db_->is_open()) connect_db();
+      process(*msg);
+      pg_ok_ = true;
+    } catch (const std::exception& e) {
+      // The event's offset was not stored: rewind so it is read again once things recover.
+      pg_ok_ = false;
+      log_->error("event at {}[{}]@{} not processed: {}; retrying", msg->topic_name(), msg->partition(), msg->offset(),
+                  e.what());
+      metrics_.retry("infrastructure");
+      std::unique_ptr<RdKafka::TopicPartition> tp(
+          RdKafka::TopicPartition::create(msg->topic_name(), msg->partition(), msg->offset()));
+      consumer_->seek(*tp, 1000);
+      db_.reset();
+      for (int i = 0; i < 20 && !g_stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  sd_notify(0, "STOPPING=1\nSTATUS=stopping");
+  log_->info("shutting down: closing the consumer");
+  consumer_->close();
+  consumer_.reset();
+  producer_.reset();
+  broker_.reset();
+  if (!addr_file.empty()) std::filesystem::remove(addr_file);
+  http_.reset();
+  log_->info("stopped");
+  return 0;
+}
+
+int Runtime::load(const std::string& file, const std::string& dataset, bool dry_run) {
+  connect_db();
+  migrate_schema(*db_, cfg_.postgres.bookkeeping_schema);
+  Event ev;
+  ev.event_id = "cli-load-" + instance_ + "-" + std::to_string(std::time(nullptr));
+  ev.type = "file.arrived";
+  ev.topic = "cli";
+  std::error_code ec;
+  auto abs = std::filesystem::absolute(file, ec).string();
+  ev.payload = {{"event_id", ev.event_id}, {"type", ev.type}, {"dataset", dataset}, {"uri", abs},
+                {"dry_run", dry_run}, {"submitted_by", "cli"}};
+  if (auto why = validate_event(cfg_, ev); !why.empty()) {
+    std::cerr << "ingestd load: " << why << "\n";
+    return 2;
+  }
+  {
+    pqxx::work tx(*db_);
+    tx.exec_params("INSERT INTO " + tx.quote_name(cfg_.postgres.bookkeeping_schema) +
+                       ".events (event_id, topic, \"partition\", \"offset\", type, payload, status) VALUES ($1, 'cli', -1, -1, "
+                       "$2, $3::jsonb, 'processing')",
+                   ev.event_id, ev.type, ev.payload.dump());
+    tx.commit();
+  }
+  // The operator names the file by hand: its own directory is an allowed root for this run.
+  config::Config local = cfg_;
+  local.files.allowed_roots.push_back(std::filesystem::path(abs).parent_path().string());
+  Runtime inner(local);
+  inner.db_ = std::move(db_);
+  const HandlerSpec* spec = nullptr;
+  for (const auto& h : handler_registry())
+    if (h.type == ev.type) spec = &h;
+  const auto t0 = Clock::now();
+  int attempts = 0;
+  std::string reason;
+  Outcome o = inner.run_handler(*spec, ev, attempts, reason);
+  if (o.kind != Outcome::Kind::Done) {
+    std::cerr << "ingestd load: " << (reason.empty() ? "interrupted" : reason) << "\n";
+    return 1;
+  }
+  if (!o.committed) {
+    pqxx::work tx(*inner.db_);
+    InboxCommit(local, ev, attempts).write(tx, o);
+    tx.commit();
+  }
+  std::cout << result_json(ev, o, std::chrono::duration<double>(Clock::now() - t0).count()).dump(2) << std::endl;
+  return o.status == "failed" ? 1 : 0;
+}
+
+}  // namespace
+
+void request_stop() { g_stop = true; }
+
+int run_daemon(const config::Config& cfg) {
+  Runtime rt(cfg);
+  return rt.run();
+}
+
+int run_load(const config::Config& cfg, const std::string& file, const std::string& dataset, bool dry_run) {
+  Runtime rt(cfg);
+  return rt.load(file, dataset, dry_run);
+}
+
+void prepare_database(const config::Config& cfg) {
+  pqxx::connection c(cfg.postgres.url);
+  migrate_schema(c, cfg.postgres.bookkeeping_schema);
+}
+
+}  // namespace ingestd

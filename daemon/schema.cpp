@@ -1,0 +1,60 @@
+#include "daemon/schema.hpp"
+
+#include <iomanip>
+#include <sstream>
+
+#include <openssl/evp.h>
+#include <spdlog/spdlog.h>
+
+namespace ingestd {
+namespace {
+
+std::string sha256_hex(const std::string& s) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(s.data(), s.size(), md, &len, EVP_sha256(), nullptr);
+  std::ostringstream o;
+  for (unsigned i = 0; i < len; ++i) o << std::hex << std::setw(2) << std::setfill('0') << int(md[i]);
+  return o.str();
+}
+
+std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+  for (size_t p = 0; (p = s.find(from, p)) != std::string::npos; p += to.size()) s.replace(p, from.size(), to);
+  return s;
+}
+
+}  // namespace
+
+void migrate_schema(pqxx::connection& conn, const std::string& schema) {
+  auto log = spdlog::get("schema");
+  pqxx::work tx(conn);
+  // One lock id for all instances of the cluster: the second instance waits here until the
+  // first has committed, then finds nothing left to apply.
+  tx.exec("SELECT pg_advisory_xact_lock(hashtext('ingestd:migrations'))");
+  const std::string qs = tx.quote_name(schema);
+  tx.exec("CREATE SCHEMA IF NOT EXISTS " + qs);
+  tx.exec("CREATE TABLE IF NOT EXISTS " + qs +
+          ".schema_migrations (version int PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, "
+          "applied_at timestamptz NOT NULL DEFAULT now())");
+  auto applied = tx.exec("SELECT version, name, checksum FROM " + qs + ".schema_migrations");
+  for (const auto& m : schema_migrations()) {
+    const std::string sum = sha256_hex(m.sql);
+    bool done = false;
+    for (const auto& row : applied) {
+      if (row[0].as<int>() != m.version) continue;
+      done = true;
+      if (row[2].as<std::string>() != sum)
+        throw std::runtime_error("schema migration " + std::to_string(m.version) + "_" + m.name +
+                                 " was changed after it was applied to " + schema +
+                                 " (checksum differs); restore the released file or migrate by hand");
+    }
+    if (done) continue;
+    if (log) log->info("applying schema migration {:03d}_{}", m.version, m.name);
+    tx.exec(replace_all(m.sql, "{{schema}}", qs));
+    tx.exec_params("INSERT INTO " + qs + ".schema_migrations (version, name, checksum) VALUES ($1,$2,$3)",
+                   m.version, m.name, sum);
+  }
+  tx.commit();
+}
+
+}  // namespace ingestd

@@ -1,0 +1,613 @@
+#include "handlers/engine/loader.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <numeric>
+#include <set>
+#include <unordered_map>
+
+#include <spdlog/spdlog.h>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#include <pqxx/tablewriter>
+#pragma GCC diagnostic pop
+
+#include "handlers/engine/csv_reader.hpp"
+#include "handlers/engine/identity.hpp"
+#include "handlers/engine/normalize.hpp"
+#include "handlers/engine/sql.hpp"
+
+namespace ingestd::engine {
+namespace {
+
+using config::Entity;
+using config::Field;
+using config::MergePolicy;
+
+/// One row of the chunk: its values per entity and field, already normalized and typed.
+struct Row {
+  int64_t number = 0;
+  std::string raw;
+  std::vector<std::vector<std::optional<std::string>>> values;  // [entity][field]
+  std::vector<std::vector<std::optional<std::string>>> keys;    // [entity][field]
+  std::vector<std::optional<std::string>> record_ids;           // [entity], after resolution
+  std::vector<bool> in_review;                                  // [entity]
+  bool rejected = false;
+};
+
+struct RowError {
+  int64_t row;
+  std::string field, code, message, raw;
+};
+
+/// How one entity lands in its table: the config plus what the catalog says.
+struct EntityPlan {
+  const Entity* cfg = nullptr;
+  size_t index = 0;
+  TableInfo table;
+  std::vector<int> source_index;   // [field] CSV column index, -1 = absent
+  std::vector<int> ref_entity;     // [field] referenced entity index, -1 = none
+  std::vector<std::vector<int>> tiers;  // field indexes per tier
+  bool referenced_later = false;
+};
+
+std::string csv_quote(const std::string& s) {
+  std::string o = "\"";
+  for (char c : s) {
+    if (c == '"') o += '"';
+    o += c;
+  }
+  return o + "\"";
+}
+
+class RejectWriter {
+ public:
+  RejectWriter(std::string path, char delim) : path_(std::move(path)), delim_(delim) {}
+  void open(const std::string& header_raw, bool truncate) {
+    std::filesystem::create_directories(std::filesystem::path(path_).parent_path());
+    out_.open(path_, truncate ? std::ios::trunc : std::ios::app);
+    if (!out_) throw BatchError("cannot write reject file " + path_);
+    if (truncate) out_ << header_raw << delim_ << "_ingestd_row" << delim_ << "_ingestd_error\n";
+  }
+  void write(int64_t row, const std::string& raw, const std::string& reason) {
+    out_ << raw << delim_ << row << delim_ << csv_quote(reason) << '\n';
+  }
+  void flush() { out_.flush(); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  char delim_;
+  std::ofstream out_;
+};
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+std::string trim(const std::string& s) {
+  size_t b = s.find_first_not_of(" \t\r\n"), e = s.find_last_not_of(" \t\r\n");
+  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
+}
+
+
+EntityCounts counts_from_json(const nlohmann::json& j) {
+  EntityCounts c;
+  c.inserted = j.value("inserted", int64_t{0});
+  c.updated = j.value("updated", int64_t{0});
+  c.unchanged = j.value("unchanged", int64_t{0});
+  c.rejected = j.value("rejected", int64_t{0});
+  c.review = j.value("review", int64_t{0});
+  if (j.contains("matched_by_tier"))
+    for (auto& [k, v] : j["matched_by_tier"].items()) c.tier_matches[std::stoi(k)] = v.get<int64_t>();
+  return c;
+}
+
+/// The load of one file: owns the reader, the plans and the running totals.
+class CsvLoad {
+ public:
+  CsvLoad(pqxx::connection& conn, const LoadRequest& req, Services& svc)
+      : conn_(conn), req_(req), svc_(svc), ds_(*req.dataset), rejects_(req.reject_path, req.csv.delimiter) {
+    log_ = spdlog::get("engine");
+    if (!log_) log_ = spdlog::default_logger();
+  }
+
+  LoadResult run(const FinalStep& final_step);
+
+ private:
+  void plan(const std::vector<std::string>& header);
+  void build_row(CsvRecord& rec, int64_t number, std::vector<Row>& chunk);
+  void commit_chunk(pqxx::transaction_base& tx, std::vector<Row>& chunk, bool final, const FinalStep& final_step);
+  void process_rows(pqxx::transaction_base& tx, std::vector<Row*> rows, std::map<std::string, EntityCounts>& out);
+  void run_entities(pqxx::transaction_base& tx, const std::vector<Row*>& rows,
+                    std::map<std::string, EntityCounts>& out);
+  void reject(Row& row, const std::string& field, const std::string& code, const std::string& message);
+  void restore_progress(pqxx::transaction_base& tx);
+  void regenerate_rejects(pqxx::transaction_base& tx, const std::string& header_raw);
+
+  pqxx::connection& conn_;
+  const LoadRequest& req_;
+  Services& svc_;
+  const config::Dataset& ds_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::vector<EntityPlan> plans_;
+  RejectWriter rejects_;
+  std::vector<RowError> pending_errors_;
+  LoadResult result_;
+  int64_t last_row_ = 0;
+  uint64_t bytes_ = 0;
+  size_t header_width_ = 0;
+};
+
+void CsvLoad::plan(const std::vector<std::string>& header) {
+  std::unordered_map<std::string, int> exact, folded;
+  for (size_t i = 0; i < header.size(); ++i) {
+    exact.emplace(trim(header[i]), int(i));
+    folded.emplace(lower(trim(header[i])), int(i));
+  }
+  pqxx::read_transaction tx(conn_);
+  std::vector<std::string> problems;
+  for (size_t e = 0; e < ds_.entities.size(); ++e) {
+    const Entity& ent = ds_.entities[e];
+    EntityPlan p;
+    p.cfg = &ent;
+    p.index = e;
+    p.table = describe_table(tx, ent.table);
+    if (!p.table.exists) {
+      problems.push_back("dataset " + ds_.name + ", entity " + ent.name + ": table " + ent.table + " does not exist");
+      plans_.push_back(std::move(p));
+      continue;
+    }
+    for (const Field& f : ent.fields) {
+      int idx = -1, ref = -1;
+      if (f.ref) {
+        for (size_t k = 0; k < e; ++k)
+          if (ds_.entities[k].name == *f.ref) ref = int(k);
+      } else {
+        for (const auto& name : f.from) {
+          if (auto it = exact.find(name); it != exact.end()) { idx = it->second; break; }
+          if (auto it = folded.find(lower(name)); it != folded.end()) { idx = it->second; break; }
+        }
+        if (idx < 0 && f.required) {
+          std::string looked;
+          for (auto& n : f.from) looked += (looked.empty() ? "'" : ", '") + n + "'";
+          throw BatchError("missing required column " + looked + " for field " + ent.name + "." + f.name +
+                           " of dataset " + ds_.name);
+        }
+        if (idx < 0 && !f.from.empty())
+          log_->warn("dataset {}: column '{}' for field {}.{} is not in the file; the field stays empty", ds_.name,
+                     f.from.front(), ent.name, f.name);
+      }
+      if (!p.table.column_types.count(f.column))
+        problems.push_back("dataset " + ds_.name + ", field " + ent.name + "." + f.name + ": column " + ent.table +
+                           "." + f.column + " does not exist");
+      p.source_index.push_back(idx);
+      p.ref_entity.push_back(ref);
+    }
+    for (auto& [col, v] : ent.on_insert)
+      if (!p.table.column_types.count(col))
+        problems.push_back("dataset " + ds_.name + ", entity " + ent.name + ".on_insert: column " + ent.table + "." +
+                           col + " does not exist");
+    for (auto& [col, v] : ent.on_update)
+      if (!p.table.column_types.count(col))
+        problems.push_back("dataset " + ds_.name + ", entity " + ent.name + ".on_update: column " + ent.table + "." +
+                           col + " does not exist");
+    if (!p.table.column_types.count(ent.id_column))
+      problems.push_back("dataset " + ds_.name + ", entity " + ent.name + ": id column " + ent.table + "." +
+                         ent.id_column + " does not exist");
+    else if (p.table.id_default.empty())
+      problems.push_back("dataset " + ds_.name + ", entity " + ent.name + ": id column " + ent.table + "." +
+                         ent.id_column + " has no default or sequence to fill it");
+    for (const auto& tier : ent.identity) {
+      std::vector<int> t;
+      for (const auto& fname : tier)
+        for (size_t k = 0; k < ent.fields.size(); ++k)
+          if (ent.fields[k].name == fname) t.push_back(int(k));
+      p.tiers.push_back(t);
+    }
+    for (size_t k = 0; k < e; ++k)
+      for (const Field& f : ent.fields)
+        if (f.ref && *f.ref == ds_.entities[k].name) plans_[k].referenced_later = true;
+    plans_.push_back(std::move(p));
+  }
+  if (!problems.empty()) {
+    std::string msg;
+    for (auto& s : problems) msg += (msg.empty() ? "" : "; ") + s;
+    throw BatchError(msg);
+  }
+  result_.entity_order.clear();
+  for (auto& e : ds_.entities) {
+    result_.entity_order.push_back(e.name);
+    result_.counts.emplace(e.name, EntityCounts{});
+  }
+}
+
+void CsvLoad::reject(Row& row, const std::string& field, const std::string& code, const std::string& message) {
+  if (!row.rejected) ++result_.rows_rejected;
+  row.rejected = true;
+  pending_errors_.push_back({row.number, field, code, message, row.raw});
+  if (result_.first_errors.size() < 10)
+    result_.first_errors.push_back("row " + std::to_string(row.number) + (field.empty() ? "" : ", " + field) + ": " +
+                                   message);
+}
+
+void CsvLoad::build_row(CsvRecord& rec, int64_t number, std::vector<Row>& chunk) {
+  Row& row = chunk.emplace_back();
+  row.number = number;
+  row.raw = std::move(rec.raw);
+  if (rec.invalid_utf8) {
+    reject(row, "", "invalid_encoding", "row is not valid UTF-8 (set csv.encoding or options.encoding)");
+    return;
+  }
+  if (rec.fields.size() != header_width_) {
+    reject(row, "", "ragged_row",
+           "row has " + std::to_string(rec.fields.size()) + " fields, the header has " + std::to_string(header_width_));
+    return;
+  }
+  row.values.resize(plans_.size());
+  row.keys.resize(plans_.size());
+  row.record_ids.resize(plans_.size());
+  row.in_review.assign(plans_.size(), false);
+  for (size_t e = 0; e < plans_.size(); ++e) {
+    const EntityPlan& p = plans_[e];
+    const auto& fields = p.cfg->fields;
+    row.values[e].resize(fields.size());
+    row.keys[e].resize(fields.size());
+    for (size_t k = 0; k < fields.size(); ++k) {
+      const Field& f = fields[k];
+      if (p.ref_entity[k] >= 0) continue;  // filled after the referenced entity resolves
+      int idx = p.source_index[k];
+      if (idx < 0) {
+        if (f.required) reject(row, f.name, "required", "required field " + p.cfg->name + "." + f.name + " is missing");
+        continue;
+      }
+      const std::string& raw = rec.fields[size_t(idx)];
+      Normalized n = normalize(f.normalize, raw);
+      std::string col = f.from.empty() ? f.name : f.from.front();
+      if (!n.error.empty()) {
+        reject(row, col, "invalid_value", n.error + ": \"" + raw + "\"");
+        continue;
+      }
+      Parsed parsed = parse_typed(f.type, f.formats, n.value);
+      if (!parsed.error.empty()) {
+        reject(row, col, "invalid_value", parsed.error);
+        continue;
+      }
+      if (f.required && !parsed.value) {
+        reject(row, col, "required", "required field " + p.cfg->name + "." + f.name + " (column " + col + ") is empty");
+        continue;
+      }
+      row.values[e][k] = std::move(parsed.value);
+      if (row.values[e][k]) row.keys[e][k] = n.key ? n.key : row.values[e][k];
+    }
+  }
+  if (row.rejected) {
+    row.values.clear();
+    row.keys.clear();
+  }
+}
+
+void CsvLoad::run_entities(pqxx::transaction_base& tx, const std::vector<Row*>& rows,
+                           std::map<std::string, EntityCounts>& out) {
+  for (EntityPlan& p : plans_) {
+    const size_t e = p.index;
+    const auto& fields = p.cfg->fields;
+    std::vector<Row*> part;
+    std::vector<Row*> blocked;  // its referenced record is in review: it waits with it
+    for (Row* r : rows) {
+      bool any = false, ref_review = false;
+      for (size_t k = 0; k < fields.size(); ++k) {
+        if (p.ref_entity[k] >= 0) {
+          size_t re = size_t(p.ref_entity[k]);
+          if (r->in_review[re]) ref_review = true;
+          r->values[e][k] = r->record_ids[re];
+          r->keys[e][k] = r->record_ids[re];
+        } else if (r->values[e][k]) {
+          any = true;
+        }
+      }
+      if (!any) continue;
+      if (ref_review) {
+        blocked.push_back(r);
+        continue;
+      }
+      part.push_back(r);
+    }
+    EntityCounts& c = out[p.cfg->name];
+    c.review += int64_t(blocked.size());
+    for (Row* r : blocked) r->in_review[e] = true;
+    if (part.empty()) continue;
+
+    // Rows of this chunk that are the same record become one group before the database
+    // sees them (rule 6 inside a chunk); the database then matches groups, not rows.
+    std::vector<std::vector<std::optional<std::string>>> tier_keys(part.size());
+    for (size_t i = 0; i < part.size(); ++i) tier_keys[i] = composite_keys(part[i]->keys[e], p.tiers);
+    Grouping g = group_rows(tier_keys, p.tiers.size());
+
+    EntitySql sql(tx, p.table, *p.cfg, req_.bookkeeping_schema, req_.batch_id, req_.vars);
+    sql.create_staging();
+    {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+      auto cols = sql.staging_columns();
+      pqxx::tablewriter w(tx, "pg_temp.ingestd_stg", cols.begin(), cols.end());
+      std::string line;
+      for (size_t i = 0; i < part.size(); ++i) {
+        line.clear();
+        line += std::to_string(part[i]->number);
+        line += '\t';
+        line += std::to_string(g.group[i]);
+        line += '\t';
+        if (g.join_tier[i] > 0) line += std::to_string(g.join_tier[i]); else line += "\\N";
+        for (size_t k = 0; k < fields.size(); ++k) {
+          line += '\t';
+          append_copy_value(line, part[i]->values[e][k]);
+        }
+        for (size_t t = 0; t < p.tiers.size(); ++t) {
+          line += '\t';
+          append_copy_value(line, tier_keys[i][t]);
+        }
+        w.write_raw_line(line);
+      }
+      w.complete();
+#pragma GCC diagnostic pop
+    }
+    EntityCounts ec = sql.resolve_and_merge();
+    c += ec;
+    if (p.referenced_later) {
+      std::unordered_map<int64_t, Row*> by_number;
+      for (Row* r : part) by_number[r->number] = r;
+      for (const auto& [num, rid, review] : sql.row_records()) {
+        Row* r = by_number[num];
+        if (review) r->in_review[e] = true;
+        else r->record_ids[e] = rid;
+      }
+    }
+    sql.drop_staging();
+  }
+}
+
+void CsvLoad::process_rows(pqxx::transaction_base& tx, std::vector<Row*> rows,
+                           std::map<std::string, EntityCounts>& out) {
+  if (rows.empty()) return;
+  std::map<std::string, EntityCounts> local;
+  bool refused = false;
+  try {
+    pqxx::subtransaction sub(dynamic_cast<pqxx::dbtransaction&>(tx), "ingestd_chunk");
+    run_entities(sub, rows, local);
+    sub.commit();
+  } catch (const pqxx::data_exception&) {
+    refused = true;
+  } catch (const pqxx::integrity_constraint_violation&) {
+    refused = true;
+  }
+  if (!refused) {
+    for (auto& [k, v] : local) out[k] += v;
+    return;
+  }
+  // A value the database refuses (a constraint, a too-long string) must sink only its own
+  // row: split until the culprit is alone, then reject it with the database's message.
+  if (rows.size() == 1) {
+    Row& r = *rows[0];
+    std::string msg;
+    try {
+      pqxx::subtransaction sub(dynamic_cast<pqxx::dbtransaction&>(tx), "ingestd_row");
+      std::map<std::string, EntityCounts> tmp;
+      run_entities(sub, rows, tmp);
+      sub.commit();
+      for (auto& [k, v] : tmp) out[k] += v;
+      return;
+    } catch (const pqxx::sql_error& ex) {
+      msg = ex.what();
+      while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+      if (auto nl = msg.find('\n'); nl != std::string::npos) msg = msg.substr(0, nl);
+    }
+    for (auto& s : r.record_ids) s.reset();
+    reject(r, "", "database", msg);
+    return;
+  }
+  for (Row* r : rows) {
+    for (auto& s : r->record_ids) s.reset();
+    std::fill(r->in_review.begin(), r->in_review.end(), false);
+  }
+  size_t half = rows.size() / 2;
+  process_rows(tx, std::vector<Row*>(rows.begin(), rows.begin() + long(half)), out);
+  process_rows(tx, std::vector<Row*>(rows.begin() + long(half), rows.end()), out);
+}
+
+void CsvLoad::commit_chunk(pqxx::transaction_base& tx, std::vector<Row>& chunk, bool final,
+                           const FinalStep& final_step) {
+  std::vector<Row*> good;
+  for (Row& r : chunk)
+    if (!r.rejected) good.push_back(&r);
+  std::map<std::string, EntityCounts> delta;
+  process_rows(tx, good, delta);
+  for (auto& [k, v] : delta) result_.counts[k] += v;
+  // Rejected rows count against every entity of the dataset: none of them got the row.
+  int64_t rejected_now = 0;
+  std::set<int64_t> seen;
+  for (auto& e : pending_errors_) seen.insert(e.row);
+  rejected_now = int64_t(seen.size());
+  for (auto& name : result_.entity_order) result_.counts[name].rejected += rejected_now;
+
+  if (!pending_errors_.empty()) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    std::vector<std::string> cols{"batch_id", "row_number", "field", "code", "message", "raw"};
+    pqxx::tablewriter w(tx, tx.quote_name(req_.bookkeeping_schema) + ".row_errors", cols.begin(), cols.end());
+    std::string line;
+    for (auto& e : pending_errors_) {
+      line.clear();
+      append_copy_value(line, req_.batch_id);
+      line += '\t' + std::to_string(e.row) + '\t';
+      append_copy_value(line, e.field.empty() ? std::nullopt : std::optional<std::string>(e.field));
+      line += '\t';
+      append_copy_value(line, e.code);
+      line += '\t';
+      append_copy_value(line, e.message);
+      line += '\t';
+      append_copy_value(line, e.raw);
+      w.write_raw_line(line);
+    }
+    w.complete();
+#pragma GCC diagnostic pop
+  }
+  if (!chunk.empty()) last_row_ = chunk.back().number;
+  result_.rows_read = last_row_;
+  nlohmann::json counts = nlohmann::json::object();
+  EntityCounts total;
+  for (auto& [k, v] : result_.counts) counts[k] = v.to_json();
+  if (!result_.entity_order.empty()) total = result_.counts[result_.entity_order.front()];
+  nlohmann::json stats = {{"counts", counts}, {"rows_rejected", result_.rows_rejected},
+                          {"first_errors", result_.first_errors}};
+  const std::string qs = tx.quote_name(req_.bookkeeping_schema);
+  tx.exec_params("UPDATE " + qs +
+                     ".batches SET last_row_committed=$2, rows_done=$2, inserted=$3, updated=$4, unchanged=$5, "
+                     "rejected=$6, review=$7, bytes_done=$8, stats=$9::jsonb, heartbeat_at=now() WHERE id=$1",
+                 req_.batch_id, last_row_, total.inserted, total.updated, total.unchanged, result_.rows_rejected,
+                 total.review, int64_t(bytes_), stats.dump());
+  if (final && final_step) final_step(tx, result_);
+}
+
+void CsvLoad::restore_progress(pqxx::transaction_base& tx) {
+  auto r = tx.exec_params("SELECT stats::text FROM " + tx.quote_name(req_.bookkeeping_schema) +
+                              ".batches WHERE id=$1",
+                          req_.batch_id);
+  if (r.empty() || r[0][0].is_null()) return;
+  auto stats = nlohmann::json::parse(r[0][0].as<std::string>());
+  if (stats.contains("counts"))
+    for (auto& [k, v] : stats["counts"].items()) result_.counts[k] = counts_from_json(v);
+  result_.rows_rejected = stats.value("rows_rejected", int64_t{0});
+  if (stats.contains("first_errors"))
+    result_.first_errors = stats["first_errors"].get<std::vector<std::string>>();
+}
+
+void CsvLoad::regenerate_rejects(pqxx::transaction_base& tx, const std::string& header_raw) {
+  // The reject file is rebuilt from row_errors on resume: lines written by a crashed owner
+  // after its last commit would otherwise appear twice.
+  rejects_.open(header_raw, true);
+  auto r = tx.exec_params("SELECT row_number, string_agg(coalesce(field || ': ', '') || message, '; '), min(raw) FROM " +
+                              tx.quote_name(req_.bookkeeping_schema) +
+                              ".row_errors WHERE batch_id=$1 GROUP BY row_number ORDER BY row_number",
+                          req_.batch_id);
+  for (const auto& row : r) rejects_.write(row[0].as<int64_t>(), row[2].c_str(), row[1].c_str());
+  rejects_.flush();
+}
+
+LoadResult CsvLoad::run(const FinalStep& final_step) {
+  std::ifstream in(req_.path, std::ios::binary);
+  if (!in) throw BatchError("cannot open " + req_.path);
+  CsvReader reader(in, req_.csv);
+  CsvRecord rec;
+  std::vector<std::string> header;
+  std::string header_raw;
+  try {
+    if (!reader.next(rec)) throw BatchError("file is empty: no header row");
+  } catch (const CsvError& e) {
+    throw BatchError(std::string("line ") + std::to_string(e.line) + ": " + e.what());
+  }
+  header = rec.fields;
+  header_raw = rec.raw;
+  header_width_ = header.size();
+  plan(header);
+
+  const bool single_tx = req_.dry_run || ds_.atomic;
+  if (req_.resume_after_row > 0) {
+    pqxx::work tx(conn_);
+    restore_progress(tx);
+    if (!req_.dry_run) regenerate_rejects(tx, header_raw);
+    tx.commit();
+    last_row_ = req_.resume_after_row;
+    log_->info("batch {}: resuming after row {}", req_.batch_id, req_.resume_after_row);
+  }
+  if (req_.resume_after_row == 0 || req_.dry_run) rejects_.open(header_raw, true);
+
+  std::unique_ptr<pqxx::work> outer;
+  if (single_tx) outer = std::make_unique<pqxx::work>(conn_);
+
+  std::vector<Row> chunk;
+  chunk.reserve(size_t(std::min<int64_t>(req_.chunk_rows, 1 << 20)));
+  int64_t number = 0;
+  auto flush = [&](bool final) {
+    auto t0 = std::chrono::steady_clock::now();
+    if (single_tx) {
+      commit_chunk(*outer, chunk, final && !req_.dry_run, final_step);
+    } else {
+      pqxx::work tx(conn_);
+      commit_chunk(tx, chunk, final, final_step);
+      tx.commit();
+    }
+    svc_.metrics.observe_db("chunk", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    for (auto& e : pending_errors_) rejects_.write(e.row, e.raw, e.field.empty() ? e.message : e.field + ": " + e.message);
+    rejects_.flush();
+    pending_errors_.clear();
+    chunk.clear();
+    if (svc_.keepalive) svc_.keepalive();
+  };
+  try {
+    while (reader.next(rec)) {
+      ++number;
+      bytes_ = reader.bytes_read();
+      if (number <= req_.resume_after_row) continue;
+      build_row(rec, number, chunk);
+      if (int64_t(chunk.size()) >= req_.chunk_rows) {
+        flush(false);
+        if (svc_.stopping.load() && !single_tx) {
+          result_.interrupted = true;
+          return result_;
+        }
+      }
+    }
+  } catch (const CsvError& e) {
+    throw BatchError(std::string("line ") + std::to_string(e.line) + ": " + e.what());
+  }
+  bytes_ = reader.bytes_read();
+  flush(true);
+  if (single_tx) {
+    if (req_.dry_run) {
+      outer->abort();
+      outer.reset();
+      pqxx::work tx(conn_);
+      final_step(tx, result_);
+      tx.commit();
+    } else {
+      outer->commit();
+    }
+  }
+  return result_;
+}
+
+}  // namespace
+
+LoadResult load_csv(pqxx::connection& conn, const LoadRequest& req, Services& svc, const FinalStep& final_step) {
+  CsvLoad load(conn, req, svc);
+  return load.run(final_step);
+}
+
+std::vector<std::string> check_dataset_schema(pqxx::connection& conn, const config::Dataset& ds) {
+  std::vector<std::string> problems;
+  pqxx::read_transaction tx(conn);
+  for (const auto& ent : ds.entities) {
+    TableInfo t = describe_table(tx, ent.table);
+    std::string where = "datasets." + ds.name + ".entities." + ent.name;
+    if (!t.exists) {
+      problems.push_back(where + ".table: table " + ent.table + " does not exist");
+      continue;
+    }
+    if (!t.column_types.count(ent.id_column)) problems.push_back(where + ".id: column " + ent.id_column + " does not exist");
+    for (const auto& f : ent.fields)
+      if (!t.column_types.count(f.column))
+        problems.push_back(where + ".fields." + f.name + ".column: column " + ent.table + "." + f.column +
+                           " does not exist");
+    for (const auto& [c, v] : ent.on_insert)
+      if (!t.column_types.count(c)) problems.push_back(where + ".on_insert." + c + ": column does not exist");
+    for (const auto& [c, v] : ent.on_update)
+      if (!t.column_types.count(c)) problems.push_back(where + ".on_update." + c + ": column does not exist");
+  }
+  return problems;
+}
+
+}  // namespace ingestd::engine

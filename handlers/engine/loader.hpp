@@ -1,0 +1,58 @@
+// The ingestion pipeline shared by every handler: read -> map -> normalize/type -> group ->
+// COPY into staging -> set-based match and merge -> lineage, committed chunk by chunk.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <pqxx/pqxx>
+
+#include "config/model.hpp"
+#include "handlers/handler.hpp"
+
+namespace ingestd::engine {
+
+/// @brief A failure of the whole batch that retrying cannot fix (missing column, bad file).
+struct BatchError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// @brief Everything a load needs to know besides the data itself.
+struct LoadRequest {
+  const config::Dataset* dataset = nullptr;
+  std::string batch_id;
+  std::string path;                 // file to read
+  config::CsvOptions csv;           // dataset defaults overridden by event options
+  bool dry_run = false;
+  int64_t resume_after_row = 0;     // rows <= this were committed by an earlier owner
+  int64_t chunk_rows = 50000;
+  std::string bookkeeping_schema = "ingestd";
+  std::string reject_path;          // reject file to (re)write
+  std::map<std::string, std::string> vars;  // $batch_id, $source_system, ...
+};
+
+/// @brief What the load did, cumulated over every chunk committed by this run and earlier ones.
+struct LoadResult {
+  std::map<std::string, EntityCounts> counts;
+  std::vector<std::string> entity_order;
+  int64_t rows_read = 0;
+  int64_t rows_rejected = 0;
+  std::vector<std::string> first_errors;
+  bool interrupted = false;
+};
+
+/// Called inside the final transaction (with the final counts) so that the batch's last
+/// work, its status, the inbox row and the consumed offset commit together.
+using FinalStep = std::function<void(pqxx::transaction_base&, const LoadResult&)>;
+
+/// Loads a CSV file through the dataset's entities. Throws BatchError for non-retryable
+/// batch failures and pqxx exceptions for database failures (the caller sorts them).
+LoadResult load_csv(pqxx::connection& conn, const LoadRequest& req, Services& svc, const FinalStep& final_step);
+
+/// Checks that the dataset's tables and columns exist; returns one message per problem.
+std::vector<std::string> check_dataset_schema(pqxx::connection& conn, const config::Dataset& ds);
+
+}  // namespace ingestd::engine

@@ -1,0 +1,34 @@
+// Normalizers and typed parsing: raw text -> stored value and identity key (DESIGN §3).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/model.hpp"
+
+namespace ingestd::engine {
+
+/// @brief What a normalizer made of one raw value.
+struct Normalized {
+  std::optional<std::string> value;  // what is stored; nullopt = missing (NULL)
+  std::optional<std::string> key;    // identity-key form; nullopt = not usable as a key
+  std::string error;                 // non-empty: the row is rejected with this reason
+};
+
+/// Applies one normalizer. Empty or all-blank input is missing (no error).
+Normalized normalize(const config::Normalizer& n, std::string_view raw);
+
+/// @brief A value parsed into PostgreSQL text input form (ISO dates, '.' decimals, t/f).
+struct Parsed {
+  std::optional<std::string> value;  // nullopt = NULL
+  std::string error;                 // non-empty: does not parse, with the reason
+};
+
+/// Parses a normalized value as `type`; date/timestamp try `formats` in order
+/// (strptime-style; defaults: ISO 8601).
+Parsed parse_typed(config::FieldType type, const std::vector<std::string>& formats,
+                   const std::optional<std::string>& value);
+
+}  // namespace ingestd::engine

@@ -1,0 +1,301 @@
+#include "handlers/engine/sql.hpp"
+
+#include <chrono>
+#include <regex>
+#include <set>
+
+namespace ingestd::engine {
+
+using config::MergePolicy;
+
+TableInfo describe_table(pqxx::transaction_base& tx, const std::string& table) {
+  TableInfo t;
+  auto rel = tx.exec_params(
+      "SELECT c.oid::bigint, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+      "WHERE c.oid = to_regclass($1)",
+      table);
+  if (rel.empty()) return t;
+  t.exists = true;
+  const auto oid = rel[0][0].as<int64_t>();
+  t.canonical = rel[0][1].as<std::string>() + "." + rel[0][2].as<std::string>();
+  t.quoted = tx.quote_name(rel[0][1].as<std::string>()) + "." + tx.quote_name(rel[0][2].as<std::string>());
+  auto cols = tx.exec_params(
+      "SELECT a.attname, format_type(a.atttypid, a.atttypmod), pg_get_expr(d.adbin, d.adrelid), "
+      "pg_get_serial_sequence($2, a.attname), a.attidentity "
+      "FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+      "WHERE a.attrelid = $1::bigint::oid AND a.attnum > 0 AND NOT a.attisdropped",
+      oid, t.quoted);
+  for (const auto& c : cols) t.column_types[c[0].as<std::string>()] = c[1].as<std::string>();
+  return t;
+}
+
+namespace {
+
+/// Fills the id facts once the entity's id column is known.
+void describe_id(pqxx::transaction_base& tx, TableInfo& t, const std::string& id_column) {
+  auto r = tx.exec_params(
+      "SELECT format_type(a.atttypid, a.atttypmod), pg_get_expr(d.adbin, d.adrelid), "
+      "pg_get_serial_sequence($1, a.attname), a.attidentity "
+      "FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+      "WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped",
+      t.quoted, id_column);
+  if (r.empty()) return;
+  t.id_type = r[0][0].as<std::string>();
+  if (!r[0][2].is_null()) t.id_default = "nextval(" + tx.quote(r[0][2].as<std::string>()) + "::regclass)";
+  else if (!r[0][1].is_null()) t.id_default = r[0][1].as<std::string>();
+  t.id_always_identity = !r[0][3].is_null() && r[0][3].as<std::string>() == "a";
+}
+
+std::string policy_order(MergePolicy p) { return p == MergePolicy::Overwrite ? " DESC" : ""; }
+
+}  // namespace
+
+void append_copy_value(std::string& line, const std::optional<std::string>& v) {
+  if (!v) {
+    line += "\\N";
+    return;
+  }
+  for (char c : *v) {
+    switch (c) {
+      case '\\': line += "\\\\"; break;
+      case '\t': line += "\\t"; break;
+      case '\n': line += "\\n"; break;
+      case '\r': line += "\\r"; break;
+      default: line += c;
+    }
+  }
+}
+
+EntitySql::EntitySql(pqxx::transaction_base& tx, const TableInfo& table, const config::Entity& entity,
+                     const std::string& bookkeeping_schema, const std::string& batch_id,
+                     const std::map<std::string, std::string>& vars)
+    : tx_(tx), table_(table), entity_(entity), bk_(tx.quote_name(bookkeeping_schema)), batch_id_(batch_id),
+      vars_(vars) {
+  if (table_.id_type.empty()) describe_id(tx_, const_cast<TableInfo&>(table_), entity_.id_column);
+}
+
+pqxx::result EntitySql::exec(const std::string& sql, const char* op) {
+  // The placeholders :table :batch :entity and :var_NAME become parameters, never text.
+  std::vector<std::optional<std::string>> params;
+  std::string out;
+  static const std::regex ph(R"(:(table|batch|entity|var_[a-z_]+)\b)");
+  auto begin = std::sregex_iterator(sql.begin(), sql.end(), ph);
+  size_t last = 0;
+  std::map<std::string, int> index;
+  for (auto it = begin; it != std::sregex_iterator(); ++it) {
+    const auto& m = *it;
+    out += sql.substr(last, size_t(m.position()) - last);
+    last = size_t(m.position() + m.length());
+    std::string name = m[1].str();
+    auto [pos, fresh] = index.emplace(name, int(index.size()) + 1);
+    if (fresh) {
+      if (name == "table") params.emplace_back(table_.canonical);
+      else if (name == "batch") params.emplace_back(batch_id_);
+      else if (name == "entity") params.emplace_back(entity_.name);
+      else {
+        auto v = vars_.find(name.substr(4));
+        params.push_back(v == vars_.end() || v->second.empty() ? std::nullopt : std::optional<std::string>(v->second));
+      }
+    }
+    out += "$" + std::to_string(pos->second) + "::text";
+  }
+  out += sql.substr(last);
+  std::vector<const char*> values;
+  return tx_.exec_params(out, pqxx::prepare::make_dynamic_params(params));
+}
+
+std::vector<std::string> EntitySql::staging_columns() const {
+  std::vector<std::string> cols{"row_number", "grp", "chunk_tier"};
+  for (size_t k = 0; k < entity_.fields.size(); ++k) cols.push_back("f" + std::to_string(k));
+  for (size_t t = 0; t < entity_.identity.size(); ++t) cols.push_back("t" + std::to_string(t + 1));
+  return cols;
+}
+
+void EntitySql::create_staging() {
+  drop_staging();
+  std::string sql = "CREATE TEMP TABLE ingestd_stg (row_number bigint, grp int, chunk_tier int";
+  for (size_t k = 0; k < entity_.fields.size(); ++k)
+    sql += ", f" + std::to_string(k) + " " + table_.column_types.at(entity_.fields[k].column);
+  for (size_t t = 0; t < entity_.identity.size(); ++t) sql += ", t" + std::to_string(t + 1) + " text";
+  tx_.exec(sql + ")");
+}
+
+void EntitySql::drop_staging() {
+  tx_.exec(
+      "DROP TABLE IF EXISTS pg_temp.ingestd_stg, pg_temp.ingestd_gk, pg_temp.ingestd_cand, pg_temp.ingestd_res, "
+      "pg_temp.ingestd_agg");
+}
+
+std::string EntitySql::value_expr(const std::string& column, const std::string& spec, const char* tier_expr) const {
+  const std::string type = table_.column_types.at(column);
+  std::string e;
+  if (spec == "$now") e = "now()";
+  else if (spec == "$batch_id") e = ":batch";
+  else if (spec == "$tier") e = tier_expr;
+  else if (spec.size() > 1 && spec[0] == '$') e = ":var_" + spec.substr(1);
+  else e = tx_.quote(spec);
+  return "(" + e + ")::" + type;
+}
+
+EntityCounts EntitySql::resolve_and_merge() {
+  const auto& fields = entity_.fields;
+  const std::string T = table_.quoted;
+  const std::string id = tx_.quote_name(entity_.id_column);
+  const std::string idt = table_.id_type;
+  const size_t ntiers = entity_.identity.size();
+
+  // 1. the keys each group holds, per tier
+  if (ntiers == 0) {
+    exec("CREATE TEMP TABLE ingestd_gk (grp int, tier int, key text)", "stage");
+  } else {
+    std::string u;
+    for (size_t t = 1; t <= ntiers; ++t)
+      u += (t > 1 ? " UNION ALL " : "") + std::string("SELECT grp, ") + std::to_string(t) + " AS tier, t" +
+           std::to_string(t) + " AS key FROM ingestd_stg";
+    exec("CREATE TEMP TABLE ingestd_gk AS SELECT DISTINCT grp, tier, key FROM (" + u + ") x WHERE key IS NOT NULL",
+         "stage");
+  }
+  // 2. candidate records by remembered keys, best tier per (group, record); a record whose
+  //    keys at a higher tier all differ from the group's is not a candidate (rule 6).
+  exec("CREATE TEMP TABLE ingestd_cand AS SELECT gk.grp, ik.record_id, min(gk.tier) AS tier FROM ingestd_gk gk "
+       "JOIN " + bk_ + ".identity_keys ik ON ik.table_name = :table AND ik.tier = gk.tier AND ik.key = gk.key "
+       "JOIN " + T + " t ON t." + id + " = ik.record_id::" + idt + " GROUP BY 1, 2",
+       "match");
+  exec("DELETE FROM ingestd_cand c WHERE EXISTS (SELECT 1 FROM ingestd_gk gk JOIN " + bk_ +
+           ".identity_keys ik ON ik.table_name = :table AND ik.record_id = c.record_id AND ik.tier = gk.tier "
+           "WHERE gk.grp = c.grp AND gk.tier < c.tier)",
+       "match");
+  // 3. one decision per group: insert, match, or review when two records claim it
+  exec("CREATE TEMP TABLE ingestd_res AS SELECT g.grp, "
+       "CASE WHEN count(c.record_id) = 1 THEN min(c.record_id) END AS record_id, min(c.tier) AS tier, "
+       "CASE WHEN count(c.record_id) = 0 THEN 'insert' WHEN count(c.record_id) = 1 THEN 'match' ELSE 'review' END "
+       "AS action, false AS changed, string_agg(c.record_id || ' (tier ' || c.tier || ')', ', ') AS candidates "
+       "FROM (SELECT DISTINCT grp FROM ingestd_stg) g LEFT JOIN ingestd_cand c USING (grp) GROUP BY g.grp",
+       "match");
+  exec("UPDATE ingestd_res SET record_id = (" + table_.id_default + ")::text WHERE action = 'insert'", "match");
+
+  // 4. one value per record and field: the first non-null (last for overwrite)
+  std::string agg = "CREATE TEMP TABLE ingestd_agg AS SELECT r.record_id, bool_or(r.action = 'insert') AS is_new, "
+                    "min(r.tier) AS tier";
+  for (size_t k = 0; k < fields.size(); ++k) {
+    std::string f = "s.f" + std::to_string(k);
+    MergePolicy p = fields[k].merge.value_or(entity_.merge);
+    agg += ", (array_agg(" + f + " ORDER BY s.row_number" + policy_order(p) + ") FILTER (WHERE " + f +
+           " IS NOT NULL))[1] AS f" + std::to_string(k);
+  }
+  agg += " FROM ingestd_stg s JOIN ingestd_res r USING (grp) WHERE r.action <> 'review' GROUP BY r.record_id";
+  exec(agg, "merge");
+
+  // 5. new records
+  {
+    std::string cols = id, vals = "a.record_id::" + idt;
+    std::set<std::string> seen{entity_.id_column};
+    for (size_t k = 0; k < fields.size(); ++k) {
+      if (!seen.insert(fields[k].column).second) continue;
+      cols += ", " + tx_.quote_name(fields[k].column);
+      vals += ", a.f" + std::to_string(k);
+    }
+    for (const auto& [col, spec] : entity_.on_insert) {
+      if (!seen.insert(col).second) continue;
+      cols += ", " + tx_.quote_name(col);
+      vals += ", " + value_expr(col, spec, "a.tier");
+    }
+    exec("INSERT INTO " + T + " (" + cols + ")" + (table_.id_always_identity ? " OVERRIDING SYSTEM VALUE" : "") +
+             " SELECT " + vals + " FROM ingestd_agg a WHERE a.is_new",
+         "insert");
+  }
+
+  // 6. matched records: record what is overwritten, then update only what changes
+  std::vector<std::pair<std::string, std::string>> chg;  // column, change condition
+  std::vector<size_t> chg_field;
+  for (size_t k = 0; k < fields.size(); ++k) {
+    MergePolicy p = fields[k].merge.value_or(entity_.merge);
+    if (p == MergePolicy::Keep || fields[k].column == entity_.id_column) continue;
+    const std::string tc = "t." + tx_.quote_name(fields[k].column), af = "a.f" + std::to_string(k);
+    const bool json = table_.column_types.at(fields[k].column) == "json";
+    std::string cond = p == MergePolicy::FillNulls
+                           ? "(" + tc + " IS NULL AND " + af + " IS NOT NULL)"
+                           : "(" + af + " IS NOT NULL AND " + tc + (json ? "::text" : "") + " IS DISTINCT FROM " + af +
+                                 (json ? "::text" : "") + ")";
+    chg.emplace_back(fields[k].column, cond);
+    chg_field.push_back(k);
+  }
+  if (!chg.empty()) {
+    std::string any;
+    for (auto& [c, cond] : chg) any += (any.empty() ? "" : " OR ") + cond;
+    std::string vals;
+    for (size_t i = 0; i < chg.size(); ++i)
+      vals += (i ? ", " : "") + std::string("(") + tx_.quote(chg[i].first) + ", t." + tx_.quote_name(chg[i].first) +
+              "::text, a.f" + std::to_string(chg_field[i]) + "::text, " + chg[i].second + ")";
+    for (const auto& [col, spec] : entity_.on_update)
+      vals += ", (" + tx_.quote(col) + ", t." + tx_.quote_name(col) + "::text, " + value_expr(col, spec, "a.tier") +
+              "::text, true)";
+    exec("INSERT INTO " + bk_ + ".changes (batch_id, table_name, record_id, column_name, before, after) "
+         "SELECT :batch::uuid, :table, a.record_id, v.col, v.before, v.after FROM " + T + " t JOIN ingestd_agg a ON t." +
+             id + " = a.record_id::" + idt + " AND NOT a.is_new CROSS JOIN LATERAL (VALUES " + vals +
+             ") v(col, before, after, chg) WHERE (" + any + ") AND v.chg",
+         "merge");
+    std::string set;
+    for (size_t i = 0; i < chg.size(); ++i) {
+      const std::string c = tx_.quote_name(chg[i].first);
+      set += (i ? ", " : "") + c + " = CASE WHEN " + chg[i].second + " THEN a.f" + std::to_string(chg_field[i]) +
+             " ELSE t." + c + " END";
+    }
+    for (const auto& [col, spec] : entity_.on_update) set += ", " + tx_.quote_name(col) + " = " + value_expr(col, spec, "a.tier");
+    exec("WITH u AS (UPDATE " + T + " t SET " + set + " FROM ingestd_agg a WHERE NOT a.is_new AND t." + id +
+             " = a.record_id::" + idt + " AND (" + any + ") RETURNING a.record_id) "
+             "UPDATE ingestd_res r SET changed = true FROM u WHERE r.record_id = u.record_id",
+         "merge");
+  }
+
+  // 7. remember every key this batch saw for its records (identity memory)
+  exec("INSERT INTO " + bk_ + ".identity_keys (table_name, tier, key, record_id, batch_id) "
+       "SELECT DISTINCT :table, gk.tier, gk.key, r.record_id, :batch::uuid FROM ingestd_gk gk JOIN ingestd_res r "
+       "USING (grp) WHERE r.action <> 'review' ON CONFLICT DO NOTHING",
+       "keys");
+
+  // 8. rows two records claim wait for a person
+  {
+    std::string obj = "'row_number', s.row_number";
+    for (size_t k = 0; k < fields.size(); ++k) obj += ", " + tx_.quote(fields[k].name) + ", s.f" + std::to_string(k);
+    exec("INSERT INTO " + bk_ + ".review_queue (batch_id, table_name, candidate, reasons) "
+         "SELECT :batch::uuid, :table, jsonb_build_object(" + obj + "), 'matches ' || r.candidates "
+         "FROM ingestd_stg s JOIN ingestd_res r USING (grp) WHERE r.action = 'review'",
+         "review");
+  }
+
+  // 9. lineage, and this chunk's counts from it
+  auto counts = exec(
+      "WITH lin AS (SELECT s.row_number, r.record_id, r.action, r.changed, coalesce(r.tier, s.chunk_tier) AS tier, "
+      "min(s.row_number) OVER (PARTITION BY r.record_id) AS first_row FROM ingestd_stg s JOIN ingestd_res r USING (grp)), "
+      "ins AS (INSERT INTO " + bk_ + ".row_lineage (batch_id, row_number, entity, table_name, record_id, action, tier) "
+      "SELECT :batch::uuid, row_number, :entity, :table, CASE WHEN action = 'review' THEN NULL ELSE record_id END, "
+      "CASE WHEN action = 'review' THEN 'review' WHEN action = 'insert' AND row_number = first_row THEN 'inserted' "
+      "WHEN action = 'match' AND changed THEN 'updated' ELSE 'unchanged' END, "
+      "CASE WHEN action = 'insert' AND row_number = first_row THEN NULL ELSE tier END FROM lin "
+      "RETURNING action, tier) SELECT action, tier, count(*) FROM ins GROUP BY 1, 2",
+      "lineage");
+  EntityCounts c;
+  for (const auto& row : counts) {
+    const std::string action = row[0].as<std::string>();
+    const int64_t n = row[2].as<int64_t>();
+    if (action == "inserted") c.inserted += n;
+    else if (action == "updated") c.updated += n;
+    else if (action == "unchanged") c.unchanged += n;
+    else if (action == "review") c.review += n;
+    if ((action == "updated" || action == "unchanged") && !row[1].is_null()) c.tier_matches[row[1].as<int>()] += n;
+  }
+  return c;
+}
+
+std::vector<std::tuple<int64_t, std::string, bool>> EntitySql::row_records() {
+  std::vector<std::tuple<int64_t, std::string, bool>> out;
+  auto r = exec("SELECT s.row_number, r.record_id, r.action = 'review' FROM ingestd_stg s JOIN ingestd_res r USING (grp)",
+                "lineage");
+  out.reserve(r.size());
+  for (const auto& row : r)
+    out.emplace_back(row[0].as<int64_t>(), row[1].is_null() ? "" : row[1].as<std::string>(), row[2].as<bool>());
+  return out;
+}
+
+}  // namespace ingestd::engine

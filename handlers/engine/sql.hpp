@@ -1,0 +1,62 @@
+// The set-based SQL of one entity over one chunk: staging, match, merge, keys, lineage.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <pqxx/pqxx>
+
+#include "config/model.hpp"
+#include "handlers/handler.hpp"
+
+namespace ingestd::engine {
+
+/// @brief A target table as the catalog describes it.
+struct TableInfo {
+  bool exists = false;
+  std::string canonical;                           // schema.table, for identity_keys.table_name
+  std::string quoted;                              // "schema"."table"
+  std::map<std::string, std::string> column_types; // column -> format_type
+  std::string id_type;
+  std::string id_default;  // SQL expression that makes a new id (nextval(...) or the default)
+  bool id_always_identity = false;
+};
+
+/// Looks a table up (search_path applies to unqualified names).
+TableInfo describe_table(pqxx::transaction_base& tx, const std::string& table);
+
+/// Appends a value in COPY text format (\N for NULL; backslash, tab, CR, LF escaped).
+void append_copy_value(std::string& line, const std::optional<std::string>& v);
+
+/// @brief Runs one entity's SQL for the rows staged in pg_temp.ingestd_stg.
+class EntitySql {
+ public:
+  EntitySql(pqxx::transaction_base& tx, const TableInfo& table, const config::Entity& entity,
+            const std::string& bookkeeping_schema, const std::string& batch_id,
+            const std::map<std::string, std::string>& vars);
+  /// Creates the staging table (row_number, grp, chunk_tier, f0.., t1..).
+  void create_staging();
+  std::vector<std::string> staging_columns() const;
+  /// Matches groups against identity_keys, inserts new records, merges matched ones,
+  /// records keys, changes, review items and lineage. Returns this chunk's counts.
+  EntityCounts resolve_and_merge();
+  /// (row_number, record_id, in_review) of every staged row, after resolve_and_merge.
+  std::vector<std::tuple<int64_t, std::string, bool>> row_records();
+  void drop_staging();
+
+ private:
+  std::string value_expr(const std::string& column, const std::string& spec, const char* tier_expr) const;
+  pqxx::result exec(const std::string& sql, const char* op);
+
+  pqxx::transaction_base& tx_;
+  const TableInfo& table_;
+  const config::Entity& entity_;
+  std::string bk_;  // quoted bookkeeping schema
+  std::string batch_id_;
+  const std::map<std::string, std::string>& vars_;
+};
+
+}  // namespace ingestd::engine

@@ -1,0 +1,93 @@
+// The handler interface: a handler gets a parsed, validated event and the services it may
+// use, and answers with an outcome. It never touches offsets or the consumer: the runtime's
+// EventCommit writes the inbox row and the consumed offset inside the handler's final
+// transaction (DESIGN §5 rule 1).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+
+#include "config/model.hpp"
+#include "daemon/metrics.hpp"
+
+namespace ingestd {
+
+/// @brief An event as consumed: where it came from and its JSON body.
+struct Event {
+  std::string event_id;
+  std::string type;
+  std::string topic;
+  int32_t partition = -1;
+  int64_t offset = -1;
+  nlohmann::json payload;
+};
+
+/// @brief Per-entity row counts (the result message and ingestd_rows_total).
+struct EntityCounts {
+  int64_t inserted = 0, updated = 0, unchanged = 0, rejected = 0, review = 0;
+  std::map<int, int64_t> tier_matches;  // tier (1-based) -> rows matched at it
+  nlohmann::json to_json() const;
+  EntityCounts& operator+=(const EntityCounts& o);
+};
+
+/// @brief What became of an event.
+struct Outcome {
+  enum class Kind {
+    Done,         // terminal: result published, inbox and offset committed
+    Retry,        // transient failure: try again with backoff
+    Interrupted,  // shutdown asked mid-batch: nothing final committed, resume on next start
+  };
+  Kind kind = Kind::Done;
+  std::string status;  // completed | completed_with_rejects | failed | duplicate | dry_run
+  std::string batch_id;
+  std::map<std::string, EntityCounts> counts;  // entity -> counts, in dataset order by name
+  std::vector<std::string> entity_order;
+  std::string reject_file;
+  std::vector<std::string> errors;  // first errors, for the result message
+  std::string reason;               // Retry: what failed
+  nlohmann::json extra = nlohmann::json::object();
+  bool committed = false;           // the handler already ran EventCommit in its final tx
+};
+
+/// @brief Writes the event's terminal state and the consumed offset into a transaction.
+class EventCommit {
+ public:
+  virtual ~EventCommit() = default;
+  virtual void write(pqxx::transaction_base& tx, const Outcome& outcome) = 0;
+};
+
+/// @brief What a handler may use.
+struct Services {
+  const config::Config& cfg;
+  Metrics& metrics;
+  pqxx::connection& db;               // this worker's connection (the batch lock lives on it)
+  std::string instance_id;
+  const std::atomic<bool>& stopping;  // finish the current chunk and return Interrupted
+  std::function<void()> keepalive;    // call between chunks: watchdog, Kafka poll
+};
+
+using HandlerFn = Outcome (*)(const Event&, Services&, EventCommit&);
+
+/// @brief One event type: the topic it arrives on, its required fields and its handler.
+struct HandlerSpec {
+  std::string type;
+  std::string topic_key;                      // "files" or "jobs" (config topics.*)
+  std::vector<std::string> required_strings;  // payload fields that must be non-empty strings
+  HandlerFn handle;
+};
+
+/// The one list of handlers (handlers/registry.cpp).
+const std::vector<HandlerSpec>& handler_registry();
+
+/// Checks an event's payload beyond the required fields (unknown dataset, bad option types).
+/// Returns the reason it must be dead-lettered, or "".
+std::string validate_event(const config::Config& cfg, const Event& ev);
+
+}  // namespace ingestd
