@@ -156,12 +156,16 @@ void CsvLoad::plan(const std::vector<std::string>& header) {
     p.cfg = &ent;
     p.index = e;
     p.table = describe_table(tx, ent.table);
+    if (p.table.exists) describe_id(tx, p.table, ent.id_column);
     if (!p.table.exists) {
       problems.push_back("dataset " + ds_.name + ", entity " + ent.name + ": table " + ent.table + " does not exist");
       plans_.push_back(std::move(p));
       continue;
     }
     for (const Field& f : ent.fields) {
+      if (f.lookup)
+        problems.push_back("dataset " + ds_.name + ", field " + ent.name + "." + f.name +
+                           ": lookups are not supported by this version yet");
       int idx = -1, ref = -1;
       if (f.ref) {
         for (size_t k = 0; k < e; ++k)

@@ -29,8 +29,6 @@ TableInfo describe_table(pqxx::transaction_base& tx, const std::string& table) {
   return t;
 }
 
-namespace {
-
 /// Fills the id facts once the entity's id column is known.
 void describe_id(pqxx::transaction_base& tx, TableInfo& t, const std::string& id_column) {
   auto r = tx.exec_params(
@@ -45,6 +43,8 @@ void describe_id(pqxx::transaction_base& tx, TableInfo& t, const std::string& id
   else if (!r[0][1].is_null()) t.id_default = r[0][1].as<std::string>();
   t.id_always_identity = !r[0][3].is_null() && r[0][3].as<std::string>() == "a";
 }
+
+namespace {
 
 std::string policy_order(MergePolicy p) { return p == MergePolicy::Overwrite ? " DESC" : ""; }
 

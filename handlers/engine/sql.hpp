@@ -28,6 +28,9 @@ struct TableInfo {
 /// Looks a table up (search_path applies to unqualified names).
 TableInfo describe_table(pqxx::transaction_base& tx, const std::string& table);
 
+/// Fills id_type, id_default and id_always_identity for the entity's id column.
+void describe_id(pqxx::transaction_base& tx, TableInfo& t, const std::string& id_column);
+
 /// Appends a value in COPY text format (\N for NULL; backslash, tab, CR, LF escaped).
 void append_copy_value(std::string& line, const std::optional<std::string>& v);
 
