@@ -297,3 +297,22 @@ def test_check_refuses_bad_config_with_key_path(tmp_path):
     good = subprocess.run([str(BIN), "check", "-c", str(EXAMPLES.parent / "ingestd.example.yaml"), "--offline"],
                           env=dict(os.environ, INGESTD_DATABASE_URL="postgresql:///x"), capture_output=True, text=True)
     assert good.returncode == 0, good.stderr
+
+
+def test_load_cli_runs_the_pipeline_without_kafka(pg, broker, tmp_path):
+    d = Daemon(pg, broker, tmp_path)  # config and database only; no daemon running
+    src = tmp_path / "elsewhere.csv"
+    src.write_bytes(LEADS_1)
+    cmd = [str(BIN), "load", str(src), "--dataset", "people", "-c", str(d.config)]
+    dry = subprocess.run(cmd + ["--dry-run"], env=d.env, capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["status"] == "dry_run"
+    assert d.sql("SELECT count(*) FROM persons")[0][0] == 0
+    real = subprocess.run(cmd, env=d.env, capture_output=True, text=True, timeout=60)
+    assert real.returncode == 0, real.stderr
+    r = json.loads(real.stdout)
+    assert r["status"] == "completed_with_rejects" and r["counts"] == json.loads(dry.stdout)["counts"]
+    assert d.sql("SELECT count(*) FROM persons")[0][0] == 5
+    bad = subprocess.run([str(BIN), "load", str(src), "--dataset", "nope", "-c", str(d.config)], env=d.env,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unknown dataset nope" in bad.stderr
