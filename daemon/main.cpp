@@ -20,6 +20,7 @@
 #include "daemon/kafka.hpp"
 #include "daemon/runtime.hpp"
 #include "handlers/engine/loader.hpp"
+#include "handlers/engine/rollback.hpp"
 #include "handlers/file_arrival/file_arrival.hpp"
 
 using namespace ingestd;
@@ -149,6 +150,13 @@ int main(int argc, char** argv) {
   sjob->add_flag("--wait", s_wait, "wait for the result message and print it");
   sjob->add_option("--timeout", s_timeout, "seconds to wait with --wait")->capture_default_str();
 
+  auto* rb = app.add_subcommand("rollback", "Roll back a batch: delete what it inserted, restore what it overwrote");
+  std::string rb_batch;
+  bool rb_dry = false;
+  rb->add_option("-c,--config", config_path, "config file")->capture_default_str();
+  rb->add_option("batch", rb_batch, "batch id (UUID)")->required();
+  rb->add_flag("--dry-run", rb_dry, "report what would be undone, change nothing");
+
   auto* broker = app.add_subcommand("embedded-broker",
                                     "Run librdkafka's mock cluster on loopback (tests and demos only)");
   int b_partitions = 3;
@@ -203,6 +211,15 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (load->parsed()) return run_load(cfg, load_file, load_dataset, load_dry);
+    if (rb->parsed()) {
+      prepare_database(cfg);
+      pqxx::connection c(cfg.postgres.url);
+      const char* user = std::getenv("USER");
+      auto r = engine::rollback_batch(c, cfg, rb_batch, rb_dry, std::string("cli:") + (user ? user : "unknown"), nullptr);
+      json out = {{"batch_id", rb_batch}, {"status", r.status}, {"errors", r.errors}, {"rollback", r.stats}};
+      std::cout << out.dump(2) << std::endl;
+      return r.status == "failed" ? 1 : 0;
+    }
     if (sfile->parsed() || sjob->parsed()) {
       const std::string brokers = resolve_brokers(cfg);
       json ev;

@@ -61,7 +61,7 @@ class InboxCommit : public EventCommit {
       std::optional<std::string> err;
       if (!o.errors.empty()) err = o.errors.front();
       tx.exec_params("UPDATE " + qs + ".events SET status = $2, batch_id = coalesce($3::uuid, batch_id), attempts = $4, "
-                     "last_error = $5, finished_at = now() WHERE event_id = $1",
+                     "last_error = $5, finished_at = now() WHERE event_id = $1 AND status IN ('received', 'processing')",
                      ev_.event_id, o.status, o.batch_id.empty() ? std::nullopt : std::optional(o.batch_id), attempts_,
                      err);
     }

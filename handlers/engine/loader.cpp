@@ -34,6 +34,7 @@ struct Row {
   std::vector<std::vector<std::optional<std::string>>> keys;    // [entity][field]
   std::vector<std::optional<std::string>> record_ids;           // [entity], after resolution
   std::vector<bool> in_review;                                  // [entity]
+  std::vector<std::vector<std::optional<std::string>>> deferred;  // [entity][field] lookup key left for later
   bool rejected = false;
 };
 
@@ -125,6 +126,7 @@ class CsvLoad {
   void run_entities(pqxx::transaction_base& tx, const std::vector<Row*>& rows,
                     std::map<std::string, EntityCounts>& out);
   void reject(Row& row, const std::string& field, const std::string& code, const std::string& message);
+  void resolve_lookups(pqxx::transaction_base& tx, std::vector<Row>& chunk);
   void restore_progress(pqxx::transaction_base& tx);
   void regenerate_rejects(pqxx::transaction_base& tx, const std::string& header_raw);
 
@@ -163,9 +165,17 @@ void CsvLoad::plan(const std::vector<std::string>& header) {
       continue;
     }
     for (const Field& f : ent.fields) {
-      if (f.lookup)
-        problems.push_back("dataset " + ds_.name + ", field " + ent.name + "." + f.name +
-                           ": lookups are not supported by this version yet");
+      if (f.lookup) {
+        TableInfo lt = describe_table(tx, f.lookup->table);
+        if (!lt.exists)
+          problems.push_back("dataset " + ds_.name + ", field " + ent.name + "." + f.name + ": lookup table " +
+                             f.lookup->table + " does not exist");
+        else
+          for (const auto& c : {f.lookup->key, f.lookup->returns})
+            if (!lt.column_types.count(c))
+              problems.push_back("dataset " + ds_.name + ", field " + ent.name + "." + f.name + ": lookup column " +
+                                 f.lookup->table + "." + c + " does not exist");
+      }
       int idx = -1, ref = -1;
       if (f.ref) {
         for (size_t k = 0; k < e; ++k)
@@ -255,11 +265,13 @@ void CsvLoad::build_row(CsvRecord& rec, int64_t number, std::vector<Row>& chunk)
   row.keys.resize(plans_.size());
   row.record_ids.resize(plans_.size());
   row.in_review.assign(plans_.size(), false);
+  row.deferred.resize(plans_.size());
   for (size_t e = 0; e < plans_.size(); ++e) {
     const EntityPlan& p = plans_[e];
     const auto& fields = p.cfg->fields;
     row.values[e].resize(fields.size());
     row.keys[e].resize(fields.size());
+    row.deferred[e].resize(fields.size());
     for (size_t k = 0; k < fields.size(); ++k) {
       const Field& f = fields[k];
       if (p.ref_entity[k] >= 0) continue;  // filled after the referenced entity resolves
@@ -332,6 +344,9 @@ void CsvLoad::run_entities(pqxx::transaction_base& tx, const std::vector<Row*>& 
     Grouping g = group_rows(tier_keys, p.tiers.size());
 
     EntitySql sql(tx, p.table, *p.cfg, req_.bookkeeping_schema, req_.batch_id, req_.vars);
+    // Matching and inserting hold a per-table lock until commit, so instances racing on the
+    // same new person still create one record (rule 6).
+    tx.exec_params("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", "ingestd:table:" + p.table.canonical);
     sql.create_staging();
     {
 #pragma GCC diagnostic push
@@ -353,6 +368,10 @@ void CsvLoad::run_entities(pqxx::transaction_base& tx, const std::vector<Row*>& 
         for (size_t t = 0; t < p.tiers.size(); ++t) {
           line += '\t';
           append_copy_value(line, tier_keys[i][t]);
+        }
+        for (size_t k : sql.deferred_fields()) {
+          line += '\t';
+          append_copy_value(line, part[i]->deferred[e][k]);
         }
         w.write_raw_line(line);
       }
@@ -422,12 +441,73 @@ void CsvLoad::process_rows(pqxx::transaction_base& tx, std::vector<Row*> rows,
   process_rows(tx, std::vector<Row*>(rows.begin() + long(half), rows.end()), out);
 }
 
+namespace {
+std::string pg_text_array(const std::set<std::string>& values) {
+  std::string a = "{";
+  for (const auto& v : values) {
+    if (a.size() > 1) a += ',';
+    a += '"';
+    for (char c : v) {
+      if (c == '"' || c == '\\') a += '\\';
+      a += c;
+    }
+    a += '"';
+  }
+  return a + "}";
+}
+}  // namespace
+
+void CsvLoad::resolve_lookups(pqxx::transaction_base& tx, std::vector<Row>& chunk) {
+  // One query per lookup field and chunk: the distinct keys go as one array parameter.
+  for (EntityPlan& p : plans_) {
+    const auto& fields = p.cfg->fields;
+    for (size_t k = 0; k < fields.size(); ++k) {
+      const Field& f = fields[k];
+      if (!f.lookup) continue;
+      std::set<std::string> wanted;
+      for (Row& r : chunk)
+        if (!r.rejected && r.values[p.index][k]) wanted.insert(*r.values[p.index][k]);
+      if (wanted.empty()) continue;
+      TableInfo lt = describe_table(tx, f.lookup->table);
+      auto res = tx.exec_params("SELECT l." + tx.quote_name(f.lookup->key) + "::text, l." +
+                                    tx.quote_name(f.lookup->returns) + "::text FROM " + lt.quoted + " l WHERE l." +
+                                    tx.quote_name(f.lookup->key) + "::text = ANY($1::text[])",
+                                pg_text_array(wanted));
+      std::unordered_map<std::string, std::string> found;
+      for (const auto& row : res)
+        if (!row[1].is_null()) found.emplace(row[0].as<std::string>(), row[1].as<std::string>());
+      const std::string col = f.from.empty() ? f.name : f.from.front();
+      for (Row& r : chunk) {
+        if (r.rejected || !r.values[p.index][k]) continue;
+        auto& v = r.values[p.index][k];
+        if (auto it = found.find(*v); it != found.end()) {
+          v = it->second;
+          r.keys[p.index][k] = it->second;
+          continue;
+        }
+        const std::string missing = "no " + f.lookup->table + " row with " + f.lookup->key + " = \"" + *v + "\"";
+        if (f.on_missing == config::OnMissing::Reject) {
+          reject(r, col, "lookup_missing", missing);
+        } else {
+          if (f.on_missing == config::OnMissing::Defer) r.deferred[p.index][k] = v;
+          v.reset();
+          r.keys[p.index][k].reset();
+        }
+      }
+    }
+  }
+}
+
 void CsvLoad::commit_chunk(pqxx::transaction_base& tx, std::vector<Row>& chunk, bool final,
                            const FinalStep& final_step) {
   std::vector<Row*> good;
   for (Row& r : chunk)
     if (!r.rejected) good.push_back(&r);
   std::map<std::string, EntityCounts> delta;
+  resolve_lookups(tx, chunk);
+  good.clear();
+  for (Row& r : chunk)
+    if (!r.rejected) good.push_back(&r);
   process_rows(tx, good, delta);
   for (auto& [k, v] : delta) result_.counts[k] += v;
   // Rejected rows count against every entity of the dataset: none of them got the row.

@@ -72,6 +72,8 @@ EntitySql::EntitySql(pqxx::transaction_base& tx, const TableInfo& table, const c
     : tx_(tx), table_(table), entity_(entity), bk_(tx.quote_name(bookkeeping_schema)), batch_id_(batch_id),
       vars_(vars) {
   if (table_.id_type.empty()) describe_id(tx_, const_cast<TableInfo&>(table_), entity_.id_column);
+  for (size_t k = 0; k < entity_.fields.size(); ++k)
+    if (entity_.fields[k].lookup && entity_.fields[k].on_missing == config::OnMissing::Defer) deferred_.push_back(k);
 }
 
 pqxx::result EntitySql::exec(const std::string& sql, const char* op) {
@@ -108,6 +110,7 @@ std::vector<std::string> EntitySql::staging_columns() const {
   std::vector<std::string> cols{"row_number", "grp", "chunk_tier"};
   for (size_t k = 0; k < entity_.fields.size(); ++k) cols.push_back("f" + std::to_string(k));
   for (size_t t = 0; t < entity_.identity.size(); ++t) cols.push_back("t" + std::to_string(t + 1));
+  for (size_t k : deferred_) cols.push_back("d" + std::to_string(k));
   return cols;
 }
 
@@ -117,6 +120,7 @@ void EntitySql::create_staging() {
   for (size_t k = 0; k < entity_.fields.size(); ++k)
     sql += ", f" + std::to_string(k) + " " + table_.column_types.at(entity_.fields[k].column);
   for (size_t t = 0; t < entity_.identity.size(); ++t) sql += ", t" + std::to_string(t + 1) + " text";
+  for (size_t k : deferred_) sql += ", d" + std::to_string(k) + " text";
   tx_.exec(sql + ")");
 }
 
@@ -253,6 +257,17 @@ EntityCounts EntitySql::resolve_and_merge() {
        "SELECT DISTINCT :table, gk.tier, gk.key, r.record_id, :batch::uuid FROM ingestd_gk gk JOIN ingestd_res r "
        "USING (grp) WHERE r.action <> 'review' ON CONFLICT DO NOTHING",
        "keys");
+
+  // 7b. lookups left for a later phase (resolve_refs), per record that got the row
+  for (size_t k : deferred_) {
+    const auto& f = fields[k];
+    exec("INSERT INTO " + bk_ + ".deferred_refs (batch_id, table_name, record_id, column_name, lookup_table, "
+         "lookup_key, value) SELECT DISTINCT :batch::uuid, :table, r.record_id, " + tx_.quote(f.column) + ", " +
+             tx_.quote(f.lookup->table) + ", " + tx_.quote(f.lookup->key) + ", s.d" + std::to_string(k) +
+             " FROM ingestd_stg s JOIN ingestd_res r USING (grp) WHERE r.action <> 'review' AND s.d" +
+             std::to_string(k) + " IS NOT NULL",
+         "defer");
+  }
 
   // 8. rows two records claim wait for a person
   {

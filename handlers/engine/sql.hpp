@@ -43,6 +43,8 @@ class EntitySql {
   /// Creates the staging table (row_number, grp, chunk_tier, f0.., t1..).
   void create_staging();
   std::vector<std::string> staging_columns() const;
+  /// Fields whose lookup may be deferred: each has a staging column d<k> with the key.
+  const std::vector<size_t>& deferred_fields() const { return deferred_; }
   /// Matches groups against identity_keys, inserts new records, merges matched ones,
   /// records keys, changes, review items and lineage. Returns this chunk's counts.
   EntityCounts resolve_and_merge();
@@ -60,6 +62,7 @@ class EntitySql {
   std::string bk_;  // quoted bookkeeping schema
   std::string batch_id_;
   const std::map<std::string, std::string>& vars_;
+  std::vector<size_t> deferred_;
 };
 
 }  // namespace ingestd::engine

@@ -132,7 +132,8 @@ class Broker:
 class Daemon:
     """One `ingestd run` with the people example config, its own database, inbox and broker."""
 
-    def __init__(self, pg, broker, tmp, db=None, chunk_rows=3, group="ingestd-test", config_text=None):
+    def __init__(self, pg, broker, tmp, db=None, chunk_rows=3, group="ingestd-test", config_text=None,
+                 example="people"):
         self.pg, self.broker, self.tmp = pg, broker, Path(tmp)
         self.db = db or pg.create_db()
         self.url = pg.url(self.db)
@@ -144,9 +145,9 @@ class Daemon:
                         INGESTD_DATABASE_URL=self.url, INGESTD_HTTP=f"127.0.0.1:{self.http_port}",
                         INGESTD_CHUNK_ROWS=str(chunk_rows))
         self.config = self.tmp / "ingestd.yaml"
-        self.config.write_text(config_text or (EXAMPLES / "people" / "people.yaml").read_text())
+        self.config.write_text(config_text or (EXAMPLES / example / f"{example}.yaml").read_text())
         if db is None:
-            self.sql((EXAMPLES / "people" / "schema.sql").read_text())
+            self.sql((EXAMPLES / example / "schema.sql").read_text())
         self.proc = None
         self.log = self.tmp / "ingestd.log"
 
