@@ -7,7 +7,6 @@ below the measurement, so losing a couple of pairs or merging two people fails t
 """
 
 import sys
-from pathlib import Path
 
 import psycopg2
 import pytest
