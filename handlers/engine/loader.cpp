@@ -35,7 +35,145 @@ struct Row {
   std::vector<std::optional<std::string>> record_ids;           // [entity], after resolution
   std::vector<bool> in_review;                                  // [entity]
   std::vector<std::vector<std::optional<std::string>>> deferred;  // [entity][field] lookup key left for later
+  std::vector<std::string> source;  // source columns a writeback needs, by WritebackPlan index
   bool rejected = false;
+};
+
+/// Where a source row's records are written back (jobs): column = id of an entity.
+struct WritebackPlan {
+  const config::Writeback* cfg = nullptr;
+  std::vector<std::pair<std::string, size_t>> set;    // target column -> entity index
+  std::vector<std::pair<std::string, size_t>> where;  // target column -> source value index
+};
+
+/// A stream of records: a CSV file or the rows of a query.
+class RecordSource {
+ public:
+  virtual ~RecordSource() = default;
+  virtual bool next(CsvRecord& rec) = 0;
+  virtual uint64_t bytes_read() const = 0;
+};
+
+class CsvSource : public RecordSource {
+ public:
+  CsvSource(const std::string& path, const config::CsvOptions& opts) : in_(path, std::ios::binary) {
+    if (!in_) throw BatchError("cannot open " + path);
+    reader_ = std::make_unique<CsvReader>(in_, opts);
+  }
+  bool next(CsvRecord& rec) override {
+    try {
+      return reader_->next(rec);
+    } catch (const CsvError& e) {
+      throw BatchError(std::string("line ") + std::to_string(e.line) + ": " + e.what());
+    }
+  }
+  uint64_t bytes_read() const override { return reader_->bytes_read(); }
+
+ private:
+  std::ifstream in_;
+  std::unique_ptr<CsvReader> reader_;
+};
+
+/// Reads a query through a server-side cursor in a REPEATABLE READ snapshot on its own
+/// connection, so the writes of the load (writebacks) never change what is being read.
+class QueryRecordSource : public RecordSource {
+ public:
+  QueryRecordSource(const QuerySource& q) : q_(q) {
+    try {
+      conn_ = std::make_unique<pqxx::connection>(q.url);
+    } catch (const std::exception& e) {
+      throw BatchError(std::string("cannot connect to the source database: ") + first_line(e.what()));
+    }
+    tx_ = std::make_unique<pqxx::transaction<pqxx::isolation_level::repeatable_read, pqxx::readwrite_policy::read_only>>(*conn_);
+    tx_->exec("SET LOCAL TIME ZONE 'UTC'");  // watermarks compare as text in one zone
+    std::string sql = q.sql;
+    bool has_param = false;
+    for (size_t p = 0; (p = sql.find(":watermark", p)) != std::string::npos;) {
+      sql.replace(p, 10, "$1");
+      has_param = true;
+    }
+    try {
+      if (has_param)
+        tx_->exec_params("DECLARE ingestd_src NO SCROLL CURSOR FOR " + sql, q.watermark.value_or("-infinity"));
+      else
+        tx_->exec("DECLARE ingestd_src NO SCROLL CURSOR FOR " + sql);
+      fetch();
+    } catch (const pqxx::sql_error& e) {
+      throw BatchError("source query failed: " + first_line(e.what()) + "; statement: " + q.sql);
+    }
+    header_.reserve(size_t(rows_.columns()));
+    for (pqxx::row::size_type c = 0; c < rows_.columns(); ++c) {
+      header_.push_back(rows_.column_name(c));
+      if (header_.back() == q.watermark_column) wm_col_ = int(c);
+    }
+    if (!q.watermark_column.empty() && wm_col_ < 0)
+      throw BatchError("source query has no column " + q.watermark_column + " (the job's watermark)");
+  }
+  const std::vector<std::string>& header() const { return header_; }
+  bool next(CsvRecord& rec) override {
+    if (pos_ >= rows_.size()) {
+      if (rows_.size() < size_t(q_.fetch_rows)) return false;
+      fetch();
+      if (rows_.empty()) return false;
+    }
+    const auto row = rows_[pqxx::result::size_type(pos_++)];
+    rec.fields.resize(header_.size());
+    rec.raw.clear();
+    for (size_t c = 0; c < header_.size(); ++c) {
+      rec.fields[c] = row[int(c)].is_null() ? "" : row[int(c)].c_str();
+      if (c) rec.raw += ',';
+      rec.raw += csv_field(rec.fields[c]);
+    }
+    rec.invalid_utf8 = false;
+    if (wm_col_ >= 0 && !row[wm_col_].is_null()) {
+      std::string v = row[wm_col_].c_str();
+      if (!max_ || later(v, *max_)) max_ = v;
+    }
+    bytes_ += rec.raw.size() + 1;
+    return true;
+  }
+  uint64_t bytes_read() const override { return bytes_; }
+  const std::optional<std::string>& max_watermark() const { return max_; }
+  std::string header_raw() const {
+    std::string h;
+    for (size_t i = 0; i < header_.size(); ++i) h += (i ? "," : "") + csv_field(header_[i]);
+    return h;
+  }
+
+ private:
+  static std::string first_line(std::string m) {
+    if (auto nl = m.find('\n'); nl != std::string::npos) m.resize(nl);
+    return m;
+  }
+  static std::string csv_field(const std::string& v) {
+    if (v.find_first_of(",\"\r\n") == std::string::npos) return v;
+    std::string o = "\"";
+    for (char c : v) {
+      if (c == '"') o += '"';
+      o += c;
+    }
+    return o + "\"";
+  }
+  // Timestamps and dates in UTC text compare as text; integers by length first.
+  static bool later(const std::string& a, const std::string& b) {
+    auto digits = [](const std::string& s) { return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos; };
+    if (digits(a) && digits(b) && a.size() != b.size()) return a.size() > b.size();
+    return a > b;
+  }
+  void fetch() {
+    rows_ = tx_->exec("FETCH " + std::to_string(q_.fetch_rows) + " FROM ingestd_src");
+    pos_ = 0;
+  }
+
+  const QuerySource& q_;
+  std::unique_ptr<pqxx::connection> conn_;
+  std::unique_ptr<pqxx::transaction<pqxx::isolation_level::repeatable_read, pqxx::readwrite_policy::read_only>> tx_;
+  pqxx::result rows_;
+  size_t pos_ = 0;
+  std::vector<std::string> header_;
+  int wm_col_ = -1;
+  std::optional<std::string> max_;
+  uint64_t bytes_ = 0;
 };
 
 struct RowError {
@@ -116,7 +254,8 @@ class CsvLoad {
     if (!log_) log_ = spdlog::default_logger();
   }
 
-  LoadResult run(const FinalStep& final_step);
+  LoadResult run(RecordSource& source, const std::vector<std::string>& header, const std::string& header_raw,
+                 const FinalStep& final_step, const BeforeFinal& before_final);
 
  private:
   void plan(const std::vector<std::string>& header);
@@ -128,6 +267,11 @@ class CsvLoad {
   void reject(Row& row, const std::string& field, const std::string& code, const std::string& message);
   void resolve_lookups(pqxx::transaction_base& tx, std::vector<Row>& chunk);
   void restore_progress(pqxx::transaction_base& tx);
+  void plan_writeback(const std::vector<std::string>& header);
+  void write_back(pqxx::transaction_base& tx, const std::vector<Row*>& rows);
+  std::vector<WritebackPlan> writeback_;
+  std::vector<int> writeback_source_;  // header index of each source value a writeback needs
+  int64_t linked_ = 0, already_linked_ = 0;
   void regenerate_rejects(pqxx::transaction_base& tx, const std::string& header_raw);
 
   pqxx::connection& conn_;
@@ -180,6 +324,8 @@ void CsvLoad::plan(const std::vector<std::string>& header) {
       if (f.ref) {
         for (size_t k = 0; k < e; ++k)
           if (ds_.entities[k].name == *f.ref) ref = int(k);
+      } else if (!f.from.empty() && f.from.front().size() > 1 && f.from.front()[0] == '$') {
+        idx = -2;  // the value of an event variable ($program, $source_system, ...), same for every row
       } else {
         for (const auto& name : f.from) {
           if (auto it = exact.find(name); it != exact.end()) { idx = it->second; break; }
@@ -266,6 +412,8 @@ void CsvLoad::build_row(CsvRecord& rec, int64_t number, std::vector<Row>& chunk)
   row.record_ids.resize(plans_.size());
   row.in_review.assign(plans_.size(), false);
   row.deferred.resize(plans_.size());
+  row.source.reserve(writeback_source_.size());
+  for (int idx : writeback_source_) row.source.push_back(rec.fields[size_t(idx)]);
   for (size_t e = 0; e < plans_.size(); ++e) {
     const EntityPlan& p = plans_[e];
     const auto& fields = p.cfg->fields;
@@ -276,11 +424,16 @@ void CsvLoad::build_row(CsvRecord& rec, int64_t number, std::vector<Row>& chunk)
       const Field& f = fields[k];
       if (p.ref_entity[k] >= 0) continue;  // filled after the referenced entity resolves
       int idx = p.source_index[k];
-      if (idx < 0) {
+      std::string var_value;
+      if (idx == -2) {
+        auto it = req_.vars.find(f.from.front().substr(1));
+        var_value = it == req_.vars.end() ? "" : it->second;
+      }
+      if (idx == -1) {
         if (f.required) reject(row, f.name, "required", "required field " + p.cfg->name + "." + f.name + " is missing");
         continue;
       }
-      const std::string& raw = rec.fields[size_t(idx)];
+      const std::string& raw = idx == -2 ? var_value : rec.fields[size_t(idx)];
       Normalized n = normalize(f.normalize, raw);
       std::string col = f.from.empty() ? f.name : f.from.front();
       if (!n.error.empty()) {
@@ -510,6 +663,12 @@ void CsvLoad::commit_chunk(pqxx::transaction_base& tx, std::vector<Row>& chunk, 
     if (!r.rejected) good.push_back(&r);
   process_rows(tx, good, delta);
   for (auto& [k, v] : delta) result_.counts[k] += v;
+  if (!writeback_.empty()) {
+    std::vector<Row*> ok;
+    for (Row& r : chunk)
+      if (!r.rejected) ok.push_back(&r);
+    write_back(tx, ok);
+  }
   // Rejected rows count against every entity of the dataset: none of them got the row.
   int64_t rejected_now = 0;
   std::set<int64_t> seen;
@@ -581,24 +740,13 @@ void CsvLoad::regenerate_rejects(pqxx::transaction_base& tx, const std::string& 
   rejects_.flush();
 }
 
-LoadResult CsvLoad::run(const FinalStep& final_step) {
-  std::ifstream in(req_.path, std::ios::binary);
-  if (!in) throw BatchError("cannot open " + req_.path);
-  CsvReader reader(in, req_.csv);
-  CsvRecord rec;
-  std::vector<std::string> header;
-  std::string header_raw;
-  try {
-    if (!reader.next(rec)) throw BatchError("file is empty: no header row");
-  } catch (const CsvError& e) {
-    throw BatchError(std::string("line ") + std::to_string(e.line) + ": " + e.what());
-  }
-  header = rec.fields;
-  header_raw = rec.raw;
+LoadResult CsvLoad::run(RecordSource& source, const std::vector<std::string>& header, const std::string& header_raw,
+                        const FinalStep& final_step, const BeforeFinal& before_final) {
   header_width_ = header.size();
   plan(header);
+  plan_writeback(header);
 
-  const bool single_tx = req_.dry_run || ds_.atomic;
+  const bool single_tx = req_.dry_run || req_.atomic;
   if (req_.resume_after_row > 0) {
     pqxx::work tx(conn_);
     restore_progress(tx);
@@ -615,13 +763,23 @@ LoadResult CsvLoad::run(const FinalStep& final_step) {
   std::vector<Row> chunk;
   chunk.reserve(size_t(std::min<int64_t>(req_.chunk_rows, 1 << 20)));
   int64_t number = 0;
+  CsvRecord rec;
   auto flush = [&](bool final) {
     auto t0 = std::chrono::steady_clock::now();
+    auto last_steps = [&](pqxx::transaction_base& tx) {
+      if (!final) return;
+      if (!writeback_.empty()) result_.extra["writeback"] = {{"linked", linked_}, {"already_linked", already_linked_}};
+      if (before_final) before_final(tx, result_);
+    };
     if (single_tx) {
-      commit_chunk(*outer, chunk, final && !req_.dry_run, final_step);
+      commit_chunk(*outer, chunk, false, nullptr);
+      last_steps(*outer);
+      if (final && !req_.dry_run && final_step) final_step(*outer, result_);
     } else {
       pqxx::work tx(conn_);
-      commit_chunk(tx, chunk, final, final_step);
+      commit_chunk(tx, chunk, false, nullptr);
+      last_steps(tx);
+      if (final && final_step) final_step(tx, result_);
       tx.commit();
     }
     svc_.metrics.observe_db("chunk", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -631,31 +789,27 @@ LoadResult CsvLoad::run(const FinalStep& final_step) {
     chunk.clear();
     if (svc_.keepalive) svc_.keepalive();
   };
-  try {
-    while (reader.next(rec)) {
-      ++number;
-      bytes_ = reader.bytes_read();
-      if (number <= req_.resume_after_row) continue;
-      build_row(rec, number, chunk);
-      if (int64_t(chunk.size()) >= req_.chunk_rows) {
-        flush(false);
-        if (svc_.stopping.load() && !single_tx) {
-          result_.interrupted = true;
-          return result_;
-        }
+  while (source.next(rec)) {
+    ++number;
+    bytes_ = source.bytes_read();
+    if (number <= req_.resume_after_row) continue;
+    build_row(rec, number, chunk);
+    if (int64_t(chunk.size()) >= req_.chunk_rows) {
+      flush(false);
+      if (svc_.stopping.load() && !single_tx) {
+        result_.interrupted = true;
+        return result_;
       }
     }
-  } catch (const CsvError& e) {
-    throw BatchError(std::string("line ") + std::to_string(e.line) + ": " + e.what());
   }
-  bytes_ = reader.bytes_read();
+  bytes_ = source.bytes_read();
   flush(true);
   if (single_tx) {
     if (req_.dry_run) {
       outer->abort();
       outer.reset();
       pqxx::work tx(conn_);
-      final_step(tx, result_);
+      if (final_step) final_step(tx, result_);
       tx.commit();
     } else {
       outer->commit();
@@ -664,11 +818,117 @@ LoadResult CsvLoad::run(const FinalStep& final_step) {
   return result_;
 }
 
+void CsvLoad::plan_writeback(const std::vector<std::string>& header) {
+  if (!req_.writeback) return;
+  for (const auto& wb : *req_.writeback) {
+    WritebackPlan p;
+    p.cfg = &wb;
+    for (const auto& [col, entity] : wb.set) {
+      size_t e = 0;
+      while (e < ds_.entities.size() && ds_.entities[e].name != entity) ++e;
+      if (e == ds_.entities.size()) throw BatchError("writeback to " + wb.table + ": no entity " + entity + " in dataset " + ds_.name);
+      p.set.emplace_back(col, e);
+      plans_[e].referenced_later = true;  // its record ids are needed after resolution
+    }
+    for (const auto& [col, src] : wb.where) {
+      auto it = std::find(header.begin(), header.end(), src);
+      if (it == header.end())
+        throw BatchError("writeback to " + wb.table + ": the source has no column " + src + " (where " + col + ")");
+      writeback_source_.push_back(int(it - header.begin()));
+      p.where.emplace_back(col, writeback_source_.size() - 1);
+    }
+    writeback_.push_back(std::move(p));
+  }
+}
+
+void CsvLoad::write_back(pqxx::transaction_base& tx, const std::vector<Row*>& rows) {
+  const std::string bk = tx.quote_name(req_.bookkeeping_schema);
+  for (size_t w = 0; w < writeback_.size(); ++w) {
+    const WritebackPlan& p = writeback_[w];
+    TableInfo t = describe_table(tx, p.cfg->table);
+    if (!t.exists) throw BatchError("writeback table " + p.cfg->table + " does not exist");
+    for (auto& [c, e] : p.set)
+      if (!t.column_types.count(c)) throw BatchError("writeback column " + p.cfg->table + "." + c + " does not exist");
+    for (auto& [c, i] : p.where)
+      if (!t.column_types.count(c)) throw BatchError("writeback column " + p.cfg->table + "." + c + " does not exist");
+    if (t.pk.empty()) throw BatchError("writeback table " + p.cfg->table + " needs a single-column primary key");
+    std::string create = "CREATE TEMP TABLE ingestd_wb (";
+    std::vector<std::string> cols;
+    for (size_t i = 0; i < p.set.size(); ++i) cols.push_back("s" + std::to_string(i));
+    for (size_t i = 0; i < p.where.size(); ++i) cols.push_back("w" + std::to_string(i));
+    for (size_t i = 0; i < cols.size(); ++i) create += (i ? ", " : "") + cols[i] + " text";
+    tx.exec("DROP TABLE IF EXISTS pg_temp.ingestd_wb");
+    tx.exec(create + ")");
+    {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+      pqxx::tablewriter wr(tx, "pg_temp.ingestd_wb", cols.begin(), cols.end());
+      std::string line;
+      for (Row* r : rows) {
+        bool complete = true;
+        for (auto& [c, e] : p.set)
+          if (!r->record_ids[e]) complete = false;
+        if (!complete) continue;
+        line.clear();
+        for (size_t i = 0; i < p.set.size(); ++i) {
+          if (i) line += '\t';
+          append_copy_value(line, r->record_ids[p.set[i].second]);
+        }
+        for (auto& [c, idx] : p.where) {
+          line += '\t';
+          append_copy_value(line, r->source[idx]);
+        }
+        wr.write_raw_line(line);
+      }
+      wr.complete();
+#pragma GCC diagnostic pop
+    }
+    std::string join = "", differs = "", set = "", vals = "";
+    for (size_t i = 0; i < p.where.size(); ++i)
+      join += (i ? " AND " : "") + std::string("t.") + tx.quote_name(p.where[i].first) + " = w.w" + std::to_string(i) +
+              "::" + t.column_types.at(p.where[i].first);
+    for (size_t i = 0; i < p.set.size(); ++i) {
+      const std::string c = tx.quote_name(p.set[i].first), v = "w.s" + std::to_string(i) + "::" + t.column_types.at(p.set[i].first);
+      differs += (i ? " OR " : "") + std::string("t.") + c + " IS DISTINCT FROM " + v;
+      set += (i ? ", " : "") + c + " = " + v;
+      vals += (i ? ", " : "") + std::string("(") + tx.quote(p.set[i].first) + ", t." + c + "::text, w.s" + std::to_string(i) +
+              ", t." + c + " IS DISTINCT FROM " + v + ")";
+    }
+    // what the writeback overwrites goes to changes, so a rollback undoes it
+    tx.exec_params("INSERT INTO " + bk + ".changes (batch_id, table_name, record_id, column_name, before, after) "
+                   "SELECT $1::uuid, $2, t." + tx.quote_name(t.pk) + "::text, v.col, v.before, v.after FROM " + t.quoted +
+                   " t JOIN pg_temp.ingestd_wb w ON " + join + " CROSS JOIN LATERAL (VALUES " + vals +
+                   ") v(col, before, after, chg) WHERE v.chg",
+                   req_.batch_id, t.canonical);
+    auto up = tx.exec("UPDATE " + t.quoted + " t SET " + set + " FROM pg_temp.ingestd_wb w WHERE " + join + " AND (" +
+                      differs + ")");
+    auto all = tx.exec("SELECT count(*) FROM " + t.quoted + " t JOIN pg_temp.ingestd_wb w ON " + join);
+    linked_ += int64_t(up.affected_rows());
+    already_linked_ += all[0][0].as<int64_t>() - int64_t(up.affected_rows());
+    tx.exec("DROP TABLE pg_temp.ingestd_wb");
+  }
+}
+
 }  // namespace
 
-LoadResult load_csv(pqxx::connection& conn, const LoadRequest& req, Services& svc, const FinalStep& final_step) {
+LoadResult load_csv(pqxx::connection& conn, const LoadRequest& req, Services& svc, const FinalStep& final_step,
+                    const BeforeFinal& before_final) {
+  CsvSource source(req.path, req.csv);
+  CsvRecord rec;
+  if (!source.next(rec)) throw BatchError("file is empty: no header row");
   CsvLoad load(conn, req, svc);
-  return load.run(final_step);
+  return load.run(source, rec.fields, rec.raw, final_step, before_final);
+}
+
+LoadResult load_query(pqxx::connection& conn, const LoadRequest& req, const QuerySource& q, Services& svc,
+                      const FinalStep& final_step, const BeforeFinal& before_final) {
+  QueryRecordSource source(q);
+  CsvLoad load(conn, req, svc);
+  auto with_watermark = [&](pqxx::transaction_base& tx, LoadResult& r) {
+    r.max_watermark = source.max_watermark();
+    if (before_final) before_final(tx, r);
+  };
+  return load.run(source, source.header(), source.header_raw(), final_step, with_watermark);
 }
 
 std::vector<std::string> check_dataset_schema(pqxx::connection& conn, const config::Dataset& ds) {

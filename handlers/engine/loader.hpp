@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,6 +33,22 @@ struct LoadRequest {
   std::string bookkeeping_schema = "ingestd";
   std::string reject_path;          // reject file to (re)write
   std::map<std::string, std::string> vars;  // $batch_id, $source_system, ...
+  bool atomic = false;              // one transaction for everything (dataset or job setting)
+  const std::vector<config::Writeback>* writeback = nullptr;  // jobs: set source columns to resolved ids
+};
+
+struct LoadResult;
+/// Runs inside the last transaction, before FinalStep, for real and dry runs alike (a job's
+/// `after` statements and `checks`). Throwing from it fails the batch.
+using BeforeFinal = std::function<void(pqxx::transaction_base&, LoadResult&)>;
+
+/// @brief Rows of a SQL query, read through a cursor on its own connection and snapshot.
+struct QuerySource {
+  std::string url;        // database to read (the target's or a configured source)
+  std::string sql;        // `:watermark` is bound as a parameter
+  std::optional<std::string> watermark;  // value bound to :watermark
+  std::string watermark_column;          // column whose maximum becomes the next watermark
+  int64_t fetch_rows = 10000;
 };
 
 /// @brief What the load did, cumulated over every chunk committed by this run and earlier ones.
@@ -42,6 +59,8 @@ struct LoadResult {
   int64_t rows_rejected = 0;
   std::vector<std::string> first_errors;
   bool interrupted = false;
+  std::optional<std::string> max_watermark;  // query sources: the largest watermark value read
+  nlohmann::json extra = nlohmann::json::object();  // writeback statistics, checks, ...
 };
 
 /// Called inside the final transaction (with the final counts) so that the batch's last
@@ -50,7 +69,12 @@ using FinalStep = std::function<void(pqxx::transaction_base&, const LoadResult&)
 
 /// Loads a CSV file through the dataset's entities. Throws BatchError for non-retryable
 /// batch failures and pqxx exceptions for database failures (the caller sorts them).
-LoadResult load_csv(pqxx::connection& conn, const LoadRequest& req, Services& svc, const FinalStep& final_step);
+LoadResult load_csv(pqxx::connection& conn, const LoadRequest& req, Services& svc, const FinalStep& final_step,
+                    const BeforeFinal& before_final = nullptr);
+
+/// Loads the rows of a SQL query through the dataset's entities (migration jobs).
+LoadResult load_query(pqxx::connection& conn, const LoadRequest& req, const QuerySource& source, Services& svc,
+                      const FinalStep& final_step, const BeforeFinal& before_final = nullptr);
 
 /// Checks that the dataset's tables and columns exist; returns one message per problem.
 std::vector<std::string> check_dataset_schema(pqxx::connection& conn, const config::Dataset& ds);

@@ -87,8 +87,17 @@ RollbackResult rollback_batch(pqxx::connection& conn, const config::Config& cfg,
                              batch_id);
   std::vector<std::pair<std::string, std::string>> order;  // entity, table
   for (const auto& e : ents) order.emplace_back(e[0].as<std::string>(), e[1].as<std::string>());
-  const config::Dataset* ds = cfg.datasets.count(dataset) ? &cfg.datasets.at(dataset) : nullptr;
+  // tables the batch changed without an entity of its own: writebacks, resolved references
+  auto other = tx.exec_params("SELECT DISTINCT table_name FROM " + bk + ".changes WHERE batch_id = $1::uuid", batch_id);
+  for (const auto& o : other) {
+    const std::string table = o[0].as<std::string>();
+    if (std::none_of(order.begin(), order.end(), [&](auto& p) { return p.second == table; })) order.emplace_back("", table);
+  }
+  std::string ds_name = dataset;
+  if (cfg.jobs.count(dataset)) ds_name = cfg.jobs.at(dataset).dataset;  // a job batch: its dataset's entities
+  const config::Dataset* ds = cfg.datasets.count(ds_name) ? &cfg.datasets.at(ds_name) : nullptr;
   auto rank = [&](const std::string& entity) {
+    if (entity.empty()) return 2000;  // restored first: they may reference the entities' records
     if (ds)
       for (size_t i = 0; i < ds->entities.size(); ++i)
         if (ds->entities[i].name == entity) return int(i);
@@ -107,8 +116,10 @@ RollbackResult rollback_batch(pqxx::connection& conn, const config::Config& cfg,
     for (const auto& [entity, table] : order) {
       TableInfo t = describe_table(tx, table);
       if (!t.exists) continue;
-      describe_id(tx, t, id_column(entity));
-      const std::string id = tx.quote_name(id_column(entity));
+      const std::string id_col = entity.empty() ? t.pk : id_column(entity);
+      if (id_col.empty()) continue;
+      describe_id(tx, t, id_col);
+      const std::string id = tx.quote_name(id_col);
       auto del = tx.exec_params("DELETE FROM " + t.quoted + " t USING (SELECT DISTINCT record_id FROM " + bk +
                                     ".row_lineage WHERE batch_id = $1::uuid AND table_name = $2 AND action = 'inserted') "
                                     "l WHERE t." + id + " = l.record_id::" + t.id_type,

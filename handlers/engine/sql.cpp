@@ -26,6 +26,10 @@ TableInfo describe_table(pqxx::transaction_base& tx, const std::string& table) {
       "WHERE a.attrelid = $1::bigint::oid AND a.attnum > 0 AND NOT a.attisdropped",
       oid, t.quoted);
   for (const auto& c : cols) t.column_types[c[0].as<std::string>()] = c[1].as<std::string>();
+  auto pk = tx.exec_params("SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND "
+                           "a.attnum = ANY(i.indkey) WHERE i.indrelid = $1::bigint::oid AND i.indisprimary",
+                           oid);
+  if (pk.size() == 1) t.pk = pk[0][0].as<std::string>();
   return t;
 }
 
@@ -179,8 +183,9 @@ EntityCounts EntitySql::resolve_and_merge() {
   exec("UPDATE ingestd_res SET record_id = (" + table_.id_default + ")::text WHERE action = 'insert'", "match");
 
   // 4. one value per record and field: the first non-null (last for overwrite)
+  // tier: how the record was matched, or for a new one how its rows were grouped (NULL: one row)
   std::string agg = "CREATE TEMP TABLE ingestd_agg AS SELECT r.record_id, bool_or(r.action = 'insert') AS is_new, "
-                    "min(r.tier) AS tier";
+                    "coalesce(min(r.tier), min(s.chunk_tier)) AS tier";
   for (size_t k = 0; k < fields.size(); ++k) {
     std::string f = "s.f" + std::to_string(k);
     MergePolicy p = fields[k].merge.value_or(entity_.merge);

@@ -23,6 +23,7 @@ struct TableInfo {
   std::string id_type;
   std::string id_default;  // SQL expression that makes a new id (nextval(...) or the default)
   bool id_always_identity = false;
+  std::string pk;          // single-column primary key, "" when none or composite
 };
 
 /// Looks a table up (search_path applies to unqualified names).

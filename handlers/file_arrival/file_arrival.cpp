@@ -239,6 +239,7 @@ Outcome handle(const Event& ev, Services& svc, EventCommit& commit) {
     if (o.contains("encoding")) req.csv.encoding = o["encoding"].get<std::string>();
   }
   req.dry_run = dry_run;
+  req.atomic = ds.atomic;
   req.resume_after_row = resume_after;
   req.chunk_rows = svc.cfg.processing.chunk_rows;
   req.bookkeeping_schema = svc.cfg.postgres.bookkeeping_schema;
