@@ -509,11 +509,18 @@ def main():
     DATE_STYLE = a.date_style
     b = Bench(a)
     rc = 0
+
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    # SIGTERM and SIGINT (also when started in the background, where SIGINT is ignored) stop
+    # the run through the cleanup below.
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     try:
         b.run()
-    except Exception as e:
+    except (Exception, KeyboardInterrupt) as e:
         log("FAILED:", repr(e))
-        b.notes.append(f"run failed: {e!r}")
+        b.notes.append(f"run failed or interrupted: {e!r}")
         rc = 1
     finally:
         b.procs.stop_all()

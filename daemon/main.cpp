@@ -35,7 +35,13 @@ void on_signal(int) {
   g_broker_stop = true;
 }
 
+void on_hup(int) { request_reload(); }
+
 void install_signals() {
+  struct sigaction hup{};
+  hup.sa_handler = on_hup;
+  sigemptyset(&hup.sa_mask);
+  sigaction(SIGHUP, &hup, nullptr);
   struct sigaction sa{};
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);

@@ -36,7 +36,19 @@ Metrics::Metrics()
                        .Help("Unix time of the last completed batch per dataset or job")
                        .Register(*registry)),
       build_info(BuildGauge().Name("ingestd_build_info").Help("Build information").Register(*registry)),
-      up(BuildGauge().Name("ingestd_dependency_up").Help("1 when the dependency is reachable").Register(*registry)) {
+      up(BuildGauge().Name("ingestd_dependency_up").Help("1 when the dependency is reachable").Register(*registry)),
+      review_open(BuildGauge()
+                      .Name("ingestd_review_queue_open")
+                      .Help("Rows waiting in the review queue")
+                      .Register(*registry)),
+      deferred_open(BuildGauge()
+                        .Name("ingestd_deferred_refs_open")
+                        .Help("Deferred references not resolved yet, by dataset and field")
+                        .Register(*registry)),
+      reloads(BuildCounter()
+                  .Name("ingestd_reloads_total")
+                  .Help("SIGHUP reloads of datasets and jobs, by outcome")
+                  .Register(*registry)) {
   build_info.Add({{"version", INGESTD_VERSION}}).Set(1);
   batches_running.Add({}).Set(0);
 }

@@ -27,6 +27,9 @@ struct Metrics {
   prometheus::Family<prometheus::Gauge>& last_success;
   prometheus::Family<prometheus::Gauge>& build_info;
   prometheus::Family<prometheus::Gauge>& up;
+  prometheus::Family<prometheus::Gauge>& review_open;
+  prometheus::Family<prometheus::Gauge>& deferred_open;
+  prometheus::Family<prometheus::Counter>& reloads;
 
   Metrics();
   void event(const std::string& topic, const std::string& outcome);

@@ -19,7 +19,9 @@
 #include "daemon/http_server.hpp"
 #include "daemon/kafka.hpp"
 #include "daemon/metrics.hpp"
+#include "config/loader.hpp"
 #include "daemon/schema.hpp"
+#include "handlers/engine/loader.hpp"
 #include "handlers/handler.hpp"
 
 namespace ingestd {
@@ -27,6 +29,7 @@ namespace ingestd {
 namespace {
 
 std::atomic<bool> g_stop{false};
+std::atomic<bool> g_reload{false};
 
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
@@ -119,8 +122,12 @@ class Runtime : public RdKafka::RebalanceCb, public RdKafka::EventCb {
   Outcome run_handler(const HandlerSpec& spec, const Event& ev, int& attempts, std::string& last_reason);
   std::string status_json();
   void keepalive();
+  void reload();
+  void refresh_gauges();
+  void init_metrics();
+  Clock::time_point last_refresh_{};
 
-  const config::Config& cfg_;
+  config::Config cfg_;  // owned: SIGHUP swaps datasets and jobs between events
   std::shared_ptr<spdlog::logger> log_;
   std::string instance_;
   Metrics metrics_;
@@ -142,6 +149,86 @@ void Runtime::connect_db() {
   db_.reset();
   db_ = std::make_unique<pqxx::connection>(cfg_.postgres.url);
   pg_ok_ = true;
+}
+
+void Runtime::reload() {
+  sd_notify(0, "RELOADING=1\nSTATUS=reloading datasets and jobs");
+  try {
+    config::Config fresh = config::load_config(cfg_.path);
+    std::vector<std::string> problems;
+    if (db_)
+      for (const auto& [name, ds] : fresh.datasets)
+        for (auto& p : engine::check_dataset_schema(*db_, ds)) problems.push_back(p);
+    if (!problems.empty()) {
+      std::string all;
+      for (auto& p : problems) all += (all.empty() ? "" : "; ") + p;
+      throw std::runtime_error(all);
+    }
+    // Only datasets and jobs change on reload; connections, topics and listeners need a restart.
+    cfg_.datasets = std::move(fresh.datasets);
+    cfg_.jobs = std::move(fresh.jobs);
+    cfg_.sources = std::move(fresh.sources);
+    metrics_.reloads.Add({{"outcome", "success"}}).Increment();
+    log_->info("reloaded {}: {} datasets, {} jobs", cfg_.path, cfg_.datasets.size(), cfg_.jobs.size());
+  } catch (const std::exception& e) {
+    metrics_.reloads.Add({{"outcome", "failure"}}).Increment();
+    log_->error("reload of {} refused, keeping the running datasets and jobs: {}", cfg_.path, e.what());
+  }
+  sd_notify(0, "READY=1\nSTATUS=consuming");
+}
+
+void Runtime::refresh_gauges() {
+  // Operators watch these between batches: open review items and deferred references, and
+  // whether PostgreSQL still answers (/readyz).
+  last_refresh_ = Clock::now();
+  try {
+    if (!db_ || !db_->is_open()) connect_db();
+    pqxx::read_transaction tx(*db_);
+    const std::string qs = tx.quote_name(cfg_.postgres.bookkeeping_schema);
+    metrics_.review_open.Add({}).Set(
+        tx.exec("SELECT count(*) FROM " + qs + ".review_queue WHERE status = 'open'")[0][0].as<double>());
+    auto d = tx.exec("SELECT table_name, column_name, count(*) FROM " + qs + ".deferred_refs GROUP BY 1, 2");
+    for (const auto& [name, ds] : cfg_.datasets)
+      for (const auto& e : ds.entities)
+        for (const auto& f : e.fields) {
+          if (!f.lookup || f.on_missing != config::OnMissing::Defer) continue;
+          double n = 0;
+          for (const auto& row : d) {
+            std::string t = row[0].as<std::string>();
+            if ((t == e.table || t == "public." + e.table) && row[1].as<std::string>() == f.column) n = row[2].as<double>();
+          }
+          metrics_.deferred_open.Add({{"dataset", name}, {"field", e.name + "." + f.name}}).Set(n);
+        }
+    pg_ok_ = true;
+    metrics_.up.Add({{"dependency", "postgresql"}}).Set(1);
+  } catch (const std::exception& e) {
+    if (pg_ok_) log_->warn("PostgreSQL unreachable: {}", e.what());
+    pg_ok_ = false;
+    metrics_.up.Add({{"dependency", "postgresql"}}).Set(0);
+    db_.reset();
+  }
+  metrics_.up.Add({{"dependency", "kafka"}}).Set(kafka_ok_ ? 1 : 0);
+}
+
+void Runtime::init_metrics() {
+  // Series exist from the start at 0, so increase() sees the first dead letter or failure.
+  for (const auto& topic : {cfg_.kafka.topics.files, cfg_.kafka.topics.jobs})
+    for (const char* outcome : {"completed", "completed_with_rejects", "failed", "duplicate", "dry_run", "dead_letter"})
+      metrics_.events.Add({{"topic", topic}, {"outcome", outcome}});
+  for (const char* reason : {"malformed", "missing_field", "wrong_type", "unknown_type", "wrong_topic", "unknown_target",
+                             "too_large", "attempts_exhausted"})
+    metrics_.dead_letters.Add({{"reason", reason}});
+  for (const char* reason : {"connection", "serialization", "in_doubt", "busy", "infrastructure"})
+    metrics_.retries.Add({{"reason", reason}});
+  metrics_.reloads.Add({{"outcome", "success"}});
+  metrics_.reloads.Add({{"outcome", "failure"}});
+  // The last success survives a restart: it is in the batches table.
+  pqxx::read_transaction tx(*db_);
+  auto r = tx.exec("SELECT dataset_or_job, extract(epoch FROM max(finished_at))::float8 FROM " +
+                   tx.quote_name(cfg_.postgres.bookkeeping_schema) +
+                   ".batches WHERE status IN ('completed', 'completed_with_rejects') AND NOT dry_run AND "
+                   "dataset_or_job NOT IN ('rollback', 'checks') AND finished_at IS NOT NULL GROUP BY 1");
+  for (const auto& row : r) metrics_.last_success.Add({{"dataset", row[0].as<std::string>()}}).Set(row[1].as<double>());
 }
 
 void Runtime::keepalive() {
@@ -427,7 +514,8 @@ void Runtime::process(RdKafka::Message& msg) {
       metrics_.identity_matches.Add({{"dataset", target}, {"entity", entity}, {"tier", std::to_string(tier)}})
           .Increment(double(n));
   }
-  if (o.status == "completed" || o.status == "completed_with_rejects") {
+  const bool builtin = ev.type == "job.requested" && (target == "rollback" || target == "checks");
+  if (!builtin && (o.status == "completed" || o.status == "completed_with_rejects")) {
     metrics_.last_success.Add({{"dataset", target}}).SetToCurrentTime();
     static const prometheus::Histogram::BucketBoundaries b{0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600};
     metrics_.batch_duration.Add({{"dataset", target}}, b).Observe(secs);
@@ -459,6 +547,7 @@ int Runtime::run() {
 
   connect_db();
   migrate_schema(*db_, cfg_.postgres.bookkeeping_schema);
+  init_metrics();
 
   std::string brokers = cfg_.kafka.brokers;
   std::string addr_file;
@@ -493,8 +582,11 @@ int Runtime::run() {
   log_->info("ingestd {} ready: group {}, topics {} and {}", INGESTD_VERSION, cfg_.kafka.group_id,
              cfg_.kafka.topics.files, cfg_.kafka.topics.jobs);
 
+  refresh_gauges();
   while (!g_stop) {
     keepalive();
+    if (g_reload.exchange(false)) reload();
+    if (Clock::now() - last_refresh_ > std::chrono::seconds(5)) refresh_gauges();
     std::unique_ptr<RdKafka::Message> msg(consumer_->consume(500));
     if (!msg) continue;
     if (msg->err() == RdKafka::ERR__TIMED_OUT || msg->err() == RdKafka::ERR__PARTITION_EOF) continue;
@@ -583,6 +675,7 @@ int Runtime::load(const std::string& file, const std::string& dataset, bool dry_
 }  // namespace
 
 void request_stop() { g_stop = true; }
+void request_reload() { g_reload = true; }
 
 int run_daemon(const config::Config& cfg) {
   Runtime rt(cfg);

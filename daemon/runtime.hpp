@@ -11,6 +11,8 @@ namespace ingestd {
 
 /// Asks every running Runtime to finish its current chunk and stop (signal-safe).
 void request_stop();
+/// Asks the running daemon to re-read datasets and jobs (SIGHUP; signal-safe).
+void request_reload();
 
 /// Runs `ingestd run` until SIGTERM/SIGINT. Returns the process exit code.
 int run_daemon(const config::Config& cfg);
