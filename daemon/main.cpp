@@ -18,6 +18,7 @@
 
 #include "config/loader.hpp"
 #include "daemon/kafka.hpp"
+#include "daemon/operator_commands.hpp"
 #include "daemon/runtime.hpp"
 #include "handlers/engine/loader.hpp"
 #include "handlers/engine/rollback.hpp"
@@ -86,7 +87,7 @@ int wait_for_result(const config::Config& cfg, const std::string& brokers, const
   if (!c) throw std::runtime_error(err);
   c->subscribe({cfg.kafka.topics.results});
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  while (std::chrono::steady_clock::now() < deadline) {
+  while (std::chrono::steady_clock::now() < deadline && !g_broker_stop) {
     std::unique_ptr<RdKafka::Message> m(c->consume(500));
     if (!m || m->err() != RdKafka::ERR_NO_ERROR) continue;
     auto j = json::parse(std::string(static_cast<const char*>(m->payload()), m->len()), nullptr, false);
@@ -163,6 +164,34 @@ int main(int argc, char** argv) {
   rb->add_option("batch", rb_batch, "batch id (UUID)")->required();
   rb->add_flag("--dry-run", rb_dry, "report what would be undone, change nothing");
 
+  auto* st = app.add_subcommand("status", "Running and recent batches, or one batch in detail");
+  std::string st_batch;
+  bool st_json = false;
+  st->add_option("-c,--config", config_path, "config file")->capture_default_str();
+  st->add_option("batch", st_batch, "batch id");
+  st->add_flag("--json", st_json, "print JSON");
+
+  auto* review = app.add_subcommand("review", "The review queue: rows that matched two different records");
+  review->require_subcommand(1);
+  std::string rv_into;
+  int64_t rv_id = 0;
+  auto* rv_list = review->add_subcommand("list", "Open review items");
+  auto* rv_merge = review->add_subcommand("merge", "Merge an item into a record (fills what it lacks)");
+  auto* rv_distinct = review->add_subcommand("distinct", "The item is a different person: create a record for it");
+  for (auto* sc : {rv_list, rv_merge, rv_distinct}) sc->add_option("-c,--config", config_path, "config file")->capture_default_str();
+  rv_merge->add_option("id", rv_id, "review item id")->required();
+  rv_merge->add_option("--into", rv_into, "record id to merge into")->required();
+  rv_distinct->add_option("id", rv_id, "review item id")->required();
+
+  auto* dlq = app.add_subcommand("dlq", "Dead letters");
+  dlq->require_subcommand(1);
+  auto* dlq_replay = dlq->add_subcommand("replay", "Republish dead letters to the topics they came from");
+  int64_t dlq_limit = 1000000;
+  bool dlq_dry = false;
+  dlq_replay->add_option("-c,--config", config_path, "config file")->capture_default_str();
+  dlq_replay->add_option("--limit", dlq_limit, "replay at most this many")->capture_default_str();
+  dlq_replay->add_flag("--dry-run", dlq_dry, "count what would be replayed");
+
   auto* broker = app.add_subcommand("embedded-broker",
                                     "Run librdkafka's mock cluster on loopback (tests and demos only)");
   int b_partitions = 3;
@@ -217,6 +246,13 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (load->parsed()) return run_load(cfg, load_file, load_dataset, load_dry);
+    if (st->parsed()) return cmd_status(cfg, st_batch, st_json);
+    if (review->parsed()) {
+      const char* user = std::getenv("USER");
+      std::string action = rv_list->parsed() ? "list" : rv_merge->parsed() ? "merge" : "distinct";
+      return cmd_review(cfg, action, rv_id, rv_into, std::string("cli:") + (user ? user : "unknown"));
+    }
+    if (dlq_replay->parsed()) return cmd_dlq_replay(cfg, dlq_limit, dlq_dry);
     if (rb->parsed()) {
       prepare_database(cfg);
       pqxx::connection c(cfg.postgres.url);

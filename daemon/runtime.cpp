@@ -658,7 +658,38 @@ int Runtime::load(const std::string& file, const std::string& dataset, bool dry_
   const auto t0 = Clock::now();
   int attempts = 0;
   std::string reason;
+  // In a terminal, a progress bar from the batch's own checkpoints (a second connection).
+  std::atomic<bool> done{false};
+  std::thread progress;
+  if (isatty(STDERR_FILENO)) {
+    progress = std::thread([&] {
+      try {
+        pqxx::connection pc(cfg_.postgres.url);
+        const std::string qs = pc.quote_name(cfg_.postgres.bookkeeping_schema);
+        while (!done) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(500));
+          pqxx::read_transaction tx(pc);
+          auto r = tx.exec_params("SELECT b.rows_done, b.bytes_done, b.size_bytes FROM " + qs + ".events e JOIN " + qs +
+                                      ".batches b ON b.id = e.batch_id WHERE e.event_id = $1",
+                                  ev.event_id);
+          if (r.empty() || r[0][2].is_null() || r[0][2].as<int64_t>() == 0) continue;
+          double frac = std::min(1.0, double(r[0][1].as<int64_t>()) / double(r[0][2].as<int64_t>()));
+          int filled = int(frac * 40);
+          double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+          fprintf(stderr, "\r[%s%s] %3d%%  %lld rows  %.0f rows/s ", std::string(size_t(filled), '#').c_str(),
+                  std::string(size_t(40 - filled), '.').c_str(), int(frac * 100), (long long)r[0][0].as<int64_t>(),
+                  secs > 0 ? double(r[0][0].as<int64_t>()) / secs : 0.0);
+          fflush(stderr);
+        }
+        fprintf(stderr, "\n");
+      } catch (const std::exception&) {
+        // progress is a courtesy: the load goes on without it
+      }
+    });
+  }
   Outcome o = inner.run_handler(*spec, ev, attempts, reason);
+  done = true;
+  if (progress.joinable()) progress.join();
   if (o.kind != Outcome::Kind::Done) {
     std::cerr << "ingestd load: " << (reason.empty() ? "interrupted" : reason) << "\n";
     return 1;

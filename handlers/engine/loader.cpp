@@ -450,7 +450,9 @@ void CsvLoad::build_row(CsvRecord& rec, int64_t number, std::vector<Row>& chunk)
         continue;
       }
       row.values[e][k] = std::move(parsed.value);
-      if (row.values[e][k]) row.keys[e][k] = n.key ? n.key : row.values[e][k];
+      // typed values key on their parsed form: 19/10/1996 and 1996-10-19 are one birth date
+      if (row.values[e][k])
+        row.keys[e][k] = f.type == config::FieldType::Text && n.key ? n.key : row.values[e][k];
     }
   }
   if (row.rejected) {

@@ -163,15 +163,21 @@ EntityCounts EntitySql::resolve_and_merge() {
     exec("CREATE TEMP TABLE ingestd_gk AS SELECT DISTINCT grp, tier, key FROM (" + u + ") x WHERE key IS NOT NULL",
          "stage");
   }
+  // temp tables have no statistics until analyzed; without them the planner picks nested
+  // loops that turn a 50,000-row chunk quadratic
+  exec("ANALYZE ingestd_stg", "stage");
+  exec("ANALYZE ingestd_gk", "stage");
   // 2. candidate records by remembered keys, best tier per (group, record); a record whose
   //    keys at a higher tier all differ from the group's is not a candidate (rule 6).
   exec("CREATE TEMP TABLE ingestd_cand AS SELECT gk.grp, ik.record_id, min(gk.tier) AS tier FROM ingestd_gk gk "
        "JOIN " + bk_ + ".identity_keys ik ON ik.table_name = :table AND ik.tier = gk.tier AND ik.key = gk.key "
        "JOIN " + T + " t ON t." + id + " = ik.record_id::" + idt + " GROUP BY 1, 2",
        "match");
-  exec("DELETE FROM ingestd_cand c WHERE EXISTS (SELECT 1 FROM ingestd_gk gk JOIN " + bk_ +
-           ".identity_keys ik ON ik.table_name = :table AND ik.record_id = c.record_id AND ik.tier = gk.tier "
-           "WHERE gk.grp = c.grp AND gk.tier < c.tier)",
+  exec("ANALYZE ingestd_cand", "match");
+  exec("DELETE FROM ingestd_cand c USING (SELECT DISTINCT c2.grp, c2.record_id FROM ingestd_cand c2 "
+       "JOIN ingestd_gk gk ON gk.grp = c2.grp AND gk.tier < c2.tier JOIN " + bk_ +
+           ".identity_keys ik ON ik.table_name = :table AND ik.record_id = c2.record_id AND ik.tier = gk.tier) x "
+           "WHERE c.grp = x.grp AND c.record_id = x.record_id",
        "match");
   // 3. one decision per group: insert, match, or review when two records claim it
   exec("CREATE TEMP TABLE ingestd_res AS SELECT g.grp, "
@@ -181,6 +187,7 @@ EntityCounts EntitySql::resolve_and_merge() {
        "FROM (SELECT DISTINCT grp FROM ingestd_stg) g LEFT JOIN ingestd_cand c USING (grp) GROUP BY g.grp",
        "match");
   exec("UPDATE ingestd_res SET record_id = (" + table_.id_default + ")::text WHERE action = 'insert'", "match");
+  exec("ANALYZE ingestd_res", "match");
 
   // 4. one value per record and field: the first non-null (last for overwrite)
   // tier: how the record was matched, or for a new one how its rows were grouped (NULL: one row)
