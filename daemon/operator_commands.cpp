@@ -308,7 +308,8 @@ int cmd_dlq_replay(const config::Config& cfg, int64_t limit, bool dry_run) {
   const std::string brokers = resolve_brokers(cfg);
   auto conf = kafka_conf(cfg, brokers);
   std::string err;
-  conf->set("group.id", cfg.kafka.group_id + "-dlq-replay", err);
+  // a dry run reads with a group of its own, so it neither moves nor waits for the real one
+  conf->set("group.id", cfg.kafka.group_id + (dry_run ? "-dlq-peek-" + std::to_string(getpid()) : "-dlq-replay"), err);
   conf->set("enable.auto.commit", "false", err);
   conf->set("auto.offset.reset", "earliest", err);
   conf->set("enable.partition.eof", "true", err);
@@ -335,7 +336,8 @@ int cmd_dlq_replay(const config::Config& cfg, int64_t limit, bool dry_run) {
       continue;
     }
     if (m->err() == RdKafka::ERR__TIMED_OUT) {
-      if (std::chrono::steady_clock::now() - idle_since > std::chrono::seconds(15)) break;
+      // joining the group can wait for a previous member's session to expire
+      if (std::chrono::steady_clock::now() - idle_since > std::chrono::seconds(60)) break;
       continue;
     }
     if (m->err() != RdKafka::ERR_NO_ERROR) continue;

@@ -131,7 +131,7 @@ void EntitySql::create_staging() {
 void EntitySql::drop_staging() {
   tx_.exec(
       "DROP TABLE IF EXISTS pg_temp.ingestd_stg, pg_temp.ingestd_gk, pg_temp.ingestd_cand, pg_temp.ingestd_res, "
-      "pg_temp.ingestd_agg");
+      "pg_temp.ingestd_agg, pg_temp.ingestd_rt, pg_temp.ingestd_blocked");
 }
 
 std::string EntitySql::value_expr(const std::string& column, const std::string& spec, const char* tier_expr) const {
@@ -173,12 +173,22 @@ EntityCounts EntitySql::resolve_and_merge() {
        "JOIN " + bk_ + ".identity_keys ik ON ik.table_name = :table AND ik.tier = gk.tier AND ik.key = gk.key "
        "JOIN " + T + " t ON t." + id + " = ik.record_id::" + idt + " GROUP BY 1, 2",
        "match");
-  exec("ANALYZE ingestd_cand", "match");
-  exec("DELETE FROM ingestd_cand c USING (SELECT DISTINCT c2.grp, c2.record_id FROM ingestd_cand c2 "
-       "JOIN ingestd_gk gk ON gk.grp = c2.grp AND gk.tier < c2.tier JOIN " + bk_ +
-           ".identity_keys ik ON ik.table_name = :table AND ik.record_id = c2.record_id AND ik.tier = gk.tier) x "
-           "WHERE c.grp = x.grp AND c.record_id = x.record_id",
+  // The tiers at which each candidate record holds keys, read once; a candidate is blocked
+  // when its group and the record both hold keys at a tier above the one they share.
+  exec("CREATE TEMP TABLE ingestd_rt AS SELECT DISTINCT ik.record_id, ik.tier FROM " + bk_ +
+           ".identity_keys ik JOIN (SELECT DISTINCT record_id FROM ingestd_cand WHERE tier > 1) c "
+           "ON c.record_id = ik.record_id WHERE ik.table_name = :table",
        "match");
+  exec("ANALYZE ingestd_rt", "match");
+  exec("ANALYZE ingestd_cand", "match");
+  // equality joins only (hashable); the tier comparison is a filter on top
+  exec("SET LOCAL enable_nestloop = off", "match");
+  exec("CREATE TEMP TABLE ingestd_blocked AS SELECT DISTINCT c.grp, c.record_id FROM ingestd_cand c "
+       "JOIN ingestd_rt rt ON rt.record_id = c.record_id JOIN ingestd_gk gk ON gk.grp = c.grp AND gk.tier = rt.tier "
+       "WHERE rt.tier < c.tier",
+       "match");
+  exec("DELETE FROM ingestd_cand c USING ingestd_blocked b WHERE c.grp = b.grp AND c.record_id = b.record_id", "match");
+  exec("SET LOCAL enable_nestloop = on", "match");
   // 3. one decision per group: insert, match, or review when two records claim it
   exec("CREATE TEMP TABLE ingestd_res AS SELECT g.grp, "
        "CASE WHEN count(c.record_id) = 1 THEN min(c.record_id) END AS record_id, min(c.tier) AS tier, "

@@ -44,9 +44,10 @@ def people_csv(indices, base=40000000, email=True, header=HEADER):
 # Config and daemons
 
 
-def people_config(max_attempts=None, retry_base=None, session_timeout_ms=6000, example="people"):
+def people_config(max_attempts=None, retry_base=None, session_timeout_ms=3000, example="people"):
     """The example config with shorter Kafka group timeouts (a killed member leaves the group in
-    seconds, not librdkafka's default 45 s) and, optionally, another retry budget."""
+    seconds, not librdkafka's default 45 s) and, optionally, another retry budget. 3000 ms is the
+    lowest session timeout the mock cluster keeps a member with (its first join takes ~3 s)."""
     text = (EXAMPLES / example / f"{example}.yaml").read_text()
     props = (f"  properties:\n    session.timeout.ms: \"{session_timeout_ms}\"\n"
              f"    heartbeat.interval.ms: \"500\"\n")
@@ -208,7 +209,17 @@ def assert_batch_exact(d, batch_id, rows, inserted=None, updated=None):
 
 
 def ready(d):
-    return d.http("/readyz")[0] == 200
+    try:
+        return d.http("/readyz")[0] == 200
+    except OSError:
+        return False
+
+
+def healthy(d):
+    try:
+        return d.http("/healthz")[0] == 200
+    except OSError:
+        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -396,3 +407,11 @@ def metric(text, name, **labels):
 def rng(seed=None):
     seed = seed if seed is not None else int(os.environ.get("INGESTD_FAULT_SEED", time.time()))
     return seed, random.Random(seed)
+
+
+def consume_raw(bootstrap, topic):
+    """Like conftest.Broker.consume, but tolerates payloads that are not UTF-8 (a dead letter
+    repeats the refused bytes verbatim): they are decoded with replacement characters."""
+    out = subprocess.run(["kcat", "-b", bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-J"],
+                         capture_output=True, timeout=30)
+    return [json.loads(line) for line in out.stdout.decode("utf-8", "replace").splitlines() if line.strip()]
