@@ -30,6 +30,7 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 std::atomic<bool> g_reload{false};
+std::string g_cluster_id;  // the Kafka cluster the stored offsets belong to (set once at start)
 
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
@@ -72,10 +73,12 @@ class InboxCommit : public EventCommit {
   }
   static void write_offset(pqxx::transaction_base& tx, const std::string& qs, const std::string& group,
                            const std::string& topic, int32_t partition, int64_t next) {
-    tx.exec_params("INSERT INTO " + qs + ".consumer_offsets (group_id, topic, \"partition\", next_offset) VALUES "
-                   "($1, $2, $3, $4) ON CONFLICT (group_id, topic, \"partition\") DO UPDATE SET next_offset = "
-                   "greatest(consumer_offsets.next_offset, excluded.next_offset), updated_at = now()",
-                   group, topic, partition, next);
+    tx.exec_params("INSERT INTO " + qs + ".consumer_offsets (group_id, topic, \"partition\", next_offset, cluster_id) "
+                   "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (group_id, topic, \"partition\") DO UPDATE SET next_offset = "
+                   "CASE WHEN consumer_offsets.cluster_id IS DISTINCT FROM excluded.cluster_id THEN excluded.next_offset "
+                   "ELSE greatest(consumer_offsets.next_offset, excluded.next_offset) END, cluster_id = excluded.cluster_id, "
+                   "updated_at = now()",
+                   group, topic, partition, next, g_cluster_id.empty() ? std::nullopt : std::optional(g_cluster_id));
   }
 
  private:
@@ -245,10 +248,27 @@ void Runtime::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode 
       pqxx::read_transaction tx(*db_);
       const std::string qs = tx.quote_name(cfg_.postgres.bookkeeping_schema);
       for (auto* tp : partitions) {
-        auto r = tx.exec_params("SELECT next_offset FROM " + qs +
+        auto r = tx.exec_params("SELECT next_offset, cluster_id FROM " + qs +
                                     ".consumer_offsets WHERE group_id = $1 AND topic = $2 AND \"partition\" = $3",
                                 cfg_.kafka.group_id, tp->topic(), tp->partition());
-        if (!r.empty()) tp->set_offset(r[0][0].as<int64_t>());
+        if (!r.empty() && !r[0][1].is_null() && !g_cluster_id.empty() && r[0][1].as<std::string>() != g_cluster_id) {
+          log_->warn("{}[{}]: stored offsets belong to Kafka cluster {}, this is {}; reading from the beginning (the "
+                     "inbox answers duplicate for anything already processed)",
+                     tp->topic(), tp->partition(), r[0][1].as<std::string>(), g_cluster_id);
+          r = tx.exec("SELECT 1 WHERE false");
+        }
+        int64_t low = 0, high = -1;
+        bool beyond = false;
+        if (!r.empty() &&
+            consumer->query_watermark_offsets(tp->topic(), tp->partition(), &low, &high, 5000) == RdKafka::ERR_NO_ERROR &&
+            r[0][0].as<int64_t>() > high) {
+          // The stored position is past the end of the log: the cluster was replaced. Read
+          // from the start; the inbox answers duplicate for anything already processed.
+          log_->warn("{}[{}]: stored offset {} is beyond the partition end {}; reading from the beginning", tp->topic(),
+                     tp->partition(), r[0][0].as<int64_t>(), high);
+          beyond = true;
+        }
+        if (!r.empty() && !beyond) tp->set_offset(r[0][0].as<int64_t>());
         else tp->set_offset(RdKafka::Topic::OFFSET_BEGINNING);
         names.push_back(tp->topic() + "[" + std::to_string(tp->partition()) + "]@" +
                         (r.empty() ? std::string("beginning") : std::to_string(r[0][0].as<int64_t>())));
@@ -322,13 +342,20 @@ void Runtime::dead_letter(RdKafka::Message& msg, const Event& ev, const std::str
   log_->warn("dead-lettering {}[{}]@{}: {}", msg.topic_name(), msg.partition(), msg.offset(), reason);
   std::string key = msg.key() ? *msg.key() : "";
   std::string payload(static_cast<const char*>(msg.payload()), msg.len());
+  std::vector<std::pair<std::string, std::string>> headers{{"error", reason},
+                                                           {"attempts", std::to_string(attempts)},
+                                                           {"source_topic", msg.topic_name()},
+                                                           {"source_partition", std::to_string(msg.partition())},
+                                                           {"source_offset", std::to_string(msg.offset())}};
+  // A payload the broker would refuse must not block its partition: keep its head, say so;
+  // the original stays in the source topic at the offset named in the headers.
+  constexpr size_t kMaxDeadLetter = 256 * 1024;
+  if (payload.size() > kMaxDeadLetter) {
+    headers.emplace_back("truncated_from_bytes", std::to_string(payload.size()));
+    payload.resize(kMaxDeadLetter);
+  }
   try {
-    producer_->send(cfg_.kafka.topics.dead_letter, key, payload,
-                    {{"error", reason},
-                     {"attempts", std::to_string(attempts)},
-                     {"source_topic", msg.topic_name()},
-                     {"source_partition", std::to_string(msg.partition())},
-                     {"source_offset", std::to_string(msg.offset())}});
+    producer_->send(cfg_.kafka.topics.dead_letter, key, payload, headers);
   } catch (const std::exception& e) {
     // Not acknowledged: do not store the offset, the event comes back after a restart.
     log_->error("dead letter not published ({}); the event stays unconsumed", e.what());
@@ -338,6 +365,7 @@ void Runtime::dead_letter(RdKafka::Message& msg, const Event& ev, const std::str
   Outcome o;
   o.status = "failed";
   o.errors.push_back(reason);
+  if (!db_ || !db_->is_open()) connect_db();
   pqxx::work tx(*db_);
   const std::string qs = tx.quote_name(cfg_.postgres.bookkeeping_schema);
   if (!ev.event_id.empty()) {
@@ -366,6 +394,7 @@ Outcome Runtime::run_handler(const HandlerSpec& spec, const Event& ev, int& atte
       pg_ok_ = false;
       o.kind = Outcome::Kind::Retry;
       o.reason = std::string("lost connection to PostgreSQL: ") + e.what();
+      o.infrastructure = true;
       metric_reason = "connection";
       db_.reset();
     } catch (const pqxx::transaction_rollback& e) {
@@ -376,6 +405,7 @@ Outcome Runtime::run_handler(const HandlerSpec& spec, const Event& ev, int& atte
       log_->critical("commit outcome unknown for event {}: {}", ev.event_id, e.what());
       o.kind = Outcome::Kind::Retry;
       o.reason = std::string("commit outcome unknown: ") + e.what();
+      o.infrastructure = true;
       metric_reason = "in_doubt";
       db_.reset();
     } catch (const std::exception& e) {
@@ -388,8 +418,11 @@ Outcome Runtime::run_handler(const HandlerSpec& spec, const Event& ev, int& atte
     last_reason = o.reason;
     if (metric_reason.empty()) metric_reason = "busy";
     metrics_.retry(metric_reason);
+    // Another instance owns the work (a redelivery during a rebalance, the same file under
+    // another event id): that is no failure of this event, so wait without using up attempts.
+    if (o.busy) --attempts;
     if (attempts >= cfg_.processing.max_attempts) return o;
-    double delay = std::min(30.0, cfg_.processing.retry_base_seconds * double(1 << std::min(attempts - 1, 10)));
+    double delay = o.busy ? 1.0 : std::min(30.0, cfg_.processing.retry_base_seconds * double(1 << std::min(attempts - 1, 10)));
     log_->warn("event {}: {} (attempt {}/{}, retrying in {:.1f}s)", ev.event_id, o.reason, attempts,
                cfg_.processing.max_attempts, delay);
     auto until = Clock::now() + std::chrono::duration<double>(delay);
@@ -401,6 +434,29 @@ Outcome Runtime::run_handler(const HandlerSpec& spec, const Event& ev, int& atte
       Outcome i;
       i.kind = Outcome::Kind::Interrupted;
       return i;
+    }
+    // Meanwhile another instance may have finished this very event: then it is a duplicate.
+    if (!ev.event_id.empty() && ev.partition >= 0) {
+      try {
+        if (!db_ || !db_->is_open()) connect_db();
+        pqxx::work tx(*db_);
+        const std::string qs = tx.quote_name(cfg_.postgres.bookkeeping_schema);
+        auto r = tx.exec_params("SELECT status, batch_id::text FROM " + qs + ".events WHERE event_id = $1", ev.event_id);
+        if (!r.empty() && terminal(r[0][0].as<std::string>())) {
+          Outcome d;
+          d.status = "duplicate";
+          d.batch_id = r[0][1].is_null() ? "" : r[0][1].as<std::string>();
+          d.extra["original_status"] = r[0][0].as<std::string>();
+          d.extra["reason"] = "event " + ev.event_id + " was processed by another instance meanwhile";
+          InboxCommit::write_offset(tx, qs, cfg_.kafka.group_id, ev.topic, ev.partition, ev.offset + 1);
+          tx.commit();
+          d.committed = true;
+          return d;
+        }
+        tx.commit();
+      } catch (const std::exception&) {
+        // the next attempt will find out again
+      }
     }
   }
 }
@@ -418,7 +474,17 @@ void Runtime::process(RdKafka::Message& msg) {
     metrics_.event(ev.topic, "dead_letter");
     consumer_->commitAsync(&msg);
   };
-  if (msg.len() > 1024 * 1024) return dlq("event is " + std::to_string(msg.len()) + " bytes; the limit is 1 MiB", "too_large");
+  if (msg.len() > 1024 * 1024) {
+    // still learn its event_id (if it parses) so the uploader gets a failed result
+    if (msg.len() <= 64 * 1024 * 1024) {
+      auto j = json::parse(payload, nullptr, false);
+      if (j.is_object() && j.contains("event_id") && j["event_id"].is_string()) {
+        ev.event_id = j["event_id"].get<std::string>();
+        if (j.contains("type") && j["type"].is_string()) ev.type = j["type"].get<std::string>();
+      }
+    }
+    return dlq("event is " + std::to_string(msg.len()) + " bytes; the limit is 1 MiB", "too_large");
+  }
   try {
     ev.payload = json::parse(payload);
   } catch (const json::parse_error& e) {
@@ -487,6 +553,11 @@ void Runtime::process(RdKafka::Message& msg) {
   if (o.kind == Outcome::Kind::Interrupted) {
     log_->info("event {} interrupted by shutdown; it resumes from its checkpoint on the next start", ev.event_id);
     return;
+  }
+  if (o.kind == Outcome::Kind::Retry && o.infrastructure) {
+    // PostgreSQL is gone: nothing about this event is wrong. The main loop rewinds to it and
+    // tries again once the database answers (and /readyz says false meanwhile).
+    throw std::runtime_error("PostgreSQL unreachable after " + std::to_string(attempts) + " attempts: " + last_reason);
   }
   if (o.kind == Outcome::Kind::Retry) {
     dead_letter(msg, ev, "gave up after " + std::to_string(attempts) + " attempts: " + last_reason, attempts,
@@ -574,6 +645,8 @@ int Runtime::run() {
   conf->set("event_cb", static_cast<RdKafka::EventCb*>(this), err);
   consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
   if (!consumer_) throw std::runtime_error("kafka consumer: " + err);
+  g_cluster_id = consumer_->clusterid(10000);
+  if (g_cluster_id.empty()) log_->warn("Kafka cluster id unknown; stored offsets cannot be checked against it");
   auto sub = consumer_->subscribe({cfg_.kafka.topics.files, cfg_.kafka.topics.jobs});
   if (sub != RdKafka::ERR_NO_ERROR) throw std::runtime_error("kafka subscribe: " + RdKafka::err2str(sub));
   kafka_ok_ = true;

@@ -54,6 +54,8 @@ struct Outcome {
   std::string reason;               // Retry: what failed
   nlohmann::json extra = nlohmann::json::object();
   bool committed = false;           // the handler already ran EventCommit in its final tx
+  bool busy = false;                // Retry because another owner holds the work: wait, don't count it
+  bool infrastructure = false;      // Retry because PostgreSQL is unreachable: never dead-letter for it
 };
 
 /// @brief Writes the event's terminal state and the consumed offset into a transaction.

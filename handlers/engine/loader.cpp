@@ -385,10 +385,32 @@ void CsvLoad::plan(const std::vector<std::string>& header) {
   }
 }
 
+/// Invalid UTF-8 replaced by U+FFFD: row_errors is text, and one bad byte must not sink the file.
+std::string scrub_utf8(const std::string& s) {
+  std::string o;
+  o.reserve(s.size());
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    bool ok = n > 0 && i + n <= s.size() && !(n == 1 && c == 0);
+    for (size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+    if (ok && n == 2 && c < 0xC2) ok = false;
+    if (ok) {
+      o.append(s, i, n);
+      i += n;
+    } else {
+      o += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return o;
+}
+
 void CsvLoad::reject(Row& row, const std::string& field, const std::string& code, const std::string& message) {
   if (!row.rejected) ++result_.rows_rejected;
   row.rejected = true;
-  pending_errors_.push_back({row.number, field, code, message, row.raw});
+  pending_errors_.push_back({row.number, scrub_utf8(field), code, scrub_utf8(message), scrub_utf8(row.raw)});
   if (result_.first_errors.size() < 10)
     result_.first_errors.push_back("row " + std::to_string(row.number) + (field.empty() ? "" : ", " + field) + ": " +
                                    message);

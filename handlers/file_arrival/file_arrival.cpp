@@ -196,6 +196,21 @@ Outcome handle(const Event& ev, Services& svc, EventCommit& commit) {
                                        ".batches WHERE dataset_or_job = $1 AND sha256 = $2 AND NOT dry_run AND status IN "
                                        "('completed','completed_with_rejects') ORDER BY finished_at LIMIT 1",
                                    dataset, sha);
+        // The same content being loaded right now under another event id: wait for it
+        // (then it is a duplicate), unless its owner is gone (its lock is free).
+        auto live = tx.exec_params("SELECT id::text FROM " + qs + ".batches WHERE dataset_or_job = $1 AND sha256 = $2 AND "
+                                   "NOT dry_run AND status = 'running' AND event_id IS DISTINCT FROM $3",
+                                   dataset, sha, ev.event_id);
+        for (const auto& row : live) {
+          auto free = tx.exec_params1("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))", row[0].as<std::string>());
+          if (!free[0].as<bool>()) {
+            Outcome o;
+            o.kind = Outcome::Kind::Retry;
+            o.busy = true;
+            o.reason = "the same file is being loaded by batch " + row[0].as<std::string>();
+            return o;
+          }
+        }
         if (!prev.empty()) {
           Outcome o;
           o.status = "duplicate";
@@ -224,6 +239,7 @@ Outcome handle(const Event& ev, Services& svc, EventCommit& commit) {
   if (!own.held()) {
     Outcome o;
     o.kind = Outcome::Kind::Retry;
+    o.busy = true;
     o.reason = "batch " + batch_id + " is being processed by another instance";
     return o;
   }
@@ -272,6 +288,25 @@ Outcome handle(const Event& ev, Services& svc, EventCommit& commit) {
       o.batch_id = batch_id;
       return o;
     }
+  } catch (const pqxx::broken_connection&) {
+    throw;  // transient: the runtime retries and the batch resumes from its checkpoint
+  } catch (const pqxx::transaction_rollback&) {
+    throw;
+  } catch (const pqxx::in_doubt_error&) {
+    throw;
+  } catch (const pqxx::sql_error& e) {
+    std::string msg = e.what();
+    if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
+    if (log) log->error("batch {} ({}): database refused the load: {}", batch_id, dataset, msg);
+    Outcome o = failed("database error: " + msg, batch_id);
+    pqxx::work tx(svc.db);
+    tx.exec_params("UPDATE " + qs + ".batches SET status = 'failed', error_summary = $2::jsonb, finished_at = now() "
+                   "WHERE id = $1::uuid",
+                   batch_id, nlohmann::json::array({msg}).dump());
+    commit.write(tx, o);
+    tx.commit();
+    o.committed = true;
+    return o;
   } catch (const engine::BatchError& e) {
     if (log) log->warn("batch {} ({}): {}", batch_id, dataset, e.what());
     Outcome o = failed(e.what(), batch_id);

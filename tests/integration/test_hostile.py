@@ -161,10 +161,6 @@ def test_hostile_file_contents(daemon):
     assert healthy(d) and ready(d)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a row that is not valid UTF-8 sinks the whole file: the loader rejects it "
-                   "('invalid_encoding') but COPYs its raw bytes into ingestd.row_errors.raw, PostgreSQL refuses them "
-                   "('invalid byte sequence for encoding \"UTF8\"'), the error is not a BatchError, so the result is "
-                   "failed with batch_id null and the batch stays 'running'")
 def test_invalid_utf8_row_is_rejected_alone(daemon):
     d = daemon
     utf = load(d, "utf.csv", b"Cedula,Nombre,Apellido\n55555555,Ana\xff\xfe,Ruiz\n66666666,Eva,Gil\n")
@@ -175,9 +171,6 @@ def test_invalid_utf8_row_is_rejected_alone(daemon):
     assert d.sql("SELECT cedula FROM persons") == [("66666666",)]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an event over 1 MiB wedges its partition: the dead letter repeats the whole "
-                   "payload, the broker refuses it ('Message size too large'), dead_letter() rethrows, the loop seeks "
-                   "back and retries forever; events behind it are never processed")
 def test_event_over_1_mib_is_refused_and_the_partition_moves_on(daemon):
     d = daemon
     huge = {"event_id": str(uuid.uuid4()), "type": "file.arrived", "dataset": "people",

@@ -103,9 +103,6 @@ def test_postgres_restart_mid_batch_retries_and_finishes(pg, broker, tmp_path):
     assert d.stop() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: when PostgreSQL stays down past max_attempts the daemon crashes with "
-                   "SIGSEGV: run_handler resets db_ on broken_connection, then process() calls dead_letter(), which "
-                   "publishes the dead letter and dereferences the null db_ (pqxx::work tx(*db_))")
 def test_postgres_down_longer_than_the_retry_budget(pg, broker, tmp_path):
     """PostgreSQL stays down past max_attempts (3, base 0.2 s): the daemon must not crash; once
     PostgreSQL is back the event ends with exactly one terminal result and the target holds
@@ -228,9 +225,6 @@ def test_same_event_thrice_and_same_file_under_three_ids(pg, broker, tmp_path):
         assert d.stop() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: re-import detection only sees completed batches; the same file published "
-                   "under several event ids at once is loaded by every instance (one batch each, rows loaded three "
-                   "times, three `completed` results) instead of once with `duplicate` answers")
 def test_same_file_under_three_ids_at_once_loads_once(pg, broker, tmp_path):
     n = 3000
     ds = three_ready(pg, broker, tmp_path)
@@ -255,10 +249,6 @@ def partition_holder(daemons, partition):
     return None
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an event redelivered on another partition while its batch runs on another "
-                   "instance gets a `failed` result and a dead letter (BatchOwnership not held -> Retry -> 'gave up "
-                   "after 3 attempts: batch ... is being processed by another instance'), and later a `completed` "
-                   "result too: two terminal results, events.status left 'dead_letter' for a completed batch")
 def test_redelivery_to_another_instance_while_running(pg, broker, tmp_path):
     n = 6000
     ds = three_ready(pg, broker, tmp_path)
@@ -360,13 +350,11 @@ def test_broker_dies_mid_batch(pg, tmp_path):
         broker.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: consumer offsets stored in PostgreSQL outlive the broker's topics; after "
-                   "the broker is replaced (topics recreated empty) the daemon seeks past new events whose offsets are "
-                   "below the stored next_offset and never processes them")
 def test_broker_replaced_new_events_are_not_skipped(pg, tmp_path):
     """A broker is replaced by an empty one (a mock cluster restart loses its topics; so does a
     real cluster rebuilt from scratch). Events published to the new one must all be processed."""
-    b1 = Broker(tmp_path / "b1" if (tmp_path / "b1").mkdir() is None else tmp_path)
+    (tmp_path / "b1").mkdir()
+    b1 = Broker(tmp_path / "b1")
     group = "g-replaced"
     d1 = Daemon(pg, b1, tmp_path / "d1", group=group, config_text=people_config())
     try:
