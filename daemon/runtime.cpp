@@ -596,10 +596,40 @@ void Runtime::process(RdKafka::Message& msg) {
 }
 
 std::string Runtime::status_json() {
+  json running = json::array();
+  // Progress comes from the batches' own checkpoints, read on a connection of this request's
+  // own (civetweb threads must not share the worker's connection).
+  try {
+    pqxx::connection c(cfg_.postgres.url);
+    pqxx::read_transaction tx(c);
+    auto r = tx.exec_params(
+        "SELECT id::text, dataset_or_job, rows_done, rows_total, bytes_done, size_bytes, "
+        "extract(epoch FROM now() - started_at)::float8, owner FROM " +
+            tx.quote_name(cfg_.postgres.bookkeeping_schema) + ".batches WHERE status = 'running' AND owner = $1",
+        instance_);
+    for (const auto& row : r) {
+      const double secs = row[6].as<double>();
+      const int64_t done = row[2].as<int64_t>();
+      json b = {{"batch_id", row[0].c_str()}, {"target", row[1].c_str()}, {"rows_done", done},
+                {"bytes_done", row[4].as<int64_t>()}, {"seconds", std::round(secs)},
+                {"rows_per_second", secs > 0 ? std::round(double(done) / secs) : 0.0}};
+      if (!row[3].is_null()) b["rows_total"] = row[3].as<int64_t>();
+      if (!row[5].is_null() && row[5].as<int64_t>() > 0) {
+        const double size = row[5].as<double>(), bytes = row[4].as<double>();
+        b["size_bytes"] = row[5].as<int64_t>();
+        b["percent"] = std::round(1000.0 * bytes / size) / 10;
+        if (bytes > 0 && secs > 0) b["eta_seconds"] = std::round((size - bytes) / (bytes / secs));
+      }
+      running.push_back(b);
+    }
+  } catch (const std::exception& e) {
+    running = json::array({{{"error", std::string("PostgreSQL unreachable: ") + e.what()}}});
+  }
   std::lock_guard lk(status_mu_);
   json s = {{"instance", instance_},
             {"ready", pg_ok_ && kafka_ok_ && started_},
-            {"running", current_.is_null() ? json::array() : json::array({current_})},
+            {"current_event", current_},
+            {"running", running},
             {"recent", json(std::vector<json>(recent_.begin(), recent_.end()))},
             {"assignment", assignment_}};
   return s.dump(2);

@@ -56,6 +56,15 @@ struct Outcome {
   bool committed = false;           // the handler already ran EventCommit in its final tx
   bool busy = false;                // Retry because another owner holds the work: wait, don't count it
   bool infrastructure = false;      // Retry because PostgreSQL is unreachable: never dead-letter for it
+
+  /// A terminal failure with its reason (and the batch, when there is one).
+  static Outcome failed(const std::string& why, const std::string& batch_id = "") {
+    Outcome o;
+    o.status = "failed";
+    o.batch_id = batch_id;
+    o.errors.push_back(why);
+    return o;
+  }
 };
 
 /// @brief Writes the event's terminal state and the consumed offset into a transaction.

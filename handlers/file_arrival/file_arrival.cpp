@@ -115,13 +115,7 @@ std::string str(const nlohmann::json& p, const char* k) {
   return p.contains(k) && p[k].is_string() ? p[k].get<std::string>() : "";
 }
 
-Outcome failed(const std::string& why, const std::string& batch_id = "") {
-  Outcome o;
-  o.status = "failed";
-  o.batch_id = batch_id;
-  o.errors.push_back(why);
-  return o;
-}
+Outcome failed(const std::string& why, const std::string& batch_id = "") { return Outcome::failed(why, batch_id); }
 
 /// Session lock held on the worker connection while it owns the batch (rule 4).
 class BatchOwnership {

@@ -72,13 +72,7 @@ json run_checks(pqxx::transaction_base& tx, const config::Job& job, bool& all_pa
   return out;
 }
 
-Outcome failed(const std::string& why, const std::string& batch_id = "") {
-  Outcome o;
-  o.status = "failed";
-  o.batch_id = batch_id;
-  o.errors.push_back(why);
-  return o;
-}
+Outcome failed(const std::string& why, const std::string& batch_id = "") { return Outcome::failed(why, batch_id); }
 
 std::string create_batch(Services& svc, const Event& ev, const std::string& job, bool dry_run) {
   pqxx::work tx(svc.db);

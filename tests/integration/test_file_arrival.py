@@ -261,6 +261,10 @@ def test_sigterm_finishes_chunk_and_exits_zero(pg, broker, tmp_path):
     deadline = time.time() + 60
     while time.time() < deadline and d.sql("SELECT coalesce(max(last_row_committed),0) FROM ingestd.batches")[0][0] < 500:
         time.sleep(0.1)
+    # /status shows the running batch with its progress, rate and ETA
+    running = json.loads(d.http("/status")[1])["running"]
+    assert len(running) == 1 and running[0]["rows_done"] >= 500, running
+    assert running[0]["size_bytes"] == path.stat().st_size and "eta_seconds" in running[0] and 0 < running[0]["percent"] < 100
     assert d.stop(sig=signal.SIGTERM) == 0
     committed = d.sql("SELECT last_row_committed FROM ingestd.batches")[0][0]
     assert committed % 500 == 0 and committed < 5000  # stopped on a chunk boundary
