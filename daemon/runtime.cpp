@@ -485,29 +485,9 @@ void Runtime::process(RdKafka::Message& msg) {
     }
     return dlq("event is " + std::to_string(msg.len()) + " bytes; the limit is 1 MiB", "too_large");
   }
-  try {
-    ev.payload = json::parse(payload);
-  } catch (const json::parse_error& e) {
-    return dlq(std::string("malformed JSON: ") + e.what(), "malformed");
-  }
-  if (!ev.payload.is_object()) return dlq("event is not a JSON object", "malformed");
-  if (ev.payload.contains("event_id") && ev.payload["event_id"].is_string())
-    ev.event_id = ev.payload["event_id"].get<std::string>();
-  if (!ev.payload.contains("type") || !ev.payload["type"].is_string())
-    return dlq("missing required field type", "missing_field");
-  ev.type = ev.payload["type"].get<std::string>();
-  const HandlerSpec* spec = nullptr;
-  for (const auto& h : handler_registry())
-    if (h.type == ev.type) spec = &h;
-  if (!spec) return dlq("unknown event type " + ev.type, "unknown_type");
-  if (spec->topic_key != topic_key) return dlq("event type " + ev.type + " does not belong on topic " + ev.topic, "wrong_topic");
-  for (const auto& f : spec->required_strings) {
-    if (!ev.payload.contains(f)) return dlq("missing required field " + f, "missing_field");
-    if (!ev.payload[f].is_string() || ev.payload[f].get<std::string>().empty())
-      return dlq("field " + f + " must be a non-empty string", "wrong_type");
-  }
-  if (auto why = validate_event(cfg_, ev); !why.empty())
-    return dlq(why, why.rfind("unknown", 0) == 0 ? "unknown_target" : "wrong_type");
+  const EventVetting vet = vet_event(cfg_, ev, payload, topic_key);
+  if (!vet.reason.empty()) return dlq(vet.reason, vet.metric);
+  const HandlerSpec* spec = vet.spec;
 
   // Inbox: a redelivered or republished event that already ended changes nothing.
   {

@@ -101,4 +101,15 @@ const std::vector<HandlerSpec>& handler_registry();
 /// Returns the reason it must be dead-lettered, or "".
 std::string validate_event(const config::Config& cfg, const Event& ev);
 
+/// @brief Why a consumed message must be dead-lettered ("" = it is a valid event), and its handler.
+struct EventVetting {
+  std::string reason;  // for the dead-letter header and the failed result
+  std::string metric;  // ingestd_dead_letters_total{reason}
+  const HandlerSpec* spec = nullptr;
+};
+
+/// Parses `payload` into `ev` (payload, event_id, type) and checks it against the registry
+/// and the config, in the order the runtime applies them. Never throws on any input.
+EventVetting vet_event(const config::Config& cfg, Event& ev, const std::string& payload, const std::string& topic_key);
+
 }  // namespace ingestd

@@ -39,4 +39,39 @@ std::string validate_event(const config::Config& cfg, const Event& ev) {
   return "";
 }
 
+EventVetting vet_event(const config::Config& cfg, Event& ev, const std::string& payload, const std::string& topic_key) {
+  EventVetting v;
+  auto refuse = [&](std::string reason, const char* metric) {
+    v.reason = std::move(reason);
+    v.metric = metric;
+    v.spec = nullptr;
+    return v;
+  };
+  try {
+    ev.payload = nlohmann::json::parse(payload);
+  } catch (const nlohmann::json::exception& e) {
+    // parse_error, and also out_of_range for numbers like 1e99999 (found by fuzz_event)
+    return refuse(std::string("malformed JSON: ") + e.what(), "malformed");
+  }
+  if (!ev.payload.is_object()) return refuse("event is not a JSON object", "malformed");
+  if (ev.payload.contains("event_id") && ev.payload["event_id"].is_string())
+    ev.event_id = ev.payload["event_id"].get<std::string>();
+  if (!ev.payload.contains("type") || !ev.payload["type"].is_string())
+    return refuse("missing required field type", "missing_field");
+  ev.type = ev.payload["type"].get<std::string>();
+  for (const auto& h : handler_registry())
+    if (h.type == ev.type) v.spec = &h;
+  if (!v.spec) return refuse("unknown event type " + ev.type, "unknown_type");
+  if (v.spec->topic_key != topic_key)
+    return refuse("event type " + ev.type + " does not belong on topic " + ev.topic, "wrong_topic");
+  for (const auto& f : v.spec->required_strings) {
+    if (!ev.payload.contains(f)) return refuse("missing required field " + f, "missing_field");
+    if (!ev.payload[f].is_string() || ev.payload[f].get<std::string>().empty())
+      return refuse("field " + f + " must be a non-empty string", "wrong_type");
+  }
+  if (auto why = validate_event(cfg, ev); !why.empty())
+    return refuse(why, why.rfind("unknown", 0) == 0 ? "unknown_target" : "wrong_type");
+  return v;
+}
+
 }  // namespace ingestd
