@@ -1,5 +1,7 @@
 #include "handlers/engine/loader.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <chrono>
 #include <fstream>
@@ -56,21 +58,37 @@ class RecordSource {
 
 class CsvSource : public RecordSource {
  public:
-  CsvSource(const std::string& path, const config::CsvOptions& opts) : in_(path, std::ios::binary) {
+  CsvSource(const std::string& path, const config::CsvOptions& opts) : path_(path), in_(path, std::ios::binary) {
     if (!in_) throw BatchError("cannot open " + path);
+    if (stat(path.c_str(), &st_) != 0) throw BatchError("cannot stat " + path);
     reader_ = std::make_unique<CsvReader>(in_, opts);
   }
   bool next(CsvRecord& rec) override {
+    bool more = false;
     try {
-      return reader_->next(rec);
+      more = reader_->next(rec);
     } catch (const CsvError& e) {
       throw BatchError(std::string("line ") + std::to_string(e.line) + ": " + e.what());
     }
+    // The hash was checked before reading; a file rewritten meanwhile is not the file that
+    // was announced. Checked every few thousand records and at the end.
+    if (!more || ++records_ % 4096 == 0) check_unchanged();
+    return more;
+  }
+  void check_unchanged() const {
+    struct stat now{};
+    if (stat(path_.c_str(), &now) != 0 || now.st_size != st_.st_size || now.st_mtim.tv_sec != st_.st_mtim.tv_sec ||
+        now.st_mtim.tv_nsec != st_.st_mtim.tv_nsec || now.st_ino != st_.st_ino)
+      throw BatchError("file " + path_ + " changed while it was being read (size, time or inode); rows committed "
+                       "so far stay in this batch, which can be rolled back");
   }
   uint64_t bytes_read() const override { return reader_->bytes_read(); }
 
  private:
+  std::string path_;
   std::ifstream in_;
+  struct stat st_{};
+  int64_t records_ = 0;
   std::unique_ptr<CsvReader> reader_;
 };
 

@@ -320,3 +320,26 @@ def test_load_cli_runs_the_pipeline_without_kafka(pg, broker, tmp_path):
     bad = subprocess.run([str(BIN), "load", str(src), "--dataset", "nope", "-c", str(d.config)], env=d.env,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "unknown dataset nope" in bad.stderr
+
+
+def test_file_changed_while_read_fails_the_batch(pg, broker, tmp_path):
+    d = Daemon(pg, broker, tmp_path, chunk_rows=500)
+    d.sql("CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END $$;"
+          "CREATE TRIGGER slow AFTER INSERT ON persons FOR EACH STATEMENT EXECUTE FUNCTION slow();")
+    d.start()
+    try:
+        lines = ["Cedula,Nombre"] + [f"{40000000 + i},N{i}" for i in range(10000)]
+        path = d.inbox_file("moving.csv", "\n".join(lines) + "\n")
+        ev = d.publish(d.file_event(path))
+        deadline = time.time() + 60
+        while time.time() < deadline and d.sql("SELECT coalesce(max(last_row_committed),0) FROM ingestd.batches")[0][0] < 500:
+            time.sleep(0.1)
+        with open(path, "a") as f:  # the uploader rewrites the file under our feet
+            f.write("49999999,Late\n")
+        r = d.result(ev["event_id"], timeout=120)
+        assert r["status"] == "failed" and "changed while it was being read" in r["errors"][0], r
+        assert d.sql("SELECT status FROM ingestd.batches") == [("failed",)]
+        assert d.sql("SELECT count(*) FROM persons WHERE first_name = 'Late'")[0][0] == 0
+        assert d.http("/readyz")[0] == 200
+    finally:
+        assert d.stop() == 0
