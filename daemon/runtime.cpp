@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -128,6 +129,9 @@ class Runtime : public RdKafka::RebalanceCb, public RdKafka::EventCb {
   void reload();
   void refresh_gauges();
   void init_metrics();
+  /// Inside `tx`: when the event already reached a terminal state, stores its offset and
+  /// returns the committed `duplicate` answer; otherwise nothing.
+  std::optional<Outcome> answer_if_finished(pqxx::transaction_base& tx, const Event& ev, const std::string& why);
   Clock::time_point last_refresh_{};
 
   config::Config cfg_;  // owned: SIGHUP swaps datasets and jobs between events
@@ -440,25 +444,29 @@ Outcome Runtime::run_handler(const HandlerSpec& spec, const Event& ev, int& atte
       try {
         if (!db_ || !db_->is_open()) connect_db();
         pqxx::work tx(*db_);
-        const std::string qs = tx.quote_name(cfg_.postgres.bookkeeping_schema);
-        auto r = tx.exec_params("SELECT status, batch_id::text FROM " + qs + ".events WHERE event_id = $1", ev.event_id);
-        if (!r.empty() && terminal(r[0][0].as<std::string>())) {
-          Outcome d;
-          d.status = "duplicate";
-          d.batch_id = r[0][1].is_null() ? "" : r[0][1].as<std::string>();
-          d.extra["original_status"] = r[0][0].as<std::string>();
-          d.extra["reason"] = "event " + ev.event_id + " was processed by another instance meanwhile";
-          InboxCommit::write_offset(tx, qs, cfg_.kafka.group_id, ev.topic, ev.partition, ev.offset + 1);
-          tx.commit();
-          d.committed = true;
-          return d;
-        }
+        if (auto d = answer_if_finished(tx, ev, "was processed by another instance meanwhile")) return *d;
         tx.commit();
       } catch (const std::exception&) {
         // the next attempt will find out again
       }
     }
   }
+}
+
+std::optional<Outcome> Runtime::answer_if_finished(pqxx::transaction_base& tx, const Event& ev, const std::string& why) {
+  const std::string qs = tx.quote_name(cfg_.postgres.bookkeeping_schema);
+  auto r = tx.exec_params("SELECT status, batch_id::text FROM " + qs + ".events WHERE event_id = $1 FOR UPDATE",
+                          ev.event_id);
+  if (r.empty() || !terminal(r[0][0].as<std::string>())) return std::nullopt;
+  Outcome d;
+  d.status = "duplicate";
+  d.batch_id = r[0][1].is_null() ? "" : r[0][1].as<std::string>();
+  d.extra["original_status"] = r[0][0].as<std::string>();
+  d.extra["reason"] = "event " + ev.event_id + " " + why;
+  InboxCommit::write_offset(tx, qs, cfg_.kafka.group_id, ev.topic, ev.partition, ev.offset + 1);
+  tx.commit();
+  d.committed = true;
+  return d;
 }
 
 void Runtime::process(RdKafka::Message& msg) {
@@ -493,25 +501,15 @@ void Runtime::process(RdKafka::Message& msg) {
   {
     pqxx::work tx(*db_);
     const std::string qs = tx.quote_name(cfg_.postgres.bookkeeping_schema);
-    auto r = tx.exec_params("SELECT status, batch_id::text FROM " + qs + ".events WHERE event_id = $1 FOR UPDATE",
-                            ev.event_id);
-    if (!r.empty() && terminal(r[0][0].as<std::string>())) {
-      Outcome o;
-      o.status = "duplicate";
-      o.batch_id = r[0][1].is_null() ? "" : r[0][1].as<std::string>();
-      o.extra["original_status"] = r[0][0].as<std::string>();
-      o.extra["reason"] = "event " + ev.event_id + " was already processed";
-      InboxCommit::write_offset(tx, qs, cfg_.kafka.group_id, ev.topic, ev.partition, ev.offset + 1);
-      tx.commit();
-      publish_result(ev, o, 0);
+    if (auto dup = answer_if_finished(tx, ev, "was already processed")) {
+      publish_result(ev, *dup, 0);
       metrics_.event(ev.topic, "duplicate");
       consumer_->commitAsync(&msg);
       return;
     }
-    if (r.empty())
-      tx.exec_params("INSERT INTO " + qs + ".events (event_id, topic, \"partition\", \"offset\", type, payload, status) "
-                     "VALUES ($1, $2, $3, $4, $5, $6::jsonb, 'processing')",
-                     ev.event_id, ev.topic, ev.partition, ev.offset, ev.type, payload);
+    tx.exec_params("INSERT INTO " + qs + ".events (event_id, topic, \"partition\", \"offset\", type, payload, status) "
+                   "VALUES ($1, $2, $3, $4, $5, $6::jsonb, 'processing') ON CONFLICT (event_id) DO NOTHING",
+                   ev.event_id, ev.topic, ev.partition, ev.offset, ev.type, payload);
     tx.commit();
   }
   {

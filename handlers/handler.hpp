@@ -94,6 +94,14 @@ struct HandlerSpec {
   HandlerFn handle;
 };
 
+/// The first line of a database message (PostgreSQL adds detail lines that results don't need).
+std::string first_line(std::string message);
+
+/// Marks a batch failed in its own transaction, together with the event's terminal state, and
+/// returns the committed `failed` outcome. `extra` is merged into the batch's stats and result.
+Outcome fail_batch(Services& svc, EventCommit& commit, const std::string& batch_id, const std::string& why,
+                   const nlohmann::json& extra = nlohmann::json::object());
+
 /// The one list of handlers (handlers/registry.cpp).
 const std::vector<HandlerSpec>& handler_registry();
 

@@ -46,6 +46,7 @@ struct WritebackPlan {
   const config::Writeback* cfg = nullptr;
   std::vector<std::pair<std::string, size_t>> set;    // target column -> entity index
   std::vector<std::pair<std::string, size_t>> where;  // target column -> source value index
+  TableInfo table;                                    // described once, when the load is planned
 };
 
 /// A stream of records: a CSV file or the rows of a query.
@@ -159,10 +160,6 @@ class QueryRecordSource : public RecordSource {
   }
 
  private:
-  static std::string first_line(std::string m) {
-    if (auto nl = m.find('\n'); nl != std::string::npos) m.resize(nl);
-    return m;
-  }
   static std::string csv_field(const std::string& v) {
     if (v.find_first_of(",\"\r\n") == std::string::npos) return v;
     std::string o = "\"";
@@ -206,6 +203,7 @@ struct EntityPlan {
   TableInfo table;
   std::vector<int> source_index;   // [field] CSV column index, -1 = absent
   std::vector<int> ref_entity;     // [field] referenced entity index, -1 = none
+  std::vector<TableInfo> lookup_tables;  // [field] the lookup's table (exists == false: no lookup)
   std::vector<std::vector<int>> tiers;  // field indexes per tier
   bool referenced_later = false;
 };
@@ -327,8 +325,10 @@ void CsvLoad::plan(const std::vector<std::string>& header) {
       continue;
     }
     for (const Field& f : ent.fields) {
+      p.lookup_tables.emplace_back();
       if (f.lookup) {
-        TableInfo lt = describe_table(tx, f.lookup->table);
+        TableInfo& lt = p.lookup_tables.back();
+        lt = describe_table(tx, f.lookup->table);
         if (!lt.exists)
           problems.push_back("dataset " + ds_.name + ", field " + ent.name + "." + f.name + ": lookup table " +
                              f.lookup->table + " does not exist");
@@ -619,9 +619,8 @@ void CsvLoad::process_rows(pqxx::transaction_base& tx, std::vector<Row*> rows,
       for (auto& [k, v] : tmp) out[k] += v;
       return;
     } catch (const pqxx::sql_error& ex) {
-      msg = ex.what();
-      while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-      if (auto nl = msg.find('\n'); nl != std::string::npos) msg = msg.substr(0, nl);
+      msg = first_line(ex.what());
+      while (!msg.empty() && msg.back() == ' ') msg.pop_back();
     }
     for (auto& s : r.record_ids) s.reset();
     reject(r, "", "database", msg);
@@ -663,7 +662,7 @@ void CsvLoad::resolve_lookups(pqxx::transaction_base& tx, std::vector<Row>& chun
       for (Row& r : chunk)
         if (!r.rejected && r.values[p.index][k]) wanted.insert(*r.values[p.index][k]);
       if (wanted.empty()) continue;
-      TableInfo lt = describe_table(tx, f.lookup->table);
+      const TableInfo& lt = p.lookup_tables[k];
       auto res = tx.exec_params("SELECT l." + tx.quote_name(f.lookup->key) + "::text, l." +
                                     tx.quote_name(f.lookup->returns) + "::text FROM " + lt.quoted + " l WHERE l." +
                                     tx.quote_name(f.lookup->key) + "::text = ANY($1::text[])",
@@ -861,10 +860,19 @@ LoadResult CsvLoad::run(RecordSource& source, const std::vector<std::string>& he
 }
 
 void CsvLoad::plan_writeback(const std::vector<std::string>& header) {
-  if (!req_.writeback) return;
+  if (!req_.writeback || req_.writeback->empty()) return;
+  pqxx::read_transaction tx(conn_);
   for (const auto& wb : *req_.writeback) {
     WritebackPlan p;
     p.cfg = &wb;
+    p.table = describe_table(tx, wb.table);
+    const TableInfo& t = p.table;
+    if (!t.exists) throw BatchError("writeback table " + wb.table + " does not exist");
+    for (auto& [c, e] : wb.set)
+      if (!t.column_types.count(c)) throw BatchError("writeback column " + wb.table + "." + c + " does not exist");
+    for (auto& [c, src] : wb.where)
+      if (!t.column_types.count(c)) throw BatchError("writeback column " + wb.table + "." + c + " does not exist");
+    if (t.pk.empty()) throw BatchError("writeback table " + wb.table + " needs a single-column primary key");
     for (const auto& [col, entity] : wb.set) {
       size_t e = 0;
       while (e < ds_.entities.size() && ds_.entities[e].name != entity) ++e;
@@ -887,13 +895,7 @@ void CsvLoad::write_back(pqxx::transaction_base& tx, const std::vector<Row*>& ro
   const std::string bk = tx.quote_name(req_.bookkeeping_schema);
   for (size_t w = 0; w < writeback_.size(); ++w) {
     const WritebackPlan& p = writeback_[w];
-    TableInfo t = describe_table(tx, p.cfg->table);
-    if (!t.exists) throw BatchError("writeback table " + p.cfg->table + " does not exist");
-    for (auto& [c, e] : p.set)
-      if (!t.column_types.count(c)) throw BatchError("writeback column " + p.cfg->table + "." + c + " does not exist");
-    for (auto& [c, i] : p.where)
-      if (!t.column_types.count(c)) throw BatchError("writeback column " + p.cfg->table + "." + c + " does not exist");
-    if (t.pk.empty()) throw BatchError("writeback table " + p.cfg->table + " needs a single-column primary key");
+    const TableInfo& t = p.table;
     std::string create = "CREATE TEMP TABLE ingestd_wb (";
     std::vector<std::string> cols;
     for (size_t i = 0; i < p.set.size(); ++i) cols.push_back("s" + std::to_string(i));

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "handlers/engine/sql.hpp"
+#include "handlers/handler.hpp"
 
 namespace ingestd::engine {
 
@@ -146,8 +147,7 @@ RollbackResult rollback_batch(pqxx::connection& conn, const config::Config& cfg,
   } catch (const pqxx::foreign_key_violation& e) {
     tx.abort();
     pqxx::work tx2(conn);
-    std::string msg = e.what();
-    if (auto nl = msg.find('\n'); nl != std::string::npos) msg = msg.substr(0, nl);
+    const std::string msg = first_line(e.what());
     out.errors.clear();
     auto r = refuse(tx2, "refused: records inserted by this batch are referenced by other rows (" + msg + ")");
     tx2.commit();

@@ -20,11 +20,9 @@ TableInfo describe_table(pqxx::transaction_base& tx, const std::string& table) {
   t.canonical = rel[0][1].as<std::string>() + "." + rel[0][2].as<std::string>();
   t.quoted = tx.quote_name(rel[0][1].as<std::string>()) + "." + tx.quote_name(rel[0][2].as<std::string>());
   auto cols = tx.exec_params(
-      "SELECT a.attname, format_type(a.atttypid, a.atttypmod), pg_get_expr(d.adbin, d.adrelid), "
-      "pg_get_serial_sequence($2, a.attname), a.attidentity "
-      "FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+      "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
       "WHERE a.attrelid = $1::bigint::oid AND a.attnum > 0 AND NOT a.attisdropped",
-      oid, t.quoted);
+      oid);
   for (const auto& c : cols) t.column_types[c[0].as<std::string>()] = c[1].as<std::string>();
   auto pk = tx.exec_params("SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND "
                            "a.attnum = ANY(i.indkey) WHERE i.indrelid = $1::bigint::oid AND i.indisprimary",
@@ -75,7 +73,6 @@ EntitySql::EntitySql(pqxx::transaction_base& tx, const TableInfo& table, const c
                      const std::map<std::string, std::string>& vars)
     : tx_(tx), table_(table), entity_(entity), bk_(tx.quote_name(bookkeeping_schema)), batch_id_(batch_id),
       vars_(vars) {
-  if (table_.id_type.empty()) describe_id(tx_, const_cast<TableInfo&>(table_), entity_.id_column);
   for (size_t k = 0; k < entity_.fields.size(); ++k)
     if (entity_.fields[k].lookup && entity_.fields[k].on_missing == config::OnMissing::Defer) deferred_.push_back(k);
 }
@@ -106,7 +103,6 @@ pqxx::result EntitySql::exec(const std::string& sql, const char* op) {
     out += "$" + std::to_string(pos->second) + "::text";
   }
   out += sql.substr(last);
-  std::vector<const char*> values;
   return tx_.exec_params(out, pqxx::prepare::make_dynamic_params(params));
 }
 

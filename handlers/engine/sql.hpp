@@ -35,7 +35,8 @@ void describe_id(pqxx::transaction_base& tx, TableInfo& t, const std::string& id
 /// Appends a value in COPY text format (\N for NULL; backslash, tab, CR, LF escaped).
 void append_copy_value(std::string& line, const std::optional<std::string>& v);
 
-/// @brief Runs one entity's SQL for the rows staged in pg_temp.ingestd_stg.
+/// @brief Runs one entity's SQL for the rows staged in pg_temp.ingestd_stg. `table` must have
+/// been through describe_id (the loader's plan does it once per batch).
 class EntitySql {
  public:
   EntitySql(pqxx::transaction_base& tx, const TableInfo& table, const config::Entity& entity,

@@ -289,30 +289,12 @@ Outcome handle(const Event& ev, Services& svc, EventCommit& commit) {
   } catch (const pqxx::in_doubt_error&) {
     throw;
   } catch (const pqxx::sql_error& e) {
-    std::string msg = e.what();
-    if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
+    const std::string msg = first_line(e.what());
     if (log) log->error("batch {} ({}): database refused the load: {}", batch_id, dataset, msg);
-    Outcome o = failed("database error: " + msg, batch_id);
-    pqxx::work tx(svc.db);
-    tx.exec_params("UPDATE " + qs + ".batches SET status = 'failed', error_summary = $2::jsonb, finished_at = now() "
-                   "WHERE id = $1::uuid",
-                   batch_id, nlohmann::json::array({msg}).dump());
-    commit.write(tx, o);
-    tx.commit();
-    o.committed = true;
-    return o;
+    return fail_batch(svc, commit, batch_id, "database error: " + msg);
   } catch (const engine::BatchError& e) {
     if (log) log->warn("batch {} ({}): {}", batch_id, dataset, e.what());
-    Outcome o = failed(e.what(), batch_id);
-    pqxx::work tx(svc.db);
-    nlohmann::json errs = nlohmann::json::array({e.what()});
-    tx.exec_params("UPDATE " + qs + ".batches SET status = 'failed', error_summary = $2::jsonb, finished_at = now() "
-                   "WHERE id = $1::uuid",
-                   batch_id, errs.dump());
-    commit.write(tx, o);
-    tx.commit();
-    o.committed = true;
-    return o;
+    return fail_batch(svc, commit, batch_id, e.what());
   }
   return out;
 }

@@ -20,11 +20,6 @@ struct ChecksFailed : std::runtime_error {
   explicit ChecksFailed(json c) : std::runtime_error("checks failed"), checks(std::move(c)) {}
 };
 
-std::string first_line(std::string m) {
-  if (auto nl = m.find('\n'); nl != std::string::npos) m.resize(nl);
-  return m;
-}
-
 std::string str(const json& p, const char* k, const std::string& def = "") {
   return p.contains(k) && p[k].is_string() ? p[k].get<std::string>() : def;
 }
@@ -87,22 +82,6 @@ std::string create_batch(Services& svc, const Event& ev, const std::string& job,
     tx.exec_params("UPDATE " + qs + ".events SET batch_id = $2::uuid WHERE event_id = $1", ev.event_id, id);
   tx.commit();
   return id;
-}
-
-/// Records a batch failure in its own transaction, with the event's terminal state.
-Outcome fail_batch(Services& svc, EventCommit& commit, const std::string& batch_id, const std::string& why,
-                   const json& extra = json::object()) {
-  Outcome o = failed(why, batch_id);
-  o.extra = extra;
-  pqxx::work tx(svc.db);
-  const std::string qs = tx.quote_name(svc.cfg.postgres.bookkeeping_schema);
-  tx.exec_params("UPDATE " + qs + ".batches SET status = 'failed', error_summary = $2::jsonb, stats = stats || $3::jsonb, "
-                 "finished_at = now() WHERE id = $1::uuid",
-                 batch_id, json::array({why}).dump(), extra.dump());
-  commit.write(tx, o);
-  tx.commit();
-  o.committed = true;
-  return o;
 }
 
 Outcome migrate(const Event& ev, Services& svc, EventCommit& commit, const config::Job& job) {

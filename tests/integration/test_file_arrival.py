@@ -15,6 +15,7 @@ import uuid
 import pytest
 
 from conftest import BIN, EXAMPLES, Daemon
+from faults import slow_trigger
 
 LEADS_1 = (EXAMPLES / "people" / "leads_2025_11.csv").read_bytes()
 LEADS_2 = (EXAMPLES / "people" / "leads_2025_12.csv").read_bytes()
@@ -222,8 +223,7 @@ def test_jobs_topic_answers_for_unknown_and_unimplemented_jobs(daemon):
 def test_kill9_mid_file_resumes_at_next_row(pg, broker, tmp_path):
     d = Daemon(pg, broker, tmp_path, chunk_rows=500)
     # slow the load down so the kill lands mid-file: a trigger sleeps per chunk statement
-    d.sql("CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END $$;"
-          "CREATE TRIGGER slow AFTER INSERT ON persons FOR EACH STATEMENT EXECUTE FUNCTION slow();")
+    slow_trigger(d)
     d.start()
     n = 6000
     lines = ["Cedula,Nombre,Apellido,Email"] + [f"{10000000 + i},Nombre{i},Apellido{i},p{i}@example.com"
@@ -252,8 +252,7 @@ def test_kill9_mid_file_resumes_at_next_row(pg, broker, tmp_path):
 
 def test_sigterm_finishes_chunk_and_exits_zero(pg, broker, tmp_path):
     d = Daemon(pg, broker, tmp_path, chunk_rows=500)
-    d.sql("CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END $$;"
-          "CREATE TRIGGER slow AFTER INSERT ON persons FOR EACH STATEMENT EXECUTE FUNCTION slow();")
+    slow_trigger(d)  # slow the load down so the test can act mid-file
     d.start()
     lines = ["Cedula,Nombre"] + [f"{20000000 + i},N{i}" for i in range(5000)]
     path = d.inbox_file("big.csv", "\n".join(lines) + "\n")
@@ -324,8 +323,7 @@ def test_load_cli_runs_the_pipeline_without_kafka(pg, broker, tmp_path):
 
 def test_file_changed_while_read_fails_the_batch(pg, broker, tmp_path):
     d = Daemon(pg, broker, tmp_path, chunk_rows=500)
-    d.sql("CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END $$;"
-          "CREATE TRIGGER slow AFTER INSERT ON persons FOR EACH STATEMENT EXECUTE FUNCTION slow();")
+    slow_trigger(d)  # slow the load down so the test can act mid-file
     d.start()
     try:
         lines = ["Cedula,Nombre"] + [f"{40000000 + i},N{i}" for i in range(10000)]
