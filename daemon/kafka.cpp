@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 
@@ -13,7 +14,8 @@
 
 namespace ingestd {
 
-EmbeddedBroker::EmbeddedBroker(int brokers, const std::vector<std::string>& topics, int partitions) {
+EmbeddedBroker::EmbeddedBroker(int brokers, const std::vector<std::string>& topics, int partitions)
+    : brokers_(brokers) {
   char err[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   rd_kafka_conf_set(conf, "log_level", "3", err, sizeof err);
@@ -30,6 +32,42 @@ EmbeddedBroker::~EmbeddedBroker() {
 }
 
 std::string EmbeddedBroker::bootstrap() const { return rd_kafka_mock_cluster_bootstraps(cluster_); }
+
+std::string EmbeddedBroker::control(const std::string& line) {
+  std::istringstream in(line);
+  std::string verb;
+  in >> verb;
+  // `down`/`up`/`rtt` name a broker (ids 1..brokers_) or `all` (-1 to the mock API)
+  auto broker = [&](int32_t& id) {
+    std::string t;
+    in >> t;
+    if (t == "all") return true;
+    std::istringstream n(t);
+    return bool(n >> id) && n.eof() && id >= 1 && id <= brokers_;
+  };
+  const std::string which = "a broker id 1.." + std::to_string(brokers_) + " or all";
+  int32_t id = -1;
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  if (verb == "down" || verb == "up") {
+    if (!broker(id)) return "error: usage: " + verb + " <" + which + ">";
+    err = verb == "down" ? rd_kafka_mock_broker_set_down(cluster_, id) : rd_kafka_mock_broker_set_up(cluster_, id);
+  } else if (verb == "rtt") {
+    int ms = -1;
+    if (!broker(id) || !(in >> ms) || ms < 0) return "error: usage: rtt <" + which + "> <ms>";
+    err = rd_kafka_mock_broker_set_rtt(cluster_, id, ms);
+  } else if (verb == "errors") {
+    // the next <count> requests of that ApiKey, from any client, fail with that error code
+    int api_key = -1, count = 0, code = 0;
+    if (!(in >> api_key >> count >> code) || api_key < 0 || count < 1)
+      return "error: usage: errors <ApiKey> <count> <error code>";
+    std::vector<rd_kafka_resp_err_t> errors(static_cast<size_t>(count), static_cast<rd_kafka_resp_err_t>(code));
+    rd_kafka_mock_push_request_errors_array(cluster_, int16_t(api_key), errors.size(), errors.data());
+  } else {
+    return "error: unknown command '" + verb + "' (down, up, errors, rtt)";
+  }
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return std::string("error: ") + rd_kafka_err2str(err);
+  return "ok";
+}
 
 std::string embedded_address_file(const config::Config& cfg) {
   if (!cfg.kafka.embedded_address_file.empty()) return cfg.kafka.embedded_address_file;
@@ -72,10 +110,14 @@ DeliveryWaiter g_delivery;
 
 }  // namespace
 
-Producer::Producer(const config::Config& cfg, const std::string& brokers) {
+Producer::Producer(const config::Config& cfg, const std::string& brokers, RdKafka::EventCb* events) {
   auto conf = kafka_conf(cfg, brokers);
   std::string err;
   conf->set("dr_cb", static_cast<RdKafka::DeliveryReportCb*>(&g_delivery), err);
+  if (events) {
+    conf->set("event_cb", events, err);
+    conf->set("statistics.interval.ms", "1000", err);
+  }
   conf->set("enable.idempotence", "true", err);
   conf->set("linger.ms", "0", err);
   producer_.reset(RdKafka::Producer::create(conf.get(), err));

@@ -25,8 +25,12 @@ class EmbeddedBroker {
   EmbeddedBroker(const EmbeddedBroker&) = delete;
   EmbeddedBroker& operator=(const EmbeddedBroker&) = delete;
   std::string bootstrap() const;
+  /// Runs one fault-injection command (`down 1`, `up all`, `errors 1 5 6`, `rtt 1 500`) and
+  /// answers `ok` or `error: <reason>`; `ingestd embedded-broker` reads them from stdin.
+  std::string control(const std::string& line);
 
  private:
+  int brokers_ = 1;
   rd_kafka_s* rk_ = nullptr;
   rd_kafka_mock_cluster_s* cluster_ = nullptr;
 };
@@ -42,7 +46,9 @@ std::unique_ptr<RdKafka::Conf> kafka_conf(const config::Config& cfg, const std::
 /// @brief Publishes messages with headers; flushes before the caller reports success.
 class Producer {
  public:
-  Producer(const config::Config& cfg, const std::string& brokers);
+  /// `events`, if given, receives the producer's errors, log lines and, every second, its
+  /// statistics (the daemon's readiness follows the broker states in them).
+  Producer(const config::Config& cfg, const std::string& brokers, RdKafka::EventCb* events = nullptr);
   ~Producer();
   /// Produces and waits for the broker's acknowledgement (up to timeout_ms). Throws on failure.
   void send(const std::string& topic, const std::string& key, const std::string& payload,

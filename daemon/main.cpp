@@ -197,6 +197,8 @@ int main(int argc, char** argv) {
   int b_partitions = 3;
   std::string b_addr_file;
   std::vector<std::string> b_topics{"ingest.files", "ingest.jobs", "ingest.results", "ingest.dead-letter"};
+  int b_brokers = 1;
+  broker->add_option("--brokers", b_brokers, "brokers in the cluster")->capture_default_str()->check(CLI::Range(1, 16));
   broker->add_option("--partitions", b_partitions, "partitions per topic")->capture_default_str();
   broker->add_option("--topic", b_topics, "topics to create")->capture_default_str();
   broker->add_option("--address-file", b_addr_file, "write the bootstrap address here");
@@ -211,9 +213,14 @@ int main(int argc, char** argv) {
   install_signals();
 
   if (broker->parsed()) {
-    EmbeddedBroker b(1, b_topics, b_partitions);
+    EmbeddedBroker b(b_brokers, b_topics, b_partitions);
     std::cout << b.bootstrap() << std::endl;
     if (!b_addr_file.empty()) std::ofstream(b_addr_file) << b.bootstrap() << "\n";
+    // Fault injection for tests: one command a line on stdin, one answer a line on stdout.
+    // At EOF (stdin closed or /dev/null) the broker just runs on until SIGTERM.
+    std::thread([&b] {
+      for (std::string line; std::getline(std::cin, line);) std::cout << b.control(line) << std::endl;
+    }).detach();
     while (!g_broker_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     return 0;
   }

@@ -123,6 +123,7 @@ class Runtime : public RdKafka::RebalanceCb, public RdKafka::EventCb {
   void dead_letter(RdKafka::Message& msg, const Event& ev, const std::string& reason, int attempts,
                    const std::string& metric_reason);
   void publish_result(const Event& ev, const Outcome& o, double seconds);
+  void commit_to_kafka(RdKafka::Message& msg);
   Outcome run_handler(const HandlerSpec& spec, const Event& ev, int& attempts, std::string& last_reason);
   std::string status_json();
   void keepalive();
@@ -304,10 +305,22 @@ void Runtime::event_cb(RdKafka::Event& event) {
       if (event.err() == RdKafka::ERR__ALL_BROKERS_DOWN || event.err() == RdKafka::ERR__TRANSPORT) kafka_ok_ = false;
       log_->warn("kafka: {} ({})", event.str(), RdKafka::err2str(event.err()));
       break;
+    case RdKafka::Event::EVENT_LOG:
+      // With an event_cb librdkafka hands its log lines here, from its own threads.
+      log_->log(event.severity() <= RdKafka::Event::EVENT_SEVERITY_WARNING ? spdlog::level::warn : spdlog::level::debug,
+                "kafka: {}: {}", event.fac(), event.str());
+      break;
     case RdKafka::Event::EVENT_STATS: {
-      kafka_ok_ = true;
+      // Ready while a connection to some broker is up. The producer reports every second, also
+      // during a batch (keepalive polls it); the consumer's reports wait for the next consume.
       auto j = json::parse(event.str(), nullptr, false);
-      if (j.is_discarded() || !j.contains("topics")) break;
+      if (j.is_discarded()) break;
+      bool up = false;
+      if (j.contains("brokers"))
+        for (auto& [name, b] : j["brokers"].items())
+          up = up || (b.value("source", "") != "internal" && b.value("state", "") == "UP");
+      kafka_ok_ = up;
+      if (!j.contains("topics")) break;
       for (auto& [topic, t] : j["topics"].items()) {
         if (!t.contains("partitions")) continue;
         for (auto& [part, p] : t["partitions"].items()) {
@@ -339,6 +352,13 @@ void Runtime::publish_result(const Event& ev, const Outcome& o, double seconds) 
   } catch (const std::exception& e) {
     log_->error("result for event {} not published: {}", ev.event_id, e.what());
   }
+}
+
+void Runtime::commit_to_kafka(RdKafka::Message& msg) {
+  // Kafka's copy of the position is for lag tools only: ours is in PostgreSQL (rule 1). While no
+  // broker answers, a commit waits for a coordinator, and consumer close() for it (45 s and more
+  // at shutdown); the next commit after the brokers are back covers this one.
+  if (kafka_ok_) consumer_->commitAsync(&msg);
 }
 
 void Runtime::dead_letter(RdKafka::Message& msg, const Event& ev, const std::string& reason, int attempts,
@@ -480,7 +500,7 @@ void Runtime::process(RdKafka::Message& msg) {
   auto dlq = [&](const std::string& reason, const std::string& metric) {
     dead_letter(msg, ev, reason, 0, metric);
     metrics_.event(ev.topic, "dead_letter");
-    consumer_->commitAsync(&msg);
+    commit_to_kafka(msg);
   };
   if (msg.len() > 1024 * 1024) {
     // still learn its event_id (if it parses) so the uploader gets a failed result
@@ -504,7 +524,7 @@ void Runtime::process(RdKafka::Message& msg) {
     if (auto dup = answer_if_finished(tx, ev, "was already processed")) {
       publish_result(ev, *dup, 0);
       metrics_.event(ev.topic, "duplicate");
-      consumer_->commitAsync(&msg);
+      commit_to_kafka(msg);
       return;
     }
     tx.exec_params("INSERT INTO " + qs + ".events (event_id, topic, \"partition\", \"offset\", type, payload, status) "
@@ -541,7 +561,7 @@ void Runtime::process(RdKafka::Message& msg) {
     dead_letter(msg, ev, "gave up after " + std::to_string(attempts) + " attempts: " + last_reason, attempts,
                 "attempts_exhausted");
     metrics_.event(ev.topic, "dead_letter");
-    consumer_->commitAsync(&msg);
+    commit_to_kafka(msg);
     return;
   }
   if (!o.committed) {
@@ -570,7 +590,7 @@ void Runtime::process(RdKafka::Message& msg) {
     metrics_.batch_duration.Add({{"dataset", target}}, b).Observe(secs);
   }
   log_->info("event {} ({} {}): {} in {:.2f}s", ev.event_id, ev.type, target, o.status, secs);
-  consumer_->commitAsync(&msg);
+  commit_to_kafka(msg);
 }
 
 std::string Runtime::status_json() {
@@ -640,7 +660,7 @@ int Runtime::run() {
     log_->warn("kafka.brokers is 'embedded': librdkafka's mock cluster at {} (address in {}); for demos and tests only",
                brokers, addr_file);
   }
-  producer_ = std::make_unique<Producer>(cfg_, brokers);
+  producer_ = std::make_unique<Producer>(cfg_, brokers, this);
   auto conf = kafka_conf(cfg_, brokers);
   std::string err;
   conf->set("group.id", cfg_.kafka.group_id, err);

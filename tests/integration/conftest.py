@@ -94,14 +94,26 @@ def pg():
 
 
 class Broker:
-    """librdkafka's mock cluster in its own process, reachable over TCP on loopback."""
+    """librdkafka's mock cluster in its own process, reachable over TCP on loopback. `control()`
+    injects faults through the broker's stdin: `down 1`, `up all`, `errors <ApiKey> <n> <code>`,
+    `rtt 1 500` (broker ids are 1..brokers)."""
 
-    def __init__(self, tmp):
+    def __init__(self, tmp, brokers=1):
         self.addr_file = Path(tmp) / "broker.address"
-        self.proc = subprocess.Popen([str(BIN), "embedded-broker", "--address-file", str(self.addr_file)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.log = Path(tmp) / "broker.log"
+        with open(self.log, "ab") as logf:
+            self.proc = subprocess.Popen([str(BIN), "embedded-broker", "--address-file", str(self.addr_file)] +
+                                         (["--brokers", str(brokers)] if brokers != 1 else []),
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logf, text=True)
         self.bootstrap = self.proc.stdout.readline().strip()
-        assert self.bootstrap, "embedded broker did not start"
+        assert self.bootstrap, "embedded broker did not start:\n" + self.log.read_text()
+
+    def control(self, cmd):
+        """Sends one command and asserts the broker answered `ok`."""
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline().strip()
+        assert answer == "ok", f"embedded broker: {cmd!r}: {answer or 'no answer'}"
 
     def publish(self, topic, payload, key="k"):
         data = payload if isinstance(payload, (str, bytes)) else json.dumps(payload)
@@ -127,6 +139,12 @@ class Broker:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
 
 
 class Daemon:

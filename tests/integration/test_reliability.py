@@ -380,3 +380,107 @@ def test_broker_replaced_new_events_are_not_skipped(pg, tmp_path):
     finally:
         d2.stop()
         b2.stop()
+
+
+
+def test_brokers_down_and_back_mid_batch(pg, tmp_path):
+    """Three mock brokers, all taken down while a multi-chunk load runs (two events queued behind
+    it), kept down past the group's session timeout (3 s), brought back; two more events published
+    afterwards. /readyz is false while the brokers are down (also in the middle of a batch) and
+    true again after. Every event exactly one `completed`, every person exactly once."""
+    n = 6000
+    broker = Broker(tmp_path, brokers=3)
+    d = Daemon(pg, broker, tmp_path / "d", chunk_rows=500, config_text=people_config())
+    try:
+        d.start()
+        slow_trigger(d, 0.2)
+        big = big_load(d, n)
+        queued = [d.publish(d.file_event(d.inbox_file(f"q{k}.csv", people_csv(range(k * 10, k * 10 + 10),
+                                                                              base=50000000))))["event_id"]
+                  for k in range(2)]
+        wait_committed(d, 1000, big)
+        broker.control("down all")
+        wait_until(lambda: not ready(d), 10, "/readyz to turn false while every broker is down")
+        assert d.http("/healthz")[0] == 200
+        time.sleep(6)
+        assert not ready(d) and d.proc.poll() is None
+        broker.control("up all")
+        wait_until(lambda: ready(d), 30, "/readyz to turn true once the brokers are back")
+        after = [d.publish(d.file_event(d.inbox_file(f"a{k}.csv", people_csv(range(k * 10, k * 10 + 10),
+                                                                             base=60000000))))["event_id"]
+                 for k in range(2)]
+        ids = [big] + queued + after
+        wait_results(d, ids, timeout=120)
+        got = settle_results(d, ids, 3)
+        assert all([x["status"] for x in got[e]] == ["completed"] for e in ids), got
+        assert_people_exactly(d, [40000000 + i for i in range(n)] + [50000000 + i for i in range(20)] +
+                              [60000000 + i for i in range(20)])
+        assert_batch_exact(d, got[big][0]["batch_id"], n, inserted=n)
+        assert d.sql("SELECT count(*) FROM ingestd.events WHERE status = 'completed'")[0][0] == len(ids)
+        assert ready(d)
+        assert d.stop() == 0
+    finally:
+        d.stop(signal.SIGKILL)
+        broker.stop()
+
+
+# Kafka protocol request types (ApiKey) and error codes for Broker.control("errors ...")
+PRODUCE, FETCH, LIST_OFFSETS, OFFSET_COMMIT, FIND_COORDINATOR, JOIN_GROUP, HEARTBEAT, SYNC_GROUP = 0, 1, 2, 8, 10, 11, 12, 14
+LEADER_NOT_AVAILABLE, NOT_LEADER, REQUEST_TIMED_OUT, COORDINATOR_LOAD_IN_PROGRESS = 5, 6, 7, 14
+COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR, REBALANCE_IN_PROGRESS, DISCONNECT = 15, 16, 27, -195
+
+
+def test_retriable_request_errors_neither_skip_nor_repeat(pg, broker, tmp_path):
+    """Retriable errors pushed onto the mock cluster for every request type the daemon sends
+    (its offsets live in PostgreSQL, but the group is Kafka's): Produce (results), Fetch,
+    ListOffsets, OffsetCommit, FindCoordinator, JoinGroup, Heartbeat, SyncGroup; a Heartbeat
+    answered REBALANCE_IN_PROGRESS in the middle of a multi-chunk load forces a rejoin. Errors
+    are cluster-wide, so they are pushed after each publish; kcat reading the results may still
+    meet some of them.
+    Every event exactly one `completed`, every person exactly once, the daemon ready."""
+    n, rounds = 3000, 4
+    d = Daemon(pg, broker, tmp_path, chunk_rows=500, config_text=people_config())
+    try:
+        d.start()
+        ids, people = [], []
+        faults = [
+            [(PRODUCE, 3, NOT_LEADER), (FETCH, 3, NOT_LEADER), (OFFSET_COMMIT, 3, REQUEST_TIMED_OUT)],
+            [(HEARTBEAT, 2, REBALANCE_IN_PROGRESS), (JOIN_GROUP, 2, COORDINATOR_LOAD_IN_PROGRESS),
+             (SYNC_GROUP, 1, REBALANCE_IN_PROGRESS), (LIST_OFFSETS, 2, LEADER_NOT_AVAILABLE)],
+            [(HEARTBEAT, 2, NOT_COORDINATOR), (FIND_COORDINATOR, 3, COORDINATOR_NOT_AVAILABLE),
+             (PRODUCE, 2, DISCONNECT)],
+            [(FETCH, 2, DISCONNECT), (PRODUCE, 2, REQUEST_TIMED_OUT), (HEARTBEAT, 1, REBALANCE_IN_PROGRESS)],
+        ]
+        injected = 0
+        for k in range(rounds):
+            idx = range(k * 100, k * 100 + 100)
+            ids.append(d.publish(d.file_event(d.inbox_file(f"r{k}.csv", people_csv(idx, base=50000000))))["event_id"])
+            people += [50000000 + i for i in idx]
+            # after publishing, so that the next requests of these types are mostly the daemon's
+            for api, count, code in faults[k]:
+                broker.control(f"errors {api} {count} {code}")
+                injected += count
+            wait_results(d, ids[-1:], timeout=60)
+        # a rejoin forced while a multi-chunk load runs; results produced through errors
+        slow_trigger(d, 0.2)
+        big = big_load(d, n)
+        wait_committed(d, 500, big)
+        for api, count, code in [(HEARTBEAT, 1, REBALANCE_IN_PROGRESS), (PRODUCE, 3, NOT_LEADER),
+                                 (FETCH, 2, NOT_LEADER)]:
+            broker.control(f"errors {api} {count} {code}")
+            injected += count
+        ids.append(big)
+        people += [40000000 + i for i in range(n)]
+        wait_results(d, ids, timeout=60)
+        got = settle_results(d, ids, 3)
+        assert all([x["status"] for x in got[e]] == ["completed"] for e in ids), got
+        assert_people_exactly(d, people)
+        assert_batch_exact(d, got[big][0]["batch_id"], n, inserted=n)
+        assert d.sql("SELECT count(*) FROM ingestd.events WHERE status = 'completed'")[0][0] == len(ids)
+        assert not broker.consume("ingest.dead-letter")
+        wait_until(lambda: ready(d), 30, "/readyz after the errors")
+        rejoins = d.log.read_text().count("partitions revoked")
+        print(f"request errors: {injected} injected, {rejoins} rejoins, {len(people)} rows checked")
+        assert d.stop() == 0
+    finally:
+        d.stop(signal.SIGKILL)
