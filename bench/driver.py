@@ -171,7 +171,11 @@ class Bench:
 
     def start_daemon(self, db_url):
         self.config = self.work / "ice.yaml"
-        self.config.write_text((ICE / "ice.yaml").read_text())
+        text = (ICE / "ice.yaml").read_text()
+        if self.a.kafka_property:
+            props = "".join(f"\n    {k}: \"{v}\"" for k, v in (kv.split("=", 1) for kv in self.a.kafka_property))
+            text = text.replace("  group_id: ${INGESTD_GROUP}\n", "  group_id: ${INGESTD_GROUP}\n  properties:" + props + "\n", 1)
+        self.config.write_text(text)
         self.env = self.daemon_env(db_url)
         self.dlog = open(self.work / "ingestd.log", "ab")
         self.daemon = subprocess.Popen([str(BIN), "run", "-c", str(self.config)], env=self.env,
@@ -454,28 +458,30 @@ class Bench:
         again.write_bytes(csv_path.read_bytes() + b"\n")
         self.ingest_step("4. ingestd, same rows again (update path)", again, a.rows, people, people)
         self.set_statement_log(False)
-        if a.with_10m:
-            self.step_10m()
+        if a.with_10m and not a.existing:
+            a.existing = 10_000_000
+        if a.existing:
+            self.step_existing(a.existing)
         try:
             self.step_latency()
         except Exception as e:
             self.notes.append(f"latency step failed: {e}")
         self.final_rss = self.daemon_rss()
 
-    def step_10m(self):
-        """10M new people preloaded through ingestd, then 1M rows more (new people)."""
+    def step_existing(self, n):
+        """n new people preloaded through ingestd, then a file of --rows rows of further people:
+        compared with step 3 (the same number of rows into an empty target)."""
         a = self.a
-        big = self.state / "inbox" / "people_10m.csv"
-        t10 = generate(big, 10_000_000, a.seed + 1, 0.0, first_person=100_000_000)
+        big = self.state / "inbox" / f"people_existing_{n}.csv"
+        tn = generate(big, n, a.seed + 1, 0.0, first_person=100_000_000)
         base = self.counts()
         dt, res, _ = self.submit(big, timeout=6 * 3600)
-        self.add("5a. ingestd, preload 10M new people", 10_000_000, dt,
-                 f"status {res.get('status')}; {self.counts()}")
-        more = self.state / "inbox" / "people_1m_more.csv"
-        t1 = generate(more, 1_000_000, a.seed + 1, a.reappear_share, first_person=100_000_000 + 10_000_000)
-        self.ingest_step("5b. ingestd, 1M rows into 10M people", more, 1_000_000,
-                         base["persons"] + t10["distinct_people"] + t1["distinct_people"],
-                         base["leads"] + t10["distinct_people"] + t1["distinct_people"])
+        self.add(f"5a. ingestd, preload {n:,} new people", n, dt, f"status {res.get('status')}; {self.counts()}")
+        more = self.state / "inbox" / "people_more.csv"
+        t1 = generate(more, a.rows, a.seed + 1, a.reappear_share, first_person=100_000_000 + n)
+        self.ingest_step(f"5b. ingestd, {a.rows:,} rows into {n:,} existing people", more, a.rows,
+                         base["persons"] + tn["distinct_people"] + t1["distinct_people"],
+                         base["leads"] + tn["distinct_people"] + t1["distinct_people"])
 
 
 def statement_kind(stmt):
@@ -497,8 +503,12 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--chunk-rows", type=int, default=50_000)
     ap.add_argument("--latency-events", type=int, default=100)
-    ap.add_argument("--with-10m", action="store_true", help="step 5: preload 10M people, then 1M rows (hours)")
+    ap.add_argument("--with-10m", action="store_true", help="step 5 with --existing 10000000 (hours)")
+    ap.add_argument("--existing", type=int, default=0,
+                    help="step 5: preload this many new people through ingestd, then --rows rows more")
     ap.add_argument("--no-pgloader", action="store_true")
+    ap.add_argument("--kafka-property", action="append", metavar="KEY=VALUE",
+                    help="a librdkafka property for the daemon (kafka.properties), e.g. fetch.wait.max.ms=10")
     ap.add_argument("--work", help="working directory (default: a new temporary one, removed at the end)")
     ap.add_argument("--keep", action="store_true", help="keep the working directory")
     ap.add_argument("--json", help="write the results as JSON here")

@@ -4,9 +4,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <fstream>
 #include <numeric>
+#include <mutex>
 #include <set>
+#include <thread>
 #include <unordered_map>
 
 #include <spdlog/spdlog.h>
@@ -196,6 +199,74 @@ struct RowError {
   std::string field, code, message, raw;
 };
 
+/// The rejects of one chunk, gathered where the chunk is read or merged.
+struct RowErrors {
+  std::vector<RowError> list;
+  int64_t rows = 0;                // rows rejected (a row may have several errors)
+  std::vector<std::string> first;  // the first few, for the result message
+};
+
+struct Chunk {
+  std::vector<Row> rows;
+  RowErrors errors;
+  uint64_t bytes = 0;  // of the source, once the chunk was read
+  bool last = false;
+};
+
+/// Reads and normalizes the next chunk on its own thread while the database merges the
+/// previous one: at most two chunks exist at once (the one merging and the one being read).
+class ChunkReader {
+ public:
+  using Fill = std::function<void(Chunk&, const std::atomic<bool>& cancel)>;
+  explicit ChunkReader(Fill fill) : fill_(std::move(fill)), thread_([this] { loop(); }) {}
+  ~ChunkReader() {
+    {
+      std::lock_guard lk(m_);
+      cancel_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  /// The next chunk in file order; rethrows what the reader hit (a CSV error, a changed file).
+  Chunk take() {
+    std::unique_lock lk(m_);
+    cv_.wait(lk, [&] { return slot_.has_value() || error_; });
+    if (error_) std::rethrow_exception(error_);
+    Chunk c = std::move(*slot_);
+    slot_.reset();
+    cv_.notify_all();
+    return c;
+  }
+
+ private:
+  void loop() {
+    for (;;) {
+      Chunk c;
+      std::exception_ptr err;
+      try {
+        fill_(c, cancel_);
+      } catch (...) {
+        err = std::current_exception();
+      }
+      std::unique_lock lk(m_);
+      cv_.wait(lk, [&] { return !slot_.has_value() || cancel_; });
+      if (cancel_) return;
+      if (err) error_ = err;
+      else slot_ = std::move(c);
+      cv_.notify_all();
+      if (err || slot_->last) return;
+    }
+  }
+
+  Fill fill_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::atomic<bool> cancel_{false};
+  std::optional<Chunk> slot_;
+  std::exception_ptr error_;
+  std::thread thread_;  // last: starts once the rest is built
+};
+
 /// How one entity lands in its table: the config plus what the catalog says.
 struct EntityPlan {
   const Entity* cfg = nullptr;
@@ -205,6 +276,8 @@ struct EntityPlan {
   std::vector<int> ref_entity;     // [field] referenced entity index, -1 = none
   std::vector<TableInfo> lookup_tables;  // [field] the lookup's table (exists == false: no lookup)
   std::vector<std::vector<int>> tiers;  // field indexes per tier
+  std::vector<bool> in_tier;            // [field] part of some identity tier: its key is kept
+  bool has_deferred = false;            // some lookup waits for a later phase
   bool referenced_later = false;
 };
 
@@ -275,13 +348,14 @@ class CsvLoad {
 
  private:
   void plan(const std::vector<std::string>& header);
-  void build_row(CsvRecord& rec, int64_t number, std::vector<Row>& chunk);
-  void commit_chunk(pqxx::transaction_base& tx, std::vector<Row>& chunk, bool final, const FinalStep& final_step);
-  void process_rows(pqxx::transaction_base& tx, std::vector<Row*> rows, std::map<std::string, EntityCounts>& out);
+  void read_chunk(RecordSource& source, Chunk& c, int64_t& number, const std::atomic<bool>& cancel);
+  void build_row(CsvRecord& rec, int64_t number, Chunk& chunk);
+  void commit_chunk(pqxx::transaction_base& tx, Chunk& chunk);
+  void process_rows(pqxx::transaction_base& tx, std::vector<Row*> rows, std::map<std::string, EntityCounts>& out,
+                    RowErrors& errors);
   void run_entities(pqxx::transaction_base& tx, const std::vector<Row*>& rows,
                     std::map<std::string, EntityCounts>& out);
-  void reject(Row& row, const std::string& field, const std::string& code, const std::string& message);
-  void resolve_lookups(pqxx::transaction_base& tx, std::vector<Row>& chunk);
+  void resolve_lookups(pqxx::transaction_base& tx, Chunk& chunk);
   void restore_progress(pqxx::transaction_base& tx);
   void plan_writeback(const std::vector<std::string>& header);
   void write_back(pqxx::transaction_base& tx, const std::vector<Row*>& rows);
@@ -297,7 +371,6 @@ class CsvLoad {
   std::shared_ptr<spdlog::logger> log_;
   std::vector<EntityPlan> plans_;
   RejectWriter rejects_;
-  std::vector<RowError> pending_errors_;
   LoadResult result_;
   int64_t last_row_ = 0;
   uint64_t bytes_ = 0;
@@ -386,6 +459,11 @@ void CsvLoad::plan(const std::vector<std::string>& header) {
           if (ent.fields[k].name == fname) t.push_back(int(k));
       p.tiers.push_back(t);
     }
+    p.in_tier.assign(ent.fields.size(), false);
+    for (const auto& t : p.tiers)
+      for (int k : t) p.in_tier[size_t(k)] = true;
+    for (const Field& f : ent.fields)
+      if (f.lookup && f.on_missing == config::OnMissing::Defer) p.has_deferred = true;
     for (size_t k = 0; k < e; ++k)
       for (const Field& f : ent.fields)
         if (f.ref && *f.ref == ds_.entities[k].name) plans_[k].referenced_later = true;
@@ -425,17 +503,37 @@ std::string scrub_utf8(const std::string& s) {
   return o;
 }
 
-void CsvLoad::reject(Row& row, const std::string& field, const std::string& code, const std::string& message) {
-  if (!row.rejected) ++result_.rows_rejected;
+void reject(RowErrors& errors, Row& row, const std::string& field, const std::string& code,
+            const std::string& message) {
+  if (!row.rejected) ++errors.rows;
   row.rejected = true;
-  pending_errors_.push_back({row.number, scrub_utf8(field), code, scrub_utf8(message), scrub_utf8(row.raw)});
-  if (result_.first_errors.size() < 10)
-    result_.first_errors.push_back("row " + std::to_string(row.number) + (field.empty() ? "" : ", " + field) + ": " +
+  errors.list.push_back({row.number, scrub_utf8(field), code, scrub_utf8(message), scrub_utf8(row.raw)});
+  if (errors.first.size() < 10)
+    errors.first.push_back("row " + std::to_string(row.number) + (field.empty() ? "" : ", " + field) + ": " +
                                    message);
 }
 
-void CsvLoad::build_row(CsvRecord& rec, int64_t number, std::vector<Row>& chunk) {
-  Row& row = chunk.emplace_back();
+void CsvLoad::read_chunk(RecordSource& source, Chunk& c, int64_t& number, const std::atomic<bool>& cancel) {
+  CsvRecord rec;
+  c.rows.reserve(size_t(std::min<int64_t>(req_.chunk_rows, 1 << 20)));
+  while (!cancel && source.next(rec)) {
+    ++number;
+    if (number <= req_.resume_after_row) continue;
+    build_row(rec, number, c);
+    if (int64_t(c.rows.size()) >= req_.chunk_rows) {
+      c.bytes = source.bytes_read();
+      return;
+    }
+  }
+  c.bytes = source.bytes_read();
+  c.last = true;
+}
+
+void CsvLoad::build_row(CsvRecord& rec, int64_t number, Chunk& chunk) {
+  auto reject = [&](Row& r, const std::string& field, const std::string& code, const std::string& message) {
+    engine::reject(chunk.errors, r, field, code, message);
+  };
+  Row& row = chunk.rows.emplace_back();
   row.number = number;
   row.raw = std::move(rec.raw);
   if (rec.invalid_utf8) {
@@ -459,7 +557,7 @@ void CsvLoad::build_row(CsvRecord& rec, int64_t number, std::vector<Row>& chunk)
     const auto& fields = p.cfg->fields;
     row.values[e].resize(fields.size());
     row.keys[e].resize(fields.size());
-    row.deferred[e].resize(fields.size());
+    if (p.has_deferred) row.deferred[e].resize(fields.size());
     for (size_t k = 0; k < fields.size(); ++k) {
       const Field& f = fields[k];
       if (p.ref_entity[k] >= 0) continue;  // filled after the referenced entity resolves
@@ -491,7 +589,7 @@ void CsvLoad::build_row(CsvRecord& rec, int64_t number, std::vector<Row>& chunk)
       }
       row.values[e][k] = std::move(parsed.value);
       // typed values key on their parsed form: 19/10/1996 and 1996-10-19 are one birth date
-      if (row.values[e][k])
+      if (row.values[e][k] && p.in_tier[k])
         row.keys[e][k] = f.type == config::FieldType::Text && n.key ? n.key : row.values[e][k];
     }
   }
@@ -549,13 +647,20 @@ void CsvLoad::run_entities(pqxx::transaction_base& tx, const std::vector<Row*>& 
       auto cols = sql.staging_columns();
       pqxx::tablewriter w(tx, "pg_temp.ingestd_stg", cols.begin(), cols.end());
       std::string line;
+      // the first row of each group: a new record's lineage says "inserted" there only
+      std::vector<bool> seen_group;
       for (size_t i = 0; i < part.size(); ++i) {
+        const auto grp = size_t(g.group[i]);
+        if (grp >= seen_group.size()) seen_group.resize(grp + 1, false);
+        const bool first = !seen_group[grp];
+        seen_group[grp] = true;
         line.clear();
         line += std::to_string(part[i]->number);
         line += '\t';
         line += std::to_string(g.group[i]);
         line += '\t';
         if (g.join_tier[i] > 0) line += std::to_string(g.join_tier[i]); else line += "\\N";
+        line += first ? "\tt" : "\tf";
         for (size_t k = 0; k < fields.size(); ++k) {
           line += '\t';
           append_copy_value(line, part[i]->values[e][k]);
@@ -573,7 +678,7 @@ void CsvLoad::run_entities(pqxx::transaction_base& tx, const std::vector<Row*>& 
       w.complete();
 #pragma GCC diagnostic pop
     }
-    EntityCounts ec = sql.resolve_and_merge();
+    EntityCounts ec = sql.resolve_and_merge(part.size());
     c += ec;
     if (p.referenced_later) {
       std::unordered_map<int64_t, Row*> by_number;
@@ -589,7 +694,7 @@ void CsvLoad::run_entities(pqxx::transaction_base& tx, const std::vector<Row*>& 
 }
 
 void CsvLoad::process_rows(pqxx::transaction_base& tx, std::vector<Row*> rows,
-                           std::map<std::string, EntityCounts>& out) {
+                           std::map<std::string, EntityCounts>& out, RowErrors& errors) {
   if (rows.empty()) return;
   std::map<std::string, EntityCounts> local;
   bool refused = false;
@@ -623,7 +728,7 @@ void CsvLoad::process_rows(pqxx::transaction_base& tx, std::vector<Row*> rows,
       while (!msg.empty() && msg.back() == ' ') msg.pop_back();
     }
     for (auto& s : r.record_ids) s.reset();
-    reject(r, "", "database", msg);
+    reject(errors, r, "", "database", msg);
     return;
   }
   for (Row* r : rows) {
@@ -631,8 +736,8 @@ void CsvLoad::process_rows(pqxx::transaction_base& tx, std::vector<Row*> rows,
     std::fill(r->in_review.begin(), r->in_review.end(), false);
   }
   size_t half = rows.size() / 2;
-  process_rows(tx, std::vector<Row*>(rows.begin(), rows.begin() + long(half)), out);
-  process_rows(tx, std::vector<Row*>(rows.begin() + long(half), rows.end()), out);
+  process_rows(tx, std::vector<Row*>(rows.begin(), rows.begin() + long(half)), out, errors);
+  process_rows(tx, std::vector<Row*>(rows.begin() + long(half), rows.end()), out, errors);
 }
 
 namespace {
@@ -651,7 +756,7 @@ std::string pg_text_array(const std::set<std::string>& values) {
 }
 }  // namespace
 
-void CsvLoad::resolve_lookups(pqxx::transaction_base& tx, std::vector<Row>& chunk) {
+void CsvLoad::resolve_lookups(pqxx::transaction_base& tx, Chunk& chunk) {
   // One query per lookup field and chunk: the distinct keys go as one array parameter.
   for (EntityPlan& p : plans_) {
     const auto& fields = p.cfg->fields;
@@ -659,7 +764,7 @@ void CsvLoad::resolve_lookups(pqxx::transaction_base& tx, std::vector<Row>& chun
       const Field& f = fields[k];
       if (!f.lookup) continue;
       std::set<std::string> wanted;
-      for (Row& r : chunk)
+      for (Row& r : chunk.rows)
         if (!r.rejected && r.values[p.index][k]) wanted.insert(*r.values[p.index][k]);
       if (wanted.empty()) continue;
       const TableInfo& lt = p.lookup_tables[k];
@@ -671,7 +776,7 @@ void CsvLoad::resolve_lookups(pqxx::transaction_base& tx, std::vector<Row>& chun
       for (const auto& row : res)
         if (!row[1].is_null()) found.emplace(row[0].as<std::string>(), row[1].as<std::string>());
       const std::string col = f.from.empty() ? f.name : f.from.front();
-      for (Row& r : chunk) {
+      for (Row& r : chunk.rows) {
         if (r.rejected || !r.values[p.index][k]) continue;
         auto& v = r.values[p.index][k];
         if (auto it = found.find(*v); it != found.end()) {
@@ -681,7 +786,7 @@ void CsvLoad::resolve_lookups(pqxx::transaction_base& tx, std::vector<Row>& chun
         }
         const std::string missing = "no " + f.lookup->table + " row with " + f.lookup->key + " = \"" + *v + "\"";
         if (f.on_missing == config::OnMissing::Reject) {
-          reject(r, col, "lookup_missing", missing);
+          reject(chunk.errors, r, col, "lookup_missing", missing);
         } else {
           if (f.on_missing == config::OnMissing::Defer) r.deferred[p.index][k] = v;
           v.reset();
@@ -692,38 +797,34 @@ void CsvLoad::resolve_lookups(pqxx::transaction_base& tx, std::vector<Row>& chun
   }
 }
 
-void CsvLoad::commit_chunk(pqxx::transaction_base& tx, std::vector<Row>& chunk, bool final,
-                           const FinalStep& final_step) {
-  std::vector<Row*> good;
-  for (Row& r : chunk)
-    if (!r.rejected) good.push_back(&r);
+void CsvLoad::commit_chunk(pqxx::transaction_base& tx, Chunk& chunk) {
   std::map<std::string, EntityCounts> delta;
   resolve_lookups(tx, chunk);
-  good.clear();
-  for (Row& r : chunk)
+  std::vector<Row*> good;
+  for (Row& r : chunk.rows)
     if (!r.rejected) good.push_back(&r);
-  process_rows(tx, good, delta);
+  process_rows(tx, good, delta, chunk.errors);
   for (auto& [k, v] : delta) result_.counts[k] += v;
   if (!writeback_.empty()) {
     std::vector<Row*> ok;
-    for (Row& r : chunk)
+    for (Row& r : chunk.rows)
       if (!r.rejected) ok.push_back(&r);
     write_back(tx, ok);
   }
   // Rejected rows count against every entity of the dataset: none of them got the row.
-  int64_t rejected_now = 0;
-  std::set<int64_t> seen;
-  for (auto& e : pending_errors_) seen.insert(e.row);
-  rejected_now = int64_t(seen.size());
-  for (auto& name : result_.entity_order) result_.counts[name].rejected += rejected_now;
+  const RowErrors& errs = chunk.errors;
+  result_.rows_rejected += errs.rows;
+  for (const auto& m : errs.first)
+    if (result_.first_errors.size() < 10) result_.first_errors.push_back(m);
+  for (auto& name : result_.entity_order) result_.counts[name].rejected += errs.rows;
 
-  if (!pending_errors_.empty()) {
+  if (!errs.list.empty()) {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
     std::vector<std::string> cols{"batch_id", "row_number", "field", "code", "message", "raw"};
     pqxx::tablewriter w(tx, tx.quote_name(req_.bookkeeping_schema) + ".row_errors", cols.begin(), cols.end());
     std::string line;
-    for (auto& e : pending_errors_) {
+    for (auto& e : errs.list) {
       line.clear();
       append_copy_value(line, req_.batch_id);
       line += '\t' + std::to_string(e.row) + '\t';
@@ -739,7 +840,7 @@ void CsvLoad::commit_chunk(pqxx::transaction_base& tx, std::vector<Row>& chunk, 
     w.complete();
 #pragma GCC diagnostic pop
   }
-  if (!chunk.empty()) last_row_ = chunk.back().number;
+  if (!chunk.rows.empty()) last_row_ = chunk.rows.back().number;
   result_.rows_read = last_row_;
   nlohmann::json counts = nlohmann::json::object();
   EntityCounts total;
@@ -753,7 +854,6 @@ void CsvLoad::commit_chunk(pqxx::transaction_base& tx, std::vector<Row>& chunk, 
                      "rejected=$6, review=$7, bytes_done=$8, stats=$9::jsonb, heartbeat_at=now() WHERE id=$1",
                  req_.batch_id, last_row_, total.inserted, total.updated, total.unchanged, result_.rows_rejected,
                  total.review, int64_t(bytes_), stats.dump());
-  if (final && final_step) final_step(tx, result_);
 }
 
 void CsvLoad::restore_progress(pqxx::transaction_base& tx) {
@@ -801,11 +901,8 @@ LoadResult CsvLoad::run(RecordSource& source, const std::vector<std::string>& he
   std::unique_ptr<pqxx::work> outer;
   if (single_tx) outer = std::make_unique<pqxx::work>(conn_);
 
-  std::vector<Row> chunk;
-  chunk.reserve(size_t(std::min<int64_t>(req_.chunk_rows, 1 << 20)));
   int64_t number = 0;
-  CsvRecord rec;
-  auto flush = [&](bool final) {
+  auto flush = [&](Chunk& chunk, bool final) {
     auto t0 = std::chrono::steady_clock::now();
     auto last_steps = [&](pqxx::transaction_base& tx) {
       if (!final) return;
@@ -813,38 +910,33 @@ LoadResult CsvLoad::run(RecordSource& source, const std::vector<std::string>& he
       if (before_final) before_final(tx, result_);
     };
     if (single_tx) {
-      commit_chunk(*outer, chunk, false, nullptr);
+      commit_chunk(*outer, chunk);
       last_steps(*outer);
       if (final && !req_.dry_run && final_step) final_step(*outer, result_);
     } else {
       pqxx::work tx(conn_);
-      commit_chunk(tx, chunk, false, nullptr);
+      commit_chunk(tx, chunk);
       last_steps(tx);
       if (final && final_step) final_step(tx, result_);
       tx.commit();
     }
     svc_.metrics.observe_db("chunk", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    for (auto& e : pending_errors_) rejects_.write(e.row, e.raw, e.field.empty() ? e.message : e.field + ": " + e.message);
+    for (auto& e : chunk.errors.list)
+      rejects_.write(e.row, e.raw, e.field.empty() ? e.message : e.field + ": " + e.message);
     rejects_.flush();
-    pending_errors_.clear();
-    chunk.clear();
     if (svc_.keepalive) svc_.keepalive();
   };
-  while (source.next(rec)) {
-    ++number;
-    bytes_ = source.bytes_read();
-    if (number <= req_.resume_after_row) continue;
-    build_row(rec, number, chunk);
-    if (int64_t(chunk.size()) >= req_.chunk_rows) {
-      flush(false);
-      if (svc_.stopping.load() && !single_tx) {
-        result_.interrupted = true;
-        return result_;
-      }
+  ChunkReader reader([&](Chunk& c, const std::atomic<bool>& cancel) { read_chunk(source, c, number, cancel); });
+  for (;;) {
+    Chunk chunk = reader.take();
+    bytes_ = chunk.bytes;
+    flush(chunk, chunk.last);
+    if (chunk.last) break;
+    if (svc_.stopping.load() && !single_tx) {
+      result_.interrupted = true;
+      return result_;
     }
   }
-  bytes_ = source.bytes_read();
-  flush(true);
   if (single_tx) {
     if (req_.dry_run) {
       outer->abort();

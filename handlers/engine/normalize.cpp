@@ -17,6 +17,7 @@
 #include <cstring>
 #include <ctime>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 
 namespace ingestd::engine {
@@ -165,9 +166,39 @@ struct NameTools {
   }
 };
 
+/// Each thread borrows a set and returns it when it ends: a load reads on a thread of its own,
+/// and building the transliterator anew for every load would cost each small event milliseconds.
+class NameToolsPool {
+ public:
+  std::unique_ptr<NameTools> take() {
+    std::lock_guard lk(m_);
+    if (free_.empty()) return std::make_unique<NameTools>();
+    auto t = std::move(free_.back());
+    free_.pop_back();
+    return t;
+  }
+  void give(std::unique_ptr<NameTools> t) {
+    std::lock_guard lk(m_);
+    free_.push_back(std::move(t));
+  }
+
+ private:
+  std::mutex m_;
+  std::vector<std::unique_ptr<NameTools>> free_;
+};
+
+NameToolsPool& name_tools_pool() {
+  static auto* pool = new NameToolsPool;  // never destroyed: threads may end after static destruction
+  return *pool;
+}
+
 NameTools& name_tools() {
-  thread_local NameTools tools;
-  return tools;
+  struct Lease {
+    std::unique_ptr<NameTools> tools = name_tools_pool().take();
+    ~Lease() { name_tools_pool().give(std::move(tools)); }
+  };
+  thread_local Lease lease;
+  return *lease.tools;
 }
 
 Normalized normalize_name(std::string_view raw) {

@@ -153,7 +153,11 @@ RollbackResult rollback_batch(pqxx::connection& conn, const config::Config& cfg,
     tx2.commit();
     return r;
   }
-  auto keys = tx.exec_params("DELETE FROM " + bk + ".identity_keys WHERE batch_id = $1::uuid", batch_id);
+  // the batch's keys belong to the records its rows landed on (lineage); that index finds them
+  auto keys = tx.exec_params("DELETE FROM " + bk + ".identity_keys k USING (SELECT DISTINCT table_name, record_id FROM " +
+                                 bk + ".row_lineage WHERE batch_id = $1::uuid AND record_id IS NOT NULL) l "
+                                 "WHERE k.table_name = l.table_name AND k.record_id = l.record_id AND k.batch_id = $1::uuid",
+                             batch_id);
   stats["identity_keys_removed"] = int64_t(keys.affected_rows());
   auto defs = tx.exec_params("DELETE FROM " + bk + ".deferred_refs WHERE batch_id = $1::uuid", batch_id);
   stats["deferred_refs_removed"] = int64_t(defs.affected_rows());

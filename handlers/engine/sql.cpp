@@ -46,12 +46,6 @@ void describe_id(pqxx::transaction_base& tx, TableInfo& t, const std::string& id
   t.id_always_identity = !r[0][3].is_null() && r[0][3].as<std::string>() == "a";
 }
 
-namespace {
-
-std::string policy_order(MergePolicy p) { return p == MergePolicy::Overwrite ? " DESC" : ""; }
-
-}  // namespace
-
 void append_copy_value(std::string& line, const std::optional<std::string>& v) {
   if (!v) {
     line += "\\N";
@@ -107,7 +101,7 @@ pqxx::result EntitySql::exec(const std::string& sql, const char* op) {
 }
 
 std::vector<std::string> EntitySql::staging_columns() const {
-  std::vector<std::string> cols{"row_number", "grp", "chunk_tier"};
+  std::vector<std::string> cols{"row_number", "grp", "chunk_tier", "grp_first"};
   for (size_t k = 0; k < entity_.fields.size(); ++k) cols.push_back("f" + std::to_string(k));
   for (size_t t = 0; t < entity_.identity.size(); ++t) cols.push_back("t" + std::to_string(t + 1));
   for (size_t k : deferred_) cols.push_back("d" + std::to_string(k));
@@ -116,7 +110,7 @@ std::vector<std::string> EntitySql::staging_columns() const {
 
 void EntitySql::create_staging() {
   drop_staging();
-  std::string sql = "CREATE TEMP TABLE ingestd_stg (row_number bigint, grp int, chunk_tier int";
+  std::string sql = "CREATE TEMP TABLE ingestd_stg (row_number bigint, grp int, chunk_tier int, grp_first bool";
   for (size_t k = 0; k < entity_.fields.size(); ++k)
     sql += ", f" + std::to_string(k) + " " + table_.column_types.at(entity_.fields[k].column);
   for (size_t t = 0; t < entity_.identity.size(); ++t) sql += ", t" + std::to_string(t + 1) + " text";
@@ -141,13 +135,22 @@ std::string EntitySql::value_expr(const std::string& column, const std::string& 
   return "(" + e + ")::" + type;
 }
 
-EntityCounts EntitySql::resolve_and_merge() {
+EntityCounts EntitySql::resolve_and_merge(size_t staged_rows) {
+  // Statistics steer the planner away from nested loops over a big chunk; for a few rows
+  // (small events) the ANALYZEs would cost more than the statements they steer.
+  const bool analyze = staged_rows >= 1000;
   const auto& fields = entity_.fields;
   const std::string T = table_.quoted;
   const std::string id = tx_.quote_name(entity_.id_column);
   const std::string idt = table_.id_type;
   const size_t ntiers = entity_.identity.size();
 
+  // Sorts and hashes over a whole chunk spill to disk at the default 4MB; raise work_mem for
+  // this transaction only (never lower what the operator set). The temp tables' statistics
+  // need only a small sample to steer the planner away from nested loops.
+  exec("SELECT set_config('work_mem', greatest(pg_size_bytes(current_setting('work_mem')) / 1024, 65536)::text || "
+       "'kB', true), set_config('default_statistics_target', '10', true)",
+       "stage");
   // 1. the keys each group holds, per tier
   if (ntiers == 0) {
     exec("CREATE TEMP TABLE ingestd_gk (grp int, tier int, key text)", "stage");
@@ -161,8 +164,8 @@ EntityCounts EntitySql::resolve_and_merge() {
   }
   // temp tables have no statistics until analyzed; without them the planner picks nested
   // loops that turn a 50,000-row chunk quadratic
-  exec("ANALYZE ingestd_stg", "stage");
-  exec("ANALYZE ingestd_gk", "stage");
+  if (analyze) exec("ANALYZE ingestd_stg", "stage");
+  if (analyze) exec("ANALYZE ingestd_gk", "stage");
   // 2. candidate records by remembered keys, best tier per (group, record); a record whose
   //    keys at a higher tier all differ from the group's is not a candidate (rule 6).
   exec("CREATE TEMP TABLE ingestd_cand AS SELECT gk.grp, ik.record_id, min(gk.tier) AS tier FROM ingestd_gk gk "
@@ -175,8 +178,8 @@ EntityCounts EntitySql::resolve_and_merge() {
            ".identity_keys ik JOIN (SELECT DISTINCT record_id FROM ingestd_cand WHERE tier > 1) c "
            "ON c.record_id = ik.record_id WHERE ik.table_name = :table",
        "match");
-  exec("ANALYZE ingestd_rt", "match");
-  exec("ANALYZE ingestd_cand", "match");
+  if (analyze) exec("ANALYZE ingestd_rt", "match");
+  if (analyze) exec("ANALYZE ingestd_cand", "match");
   // equality joins only (hashable); the tier comparison is a filter on top
   exec("SET LOCAL enable_nestloop = off", "match");
   exec("CREATE TEMP TABLE ingestd_blocked AS SELECT DISTINCT c.grp, c.record_id FROM ingestd_cand c "
@@ -193,19 +196,26 @@ EntityCounts EntitySql::resolve_and_merge() {
        "FROM (SELECT DISTINCT grp FROM ingestd_stg) g LEFT JOIN ingestd_cand c USING (grp) GROUP BY g.grp",
        "match");
   exec("UPDATE ingestd_res SET record_id = (" + table_.id_default + ")::text WHERE action = 'insert'", "match");
-  exec("ANALYZE ingestd_res", "match");
+  if (analyze) exec("ANALYZE ingestd_res", "match");
 
-  // 4. one value per record and field: the first non-null (last for overwrite)
+  // 4. one value per record and field: the first non-null (last for overwrite). The rows come
+  //    sorted once by (record, row); array_agg keeps its input order (temp tables are never
+  //    scanned by parallel workers, so no partial aggregates reorder it). An ORDER BY inside
+  //    each aggregate would sort every group once per field.
   // tier: how the record was matched, or for a new one how its rows were grouped (NULL: one row)
-  std::string agg = "CREATE TEMP TABLE ingestd_agg AS SELECT r.record_id, bool_or(r.action = 'insert') AS is_new, "
-                    "coalesce(min(r.tier), min(s.chunk_tier)) AS tier";
+  std::string agg = "CREATE TEMP TABLE ingestd_agg AS SELECT s.record_id, bool_or(s.action = 'insert') AS is_new, "
+                    "coalesce(min(s.tier), min(s.chunk_tier)) AS tier";
+  std::string inner;
   for (size_t k = 0; k < fields.size(); ++k) {
-    std::string f = "s.f" + std::to_string(k);
-    MergePolicy p = fields[k].merge.value_or(entity_.merge);
-    agg += ", (array_agg(" + f + " ORDER BY s.row_number" + policy_order(p) + ") FILTER (WHERE " + f +
-           " IS NOT NULL))[1] AS f" + std::to_string(k);
+    const std::string f = "s.f" + std::to_string(k);
+    inner += ", " + f;
+    const bool last = fields[k].merge.value_or(entity_.merge) == MergePolicy::Overwrite;
+    agg += ", (array_agg(" + f + ") FILTER (WHERE " + f + " IS NOT NULL))[" +
+           (last ? "count(" + f + ")" : std::string("1")) + "] AS f" + std::to_string(k);
   }
-  agg += " FROM ingestd_stg s JOIN ingestd_res r USING (grp) WHERE r.action <> 'review' GROUP BY r.record_id";
+  agg += " FROM (SELECT r.record_id, r.action, r.tier, s.chunk_tier" + inner +
+         " FROM ingestd_stg s JOIN ingestd_res r USING (grp) WHERE r.action <> 'review' "
+         "ORDER BY r.record_id, s.row_number) s GROUP BY s.record_id";
   exec(agg, "merge");
 
   // 5. new records
@@ -271,9 +281,15 @@ EntityCounts EntitySql::resolve_and_merge() {
   }
 
   // 7. remember every key this batch saw for its records (identity memory)
+  //    A new record holds no key yet: a plain insert, in index order (the primary key's btree is
+  //    the most expensive part of a load). A matched record may hold some already.
+  exec("INSERT INTO " + bk_ + ".identity_keys (table_name, tier, key, record_id, batch_id) "
+       "SELECT :table, gk.tier, gk.key, r.record_id, :batch::uuid FROM ingestd_gk gk JOIN ingestd_res r "
+       "USING (grp) WHERE r.action = 'insert' ORDER BY gk.tier, gk.key COLLATE \"C\"",
+       "keys");
   exec("INSERT INTO " + bk_ + ".identity_keys (table_name, tier, key, record_id, batch_id) "
        "SELECT DISTINCT :table, gk.tier, gk.key, r.record_id, :batch::uuid FROM ingestd_gk gk JOIN ingestd_res r "
-       "USING (grp) WHERE r.action <> 'review' ON CONFLICT DO NOTHING",
+       "USING (grp) WHERE r.action = 'match' ON CONFLICT DO NOTHING",
        "keys");
 
   // 7b. lookups left for a later phase (resolve_refs), per record that got the row
@@ -300,12 +316,12 @@ EntityCounts EntitySql::resolve_and_merge() {
   // 9. lineage, and this chunk's counts from it
   auto counts = exec(
       "WITH lin AS (SELECT s.row_number, r.record_id, r.action, r.changed, coalesce(r.tier, s.chunk_tier) AS tier, "
-      "min(s.row_number) OVER (PARTITION BY r.record_id) AS first_row FROM ingestd_stg s JOIN ingestd_res r USING (grp)), "
+      "s.grp_first FROM ingestd_stg s JOIN ingestd_res r USING (grp)), "
       "ins AS (INSERT INTO " + bk_ + ".row_lineage (batch_id, row_number, entity, table_name, record_id, action, tier) "
       "SELECT :batch::uuid, row_number, :entity, :table, CASE WHEN action = 'review' THEN NULL ELSE record_id END, "
-      "CASE WHEN action = 'review' THEN 'review' WHEN action = 'insert' AND row_number = first_row THEN 'inserted' "
+      "CASE WHEN action = 'review' THEN 'review' WHEN action = 'insert' AND grp_first THEN 'inserted' "
       "WHEN action = 'match' AND changed THEN 'updated' ELSE 'unchanged' END, "
-      "CASE WHEN action = 'insert' AND row_number = first_row THEN NULL ELSE tier END FROM lin "
+      "CASE WHEN action = 'insert' AND grp_first THEN NULL ELSE tier END FROM lin "
       "RETURNING action, tier) SELECT action, tier, count(*) FROM ins GROUP BY 1, 2",
       "lineage");
   EntityCounts c;

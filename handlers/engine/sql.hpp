@@ -49,7 +49,7 @@ class EntitySql {
   const std::vector<size_t>& deferred_fields() const { return deferred_; }
   /// Matches groups against identity_keys, inserts new records, merges matched ones,
   /// records keys, changes, review items and lineage. Returns this chunk's counts.
-  EntityCounts resolve_and_merge();
+  EntityCounts resolve_and_merge(size_t staged_rows);
   /// (row_number, record_id, in_review) of every staged row, after resolve_and_merge.
   std::vector<std::tuple<int64_t, std::string, bool>> row_records();
   void drop_staging();
