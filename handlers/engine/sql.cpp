@@ -121,7 +121,8 @@ void EntitySql::create_staging() {
 void EntitySql::drop_staging() {
   tx_.exec(
       "DROP TABLE IF EXISTS pg_temp.ingestd_stg, pg_temp.ingestd_gk, pg_temp.ingestd_cand, pg_temp.ingestd_res, "
-      "pg_temp.ingestd_agg, pg_temp.ingestd_rt, pg_temp.ingestd_blocked");
+      "pg_temp.ingestd_agg, pg_temp.ingestd_rt, pg_temp.ingestd_blocked, pg_temp.ingestd_chg, "
+      "pg_temp.ingestd_hits");
 }
 
 std::string EntitySql::value_expr(const std::string& column, const std::string& spec, const char* tier_expr) const {
@@ -147,9 +148,10 @@ EntityCounts EntitySql::resolve_and_merge(size_t staged_rows) {
 
   // Sorts and hashes over a whole chunk spill to disk at the default 4MB; raise work_mem for
   // this transaction only (never lower what the operator set). The temp tables' statistics
-  // need only a small sample to steer the planner away from nested loops.
+  // need only a small sample to steer the planner away from nested loops. JIT compiling costs
+  // a few hundred milliseconds a statement, more than it saves on a chunk.
   exec("SELECT set_config('work_mem', greatest(pg_size_bytes(current_setting('work_mem')) / 1024, 65536)::text || "
-       "'kB', true), set_config('default_statistics_target', '10', true)",
+       "'kB', true), set_config('default_statistics_target', '10', true), set_config('jit', 'off', true)",
        "stage");
   // 1. the keys each group holds, per tier
   if (ntiers == 0) {
@@ -168,15 +170,22 @@ EntityCounts EntitySql::resolve_and_merge(size_t staged_rows) {
   if (analyze) exec("ANALYZE ingestd_gk", "stage");
   // 2. candidate records by remembered keys, best tier per (group, record); a record whose
   //    keys at a higher tier all differ from the group's is not a candidate (rule 6).
-  exec("CREATE TEMP TABLE ingestd_cand AS SELECT gk.grp, ik.record_id, min(gk.tier) AS tier FROM ingestd_gk gk "
-       "JOIN " + bk_ + ".identity_keys ik ON ik.table_name = :table AND ik.tier = gk.tier AND ik.key = gk.key "
-       "JOIN " + T + " t ON t." + id + " = ik.record_id::" + idt + " GROUP BY 1, 2",
+  //    Each key of the chunk is one probe of the keys' primary key (LATERAL … OFFSET 0 keeps it
+  //    a probe): the cost follows the chunk, not the size of identity_keys, whatever the
+  //    planner believes about a table that grew since it was last analyzed.
+  //    The hits are kept: a matched record's keys that hit need not be written again.
+  exec("CREATE TEMP TABLE ingestd_hits AS SELECT gk.grp, gk.tier, gk.key, k.record_id FROM ingestd_gk gk "
+       "CROSS JOIN LATERAL (SELECT ik.record_id FROM " + bk_ + ".identity_keys ik JOIN " + T + " t ON t." + id +
+           " = ik.record_id::" + idt + " WHERE ik.table_name = :table AND ik.tier = gk.tier AND ik.key = gk.key "
+           "OFFSET 0) k",
+       "match");
+  exec("CREATE TEMP TABLE ingestd_cand AS SELECT grp, record_id, min(tier) AS tier FROM ingestd_hits GROUP BY 1, 2",
        "match");
   // The tiers at which each candidate record holds keys, read once; a candidate is blocked
   // when its group and the record both hold keys at a tier above the one they share.
-  exec("CREATE TEMP TABLE ingestd_rt AS SELECT DISTINCT ik.record_id, ik.tier FROM " + bk_ +
-           ".identity_keys ik JOIN (SELECT DISTINCT record_id FROM ingestd_cand WHERE tier > 1) c "
-           "ON c.record_id = ik.record_id WHERE ik.table_name = :table",
+  exec("CREATE TEMP TABLE ingestd_rt AS SELECT DISTINCT c.record_id, k.tier FROM (SELECT DISTINCT record_id FROM "
+       "ingestd_cand WHERE tier > 1) c CROSS JOIN LATERAL (SELECT ik.tier FROM " + bk_ +
+           ".identity_keys ik WHERE ik.table_name = :table AND ik.record_id = c.record_id OFFSET 0) k",
        "match");
   if (analyze) exec("ANALYZE ingestd_rt", "match");
   if (analyze) exec("ANALYZE ingestd_cand", "match");
@@ -187,7 +196,7 @@ EntityCounts EntitySql::resolve_and_merge(size_t staged_rows) {
        "WHERE rt.tier < c.tier",
        "match");
   exec("DELETE FROM ingestd_cand c USING ingestd_blocked b WHERE c.grp = b.grp AND c.record_id = b.record_id", "match");
-  exec("SET LOCAL enable_nestloop = on", "match");
+  exec("RESET enable_nestloop", "match");
   // 3. one decision per group: insert, match, or review when two records claim it
   exec("CREATE TEMP TABLE ingestd_res AS SELECT g.grp, "
        "CASE WHEN count(c.record_id) = 1 THEN min(c.record_id) END AS record_id, min(c.tier) AS tier, "
@@ -262,10 +271,13 @@ EntityCounts EntitySql::resolve_and_merge(size_t staged_rows) {
     for (const auto& [col, spec] : entity_.on_update)
       vals += ", (" + tx_.quote(col) + ", t." + tx_.quote_name(col) + "::text, " + value_expr(col, spec, "a.tier") +
               "::text, true)";
+    // The target is reached by its primary key, one probe per matched record (LATERAL … OFFSET 0
+    // here, nested loops for the UPDATE): a hash join would read the whole table for every
+    // chunk, a cost that grows with the table, not with the chunk.
     exec("INSERT INTO " + bk_ + ".changes (batch_id, table_name, record_id, column_name, before, after) "
-         "SELECT :batch::uuid, :table, a.record_id, v.col, v.before, v.after FROM " + T + " t JOIN ingestd_agg a ON t." +
-             id + " = a.record_id::" + idt + " AND NOT a.is_new CROSS JOIN LATERAL (VALUES " + vals +
-             ") v(col, before, after, chg) WHERE (" + any + ") AND v.chg",
+         "SELECT :batch::uuid, :table, a.record_id, v.col, v.before, v.after FROM ingestd_agg a CROSS JOIN LATERAL "
+         "(SELECT * FROM " + T + " t WHERE t." + id + " = a.record_id::" + idt + " OFFSET 0) t CROSS JOIN LATERAL "
+         "(VALUES " + vals + ") v(col, before, after, chg) WHERE NOT a.is_new AND (" + any + ") AND v.chg",
          "merge");
     std::string set;
     for (size_t i = 0; i < chg.size(); ++i) {
@@ -274,10 +286,16 @@ EntityCounts EntitySql::resolve_and_merge(size_t staged_rows) {
              " ELSE t." + c + " END";
     }
     for (const auto& [col, spec] : entity_.on_update) set += ", " + tx_.quote_name(col) + " = " + value_expr(col, spec, "a.tier");
+    exec("CREATE TEMP TABLE ingestd_chg (record_id text)", "merge");
+    exec("SET LOCAL enable_hashjoin = off", "merge");
+    exec("SET LOCAL enable_mergejoin = off", "merge");
     exec("WITH u AS (UPDATE " + T + " t SET " + set + " FROM ingestd_agg a WHERE NOT a.is_new AND t." + id +
              " = a.record_id::" + idt + " AND (" + any + ") RETURNING a.record_id) "
-             "UPDATE ingestd_res r SET changed = true FROM u WHERE r.record_id = u.record_id",
+             "INSERT INTO ingestd_chg SELECT record_id FROM u",
          "merge");
+    exec("RESET enable_hashjoin", "merge");
+    exec("RESET enable_mergejoin", "merge");
+    exec("UPDATE ingestd_res r SET changed = true FROM ingestd_chg c WHERE r.record_id = c.record_id", "merge");
   }
 
   // 7. remember every key this batch saw for its records (identity memory)
@@ -287,10 +305,14 @@ EntityCounts EntitySql::resolve_and_merge(size_t staged_rows) {
        "SELECT :table, gk.tier, gk.key, r.record_id, :batch::uuid FROM ingestd_gk gk JOIN ingestd_res r "
        "USING (grp) WHERE r.action = 'insert' ORDER BY gk.tier, gk.key COLLATE \"C\"",
        "keys");
+  if (analyze) exec("ANALYZE ingestd_hits", "keys");
+  exec("SET LOCAL enable_nestloop = off", "keys");
   exec("INSERT INTO " + bk_ + ".identity_keys (table_name, tier, key, record_id, batch_id) "
        "SELECT DISTINCT :table, gk.tier, gk.key, r.record_id, :batch::uuid FROM ingestd_gk gk JOIN ingestd_res r "
-       "USING (grp) WHERE r.action = 'match' ON CONFLICT DO NOTHING",
+       "USING (grp) WHERE r.action = 'match' AND NOT EXISTS (SELECT 1 FROM ingestd_hits h WHERE h.grp = gk.grp AND "
+       "h.tier = gk.tier AND h.key = gk.key AND h.record_id = r.record_id) ON CONFLICT DO NOTHING",
        "keys");
+  exec("RESET enable_nestloop", "keys");
 
   // 7b. lookups left for a later phase (resolve_refs), per record that got the row
   for (size_t k : deferred_) {
