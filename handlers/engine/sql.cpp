@@ -174,12 +174,15 @@ EntityCounts EntitySql::resolve_and_merge(size_t staged_rows) {
   //    a probe): the cost follows the chunk, not the size of identity_keys, whatever the
   //    planner believes about a table that grew since it was last analyzed.
   //    The hits are kept: a matched record's keys that hit need not be written again.
-  exec("CREATE TEMP TABLE ingestd_hits AS SELECT gk.grp, gk.tier, gk.key, k.record_id FROM ingestd_gk gk "
-       "CROSS JOIN LATERAL (SELECT ik.record_id FROM " + bk_ + ".identity_keys ik JOIN " + T + " t ON t." + id +
-           " = ik.record_id::" + idt + " WHERE ik.table_name = :table AND ik.tier = gk.tier AND ik.key = gk.key "
-           "OFFSET 0) k",
+  //    The probes go in key order, so neighbouring probes share index pages; a candidate record
+  //    must still exist in the target (one probe per candidate, not per key).
+  exec("CREATE TEMP TABLE ingestd_hits AS SELECT gk.grp, gk.tier, gk.key, k.record_id FROM (SELECT * FROM "
+       "ingestd_gk ORDER BY tier, key COLLATE \"C\") gk CROSS JOIN LATERAL (SELECT ik.record_id FROM " + bk_ +
+           ".identity_keys ik WHERE ik.table_name = :table AND ik.tier = gk.tier AND ik.key = gk.key OFFSET 0) k",
        "match");
-  exec("CREATE TEMP TABLE ingestd_cand AS SELECT grp, record_id, min(tier) AS tier FROM ingestd_hits GROUP BY 1, 2",
+  exec("CREATE TEMP TABLE ingestd_cand AS SELECT c.grp, c.record_id, c.tier FROM (SELECT grp, record_id, min(tier) "
+       "AS tier FROM ingestd_hits GROUP BY 1, 2) c CROSS JOIN LATERAL (SELECT 1 FROM " + T + " t WHERE t." + id +
+           " = c.record_id::" + idt + " OFFSET 0) x",
        "match");
   // The tiers at which each candidate record holds keys, read once; a candidate is blocked
   // when its group and the record both hold keys at a tier above the one they share.
