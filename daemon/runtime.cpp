@@ -256,27 +256,27 @@ void Runtime::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode 
         auto r = tx.exec_params("SELECT next_offset, cluster_id FROM " + qs +
                                     ".consumer_offsets WHERE group_id = $1 AND topic = $2 AND \"partition\" = $3",
                                 cfg_.kafka.group_id, tp->topic(), tp->partition());
-        if (!r.empty() && !r[0][1].is_null() && !g_cluster_id.empty() && r[0][1].as<std::string>() != g_cluster_id) {
+        std::optional<int64_t> stored;
+        if (!r.empty()) stored = r[0][0].as<int64_t>();
+        if (stored && !r[0][1].is_null() && !g_cluster_id.empty() && r[0][1].as<std::string>() != g_cluster_id) {
           log_->warn("{}[{}]: stored offsets belong to Kafka cluster {}, this is {}; reading from the beginning (the "
                      "inbox answers duplicate for anything already processed)",
                      tp->topic(), tp->partition(), r[0][1].as<std::string>(), g_cluster_id);
-          r = tx.exec("SELECT 1 WHERE false");
+          stored.reset();
         }
         int64_t low = 0, high = -1;
-        bool beyond = false;
-        if (!r.empty() &&
+        if (stored &&
             consumer->query_watermark_offsets(tp->topic(), tp->partition(), &low, &high, 5000) == RdKafka::ERR_NO_ERROR &&
-            r[0][0].as<int64_t>() > high) {
+            *stored > high) {
           // The stored position is past the end of the log: the cluster was replaced. Read
           // from the start; the inbox answers duplicate for anything already processed.
           log_->warn("{}[{}]: stored offset {} is beyond the partition end {}; reading from the beginning", tp->topic(),
-                     tp->partition(), r[0][0].as<int64_t>(), high);
-          beyond = true;
+                     tp->partition(), *stored, high);
+          stored.reset();
         }
-        if (!r.empty() && !beyond) tp->set_offset(r[0][0].as<int64_t>());
-        else tp->set_offset(RdKafka::Topic::OFFSET_BEGINNING);
+        tp->set_offset(stored ? *stored : int64_t(RdKafka::Topic::OFFSET_BEGINNING));
         names.push_back(tp->topic() + "[" + std::to_string(tp->partition()) + "]@" +
-                        (r.empty() ? std::string("beginning") : std::to_string(r[0][0].as<int64_t>())));
+                        (stored ? std::to_string(*stored) : std::string("beginning")));
       }
     } catch (const std::exception& e) {
       // Without the stored positions we must not consume: Kafka's own offsets may be behind.

@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from conftest import BIN, EXAMPLES, Daemon
-from faults import slow_trigger
+from faults import slow_trigger, wait_committed
 
 LEADS_1 = (EXAMPLES / "people" / "leads_2025_11.csv").read_bytes()
 LEADS_2 = (EXAMPLES / "people" / "leads_2025_12.csv").read_bytes()
@@ -257,9 +257,7 @@ def test_sigterm_finishes_chunk_and_exits_zero(pg, broker, tmp_path):
     lines = ["Cedula,Nombre"] + [f"{20000000 + i},N{i}" for i in range(5000)]
     path = d.inbox_file("big.csv", "\n".join(lines) + "\n")
     ev = d.publish(d.file_event(path))
-    deadline = time.time() + 60
-    while time.time() < deadline and d.sql("SELECT coalesce(max(last_row_committed),0) FROM ingestd.batches")[0][0] < 500:
-        time.sleep(0.1)
+    wait_committed(d, 499, timeout=60)
     # /status shows the running batch with its progress, rate and ETA
     running = json.loads(d.http("/status")[1])["running"]
     assert len(running) == 1 and running[0]["rows_done"] >= 500, running
@@ -329,9 +327,7 @@ def test_file_changed_while_read_fails_the_batch(pg, broker, tmp_path):
         lines = ["Cedula,Nombre"] + [f"{40000000 + i},N{i}" for i in range(10000)]
         path = d.inbox_file("moving.csv", "\n".join(lines) + "\n")
         ev = d.publish(d.file_event(path))
-        deadline = time.time() + 60
-        while time.time() < deadline and d.sql("SELECT coalesce(max(last_row_committed),0) FROM ingestd.batches")[0][0] < 500:
-            time.sleep(0.1)
+        wait_committed(d, 499, timeout=60)
         with open(path, "a") as f:  # the uploader rewrites the file under our feet
             f.write("49999999,Late\n")
         r = d.result(ev["event_id"], timeout=120)
