@@ -6,7 +6,8 @@
                                      [--json FILE]
 (scripts/bench installs what is missing, builds, then runs this.)
 
-Steps (each on the same PostgreSQL 15 cluster, made by initdb with fsync = off, as the tests do):
+Steps (each on the same PostgreSQL 15 cluster, made by initdb with fsync = off, as the tests do,
+with shared_buffers = 2GB and max_wal_size = 8GB unless --pg-setting says otherwise):
  0. bench/generate_people.py makes people_N.csv (ICE `ice_staging` columns) and its truth.
  1. yardstick: psql `\\copy` of the file into bench_copy: the 11 CSV columns as text plus
     `id bigserial PRIMARY KEY`, with btree indexes on cedula, email and (nombre, apellido,
@@ -58,6 +59,10 @@ from conftest import Postgres, free_port  # noqa: E402  (the tests' throwaway cl
 import psycopg2  # noqa: E402
 
 BIN = Path(os.environ.get("INGESTD_BIN", ROOT / "build" / "ingestd"))
+# What an operator sets on a server with a few GiB to spare (the PostgreSQL manual suggests
+# shared_buffers at a quarter of RAM); PostgreSQL's own defaults (128MB, 1GB) are sized to start
+# anywhere, not for bulk loads. --pg-setting adds to or overrides these.
+PG_SETTINGS = ["shared_buffers=2GB", "max_wal_size=8GB"]
 ICE = ROOT / "config" / "examples" / "ice"
 GEN = HERE / "generate_people.py"
 COLS = ["cedula", "nombre", "apellido", "email", "telefono", "fecha_nacimiento", "direccion", "programa",
@@ -126,7 +131,18 @@ class Bench:
     def start_pg(self):
         self.pg = Postgres()
         self.procs.push("postgres", self.pg.stop)
-        log(f"PostgreSQL on port {self.pg.port} ({self.pg.dir})")
+        # Server settings apply to every step alike (the yardstick included); shared_buffers
+        # needs a restart.
+        settings = dict(kv.split("=", 1) for kv in PG_SETTINGS + (self.a.pg_setting or []))
+        for k, v in settings.items():
+            self.sql(f"ALTER SYSTEM SET {k} = %s", (v,), url=self.pg.url())
+        self.pg._run([str(self.pg.bindir / "pg_ctl"), "-D", str(self.pg.data), "-l", str(self.pg.log), "-w",
+                      "restart"])
+        self.settings = self.sql("SELECT string_agg(name || ' = ' || current_setting(name), ', ' ORDER BY "
+                                 "name) FROM pg_settings WHERE name = ANY(%s)",
+                                 (["fsync", "shared_buffers", "max_wal_size", "work_mem"],), url=self.pg.url())[0][0]
+        self.notes.append(f"server settings: {self.settings}")
+        log(f"PostgreSQL on port {self.pg.port} ({self.pg.dir}): {self.settings}")
         self.db = self.pg.create_db()
         self.url = self.pg.url(self.db)
 
@@ -507,6 +523,9 @@ def main():
     ap.add_argument("--existing", type=int, default=0,
                     help="step 5: preload this many new people through ingestd, then --rows rows more")
     ap.add_argument("--no-pgloader", action="store_true")
+    ap.add_argument("--pg-setting", action="append", metavar="KEY=VALUE",
+                    help="a server setting for the cluster, after the defaults " + ", ".join(PG_SETTINGS) +
+                    " (e.g. shared_buffers=128MB for PostgreSQL's own default)")
     ap.add_argument("--kafka-property", action="append", metavar="KEY=VALUE",
                     help="a librdkafka property for the daemon (kafka.properties), e.g. fetch.wait.max.ms=10")
     ap.add_argument("--work", help="working directory (default: a new temporary one, removed at the end)")

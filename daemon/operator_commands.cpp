@@ -285,8 +285,10 @@ int cmd_review(const config::Config& cfg, const std::string& action, int64_t id,
   auto composite = engine::composite_keys(keys, tiers);
   for (size_t ti = 0; ti < composite.size(); ++ti)
     if (composite[ti])
-      tx.exec_params("INSERT INTO " + bk + ".identity_keys (table_name, tier, key, record_id, batch_id) VALUES "
-                     "($1, $2, $3, $4, $5::uuid) ON CONFLICT DO NOTHING",
+      tx.exec_params("INSERT INTO " + bk + ".identity_keys (table_name, tier, key, record_id, batch_id) SELECT "
+                     "$1::text, $2::int, $3::text, $4::text, $5::uuid WHERE NOT EXISTS (SELECT 1 FROM " + bk +
+                         ".identity_keys WHERE hashtextextended(key, tier) = hashtextextended($3::text, $2::int) AND "
+                         "table_name = $1::text AND tier = $2::int AND key = $3::text AND record_id = $4::text)",
                      table, int(ti + 1), *composite[ti], record, batch);
   const std::string decided = action == "merge" ? "merged" : "distinct";
   tx.exec_params("UPDATE " + bk + ".review_queue SET status = $2, record_id = $3, decided_by = $4, decided_at = now() "

@@ -645,7 +645,7 @@ void CsvLoad::run_entities(pqxx::transaction_base& tx, const std::vector<Row*>& 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
       auto cols = sql.staging_columns();
-      pqxx::tablewriter w(tx, "pg_temp.ingestd_stg", cols.begin(), cols.end());
+      pqxx::tablewriter w(tx, sql.staging_table(), cols.begin(), cols.end());
       std::string line;
       // the first row of each group: a new record's lineage says "inserted" there only
       std::vector<bool> seen_group;
@@ -689,7 +689,7 @@ void CsvLoad::run_entities(pqxx::transaction_base& tx, const std::vector<Row*>& 
         else r->record_ids[e] = rid;
       }
     }
-    sql.drop_staging();
+    sql.clear_staging(part.size());
   }
 }
 

@@ -1,6 +1,8 @@
 #include "handlers/engine/sql.hpp"
 
 #include <chrono>
+#include <cstdio>
+#include <functional>
 #include <regex>
 #include <set>
 
@@ -71,6 +73,20 @@ EntitySql::EntitySql(pqxx::transaction_base& tx, const TableInfo& table, const c
     if (entity_.fields[k].lookup && entity_.fields[k].on_missing == config::OnMissing::Defer) deferred_.push_back(k);
 }
 
+pqxx::result EntitySql::probe(const std::string& sql, const char* op) {
+  // Statements that reach a big table (identity_keys, the target) one index probe per row of
+  // a work table. The planner's estimates for them are unreliable: a young target or key table
+  // looks small enough to scan, a table grown since autovacuum last looked looks smaller than
+  // it is, and an expression index has no statistics at all. A scan per probe would make a
+  // chunk quadratic, so index scans are the only choice here (a probed id column must be
+  // indexed, as a primary key is).
+  tx_.exec("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_hashjoin = off; "
+           "SET LOCAL enable_mergejoin = off");
+  auto r = exec(sql, op);
+  tx_.exec("RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_hashjoin; RESET enable_mergejoin");
+  return r;
+}
+
 pqxx::result EntitySql::exec(const std::string& sql, const char* op) {
   // The placeholders :table :batch :entity and :var_NAME become parameters, never text.
   std::vector<std::optional<std::string>> params;
@@ -109,20 +125,59 @@ std::vector<std::string> EntitySql::staging_columns() const {
 }
 
 void EntitySql::create_staging() {
-  drop_staging();
-  std::string sql = "CREATE TEMP TABLE ingestd_stg (row_number bigint, grp int, chunk_tier int, grp_first bool";
-  for (size_t k = 0; k < entity_.fields.size(); ++k)
-    sql += ", f" + std::to_string(k) + " " + table_.column_types.at(entity_.fields[k].column);
-  for (size_t t = 0; t < entity_.identity.size(); ++t) sql += ", t" + std::to_string(t + 1) + " text";
-  for (size_t k : deferred_) sql += ", d" + std::to_string(k) + " text";
-  tx_.exec(sql + ")");
+  // The work tables live as long as the connection: creating and dropping nine temp tables
+  // per entity and chunk was half the server time of a small event (catalog rows for each
+  // table, its columns and its type). They are created once, ON COMMIT DELETE ROWS, and
+  // emptied after each use (clear_staging); the two whose columns follow the entity's
+  // fields are named after their shape, so every entity and config version has its own.
+  std::string stg = "row_number bigint, grp int, chunk_tier int, grp_first bool";
+  std::string agg = "record_id text COLLATE \"C\", is_new bool, tier int";
+  for (size_t k = 0; k < entity_.fields.size(); ++k) {
+    const std::string col = "f" + std::to_string(k) + " " + table_.column_types.at(entity_.fields[k].column);
+    stg += ", " + col;
+    agg += ", " + col;
+  }
+  for (size_t t = 0; t < entity_.identity.size(); ++t) stg += ", t" + std::to_string(t + 1) + " text";
+  for (size_t k : deferred_) stg += ", d" + std::to_string(k) + " text";
+  char shape[17];
+  snprintf(shape, sizeof shape, "%016zx", std::hash<std::string>{}(stg + "|" + agg));
+  stg_ = std::string("ingestd_stg_") + shape;
+  agg_ = std::string("ingestd_agg_") + shape;
+  const std::pair<std::string, std::string> tables[] = {
+      {stg_, stg},
+      {"ingestd_gk", "grp int, tier int, key text"},
+      {"ingestd_hits", "grp int, tier int, key text, record_id text COLLATE \"C\""},
+      {"ingestd_cand", "grp int, record_id text COLLATE \"C\", tier int"},
+      {"ingestd_rt", "record_id text COLLATE \"C\", tier int"},
+      {"ingestd_blocked", "grp int, record_id text COLLATE \"C\""},
+      {"ingestd_res", "grp int, record_id text COLLATE \"C\", tier int, action text, changed bool, candidates text"},
+      {agg_, agg},
+      {"ingestd_chg", "record_id text COLLATE \"C\""}};
+  std::string body;
+  work_tables_.clear();
+  for (const auto& [name, cols] : tables) {
+    body += "IF to_regclass('pg_temp." + name + "') IS NULL THEN CREATE TEMP TABLE " + name + " (" + cols +
+            ") ON COMMIT DELETE ROWS; END IF; ";
+    work_tables_ += (work_tables_.empty() ? "pg_temp." : ", pg_temp.") + name;
+  }
+  tx_.exec("DO $ingestd$ BEGIN " + body + "END $ingestd$");
 }
 
-void EntitySql::drop_staging() {
-  tx_.exec(
-      "DROP TABLE IF EXISTS pg_temp.ingestd_stg, pg_temp.ingestd_gk, pg_temp.ingestd_cand, pg_temp.ingestd_res, "
-      "pg_temp.ingestd_agg, pg_temp.ingestd_rt, pg_temp.ingestd_blocked, pg_temp.ingestd_chg, "
-      "pg_temp.ingestd_hits");
+void EntitySql::clear_staging(size_t staged_rows) {
+  // Within one transaction the tables serve again (the next entity of an atomic load, the
+  // halves of a chunk split around a refused row). DELETE is cheapest for a few rows; for a
+  // big chunk TRUNCATE, so later statements do not scan dead rows. Commit empties them too.
+  if (staged_rows >= 1000) {
+    tx_.exec("TRUNCATE " + work_tables_);
+    return;
+  }
+  std::string sql;
+  for (size_t b = 0, e; b < work_tables_.size(); b = e + 2) {
+    e = work_tables_.find(", ", b);
+    if (e == std::string::npos) e = work_tables_.size();
+    sql += "DELETE FROM " + work_tables_.substr(b, e - b) + "; ";
+  }
+  tx_.exec(sql);
 }
 
 std::string EntitySql::value_expr(const std::string& column, const std::string& spec, const char* tier_expr) const {
@@ -154,39 +209,39 @@ EntityCounts EntitySql::resolve_and_merge(size_t staged_rows) {
        "'kB', true), set_config('default_statistics_target', '10', true), set_config('jit', 'off', true)",
        "stage");
   // 1. the keys each group holds, per tier
-  if (ntiers == 0) {
-    exec("CREATE TEMP TABLE ingestd_gk (grp int, tier int, key text)", "stage");
-  } else {
+  if (ntiers > 0) {
     std::string u;
     for (size_t t = 1; t <= ntiers; ++t)
       u += (t > 1 ? " UNION ALL " : "") + std::string("SELECT grp, ") + std::to_string(t) + " AS tier, t" +
-           std::to_string(t) + " AS key FROM ingestd_stg";
-    exec("CREATE TEMP TABLE ingestd_gk AS SELECT DISTINCT grp, tier, key FROM (" + u + ") x WHERE key IS NOT NULL",
+           std::to_string(t) + " AS key FROM " + stg_;
+    exec("INSERT INTO ingestd_gk SELECT DISTINCT grp, tier, key FROM (" + u + ") x WHERE key IS NOT NULL",
          "stage");
   }
   // temp tables have no statistics until analyzed; without them the planner picks nested
   // loops that turn a 50,000-row chunk quadratic
-  if (analyze) exec("ANALYZE ingestd_stg", "stage");
+  if (analyze) exec("ANALYZE " + stg_, "stage");
   if (analyze) exec("ANALYZE ingestd_gk", "stage");
   // 2. candidate records by remembered keys, best tier per (group, record); a record whose
   //    keys at a higher tier all differ from the group's is not a candidate (rule 6).
-  //    Each key of the chunk is one probe of the keys' primary key (LATERAL … OFFSET 0 keeps it
+  //    Each key of the chunk is one probe of the keys' hash index (LATERAL … OFFSET 0 keeps it
   //    a probe): the cost follows the chunk, not the size of identity_keys, whatever the
-  //    planner believes about a table that grew since it was last analyzed.
+  //    planner believes about a table that grew since it was last analyzed. The row's table,
+  //    tier and key are compared too, so a hash collision is one more row read, not a match.
   //    The hits are kept: a matched record's keys that hit need not be written again.
-  //    The probes go in key order, so neighbouring probes share index pages; a candidate record
+  //    The probes go in hash order, so neighbouring probes share index pages; a candidate record
   //    must still exist in the target (one probe per candidate, not per key).
-  exec("CREATE TEMP TABLE ingestd_hits AS SELECT gk.grp, gk.tier, gk.key, k.record_id FROM (SELECT * FROM "
-       "ingestd_gk ORDER BY tier, key COLLATE \"C\") gk CROSS JOIN LATERAL (SELECT ik.record_id FROM " + bk_ +
-           ".identity_keys ik WHERE ik.table_name = :table AND ik.tier = gk.tier AND ik.key = gk.key OFFSET 0) k",
+  probe("INSERT INTO ingestd_hits SELECT gk.grp, gk.tier, gk.key, k.record_id FROM (SELECT *, hashtextextended(key, "
+       "tier) AS h FROM ingestd_gk ORDER BY 4) gk CROSS JOIN LATERAL (SELECT ik.record_id FROM " + bk_ +
+           ".identity_keys ik WHERE hashtextextended(ik.key, ik.tier) = gk.h AND ik.table_name = :table AND ik.tier = "
+           "gk.tier AND ik.key = gk.key OFFSET 0) k",
        "match");
-  exec("CREATE TEMP TABLE ingestd_cand AS SELECT c.grp, c.record_id, c.tier FROM (SELECT grp, record_id, min(tier) "
+  probe("INSERT INTO ingestd_cand SELECT c.grp, c.record_id, c.tier FROM (SELECT grp, record_id, min(tier) "
        "AS tier FROM ingestd_hits GROUP BY 1, 2) c CROSS JOIN LATERAL (SELECT 1 FROM " + T + " t WHERE t." + id +
            " = c.record_id::" + idt + " OFFSET 0) x",
        "match");
   // The tiers at which each candidate record holds keys, read once; a candidate is blocked
   // when its group and the record both hold keys at a tier above the one they share.
-  exec("CREATE TEMP TABLE ingestd_rt AS SELECT DISTINCT c.record_id, k.tier FROM (SELECT DISTINCT record_id FROM "
+  probe("INSERT INTO ingestd_rt SELECT DISTINCT c.record_id, k.tier FROM (SELECT DISTINCT record_id FROM "
        "ingestd_cand WHERE tier > 1) c CROSS JOIN LATERAL (SELECT ik.tier FROM " + bk_ +
            ".identity_keys ik WHERE ik.table_name = :table AND ik.record_id = c.record_id OFFSET 0) k",
        "match");
@@ -194,18 +249,18 @@ EntityCounts EntitySql::resolve_and_merge(size_t staged_rows) {
   if (analyze) exec("ANALYZE ingestd_cand", "match");
   // equality joins only (hashable); the tier comparison is a filter on top
   exec("SET LOCAL enable_nestloop = off", "match");
-  exec("CREATE TEMP TABLE ingestd_blocked AS SELECT DISTINCT c.grp, c.record_id FROM ingestd_cand c "
+  exec("INSERT INTO ingestd_blocked SELECT DISTINCT c.grp, c.record_id FROM ingestd_cand c "
        "JOIN ingestd_rt rt ON rt.record_id = c.record_id JOIN ingestd_gk gk ON gk.grp = c.grp AND gk.tier = rt.tier "
        "WHERE rt.tier < c.tier",
        "match");
   exec("DELETE FROM ingestd_cand c USING ingestd_blocked b WHERE c.grp = b.grp AND c.record_id = b.record_id", "match");
   exec("RESET enable_nestloop", "match");
   // 3. one decision per group: insert, match, or review when two records claim it
-  exec("CREATE TEMP TABLE ingestd_res AS SELECT g.grp, "
+  exec("INSERT INTO ingestd_res SELECT g.grp, "
        "CASE WHEN count(c.record_id) = 1 THEN min(c.record_id) END AS record_id, min(c.tier) AS tier, "
        "CASE WHEN count(c.record_id) = 0 THEN 'insert' WHEN count(c.record_id) = 1 THEN 'match' ELSE 'review' END "
        "AS action, false AS changed, string_agg(c.record_id || ' (tier ' || c.tier || ')', ', ') AS candidates "
-       "FROM (SELECT DISTINCT grp FROM ingestd_stg) g LEFT JOIN ingestd_cand c USING (grp) GROUP BY g.grp",
+       "FROM (SELECT DISTINCT grp FROM " + stg_ + ") g LEFT JOIN ingestd_cand c USING (grp) GROUP BY g.grp",
        "match");
   exec("UPDATE ingestd_res SET record_id = (" + table_.id_default + ")::text WHERE action = 'insert'", "match");
   if (analyze) exec("ANALYZE ingestd_res", "match");
@@ -215,7 +270,7 @@ EntityCounts EntitySql::resolve_and_merge(size_t staged_rows) {
   //    scanned by parallel workers, so no partial aggregates reorder it). An ORDER BY inside
   //    each aggregate would sort every group once per field.
   // tier: how the record was matched, or for a new one how its rows were grouped (NULL: one row)
-  std::string agg = "CREATE TEMP TABLE ingestd_agg AS SELECT s.record_id, bool_or(s.action = 'insert') AS is_new, "
+  std::string agg = "INSERT INTO " + agg_ + " SELECT s.record_id, bool_or(s.action = 'insert') AS is_new, "
                     "coalesce(min(s.tier), min(s.chunk_tier)) AS tier";
   std::string inner;
   for (size_t k = 0; k < fields.size(); ++k) {
@@ -226,7 +281,7 @@ EntityCounts EntitySql::resolve_and_merge(size_t staged_rows) {
            (last ? "count(" + f + ")" : std::string("1")) + "] AS f" + std::to_string(k);
   }
   agg += " FROM (SELECT r.record_id, r.action, r.tier, s.chunk_tier" + inner +
-         " FROM ingestd_stg s JOIN ingestd_res r USING (grp) WHERE r.action <> 'review' "
+         " FROM " + stg_ + " s JOIN ingestd_res r USING (grp) WHERE r.action <> 'review' "
          "ORDER BY r.record_id, s.row_number) s GROUP BY s.record_id";
   exec(agg, "merge");
 
@@ -245,7 +300,7 @@ EntityCounts EntitySql::resolve_and_merge(size_t staged_rows) {
       vals += ", " + value_expr(col, spec, "a.tier");
     }
     exec("INSERT INTO " + T + " (" + cols + ")" + (table_.id_always_identity ? " OVERRIDING SYSTEM VALUE" : "") +
-             " SELECT " + vals + " FROM ingestd_agg a WHERE a.is_new",
+             " SELECT " + vals + " FROM " + agg_ + " a WHERE a.is_new",
          "insert");
   }
 
@@ -277,8 +332,8 @@ EntityCounts EntitySql::resolve_and_merge(size_t staged_rows) {
     // The target is reached by its primary key, one probe per matched record (LATERAL … OFFSET 0
     // here, nested loops for the UPDATE): a hash join would read the whole table for every
     // chunk, a cost that grows with the table, not with the chunk.
-    exec("INSERT INTO " + bk_ + ".changes (batch_id, table_name, record_id, column_name, before, after) "
-         "SELECT :batch::uuid, :table, a.record_id, v.col, v.before, v.after FROM ingestd_agg a CROSS JOIN LATERAL "
+    probe("INSERT INTO " + bk_ + ".changes (batch_id, table_name, record_id, column_name, before, after) "
+         "SELECT :batch::uuid, :table, a.record_id, v.col, v.before, v.after FROM " + agg_ + " a CROSS JOIN LATERAL "
          "(SELECT * FROM " + T + " t WHERE t." + id + " = a.record_id::" + idt + " OFFSET 0) t CROSS JOIN LATERAL "
          "(VALUES " + vals + ") v(col, before, after, chg) WHERE NOT a.is_new AND (" + any + ") AND v.chg",
          "merge");
@@ -289,31 +344,28 @@ EntityCounts EntitySql::resolve_and_merge(size_t staged_rows) {
              " ELSE t." + c + " END";
     }
     for (const auto& [col, spec] : entity_.on_update) set += ", " + tx_.quote_name(col) + " = " + value_expr(col, spec, "a.tier");
-    exec("CREATE TEMP TABLE ingestd_chg (record_id text)", "merge");
-    exec("SET LOCAL enable_hashjoin = off", "merge");
-    exec("SET LOCAL enable_mergejoin = off", "merge");
-    exec("WITH u AS (UPDATE " + T + " t SET " + set + " FROM ingestd_agg a WHERE NOT a.is_new AND t." + id +
+    probe("WITH u AS (UPDATE " + T + " t SET " + set + " FROM " + agg_ + " a WHERE NOT a.is_new AND t." + id +
              " = a.record_id::" + idt + " AND (" + any + ") RETURNING a.record_id) "
              "INSERT INTO ingestd_chg SELECT record_id FROM u",
          "merge");
-    exec("RESET enable_hashjoin", "merge");
-    exec("RESET enable_mergejoin", "merge");
     exec("UPDATE ingestd_res r SET changed = true FROM ingestd_chg c WHERE r.record_id = c.record_id", "merge");
   }
 
   // 7. remember every key this batch saw for its records (identity memory)
-  //    A new record holds no key yet: a plain insert, in index order (the primary key's btree is
-  //    the most expensive part of a load). A matched record may hold some already.
+  //    A new record holds no key yet: a plain insert, in index order (the key index is the most
+  //    expensive part of a load). A matched record may hold some already: its keys the probes
+  //    found are left out, which needs no unique index, as the table's advisory lock keeps
+  //    other loads out until commit.
   exec("INSERT INTO " + bk_ + ".identity_keys (table_name, tier, key, record_id, batch_id) "
        "SELECT :table, gk.tier, gk.key, r.record_id, :batch::uuid FROM ingestd_gk gk JOIN ingestd_res r "
-       "USING (grp) WHERE r.action = 'insert' ORDER BY gk.tier, gk.key COLLATE \"C\"",
+       "USING (grp) WHERE r.action = 'insert' ORDER BY hashtextextended(gk.key, gk.tier)",
        "keys");
   if (analyze) exec("ANALYZE ingestd_hits", "keys");
   exec("SET LOCAL enable_nestloop = off", "keys");
   exec("INSERT INTO " + bk_ + ".identity_keys (table_name, tier, key, record_id, batch_id) "
        "SELECT DISTINCT :table, gk.tier, gk.key, r.record_id, :batch::uuid FROM ingestd_gk gk JOIN ingestd_res r "
        "USING (grp) WHERE r.action = 'match' AND NOT EXISTS (SELECT 1 FROM ingestd_hits h WHERE h.grp = gk.grp AND "
-       "h.tier = gk.tier AND h.key = gk.key AND h.record_id = r.record_id) ON CONFLICT DO NOTHING",
+       "h.tier = gk.tier AND h.key = gk.key AND h.record_id = r.record_id)",
        "keys");
   exec("RESET enable_nestloop", "keys");
 
@@ -323,7 +375,7 @@ EntityCounts EntitySql::resolve_and_merge(size_t staged_rows) {
     exec("INSERT INTO " + bk_ + ".deferred_refs (batch_id, table_name, record_id, column_name, lookup_table, "
          "lookup_key, value) SELECT DISTINCT :batch::uuid, :table, r.record_id, " + tx_.quote(f.column) + ", " +
              tx_.quote(f.lookup->table) + ", " + tx_.quote(f.lookup->key) + ", s.d" + std::to_string(k) +
-             " FROM ingestd_stg s JOIN ingestd_res r USING (grp) WHERE r.action <> 'review' AND s.d" +
+             " FROM " + stg_ + " s JOIN ingestd_res r USING (grp) WHERE r.action <> 'review' AND s.d" +
              std::to_string(k) + " IS NOT NULL",
          "defer");
   }
@@ -334,14 +386,14 @@ EntityCounts EntitySql::resolve_and_merge(size_t staged_rows) {
     for (size_t k = 0; k < fields.size(); ++k) obj += ", " + tx_.quote(fields[k].name) + ", s.f" + std::to_string(k);
     exec("INSERT INTO " + bk_ + ".review_queue (batch_id, table_name, candidate, reasons) "
          "SELECT :batch::uuid, :table, jsonb_build_object(" + obj + "), 'matches ' || r.candidates "
-         "FROM ingestd_stg s JOIN ingestd_res r USING (grp) WHERE r.action = 'review'",
+         "FROM " + stg_ + " s JOIN ingestd_res r USING (grp) WHERE r.action = 'review'",
          "review");
   }
 
   // 9. lineage, and this chunk's counts from it
   auto counts = exec(
       "WITH lin AS (SELECT s.row_number, r.record_id, r.action, r.changed, coalesce(r.tier, s.chunk_tier) AS tier, "
-      "s.grp_first FROM ingestd_stg s JOIN ingestd_res r USING (grp)), "
+      "s.grp_first FROM " + stg_ + " s JOIN ingestd_res r USING (grp)), "
       "ins AS (INSERT INTO " + bk_ + ".row_lineage (batch_id, row_number, entity, table_name, record_id, action, tier) "
       "SELECT :batch::uuid, row_number, :entity, :table, CASE WHEN action = 'review' THEN NULL ELSE record_id END, "
       "CASE WHEN action = 'review' THEN 'review' WHEN action = 'insert' AND grp_first THEN 'inserted' "
@@ -364,7 +416,7 @@ EntityCounts EntitySql::resolve_and_merge(size_t staged_rows) {
 
 std::vector<std::tuple<int64_t, std::string, bool>> EntitySql::row_records() {
   std::vector<std::tuple<int64_t, std::string, bool>> out;
-  auto r = exec("SELECT s.row_number, r.record_id, r.action = 'review' FROM ingestd_stg s JOIN ingestd_res r USING (grp)",
+  auto r = exec("SELECT s.row_number, r.record_id, r.action = 'review' FROM " + stg_ + " s JOIN ingestd_res r USING (grp)",
                 "lineage");
   out.reserve(r.size());
   for (const auto& row : r)
