@@ -2,8 +2,8 @@
 """ingestd throughput and latency benchmark, in one run on one throwaway PostgreSQL.
 
     /usr/bin/python3 bench/driver.py [--rows N] [--reappear-share 0.2] [--seed S] [--chunk-rows 50000]
-                                     [--latency-events 100] [--with-10m] [--no-pgloader] [--work DIR]
-                                     [--json FILE]
+                                     [--dataset people|ice_staging] [--latency-events 100] [--with-10m]
+                                     [--existing N] [--no-pgloader] [--no-floor] [--work DIR] [--json FILE]
 (scripts/bench installs what is missing, builds, then runs this.)
 
 Steps (each on the same PostgreSQL 15 cluster, made by initdb with fsync = off, as the tests do,
@@ -15,10 +15,17 @@ with shared_buffers = 2GB and max_wal_size = 8GB unless --pg-setting says otherw
     does no normalization, matching or merging: it is the floor.
  2. pgloader (the Debian package) of the same file into bench_pgloader, identical to bench_copy.
  3. ingestd end to end: `ingestd embedded-broker` in its own process, `ingestd run` with
-    config/examples/ice/ice.yaml (chunk_rows from --chunk-rows), schema.sql applied to a fresh
-    database, and `ingestd submit file PATH --dataset ice_staging --wait`: wall time from
+    bench/people.yaml (--dataset people, the default: the four-tier person dataset, persons
+    only) or config/examples/ice/ice.yaml (--dataset ice_staging: a person, a student and a lead
+    from each row), chunk_rows from --chunk-rows, config/examples/ice/schema.sql applied to a
+    fresh database, and `ingestd submit file PATH --dataset NAME --wait`: wall time from
     publish to result (the submit command also hashes the file: timed separately and reported).
-    Then persons == the generator's distinct people, leads == the same, review == 0.
+    Then persons == the generator's distinct people, leads == the same (0 for people),
+    review == 0.
+ 3f. the floor (unless --no-floor): every table step 3 wrote (persons, identity_keys,
+    row_lineage, changes; students and leads for ice_staging) copied out and timed back in with
+    `\\copy` into an empty table with the same columns and indexes: what PostgreSQL alone needs to
+    write what ingestd writes, without reading, matching or merging anything.
  4. the same content under another name with one extra trailing newline (so its sha256
     differs; otherwise it is a duplicate by hash): every row matches, the update path.
  5. only with --with-10m: 10M new people, then a file of 1M rows (1M further people with the
@@ -64,6 +71,9 @@ BIN = Path(os.environ.get("INGESTD_BIN", ROOT / "build" / "ingestd"))
 # anywhere, not for bulk loads. --pg-setting adds to or overrides these.
 PG_SETTINGS = ["shared_buffers=2GB", "max_wal_size=8GB"]
 ICE = ROOT / "config" / "examples" / "ice"
+# --dataset: the config each one is in. `people` is the issue's four-tier person dataset (persons
+# only); `ice_staging` also derives a student and a lead from each row (three entities).
+DATASETS = {"people": HERE / "people.yaml", "ice_staging": ICE / "ice.yaml"}
 GEN = HERE / "generate_people.py"
 COLS = ["cedula", "nombre", "apellido", "email", "telefono", "fecha_nacimiento", "direccion", "programa",
         "estado", "grado", "school_sf_id"]
@@ -187,7 +197,7 @@ class Bench:
 
     def start_daemon(self, db_url):
         self.config = self.work / "ice.yaml"
-        text = (ICE / "ice.yaml").read_text()
+        text = DATASETS[self.a.dataset].read_text()
         if self.a.kafka_property:
             props = "".join(f"\n    {k}: \"{v}\"" for k, v in (kv.split("=", 1) for kv in self.a.kafka_property))
             text = text.replace("  group_id: ${INGESTD_GROUP}\n", "  group_id: ${INGESTD_GROUP}\n  properties:" + props + "\n", 1)
@@ -271,7 +281,7 @@ class Bench:
         hashlib.sha256(Path(path).read_bytes()).hexdigest()
         hash_s = time.time() - t
         t = time.time()
-        r = subprocess.run([str(BIN), "submit", "file", str(path), "--dataset", "ice_staging", "-c", str(self.config),
+        r = subprocess.run([str(BIN), "submit", "file", str(path), "--dataset", self.a.dataset, "-c", str(self.config),
                             "--wait", "--timeout", str(timeout), "--source-system", "bench"],
                            env=self.env, capture_output=True, text=True)
         dt = time.time() - t
@@ -346,13 +356,13 @@ class Bench:
 
         def event(p):
             data = p.read_bytes()
-            return {"event_id": str(uuid.uuid4()), "type": "file.arrived", "dataset": "ice_staging",
+            return {"event_id": str(uuid.uuid4()), "type": "file.arrived", "dataset": self.a.dataset,
                     "uri": f"file://{p}", "sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data),
                     "source_system": "bench", "submitted_by": "bench"}
 
         def publish(evs):
             payload = "".join(json.dumps(e) + "\n" for e in evs)
-            subprocess.run(["kcat", "-b", self.bootstrap, "-P", "-t", "ingest.files", "-k", "ice_staging"],
+            subprocess.run(["kcat", "-b", self.bootstrap, "-P", "-t", "ingest.files", "-k", self.a.dataset],
                            input=payload, text=True, check=True, timeout=60)
 
         def wait(ids, timeout):
@@ -469,10 +479,13 @@ class Bench:
         self.start_daemon(self.url)
         self.set_statement_log(True)
         people = truth["distinct_people"]
-        self.ingest_step("3. ingestd, new file", csv_path, a.rows, people, people)
+        leads = people if a.dataset == "ice_staging" else 0
+        self.ingest_step("3. ingestd, new file", csv_path, a.rows, people, leads)
+        if a.floor:
+            self.step_floor()
         again = self.state / "inbox" / f"people_{a.rows}_again.csv"
         again.write_bytes(csv_path.read_bytes() + b"\n")
-        self.ingest_step("4. ingestd, same rows again (update path)", again, a.rows, people, people)
+        self.ingest_step("4. ingestd, same rows again (update path)", again, a.rows, people, leads)
         self.set_statement_log(False)
         if a.with_10m and not a.existing:
             a.existing = 10_000_000
@@ -497,7 +510,37 @@ class Bench:
         t1 = generate(more, a.rows, a.seed + 1, a.reappear_share, first_person=100_000_000 + n)
         self.ingest_step(f"5b. ingestd, {a.rows:,} rows into {n:,} existing people", more, a.rows,
                          base["persons"] + tn["distinct_people"] + t1["distinct_people"],
-                         base["leads"] + tn["distinct_people"] + t1["distinct_people"])
+                         base["leads"] + (tn["distinct_people"] + t1["distinct_people"]
+                                          if a.dataset == "ice_staging" else 0))
+
+    def step_floor(self):
+        """What PostgreSQL alone needs to write what step 3 wrote: each table the load wrote
+        (the targets, identity_keys, row_lineage, changes) copied out, then timed back in with
+        `\\copy` into an empty table with the same columns and indexes. No reading, normalizing,
+        matching or merging: the floor for this bookkeeping, next to the yardstick's one table."""
+        tables = ["public.persons", "public.students", "public.leads", "ingestd.identity_keys",
+                  "ingestd.row_lineage", "ingestd.changes"]
+        total, parts = 0.0, []
+        for t in tables:
+            n = self.sql(f"SELECT count(*) FROM {t}")[0][0]
+            if not n:
+                continue
+            f = self.work / "floor.copy"
+            r = self.psql("-c", f"\\copy {t} TO '{f}'")
+            if r.returncode:
+                raise RuntimeError(r.stderr)
+            self.sql("DROP TABLE IF EXISTS bench_floor; "
+                     f"CREATE TABLE bench_floor (LIKE {t} INCLUDING DEFAULTS INCLUDING INDEXES)")
+            t0 = time.time()
+            r = self.psql("-c", f"\\copy bench_floor FROM '{f}'")
+            dt = time.time() - t0
+            if r.returncode:
+                raise RuntimeError(r.stderr)
+            total += dt
+            parts.append(f"{t} {n:,} rows {dt:.2f}s")
+            f.unlink()
+        self.sql("DROP TABLE IF EXISTS bench_floor")
+        self.add("3f. \\copy of what step 3 wrote (floor)", self.a.rows, total, "; ".join(parts))
 
 
 def statement_kind(stmt):
@@ -523,6 +566,10 @@ def main():
     ap.add_argument("--existing", type=int, default=0,
                     help="step 5: preload this many new people through ingestd, then --rows rows more")
     ap.add_argument("--no-pgloader", action="store_true")
+    ap.add_argument("--dataset", choices=sorted(DATASETS), default="people",
+                    help="people: persons only, four tiers (the default); ice_staging: persons, students, leads")
+    ap.add_argument("--no-floor", dest="floor", action="store_false",
+                    help="skip step 3f (\\copy of the rows step 3 wrote)")
     ap.add_argument("--pg-setting", action="append", metavar="KEY=VALUE",
                     help="a server setting for the cluster, after the defaults " + ", ".join(PG_SETTINGS) +
                     " (e.g. shared_buffers=128MB for PostgreSQL's own default)")

@@ -11,6 +11,7 @@
 #include <set>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <spdlog/spdlog.h>
 
@@ -665,10 +666,6 @@ void CsvLoad::run_entities(pqxx::transaction_base& tx, const std::vector<Row*>& 
           line += '\t';
           append_copy_value(line, part[i]->values[e][k]);
         }
-        for (size_t t = 0; t < p.tiers.size(); ++t) {
-          line += '\t';
-          append_copy_value(line, tier_keys[i][t]);
-        }
         for (size_t k : sql.deferred_fields()) {
           line += '\t';
           append_copy_value(line, part[i]->deferred[e][k]);
@@ -676,6 +673,23 @@ void CsvLoad::run_entities(pqxx::transaction_base& tx, const std::vector<Row*>& 
         w.write_raw_line(line);
       }
       w.complete();
+      // The keys each group holds, once per (group, tier, key): the probes' input. Made here,
+      // where the keys already are, rather than by the server from a key column per tier.
+      const std::vector<std::string> gk_cols{"grp", "tier", "key"};
+      pqxx::tablewriter gk(tx, sql.group_keys_table(), gk_cols.begin(), gk_cols.end());
+      std::unordered_set<std::string> written;
+      for (size_t i = 0; i < part.size(); ++i)
+        for (size_t t = 0; t < p.tiers.size(); ++t) {
+          if (!tier_keys[i][t]) continue;
+          line.clear();
+          line += std::to_string(g.group[i]);
+          line += '\t';
+          line += std::to_string(t + 1);
+          line += '\t';
+          append_copy_value(line, tier_keys[i][t]);
+          if (written.insert(line).second) gk.write_raw_line(line);
+        }
+      gk.complete();
 #pragma GCC diagnostic pop
     }
     EntityCounts ec = sql.resolve_and_merge(part.size());

@@ -119,7 +119,6 @@ pqxx::result EntitySql::exec(const std::string& sql, const char* op) {
 std::vector<std::string> EntitySql::staging_columns() const {
   std::vector<std::string> cols{"row_number", "grp", "chunk_tier", "grp_first"};
   for (size_t k = 0; k < entity_.fields.size(); ++k) cols.push_back("f" + std::to_string(k));
-  for (size_t t = 0; t < entity_.identity.size(); ++t) cols.push_back("t" + std::to_string(t + 1));
   for (size_t k : deferred_) cols.push_back("d" + std::to_string(k));
   return cols;
 }
@@ -137,7 +136,6 @@ void EntitySql::create_staging() {
     stg += ", " + col;
     agg += ", " + col;
   }
-  for (size_t t = 0; t < entity_.identity.size(); ++t) stg += ", t" + std::to_string(t + 1) + " text";
   for (size_t k : deferred_) stg += ", d" + std::to_string(k) + " text";
   char shape[17];
   snprintf(shape, sizeof shape, "%016zx", std::hash<std::string>{}(stg + "|" + agg));
@@ -199,7 +197,6 @@ EntityCounts EntitySql::resolve_and_merge(size_t staged_rows) {
   const std::string T = table_.quoted;
   const std::string id = tx_.quote_name(entity_.id_column);
   const std::string idt = table_.id_type;
-  const size_t ntiers = entity_.identity.size();
 
   // Sorts and hashes over a whole chunk spill to disk at the default 4MB; raise work_mem for
   // this transaction only (never lower what the operator set). The temp tables' statistics
@@ -208,15 +205,7 @@ EntityCounts EntitySql::resolve_and_merge(size_t staged_rows) {
   exec("SELECT set_config('work_mem', greatest(pg_size_bytes(current_setting('work_mem')) / 1024, 65536)::text || "
        "'kB', true), set_config('default_statistics_target', '10', true), set_config('jit', 'off', true)",
        "stage");
-  // 1. the keys each group holds, per tier
-  if (ntiers > 0) {
-    std::string u;
-    for (size_t t = 1; t <= ntiers; ++t)
-      u += (t > 1 ? " UNION ALL " : "") + std::string("SELECT grp, ") + std::to_string(t) + " AS tier, t" +
-           std::to_string(t) + " AS key FROM " + stg_;
-    exec("INSERT INTO ingestd_gk SELECT DISTINCT grp, tier, key FROM (" + u + ") x WHERE key IS NOT NULL",
-         "stage");
-  }
+  // 1. the keys each group holds, per tier, came with the rows (ingestd_gk)
   // temp tables have no statistics until analyzed; without them the planner picks nested
   // loops that turn a 50,000-row chunk quadratic
   if (analyze) exec("ANALYZE " + stg_, "stage");
@@ -256,13 +245,14 @@ EntityCounts EntitySql::resolve_and_merge(size_t staged_rows) {
   exec("DELETE FROM ingestd_cand c USING ingestd_blocked b WHERE c.grp = b.grp AND c.record_id = b.record_id", "match");
   exec("RESET enable_nestloop", "match");
   // 3. one decision per group: insert, match, or review when two records claim it
+  //    A new record's id comes from the id column's default (its sequence) right here.
   exec("INSERT INTO ingestd_res SELECT g.grp, "
-       "CASE WHEN count(c.record_id) = 1 THEN min(c.record_id) END AS record_id, min(c.tier) AS tier, "
+       "CASE WHEN count(c.record_id) = 1 THEN min(c.record_id) WHEN count(c.record_id) = 0 THEN (" +
+           table_.id_default + ")::text END AS record_id, min(c.tier) AS tier, "
        "CASE WHEN count(c.record_id) = 0 THEN 'insert' WHEN count(c.record_id) = 1 THEN 'match' ELSE 'review' END "
        "AS action, false AS changed, string_agg(c.record_id || ' (tier ' || c.tier || ')', ', ') AS candidates "
        "FROM (SELECT DISTINCT grp FROM " + stg_ + ") g LEFT JOIN ingestd_cand c USING (grp) GROUP BY g.grp",
        "match");
-  exec("UPDATE ingestd_res SET record_id = (" + table_.id_default + ")::text WHERE action = 'insert'", "match");
   if (analyze) exec("ANALYZE ingestd_res", "match");
 
   // 4. one value per record and field: the first non-null (last for overwrite). The rows come

@@ -43,10 +43,12 @@ class EntitySql {
             const std::string& bookkeeping_schema, const std::string& batch_id,
             const std::map<std::string, std::string>& vars);
   /// Creates the work tables this connection lacks: staging (row_number, grp, chunk_tier,
-  /// grp_first, f0.., t1.., d..) and the match and merge tables. They start empty.
+  /// grp_first, f0.., d..) and the match and merge tables. They start empty.
   void create_staging();
   /// The staging table's name, for COPY.
   std::string staging_table() const { return "pg_temp." + stg_; }
+  /// (grp, tier, key): each key a group of staged rows holds, once; the caller fills it.
+  static std::string group_keys_table() { return "pg_temp.ingestd_gk"; }
   std::vector<std::string> staging_columns() const;
   /// Fields whose lookup may be deferred: each has a staging column d<k> with the key.
   const std::vector<size_t>& deferred_fields() const { return deferred_; }
