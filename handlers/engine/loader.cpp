@@ -3,15 +3,16 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <fstream>
 #include <numeric>
 #include <mutex>
 #include <set>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
-#include <unordered_set>
 
 #include <spdlog/spdlog.h>
 
@@ -676,18 +677,26 @@ void CsvLoad::run_entities(pqxx::transaction_base& tx, const std::vector<Row*>& 
       // The keys each group holds, once per (group, tier, key): the probes' input. Made here,
       // where the keys already are, rather than by the server from a key column per tier.
       const std::vector<std::string> gk_cols{"grp", "tier", "key"};
+      // Duplicates are looked for among each group's own rows (usually one or two), not in a
+      // set of every key of the chunk.
       pqxx::tablewriter gk(tx, sql.group_keys_table(), gk_cols.begin(), gk_cols.end());
-      std::unordered_set<std::string> written;
-      for (size_t i = 0; i < part.size(); ++i)
+      std::vector<std::vector<size_t>> members(seen_group.size());
+      for (size_t i = 0; i < part.size(); ++i) members[size_t(g.group[i])].push_back(i);
+      std::set<std::string_view> in_group;
+      for (size_t grp = 0; grp < members.size(); ++grp)
         for (size_t t = 0; t < p.tiers.size(); ++t) {
-          if (!tier_keys[i][t]) continue;
-          line.clear();
-          line += std::to_string(g.group[i]);
-          line += '\t';
-          line += std::to_string(t + 1);
-          line += '\t';
-          append_copy_value(line, tier_keys[i][t]);
-          if (written.insert(line).second) gk.write_raw_line(line);
+          in_group.clear();
+          for (size_t i : members[grp]) {
+            const auto& key = tier_keys[i][t];
+            if (!key || (members[grp].size() > 1 && !in_group.insert(*key).second)) continue;
+            line.clear();
+            line += std::to_string(grp);
+            line += '\t';
+            line += std::to_string(t + 1);
+            line += '\t';
+            append_copy_value(line, key);
+            gk.write_raw_line(line);
+          }
         }
       gk.complete();
 #pragma GCC diagnostic pop
