@@ -196,7 +196,7 @@ class Bench:
                     INGESTD_HTTP=f"127.0.0.1:{self.http_port}", INGESTD_CHUNK_ROWS=str(self.a.chunk_rows))
 
     def start_daemon(self, db_url):
-        self.config = self.work / "ice.yaml"
+        self.config = self.work / DATASETS[self.a.dataset].name
         text = DATASETS[self.a.dataset].read_text()
         if self.a.kafka_property:
             props = "".join(f"\n    {k}: \"{v}\"" for k, v in (kv.split("=", 1) for kv in self.a.kafka_property))
@@ -479,7 +479,7 @@ class Bench:
         self.start_daemon(self.url)
         self.set_statement_log(True)
         people = truth["distinct_people"]
-        leads = people if a.dataset == "ice_staging" else 0
+        leads = self.leads_per_person() * people
         self.ingest_step("3. ingestd, new file", csv_path, a.rows, people, leads)
         if a.floor:
             self.step_floor()
@@ -510,8 +510,11 @@ class Bench:
         t1 = generate(more, a.rows, a.seed + 1, a.reappear_share, first_person=100_000_000 + n)
         self.ingest_step(f"5b. ingestd, {a.rows:,} rows into {n:,} existing people", more, a.rows,
                          base["persons"] + tn["distinct_people"] + t1["distinct_people"],
-                         base["leads"] + (tn["distinct_people"] + t1["distinct_people"]
-                                          if a.dataset == "ice_staging" else 0))
+                         base["leads"] + self.leads_per_person() * (tn["distinct_people"] + t1["distinct_people"]))
+
+    def leads_per_person(self):
+        """ice_staging makes one lead per person (Programa is fixed per person); people none."""
+        return 1 if self.a.dataset == "ice_staging" else 0
 
     def step_floor(self):
         """What PostgreSQL alone needs to write what step 3 wrote: each table the load wrote

@@ -676,9 +676,9 @@ void CsvLoad::run_entities(pqxx::transaction_base& tx, const std::vector<Row*>& 
       w.complete();
       // The keys each group holds, once per (group, tier, key): the probes' input. Made here,
       // where the keys already are, rather than by the server from a key column per tier.
-      const std::vector<std::string> gk_cols{"grp", "tier", "key"};
       // Duplicates are looked for among each group's own rows (usually one or two), not in a
       // set of every key of the chunk.
+      const std::vector<std::string> gk_cols{"grp", "tier", "key"};
       pqxx::tablewriter gk(tx, sql.group_keys_table(), gk_cols.begin(), gk_cols.end());
       std::vector<std::vector<size_t>> members(seen_group.size());
       for (size_t i = 0; i < part.size(); ++i) members[size_t(g.group[i])].push_back(i);

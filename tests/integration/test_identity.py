@@ -117,6 +117,23 @@ def test_ice_staging_to_production(ice):
     assert len(after["leads"]) == len(before["leads"]) and len(after["students"]) == len(before["students"])
 
 
+def test_a_person_repeated_in_one_chunk_leaves_each_key_once(ice):
+    # three rows of one new person in one chunk (chunk_rows 4), the cédula and e-mail written
+    # three ways: one record, and each identity key remembered once, not once per row
+    d = ice
+    head = FILE1.split(b"\n", 1)[0]
+    rows = [b"1.098.765.432,LUCIA,Mendez,Lucia.Mendez@Example.com,,20/07/2001,,Tutors,New,,",
+            b"1098765432,Luc\xc3\xada,M\xc3\xa9ndez,lucia.mendez@example.com,300 765 4321,20/07/2001,,Tutors,Contacted,,",
+            b"1 098 765 432,lucia,mendez,LUCIA.MENDEZ@EXAMPLE.COM,(300) 765-4321,2001-07-20,,Tutors,Enrolled,,"]
+    r = load(d, "lucia.csv", head + b"\n" + b"\n".join(rows) + b"\n")
+    assert r["status"] == "completed", r
+    assert r["counts"]["person"]["inserted"] == 1 and r["counts"]["lead"]["inserted"] == 1, r
+    assert d.sql("SELECT count(*) FROM persons")[0][0] == 1
+    assert d.sql("SELECT table_name, tier, count(*) FROM ingestd.identity_keys GROUP BY 1, 2 ORDER BY 1, 2") == \
+        [("public.leads", 1, 1), ("public.persons", 1, 1), ("public.persons", 2, 1), ("public.persons", 3, 1),
+         ("public.persons", 4, 1)]
+
+
 def test_rollback_restores_tables_exactly(ice):
     d = ice
     empty = snapshot(d)
