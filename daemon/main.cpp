@@ -265,9 +265,9 @@ int main(int argc, char** argv) {
       pqxx::connection c(cfg.postgres.url);
       const char* user = std::getenv("USER");
       auto r = engine::rollback_batch(c, cfg, rb_batch, rb_dry, std::string("cli:") + (user ? user : "unknown"), nullptr);
-      json out = {{"batch_id", rb_batch}, {"status", r.status}, {"errors", r.errors}, {"rollback", r.stats}};
+      json out = {{"batch_id", rb_batch}, {"status", engine::to_string(r.status)}, {"errors", r.errors}, {"rollback", r.stats}};
       std::cout << out.dump(2) << std::endl;
-      return r.status == "failed" ? 1 : 0;
+      return r.status == engine::ResultStatus::Failed ? 1 : 0;
     }
     if (sfile->parsed() || sjob->parsed()) {
       const std::string brokers = resolve_brokers(cfg);

@@ -67,7 +67,7 @@ class InboxCommit : public EventCommit {
       if (!o.errors.empty()) err = o.errors.front();
       tx.exec_params("UPDATE " + qs + ".events SET status = $2, batch_id = coalesce($3::uuid, batch_id), attempts = $4, "
                      "last_error = $5, finished_at = now() WHERE event_id = $1 AND status IN ('received', 'processing')",
-                     ev_.event_id, o.status, o.batch_id.empty() ? std::nullopt : std::optional(o.batch_id), attempts_,
+                     ev_.event_id, std::string(engine::to_string(o.status)), o.batch_id.empty() ? std::nullopt : std::optional(o.batch_id), attempts_,
                      err);
     }
     if (ev_.partition >= 0) write_offset(tx, qs, cfg_.kafka.group_id, ev_.topic, ev_.partition, ev_.offset + 1);
@@ -93,7 +93,7 @@ json result_json(const Event& ev, const Outcome& o, double seconds) {
   for (const auto& [k, v] : o.counts) counts[k] = v.to_json();
   json r = {{"event_id", ev.event_id},
             {"type", ev.type},
-            {"status", o.status},
+            {"status", engine::to_string(o.status)},
             {"batch_id", o.batch_id.empty() ? json(nullptr) : json(o.batch_id)},
             {"counts", counts},
             {"duration_ms", int64_t(seconds * 1000)},
@@ -386,9 +386,7 @@ void Runtime::dead_letter(RdKafka::Message& msg, const Event& ev, const std::str
     throw;
   }
   metrics_.dead_letter(metric_reason);
-  Outcome o;
-  o.status = "failed";
-  o.errors.push_back(reason);
+  Outcome o = Outcome::failed(reason);
   if (!db_ || !db_->is_open()) connect_db();
   pqxx::work tx(*db_);
   const std::string qs = tx.quote_name(cfg_.postgres.bookkeeping_schema);
@@ -414,29 +412,28 @@ Outcome Runtime::run_handler(const HandlerSpec& spec, const Event& ev, int& atte
       if (!db_ || !db_->is_open()) connect_db();
       Services s{cfg_, metrics_, *db_, instance_, g_stop, [this] { keepalive(); }};
       o = spec.handle(ev, s, commit);
-    } catch (const pqxx::broken_connection& e) {
-      pg_ok_ = false;
-      o.kind = Outcome::Kind::Retry;
-      o.reason = std::string("lost connection to PostgreSQL: ") + e.what();
-      o.infrastructure = true;
-      metric_reason = "connection";
-      db_.reset();
-    } catch (const pqxx::transaction_rollback& e) {
-      o.kind = Outcome::Kind::Retry;
-      o.reason = std::string("transaction rolled back: ") + e.what();
-      metric_reason = "serialization";
-    } catch (const pqxx::in_doubt_error& e) {
-      log_->critical("commit outcome unknown for event {}: {}", ev.event_id, e.what());
-      o.kind = Outcome::Kind::Retry;
-      o.reason = std::string("commit outcome unknown: ") + e.what();
-      o.infrastructure = true;
-      metric_reason = "in_doubt";
-      db_.reset();
     } catch (const std::exception& e) {
-      o = Outcome{};
-      o.status = "failed";
-      o.errors.push_back(e.what());
-      log_->error("event {} failed: {}", ev.event_id, e.what());
+      const engine::DbError err = engine::classify_db_error(e);
+      if (!err.retry()) {
+        o = Outcome::failed(e.what());
+        log_->error("event {} failed: {}", ev.event_id, e.what());
+      } else {
+        o.kind = Outcome::Kind::Retry;
+        metric_reason = err.reason;
+        if (err.kind == engine::DbFailure::Transient) {
+          o.reason = std::string("transaction rolled back: ") + e.what();
+        } else {
+          // the connection is gone or its last commit is in doubt: start over on a new one
+          if (err.kind == engine::DbFailure::InDoubt)
+            log_->critical("commit outcome unknown for event {}: {}", ev.event_id, e.what());
+          o.reason = std::string(err.kind == engine::DbFailure::InDoubt ? "commit outcome unknown: "
+                                                                         : "lost connection to PostgreSQL: ") +
+                     e.what();
+          o.infrastructure = true;
+          if (err.kind == engine::DbFailure::Connection) pg_ok_ = false;
+          db_.reset();
+        }
+      }
     }
     if (o.kind != Outcome::Kind::Retry) return o;
     last_reason = o.reason;
@@ -479,7 +476,7 @@ std::optional<Outcome> Runtime::answer_if_finished(pqxx::transaction_base& tx, c
                           ev.event_id);
   if (r.empty() || !terminal(r[0][0].as<std::string>())) return std::nullopt;
   Outcome d;
-  d.status = "duplicate";
+  d.status = engine::ResultStatus::Duplicate;
   d.batch_id = r[0][1].is_null() ? "" : r[0][1].as<std::string>();
   d.extra["original_status"] = r[0][0].as<std::string>();
   d.extra["reason"] = "event " + ev.event_id + " " + why;
@@ -572,7 +569,7 @@ void Runtime::process(RdKafka::Message& msg) {
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   publish_result(ev, o, secs);
   const std::string target = ev.payload.value("dataset", ev.payload.value("job", ""));
-  metrics_.event(ev.topic, o.status);
+  metrics_.event(ev.topic, std::string(engine::to_string(o.status)));
   for (const auto& [entity, c] : o.counts) {
     metrics_.rows_add(target, entity, "inserted", double(c.inserted));
     metrics_.rows_add(target, entity, "updated", double(c.updated));
@@ -584,12 +581,12 @@ void Runtime::process(RdKafka::Message& msg) {
           .Increment(double(n));
   }
   const bool builtin = ev.type == "job.requested" && (target == "rollback" || target == "checks");
-  if (!builtin && (o.status == "completed" || o.status == "completed_with_rejects")) {
+  if (!builtin && (o.status == engine::ResultStatus::Completed || o.status == engine::ResultStatus::CompletedWithRejects)) {
     metrics_.last_success.Add({{"dataset", target}}).SetToCurrentTime();
     static const prometheus::Histogram::BucketBoundaries b{0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600};
     metrics_.batch_duration.Add({{"dataset", target}}, b).Observe(secs);
   }
-  log_->info("event {} ({} {}): {} in {:.2f}s", ev.event_id, ev.type, target, o.status, secs);
+  log_->info("event {} ({} {}): {} in {:.2f}s", ev.event_id, ev.type, target, engine::to_string(o.status), secs);
   commit_to_kafka(msg);
 }
 
@@ -801,7 +798,7 @@ int Runtime::load(const std::string& file, const std::string& dataset, bool dry_
     tx.commit();
   }
   std::cout << result_json(ev, o, std::chrono::duration<double>(Clock::now() - t0).count()).dump(2) << std::endl;
-  return o.status == "failed" ? 1 : 0;
+  return o.status == engine::ResultStatus::Failed ? 1 : 0;
 }
 
 }  // namespace

@@ -1,25 +1,34 @@
 #include "handlers/handler.hpp"
 
-namespace ingestd {
+#include <spdlog/spdlog.h>
 
-std::string first_line(std::string message) {
-  if (auto nl = message.find('\n'); nl != std::string::npos) message.resize(nl);
-  return message;
-}
+namespace ingestd {
 
 Outcome fail_batch(Services& svc, EventCommit& commit, const std::string& batch_id, const std::string& why,
                    const nlohmann::json& extra) {
   Outcome o = Outcome::failed(why, batch_id);
   o.extra = extra;
   pqxx::work tx(svc.db);
-  const std::string qs = tx.quote_name(svc.cfg.postgres.bookkeeping_schema);
-  tx.exec_params("UPDATE " + qs + ".batches SET status = 'failed', error_summary = $2::jsonb, stats = stats || $3::jsonb, "
-                 "finished_at = now() WHERE id = $1::uuid",
-                 batch_id, nlohmann::json::array({why}).dump(), extra.dump());
+  engine::Bookkeeping(svc.cfg.postgres.bookkeeping_schema).fail(tx, batch_id, why, extra);
   commit.write(tx, o);
   tx.commit();
   o.committed = true;
   return o;
+}
+
+Outcome run_batch(Services& svc, EventCommit& commit, const std::string& batch_id, const std::function<Outcome()>& work,
+                  const std::function<std::string(const pqxx::sql_error&)>& describe) {
+  try {
+    return work();
+  } catch (const engine::BatchError& e) {
+    spdlog::warn("batch {}: {}", batch_id, e.what());
+    return fail_batch(svc, commit, batch_id, e.what());
+  } catch (const pqxx::sql_error& e) {
+    if (engine::classify_db_error(e).retry()) throw;  // libpqxx 7: transaction_rollback is an sql_error
+    const std::string why = describe(e);
+    spdlog::error("batch {}: the database refused it: {}", batch_id, why);
+    return fail_batch(svc, commit, batch_id, why);
+  }
 }
 
 EntityCounts& EntityCounts::operator+=(const EntityCounts& o) {

@@ -16,6 +16,8 @@
 
 #include "config/model.hpp"
 #include "daemon/metrics.hpp"
+#include "handlers/engine/bookkeeping.hpp"
+#include "handlers/engine/errors.hpp"
 
 namespace ingestd {
 
@@ -45,7 +47,7 @@ struct Outcome {
     Interrupted,  // shutdown asked mid-batch: nothing final committed, resume on next start
   };
   Kind kind = Kind::Done;
-  std::string status;  // completed | completed_with_rejects | failed | duplicate | dry_run
+  engine::ResultStatus status = engine::ResultStatus::Completed;  // Done only
   std::string batch_id;
   std::map<std::string, EntityCounts> counts;  // entity -> counts, in dataset order by name
   std::vector<std::string> entity_order;
@@ -60,7 +62,7 @@ struct Outcome {
   /// A terminal failure with its reason (and the batch, when there is one).
   static Outcome failed(const std::string& why, const std::string& batch_id = "") {
     Outcome o;
-    o.status = "failed";
+    o.status = engine::ResultStatus::Failed;
     o.batch_id = batch_id;
     o.errors.push_back(why);
     return o;
@@ -94,13 +96,18 @@ struct HandlerSpec {
   HandlerFn handle;
 };
 
-/// The first line of a database message (PostgreSQL adds detail lines that results don't need).
-std::string first_line(std::string message);
+using engine::first_line;
 
 /// Marks a batch failed in its own transaction, together with the event's terminal state, and
 /// returns the committed `failed` outcome. `extra` is merged into the batch's stats and result.
 Outcome fail_batch(Services& svc, EventCommit& commit, const std::string& batch_id, const std::string& why,
                    const nlohmann::json& extra = nlohmann::json::object());
+
+/// Runs a batch's work and answers what retrying cannot fix: a BatchError, or a database error
+/// that is neither transient nor a lost connection, fails the batch (`describe` turns the
+/// database's words into the reason). Transient failures propagate: the runtime retries them.
+Outcome run_batch(Services& svc, EventCommit& commit, const std::string& batch_id, const std::function<Outcome()>& work,
+                  const std::function<std::string(const pqxx::sql_error&)>& describe);
 
 /// The one list of handlers (handlers/registry.cpp).
 const std::vector<HandlerSpec>& handler_registry();

@@ -21,6 +21,7 @@
 #include <pqxx/tablewriter>
 #pragma GCC diagnostic pop
 
+#include "handlers/engine/bookkeeping.hpp"
 #include "handlers/engine/csv_reader.hpp"
 #include "handlers/engine/identity.hpp"
 #include "handlers/engine/normalize.hpp"
@@ -123,6 +124,7 @@ class QueryRecordSource : public RecordSource {
         tx_->exec("DECLARE ingestd_src NO SCROLL CURSOR FOR " + sql);
       fetch();
     } catch (const pqxx::sql_error& e) {
+      if (classify_db_error(e).retry()) throw;
       throw BatchError("source query failed: " + first_line(e.what()) + "; statement: " + q.sql);
     }
     header_.reserve(size_t(rows_.columns()));
@@ -725,9 +727,8 @@ void CsvLoad::process_rows(pqxx::transaction_base& tx, std::vector<Row*> rows,
     pqxx::subtransaction sub(dynamic_cast<pqxx::dbtransaction&>(tx), "ingestd_chunk");
     run_entities(sub, rows, local);
     sub.commit();
-  } catch (const pqxx::data_exception&) {
-    refused = true;
-  } catch (const pqxx::integrity_constraint_violation&) {
+  } catch (const pqxx::sql_error& e) {
+    if (classify_db_error(e).kind != DbFailure::Row) throw;
     refused = true;
   }
   if (!refused) {
@@ -747,8 +748,9 @@ void CsvLoad::process_rows(pqxx::transaction_base& tx, std::vector<Row*> rows,
       for (auto& [k, v] : tmp) out[k] += v;
       return;
     } catch (const pqxx::sql_error& ex) {
-      msg = first_line(ex.what());
-      while (!msg.empty() && msg.back() == ' ') msg.pop_back();
+      const DbError err = classify_db_error(ex);
+      if (err.kind != DbFailure::Row) throw;
+      msg = err.message;
     }
     for (auto& s : r.record_ids) s.reset();
     reject(errors, r, "", "database", msg);
@@ -871,20 +873,20 @@ void CsvLoad::commit_chunk(pqxx::transaction_base& tx, Chunk& chunk) {
   if (!result_.entity_order.empty()) total = result_.counts[result_.entity_order.front()];
   nlohmann::json stats = {{"counts", counts}, {"rows_rejected", result_.rows_rejected},
                           {"first_errors", result_.first_errors}};
-  const std::string qs = tx.quote_name(req_.bookkeeping_schema);
-  tx.exec_params("UPDATE " + qs +
-                     ".batches SET last_row_committed=$2, rows_done=$2, inserted=$3, updated=$4, unchanged=$5, "
-                     "rejected=$6, review=$7, bytes_done=$8, stats=$9::jsonb, heartbeat_at=now() WHERE id=$1",
-                 req_.batch_id, last_row_, total.inserted, total.updated, total.unchanged, result_.rows_rejected,
-                 total.review, int64_t(bytes_), stats.dump());
+  BatchCheckpoint cp;
+  cp.last_row = last_row_;
+  cp.bytes = int64_t(bytes_);
+  cp.inserted = total.inserted;
+  cp.updated = total.updated;
+  cp.unchanged = total.unchanged;
+  cp.rejected = result_.rows_rejected;
+  cp.review = total.review;
+  cp.stats = stats;
+  Bookkeeping(req_.bookkeeping_schema).checkpoint(tx, req_.batch_id, cp);
 }
 
 void CsvLoad::restore_progress(pqxx::transaction_base& tx) {
-  auto r = tx.exec_params("SELECT stats::text FROM " + tx.quote_name(req_.bookkeeping_schema) +
-                              ".batches WHERE id=$1",
-                          req_.batch_id);
-  if (r.empty() || r[0][0].is_null()) return;
-  auto stats = nlohmann::json::parse(r[0][0].as<std::string>());
+  const auto stats = Bookkeeping(req_.bookkeeping_schema).stats(tx, req_.batch_id);
   if (stats.contains("counts"))
     for (auto& [k, v] : stats["counts"].items()) result_.counts[k] = counts_from_json(v);
   result_.rows_rejected = stats.value("rows_rejected", int64_t{0});

@@ -12,14 +12,10 @@
 #include <pqxx/pqxx>
 
 #include "config/model.hpp"
+#include "handlers/engine/errors.hpp"
 #include "handlers/handler.hpp"
 
 namespace ingestd::engine {
-
-/// @brief A failure of the whole batch that retrying cannot fix (missing column, bad file).
-struct BatchError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 /// @brief Everything a load needs to know besides the data itself.
 struct LoadRequest {

@@ -11,11 +11,12 @@
 #include <pqxx/pqxx>
 
 #include "config/model.hpp"
+#include "handlers/engine/bookkeeping.hpp"
 
 namespace ingestd::engine {
 
 struct RollbackResult {
-  std::string status;                  // completed | failed | dry_run
+  ResultStatus status = ResultStatus::Completed;  // completed | failed | dry_run
   std::vector<std::string> errors;     // why it was refused (conflicts listed one per line)
   nlohmann::json stats = nlohmann::json::object();  // deleted, restored, keys_removed per table
 };

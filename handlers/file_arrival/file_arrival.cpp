@@ -115,8 +115,6 @@ std::string str(const nlohmann::json& p, const char* k) {
   return p.contains(k) && p[k].is_string() ? p[k].get<std::string>() : "";
 }
 
-Outcome failed(const std::string& why, const std::string& batch_id = "") { return Outcome::failed(why, batch_id); }
-
 /// Session lock held on the worker connection while it owns the batch (rule 4).
 class BatchOwnership {
  public:
@@ -141,162 +139,181 @@ class BatchOwnership {
   bool held_ = false;
 };
 
-}  // namespace
+Outcome busy(std::string why) {
+  Outcome o;
+  o.kind = Outcome::Kind::Retry;
+  o.busy = true;
+  o.reason = std::move(why);
+  return o;
+}
 
-Outcome handle(const Event& ev, Services& svc, EventCommit& commit) {
-  auto log = spdlog::get("file_arrival");
+/// The announced file, found beneath an allowed root and checked against the event.
+struct VerifiedFile {
+  std::string path, sha256;
+  uint64_t size = 0;
+  std::string error;  // non-empty: the event fails with it
+};
+
+VerifiedFile verify_file(const nlohmann::json& p, const config::Config& cfg) {
+  VerifiedFile f;
+  f.path = resolve_path(p["uri"].get<std::string>(), cfg.files.allowed_roots, f.error);
+  if (f.path.empty()) return f;
+  if (p.contains("size_bytes") && p["size_bytes"].is_number_unsigned()) {
+    std::error_code ec;
+    auto actual = fs::file_size(f.path, ec);
+    if (!ec && actual != p["size_bytes"].get<uint64_t>()) {
+      f.error = "size mismatch for " + f.path + ": event says " + std::to_string(p["size_bytes"].get<uint64_t>()) +
+                " bytes, the file has " + std::to_string(actual);
+      return f;
+    }
+  }
+  std::tie(f.sha256, f.size) = file_digest(f.path);
+  std::string claimed = str(p, "sha256");
+  for (auto& c : claimed) c = char(std::tolower(static_cast<unsigned char>(c)));
+  if (!claimed.empty() && claimed != f.sha256)
+    f.error = "sha256 mismatch for " + f.path + ": event says " + str(p, "sha256") + ", the file has " + f.sha256;
+  return f;
+}
+
+/// Where the batch starts: a new one, one an earlier owner left running, or an answer instead.
+struct BatchStart {
+  std::string batch_id;
+  int64_t resume_after = 0;
+  std::optional<Outcome> answer;  // duplicate content (committed) or busy
+};
+
+/// Rule 2: the same content for the same dataset loads once. Content being loaded right now
+/// under another event id is waited for (then it is a duplicate), unless its owner is gone.
+std::optional<Outcome> reimport_answer(pqxx::transaction_base& tx, const engine::Bookkeeping& books,
+                                       const std::string& dataset, const std::string& sha, const Event& ev,
+                                       EventCommit& commit) {
+  tx.exec_params("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", "reimport:" + dataset + ":" + sha);
+  const std::string batches = books.table(tx, "batches");
+  auto prev = tx.exec_params("SELECT id::text FROM " + batches + " WHERE dataset_or_job = $1 AND sha256 = $2 AND NOT "
+                             "dry_run AND status IN ('completed','completed_with_rejects') ORDER BY finished_at LIMIT 1",
+                             dataset, sha);
+  auto live = tx.exec_params("SELECT id::text FROM " + batches + " WHERE dataset_or_job = $1 AND sha256 = $2 AND NOT "
+                             "dry_run AND status = 'running' AND event_id IS DISTINCT FROM $3",
+                             dataset, sha, ev.event_id);
+  for (const auto& row : live)
+    if (!tx.exec_params1("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))", row[0].as<std::string>())[0].as<bool>())
+      return busy("the same file is being loaded by batch " + row[0].as<std::string>());
+  if (prev.empty()) return std::nullopt;
+  Outcome o;
+  o.status = engine::ResultStatus::Duplicate;
+  o.batch_id = prev[0][0].as<std::string>();
+  o.extra["reason"] = "file content " + sha + " was already loaded into dataset " + dataset + " by batch " + o.batch_id;
+  commit.write(tx, o);
+  o.committed = true;
+  return o;
+}
+
+/// Creates the batch, or finds the one an earlier owner left unfinished (it resumes).
+BatchStart open_batch(const Event& ev, Services& svc, EventCommit& commit, const VerifiedFile& f) {
+  const auto& p = ev.payload;
+  const std::string dataset = p["dataset"].get<std::string>();
+  const bool dry_run = p.value("dry_run", false);
+  const engine::Bookkeeping books(svc.cfg.postgres.bookkeeping_schema);
+  BatchStart start;
+  pqxx::work tx(svc.db);
+  auto ex = tx.exec_params("SELECT e.batch_id::text, b.status, b.last_row_committed FROM " + books.table(tx, "events") +
+                               " e LEFT JOIN " + books.table(tx, "batches") + " b ON b.id = e.batch_id WHERE e.event_id = $1",
+                           ev.event_id);
+  if (!ex.empty() && !ex[0][0].is_null() && ex[0][1].as<std::string>() == "running") {
+    start.batch_id = ex[0][0].as<std::string>();
+    start.resume_after = dry_run ? 0 : ex[0][2].as<int64_t>();
+    return start;
+  }
+  if (!dry_run) {
+    start.answer = reimport_answer(tx, books, dataset, f.sha256, ev, commit);
+    if (start.answer) {
+      if (start.answer->committed) tx.commit();
+      return start;
+    }
+  }
+  engine::NewBatch nb;
+  nb.kind = engine::BatchKind::File;
+  nb.target = dataset;
+  nb.uri = p["uri"].get<std::string>();
+  nb.sha256 = f.sha256;
+  nb.size_bytes = int64_t(f.size);
+  nb.source_system = str(p, "source_system");
+  nb.program = str(p, "program");
+  nb.submitted_by = str(p, "submitted_by");
+  nb.event_id = ev.event_id;
+  nb.owner = svc.instance_id;
+  nb.dry_run = dry_run;
+  start.batch_id = books.create(tx, nb);
+  tx.commit();
+  return start;
+}
+
+engine::LoadRequest load_request(const Event& ev, Services& svc, const VerifiedFile& f, const BatchStart& start) {
   const auto& p = ev.payload;
   const std::string dataset = p["dataset"].get<std::string>();
   const config::Dataset& ds = svc.cfg.datasets.at(dataset);
-  const std::string uri = p["uri"].get<std::string>();
-  const bool dry_run = p.value("dry_run", false);
-  const std::string qs = svc.db.quote_name(svc.cfg.postgres.bookkeeping_schema);
-
-  std::string error;
-  const std::string path = resolve_path(uri, svc.cfg.files.allowed_roots, error);
-  if (path.empty()) return failed(error);
-
-  if (p.contains("size_bytes") && p["size_bytes"].is_number_unsigned()) {
-    std::error_code ec;
-    auto actual = fs::file_size(path, ec);
-    if (!ec && actual != p["size_bytes"].get<uint64_t>())
-      return failed("size mismatch for " + path + ": event says " + std::to_string(p["size_bytes"].get<uint64_t>()) +
-                    " bytes, the file has " + std::to_string(actual));
-  }
-  auto [sha, size] = file_digest(path);
-  const std::string claimed = str(p, "sha256");
-  if (!claimed.empty()) {
-    std::string lc = claimed;
-    for (auto& c : lc) c = char(std::tolower(static_cast<unsigned char>(c)));
-    if (lc != sha) return failed("sha256 mismatch for " + path + ": event says " + claimed + ", the file has " + sha);
-  }
-
-  // Create the batch, or find the one an earlier owner left unfinished.
-  std::string batch_id;
-  int64_t resume_after = 0;
-  {
-    pqxx::work tx(svc.db);
-    auto ex = tx.exec_params("SELECT e.batch_id::text, b.status, b.last_row_committed FROM " + qs + ".events e LEFT JOIN " +
-                                 qs + ".batches b ON b.id = e.batch_id WHERE e.event_id = $1",
-                             ev.event_id);
-    if (!ex.empty() && !ex[0][0].is_null() && ex[0][1].as<std::string>() == "running") {
-      batch_id = ex[0][0].as<std::string>();
-      resume_after = dry_run ? 0 : ex[0][2].as<int64_t>();
-    } else {
-      if (!dry_run) {
-        // Rule 2: the same content for the same dataset loads once.
-        tx.exec_params("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", "reimport:" + dataset + ":" + sha);
-        auto prev = tx.exec_params("SELECT id::text, status FROM " + qs +
-                                       ".batches WHERE dataset_or_job = $1 AND sha256 = $2 AND NOT dry_run AND status IN "
-                                       "('completed','completed_with_rejects') ORDER BY finished_at LIMIT 1",
-                                   dataset, sha);
-        // The same content being loaded right now under another event id: wait for it
-        // (then it is a duplicate), unless its owner is gone (its lock is free).
-        auto live = tx.exec_params("SELECT id::text FROM " + qs + ".batches WHERE dataset_or_job = $1 AND sha256 = $2 AND "
-                                   "NOT dry_run AND status = 'running' AND event_id IS DISTINCT FROM $3",
-                                   dataset, sha, ev.event_id);
-        for (const auto& row : live) {
-          auto free = tx.exec_params1("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))", row[0].as<std::string>());
-          if (!free[0].as<bool>()) {
-            Outcome o;
-            o.kind = Outcome::Kind::Retry;
-            o.busy = true;
-            o.reason = "the same file is being loaded by batch " + row[0].as<std::string>();
-            return o;
-          }
-        }
-        if (!prev.empty()) {
-          Outcome o;
-          o.status = "duplicate";
-          o.batch_id = prev[0][0].as<std::string>();
-          o.extra["reason"] = "file content " + sha + " was already loaded into dataset " + dataset + " by batch " +
-                              o.batch_id;
-          commit.write(tx, o);
-          tx.commit();
-          o.committed = true;
-          return o;
-        }
-      }
-      batch_id = tx.exec_params1(
-          "INSERT INTO " + qs + ".batches (id, kind, dataset_or_job, uri, sha256, size_bytes, source_system, program, "
-          "dry_run, status, submitted_by, event_id, owner, heartbeat_at) VALUES (gen_random_uuid(), 'file', $1, $2, $3, "
-          "$4, $5, $6, $7, 'running', $8, $9, $10, now()) RETURNING id::text",
-          dataset, uri, sha, int64_t(size), str(p, "source_system"), str(p, "program"), dry_run, str(p, "submitted_by"),
-          ev.event_id, svc.instance_id)[0]
-                     .as<std::string>();
-      tx.exec_params("UPDATE " + qs + ".events SET batch_id = $2::uuid WHERE event_id = $1", ev.event_id, batch_id);
-      tx.commit();
-    }
-  }
-
-  BatchOwnership own(svc.db, batch_id);
-  if (!own.held()) {
-    Outcome o;
-    o.kind = Outcome::Kind::Retry;
-    o.busy = true;
-    o.reason = "batch " + batch_id + " is being processed by another instance";
-    return o;
-  }
-
   engine::LoadRequest req;
   req.dataset = &ds;
-  req.batch_id = batch_id;
-  req.path = path;
+  req.batch_id = start.batch_id;
+  req.path = f.path;
   req.csv = ds.csv;
   if (p.contains("options") && p["options"].is_object()) {
     const auto& o = p["options"];
     if (o.contains("delimiter")) req.csv.delimiter = o["delimiter"].get<std::string>()[0];
     if (o.contains("encoding")) req.csv.encoding = o["encoding"].get<std::string>();
   }
-  req.dry_run = dry_run;
+  req.dry_run = p.value("dry_run", false);
   req.atomic = ds.atomic;
-  req.resume_after_row = resume_after;
+  req.resume_after_row = start.resume_after;
   req.chunk_rows = svc.cfg.processing.chunk_rows;
   req.bookkeeping_schema = svc.cfg.postgres.bookkeeping_schema;
-  req.reject_path = (fs::path(svc.cfg.files.rejects_dir) / dataset / (batch_id + ".rejects.csv")).string();
-  req.vars = {{"batch_id", batch_id},
+  req.reject_path = (fs::path(svc.cfg.files.rejects_dir) / dataset / (start.batch_id + ".rejects.csv")).string();
+  req.vars = {{"batch_id", start.batch_id},
               {"source_system", str(p, "source_system")},
               {"program", str(p, "program")},
               {"submitted_by", str(p, "submitted_by")}};
+  return req;
+}
 
+}  // namespace
+
+Outcome handle(const Event& ev, Services& svc, EventCommit& commit) {
+  const VerifiedFile file = verify_file(ev.payload, svc.cfg);
+  if (!file.error.empty()) return Outcome::failed(file.error);
+  const BatchStart start = open_batch(ev, svc, commit, file);
+  if (start.answer) return *start.answer;
+  BatchOwnership own(svc.db, start.batch_id);
+  if (!own.held()) return busy("batch " + start.batch_id + " is being processed by another instance");
+
+  const engine::LoadRequest req = load_request(ev, svc, file, start);
   Outcome out;
-  out.batch_id = batch_id;
+  out.batch_id = start.batch_id;
   auto final_step = [&](pqxx::transaction_base& tx, const engine::LoadResult& r) {
     out.counts = r.counts;
     out.entity_order = r.entity_order;
     out.errors = r.first_errors;
-    out.status = dry_run ? "dry_run" : (r.rows_rejected > 0 ? "completed_with_rejects" : "completed");
+    out.status = req.dry_run ? engine::ResultStatus::DryRun
+                             : (r.rows_rejected > 0 ? engine::ResultStatus::CompletedWithRejects
+                                                    : engine::ResultStatus::Completed);
     out.reject_file = r.rows_rejected > 0 ? req.reject_path : "";
     out.extra["rows"] = r.rows_read;
-    tx.exec_params("UPDATE " + qs + ".batches SET status = $2, rows_total = $3, reject_file = $4, finished_at = now() "
-                   "WHERE id = $1::uuid",
-                   batch_id, out.status, r.rows_read, out.reject_file.empty() ? std::nullopt : std::optional(out.reject_file));
+    engine::BatchFinish fin;
+    fin.status = engine::batch_status_of(out.status);
+    fin.rows_total = r.rows_read;
+    if (!out.reject_file.empty()) fin.reject_file = out.reject_file;
+    engine::Bookkeeping(req.bookkeeping_schema).finish(tx, start.batch_id, fin);
     commit.write(tx, out);
     out.committed = true;
   };
-  try {
-    auto r = engine::load_csv(svc.db, req, svc, final_step);
-    if (r.interrupted) {
+  return run_batch(svc, commit, start.batch_id, [&] {
+    if (engine::load_csv(svc.db, req, svc, final_step).interrupted) {
       Outcome o;
       o.kind = Outcome::Kind::Interrupted;
-      o.batch_id = batch_id;
+      o.batch_id = start.batch_id;
       return o;
     }
-  } catch (const pqxx::broken_connection&) {
-    throw;  // transient: the runtime retries and the batch resumes from its checkpoint
-  } catch (const pqxx::transaction_rollback&) {
-    throw;
-  } catch (const pqxx::in_doubt_error&) {
-    throw;
-  } catch (const pqxx::sql_error& e) {
-    const std::string msg = first_line(e.what());
-    if (log) log->error("batch {} ({}): database refused the load: {}", batch_id, dataset, msg);
-    return fail_batch(svc, commit, batch_id, "database error: " + msg);
-  } catch (const engine::BatchError& e) {
-    if (log) log->warn("batch {} ({}): {}", batch_id, dataset, e.what());
-    return fail_batch(svc, commit, batch_id, e.what());
-  }
-  return out;
+    return out;
+  }, [](const pqxx::sql_error& e) { return "database error: " + first_line(e.what()); });
 }
 
 }  // namespace ingestd::file_arrival

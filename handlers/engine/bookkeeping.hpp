@@ -1,0 +1,83 @@
+// The bookkeeping schema's batch and audit rows, written in one place (DESIGN §4): a batch is
+// created, checkpointed chunk by chunk, and finished or failed only through these calls.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+
+namespace ingestd::engine {
+
+/// @brief batches.status (DESIGN §4, plus dry_run).
+enum class BatchStatus { Pending, Running, Completed, CompletedWithRejects, Failed, RolledBack, DryRun };
+std::string_view to_string(BatchStatus s);
+
+/// @brief The status of a result message (DESIGN §2).
+enum class ResultStatus { Completed, CompletedWithRejects, Failed, Duplicate, DryRun };
+std::string_view to_string(ResultStatus s);
+/// The batch status a terminal result leaves (Duplicate leaves none: it has no batch of its own).
+BatchStatus batch_status_of(ResultStatus s);
+
+/// @brief batches.kind.
+enum class BatchKind { File, Job };
+
+/// @brief What a new batch row says about its origin.
+struct NewBatch {
+  BatchKind kind = BatchKind::File;
+  std::string target;                 // dataset or job name (batches.dataset_or_job)
+  std::optional<std::string> uri, sha256;
+  std::optional<int64_t> size_bytes;
+  std::string source_system, program, submitted_by, event_id, owner;
+  bool dry_run = false;
+};
+
+/// @brief Progress a chunk commits with (rule 3): where to resume and the running totals.
+struct BatchCheckpoint {
+  int64_t last_row = 0;
+  int64_t bytes = 0;
+  int64_t inserted = 0, updated = 0, unchanged = 0, rejected = 0, review = 0;
+  nlohmann::json stats = nlohmann::json::object();  // replaces batches.stats
+};
+
+/// @brief How a batch ends.
+struct BatchFinish {
+  BatchStatus status = BatchStatus::Completed;
+  std::optional<int64_t> rows_total;
+  std::optional<std::string> reject_file;
+  std::optional<int64_t> updated;                        // jobs that count only updates
+  nlohmann::json stats = nlohmann::json::object();       // merged into batches.stats
+  std::optional<nlohmann::json> errors;                  // batches.error_summary
+};
+
+/// @brief Batch and audit rows of one bookkeeping schema.
+class Bookkeeping {
+ public:
+  explicit Bookkeeping(std::string schema) : schema_(std::move(schema)) {}
+
+  /// `schema`.`name`, quoted.
+  std::string table(pqxx::transaction_base& tx, std::string_view name) const;
+
+  /// Inserts a running batch owned by `b.owner`, links the event to it, returns its id.
+  std::string create(pqxx::transaction_base& tx, const NewBatch& b) const;
+  /// Commits a chunk's progress with the chunk (rule 3).
+  void checkpoint(pqxx::transaction_base& tx, const std::string& batch_id, const BatchCheckpoint& c) const;
+  /// The stats the last checkpoint stored (a resumed batch continues its totals).
+  nlohmann::json stats(pqxx::transaction_base& tx, const std::string& batch_id) const;
+  /// Ends a batch: status, totals and finished_at.
+  void finish(pqxx::transaction_base& tx, const std::string& batch_id, const BatchFinish& f) const;
+  /// Ends a batch as failed with its reason; `extra` is merged into its stats.
+  void fail(pqxx::transaction_base& tx, const std::string& batch_id, const std::string& why,
+            const nlohmann::json& extra = nlohmann::json::object()) const;
+  /// Appends an audit row (batch_id may be empty).
+  void audit(pqxx::transaction_base& tx, const std::string& actor, const std::string& action,
+             const std::string& batch_id, const nlohmann::json& payload) const;
+
+ private:
+  std::string schema_;
+};
+
+}  // namespace ingestd::engine
