@@ -343,9 +343,9 @@ Outcome handle(const Event& ev, Services& svc, EventCommit& commit) {
   if (name == "rollback") return rollback(ev, svc, commit);
   if (name == "checks") return checks_only(ev, svc, commit);
   const config::Job& job = svc.cfg.jobs.at(name);  // validate_event refused unknown jobs
-  if (job.kind == "migrate") return migrate(ev, svc, commit, job);
-  if (job.kind == "resolve_refs") return resolve_refs(ev, svc, commit, job);
-  return failed("job " + name + ": unknown kind " + job.kind);
+  if (job.kind == config::JobKind::Migrate) return migrate(ev, svc, commit, job);
+  if (job.kind == config::JobKind::ResolveRefs) return resolve_refs(ev, svc, commit, job);
+  return failed("job " + name + ": unknown kind " + std::string(config::to_string(job.kind)));
 }
 
 }  // namespace ingestd::migration_request
