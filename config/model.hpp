@@ -1,11 +1,13 @@
 // The config model: what ingestd.yaml declares, after ${VAR} and file: substitution
-// and strict validation (config/loader.cpp). Everything downstream reads only these types.
+// and strict validation (config/loader.cpp and the files it uses). Everything downstream reads
+// only these types.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace ingestd::config {
@@ -58,6 +60,19 @@ struct Entity {
   int line = 0;
 };
 
+/// @brief How a dataset's files are encoded (DESIGN §3). The loader accepts csv and jsonl;
+/// xlsx is in the design but refused until something reads it.
+enum class Format { Csv, Jsonl, Xlsx };
+
+constexpr std::string_view to_string(Format f) {
+  switch (f) {
+    case Format::Csv: return "csv";
+    case Format::Jsonl: return "jsonl";
+    case Format::Xlsx: return "xlsx";
+  }
+  return "?";
+}
+
 struct CsvOptions {
   char delimiter = ',';
   std::string encoding = "utf-8";   // utf-8 | latin1
@@ -67,7 +82,7 @@ struct CsvOptions {
 
 struct Dataset {
   std::string name;
-  std::string format = "csv";       // csv | jsonl
+  Format format = Format::Csv;
   CsvOptions csv;
   bool atomic = false;
   std::vector<Entity> entities;     // in order
@@ -81,9 +96,20 @@ struct Writeback {
   std::vector<std::pair<std::string, std::string>> where;  // column -> source column
 };
 
+/// @brief What a job does: migrate rows from a SQL source, or resolve deferred lookups.
+enum class JobKind { Migrate, ResolveRefs };
+
+constexpr std::string_view to_string(JobKind k) {
+  switch (k) {
+    case JobKind::Migrate: return "migrate";
+    case JobKind::ResolveRefs: return "resolve_refs";
+  }
+  return "?";
+}
+
 struct Job {
   std::string name;
-  std::string kind;                 // migrate | resolve_refs
+  JobKind kind = JobKind::Migrate;
   std::string source_database;      // empty = target database
   std::string source_sql;
   std::string watermark;            // column name, empty = none

@@ -77,9 +77,11 @@ Outcome handle(const Event& ev, Services& svc, EventCommit& commit) {
   if (name == "rollback") return rollback(ev, svc, commit);
   if (name == "checks") return checks_only(ev, svc, commit);
   const config::Job& job = svc.cfg.jobs.at(name);  // validate_event refused unknown jobs
-  if (job.kind == "migrate") return migrate(ev, svc, commit, job);
-  if (job.kind == "resolve_refs") return resolve_refs(ev, svc, commit, job);
-  return Outcome::failed("job " + name + ": unknown kind " + job.kind);
+  switch (job.kind) {
+    case config::JobKind::Migrate: return migrate(ev, svc, commit, job);
+    case config::JobKind::ResolveRefs: return resolve_refs(ev, svc, commit, job);
+  }
+  return Outcome::failed("job " + name + ": unknown kind");
 }
 
 }  // namespace ingestd::migration_request

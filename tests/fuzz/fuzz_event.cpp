@@ -12,7 +12,7 @@ ingestd::config::Config make_config() {
   c.datasets["people"] = d;
   ingestd::config::Job j;
   j.name = "backfill";
-  j.kind = "migrate";
+  j.kind = ingestd::config::JobKind::Migrate;
   c.jobs["backfill"] = j;
   return c;
 }

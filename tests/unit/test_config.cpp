@@ -174,7 +174,7 @@ jobs:
     const cfg::Dataset& d = c.datasets.at("ice_leads");
     CHECK(d.name == "ice_leads");
     CHECK(d.line == 15);
-    CHECK(d.format == "jsonl");
+    CHECK(d.format == cfg::Format::Jsonl);
     CHECK(d.csv.delimiter == '\t');
     CHECK(d.csv.encoding == "latin1");
     CHECK(d.csv.header == false);
@@ -240,7 +240,7 @@ jobs:
     const cfg::Job& m = c.jobs.at("move");
     CHECK(m.name == "move");
     CHECK(m.line == 46);
-    CHECK(m.kind == "migrate");
+    CHECK(m.kind == cfg::JobKind::Migrate);
     CHECK(m.source_database == "legacy");
     CHECK(m.source_sql == "SELECT 1");
     CHECK(m.watermark == "updated_at");
@@ -256,7 +256,7 @@ jobs:
     CHECK(m.checks[0].sql == "SELECT count(*) FROM x");
     CHECK(m.checks[0].expect == "0");
     const cfg::Job& s = c.jobs.at("schools");
-    CHECK(s.kind == "resolve_refs");
+    CHECK(s.kind == cfg::JobKind::ResolveRefs);
     CHECK(s.field == "lead.school");
     CHECK(s.source_sql.empty());
   }
@@ -271,7 +271,7 @@ jobs:
     CHECK(c.http.listen == "127.0.0.1:9464");
     CHECK(c.processing.chunk_rows == 50000);
     const cfg::Dataset& d = c.datasets.at("ice_leads");
-    CHECK(d.format == "csv");
+    CHECK(d.format == cfg::Format::Csv);
     CHECK(d.csv.delimiter == ',');
     CHECK(d.csv.header);
     const cfg::Field& f = d.entities.at(0).fields.at(1);

@@ -1,0 +1,19 @@
+// Internal to config/: the loaders of the config's larger sections, which loader.cpp calls.
+#pragma once
+
+#include <string>
+
+#include "config/model.hpp"
+#include "config/yaml_reader.hpp"
+
+namespace ingestd::config::detail {
+
+/// datasets.NAME (load_dataset.cpp): format, csv options, entities, fields, normalizers,
+/// lookups, and the checks within one dataset.
+Dataset load_dataset(Reader& r, const Entry& e, const std::string& path);
+
+/// jobs.NAME (load_job.cpp): source, writeback, after, checks, and the checks against the
+/// sources and datasets of `c`, which must already be loaded.
+Job load_job(Reader& r, const Entry& e, const std::string& path, const Config& c);
+
+}  // namespace ingestd::config::detail
