@@ -14,9 +14,9 @@
 
 #include "daemon/kafka.hpp"
 #include "daemon/schema.hpp"
-#include "handlers/engine/identity.hpp"
+#include "handlers/engine/identity/grouping.hpp"
 #include "handlers/engine/normalize.hpp"
-#include "handlers/engine/sql.hpp"
+#include "handlers/engine/catalog.hpp"
 
 namespace ingestd {
 

@@ -1,5 +1,6 @@
-// The ingestion pipeline shared by every handler: read -> map -> normalize/type -> group ->
-// COPY into staging -> set-based match and merge -> lineage, committed chunk by chunk.
+// The ingestion pipeline shared by every handler: a record source (source/) -> rows (row_builder)
+// -> lookups -> per entity: group, match and merge (identity/, merge/) -> rejects, writeback,
+// checkpoint, committed chunk by chunk.
 #pragma once
 
 #include <functional>
@@ -13,6 +14,8 @@
 
 #include "config/model.hpp"
 #include "handlers/engine/errors.hpp"
+#include "handlers/engine/source/record_source.hpp"
+#include "handlers/engine/table_plan.hpp"
 #include "handlers/handler.hpp"
 
 namespace ingestd::engine {
@@ -22,6 +25,7 @@ struct LoadRequest {
   const config::Dataset* dataset = nullptr;
   std::string batch_id;
   std::string path;                 // file to read
+  config::Format format = config::Format::Csv;
   config::CsvOptions csv;           // dataset defaults overridden by event options
   bool dry_run = false;
   int64_t resume_after_row = 0;     // rows <= this were committed by an earlier owner
@@ -37,15 +41,6 @@ struct LoadResult;
 /// Runs inside the last transaction, before FinalStep, for real and dry runs alike (a job's
 /// `after` statements and `checks`). Throwing from it fails the batch.
 using BeforeFinal = std::function<void(pqxx::transaction_base&, LoadResult&)>;
-
-/// @brief Rows of a SQL query, read through a cursor on its own connection and snapshot.
-struct QuerySource {
-  std::string url;        // database to read (the target's or a configured source)
-  std::string sql;        // `:watermark` is bound as a parameter
-  std::optional<std::string> watermark;  // value bound to :watermark
-  std::string watermark_column;          // column whose maximum becomes the next watermark
-  int64_t fetch_rows = 10000;
-};
 
 /// @brief What the load did, cumulated over every chunk committed by this run and earlier ones.
 struct LoadResult {
@@ -63,16 +58,13 @@ struct LoadResult {
 /// work, its status, the inbox row and the consumed offset commit together.
 using FinalStep = std::function<void(pqxx::transaction_base&, const LoadResult&)>;
 
-/// Loads a CSV file through the dataset's entities. Throws BatchError for non-retryable
-/// batch failures and pqxx exceptions for database failures (the caller sorts them).
-LoadResult load_csv(pqxx::connection& conn, const LoadRequest& req, Services& svc, const FinalStep& final_step,
+/// Loads a file (of the request's format) through the dataset's entities. Throws BatchError for
+/// non-retryable batch failures and pqxx exceptions for database failures (the caller sorts them).
+LoadResult load_file(pqxx::connection& conn, const LoadRequest& req, Services& svc, const FinalStep& final_step,
                     const BeforeFinal& before_final = nullptr);
 
 /// Loads the rows of a SQL query through the dataset's entities (migration jobs).
 LoadResult load_query(pqxx::connection& conn, const LoadRequest& req, const QuerySource& source, Services& svc,
                       const FinalStep& final_step, const BeforeFinal& before_final = nullptr);
-
-/// Checks that the dataset's tables and columns exist; returns one message per problem.
-std::vector<std::string> check_dataset_schema(pqxx::connection& conn, const config::Dataset& ds);
 
 }  // namespace ingestd::engine

@@ -20,6 +20,11 @@ struct Normalized {
 /// Applies one normalizer. Empty or all-blank input is missing (no error).
 Normalized normalize(const config::Normalizer& n, std::string_view raw);
 
+/// The identity key of a field's typed value: text keys on its normalizer's key form (names
+/// case- and accent-folded), other types on their parsed form (19/10/1996 and 1996-10-19 are
+/// one birth date). The engine's one rule for field keys.
+std::optional<std::string> field_key(const config::Field& f, const Normalized& n, const std::string& typed_value);
+
 /// @brief A value parsed into PostgreSQL text input form (ISO dates, '.' decimals, t/f).
 struct Parsed {
   std::optional<std::string> value;  // nullopt = NULL

@@ -4,7 +4,7 @@
 #include <map>
 
 #include "handlers/engine/errors.hpp"
-#include "handlers/engine/sql.hpp"
+#include "handlers/engine/catalog.hpp"
 
 namespace ingestd::engine {
 

@@ -256,6 +256,7 @@ engine::LoadRequest load_request(const Event& ev, Services& svc, const VerifiedF
   req.dataset = &ds;
   req.batch_id = start.batch_id;
   req.path = f.path;
+  req.format = ds.format;
   req.csv = ds.csv;
   if (p.contains("options") && p["options"].is_object()) {
     const auto& o = p["options"];
@@ -306,7 +307,7 @@ Outcome handle(const Event& ev, Services& svc, EventCommit& commit) {
     out.committed = true;
   };
   return run_batch(svc, commit, start.batch_id, [&] {
-    if (engine::load_csv(svc.db, req, svc, final_step).interrupted) {
+    if (engine::load_file(svc.db, req, svc, final_step).interrupted) {
       Outcome o;
       o.kind = Outcome::Kind::Interrupted;
       o.batch_id = start.batch_id;

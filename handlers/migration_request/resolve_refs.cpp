@@ -2,7 +2,7 @@
 // exists now, and report the missing ones by key with a completion percentage.
 #include <cmath>
 
-#include "handlers/engine/sql.hpp"
+#include "handlers/engine/catalog.hpp"
 #include "handlers/migration_request/job_support.hpp"
 
 namespace ingestd::migration_request {

@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <sstream>
 
-#include "handlers/engine/csv_reader.hpp"
+#include "handlers/engine/source/csv_reader.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;

@@ -1,11 +1,11 @@
-// Unit tests for the streaming CSV reader (handlers/engine/csv_reader.hpp).
+// Unit tests for the streaming CSV reader (handlers/engine/source/csv_reader.hpp).
 #include <doctest/doctest.h>
 
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include "handlers/engine/csv_reader.hpp"
+#include "handlers/engine/source/csv_reader.hpp"
 
 using ingestd::config::CsvOptions;
 using ingestd::engine::CsvError;

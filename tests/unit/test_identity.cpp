@@ -1,6 +1,6 @@
 #include <doctest/doctest.h>
 
-#include "handlers/engine/identity.hpp"
+#include "handlers/engine/identity/grouping.hpp"
 
 using namespace ingestd::engine;
 using K = std::optional<std::string>;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "config/model.hpp"
+#include "handlers/engine/source/record.hpp"
 
 namespace ingestd::engine {
 
@@ -17,13 +18,8 @@ struct CsvError : std::runtime_error {
   CsvError(const std::string& what, int64_t line_) : std::runtime_error(what), line(line_) {}
 };
 
-/// @brief One record as read: fields (UTF-8), its original text and where it started.
-struct CsvRecord {
-  std::vector<std::string> fields;
-  std::string raw;           // original record text (UTF-8) without the line terminator
-  int64_t line = 0;          // 1-based physical line where the record starts
-  bool invalid_utf8 = false; // utf-8 input with bytes that are not valid UTF-8
-};
+/// A CSV record is a Record (source/record.hpp): fields, original text, starting line.
+using CsvRecord = Record;
 
 /// @brief Reads records from a stream; the header is just the first record.
 class CsvReader {

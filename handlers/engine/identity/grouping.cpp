@@ -1,4 +1,4 @@
-#include "handlers/engine/identity.hpp"
+#include "handlers/engine/identity/grouping.hpp"
 
 #include <numeric>
 #include <set>

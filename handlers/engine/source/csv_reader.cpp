@@ -1,7 +1,7 @@
 // Streaming RFC 4180 reader. The input is read in fixed blocks, transcoded to UTF-8 when the
 // dataset declares another encoding, and scanned with pointers; only the current record and
 // one block are ever held in memory.
-#include "handlers/engine/csv_reader.hpp"
+#include "handlers/engine/source/csv_reader.hpp"
 
 #include <unicode/ucnv.h>
 #include <unicode/ucnv_cb.h>

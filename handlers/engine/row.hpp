@@ -1,0 +1,51 @@
+// A chunk of rows on its way from a source to the database, and the rejects it collected.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ingestd::engine {
+
+/// @brief One row of the chunk: its values per entity and field, already normalized and typed.
+struct Row {
+  int64_t number = 0;
+  std::string raw;
+  std::vector<std::vector<std::optional<std::string>>> values;    // [entity][field]
+  std::vector<std::vector<std::optional<std::string>>> keys;      // [entity][field]
+  std::vector<std::optional<std::string>> record_ids;             // [entity], after resolution
+  std::vector<bool> in_review;                                    // [entity]
+  std::vector<std::vector<std::optional<std::string>>> deferred;  // [entity][field] lookup key left for later
+  std::vector<std::string> source;  // source columns a writeback needs, by writeback value index
+  bool rejected = false;
+};
+
+/// @brief One reason a row was refused.
+struct RowError {
+  int64_t row;
+  std::string field, code, message, raw;
+};
+
+/// @brief The rejects of one chunk, gathered where the chunk is read or merged.
+struct RowErrors {
+  std::vector<RowError> list;
+  int64_t rows = 0;                // rows rejected (a row may have several errors)
+  std::vector<std::string> first;  // the first few, for the result message
+};
+
+/// @brief Rows read together and committed together (rule 3).
+struct Chunk {
+  std::vector<Row> rows;
+  RowErrors errors;
+  uint64_t bytes = 0;  // of the source, once the chunk was read
+  bool last = false;
+};
+
+/// Invalid UTF-8 replaced by U+FFFD: row_errors is text, and one bad byte must not sink the file.
+std::string scrub_utf8(const std::string& s);
+
+/// Refuses `row` for `field` (may be empty) with a code and a message a person can act on.
+void reject(RowErrors& errors, Row& row, const std::string& field, const std::string& code, const std::string& message);
+
+}  // namespace ingestd::engine

@@ -1,0 +1,19 @@
+// A record as a source hands it out, before any mapping: the unit every input format produces.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ingestd::engine {
+
+/// @brief One record as read: its fields (UTF-8) in header order, its original text and where
+/// it started. A source that has no text of its own (a query) renders the fields as CSV.
+struct Record {
+  std::vector<std::string> fields;
+  std::string raw;           // original record text (UTF-8) without the line terminator
+  int64_t line = 0;          // 1-based physical line where the record starts (0: not a file)
+  bool invalid_utf8 = false; // the input's bytes were not valid UTF-8
+};
+
+}  // namespace ingestd::engine

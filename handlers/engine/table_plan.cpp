@@ -1,0 +1,69 @@
+#include "handlers/engine/table_plan.hpp"
+
+namespace ingestd::engine {
+
+namespace {
+
+void check_columns(const TableInfo& t, const std::string& table, const std::string& where,
+                   const std::vector<std::pair<std::string, std::string>>& columns, std::vector<std::string>& problems) {
+  for (const auto& [c, v] : columns)
+    if (!t.column_types.count(c)) problems.push_back(where + "." + c + ": column " + table + "." + c + " does not exist");
+}
+
+TableInfo describe_lookup(pqxx::transaction_base& tx, const config::Field& f, const std::string& where,
+                          std::vector<std::string>& problems) {
+  TableInfo lt = describe_table(tx, f.lookup->table);
+  if (!lt.exists) {
+    problems.push_back(where + ".lookup.table: lookup table " + f.lookup->table + " does not exist");
+    return lt;
+  }
+  for (const auto& c : {f.lookup->key, f.lookup->returns})
+    if (!lt.column_types.count(c))
+      problems.push_back(where + ".lookup: lookup column " + f.lookup->table + "." + c + " does not exist");
+  return lt;
+}
+
+EntityTables describe_entity(pqxx::transaction_base& tx, const config::Dataset& ds, const config::Entity& ent,
+                             std::vector<std::string>& problems) {
+  const std::string where = "datasets." + ds.name + ".entities." + ent.name;
+  EntityTables et;
+  et.table = describe_table(tx, ent.table);
+  TableInfo& t = et.table;
+  if (!t.exists) {
+    problems.push_back(where + ".table: table " + ent.table + " does not exist");
+    return et;
+  }
+  describe_id(tx, t, ent.id_column);
+  if (!t.column_types.count(ent.id_column))
+    problems.push_back(where + ".id: column " + ent.table + "." + ent.id_column + " does not exist");
+  else if (t.id_default.empty())
+    problems.push_back(where + ".id: column " + ent.table + "." + ent.id_column +
+                       " has no default or sequence to fill it");
+  for (const auto& f : ent.fields) {
+    const std::string fw = where + ".fields." + f.name;
+    if (!t.column_types.count(f.column))
+      problems.push_back(fw + ".column: column " + ent.table + "." + f.column + " does not exist");
+    et.lookup_tables.push_back(f.lookup ? describe_lookup(tx, f, fw, problems) : TableInfo{});
+  }
+  check_columns(t, ent.table, where + ".on_insert", ent.on_insert, problems);
+  check_columns(t, ent.table, where + ".on_update", ent.on_update, problems);
+  return et;
+}
+
+}  // namespace
+
+std::vector<EntityTables> describe_dataset(pqxx::transaction_base& tx, const config::Dataset& ds,
+                                           std::vector<std::string>& problems) {
+  std::vector<EntityTables> out;
+  for (const auto& ent : ds.entities) out.push_back(describe_entity(tx, ds, ent, problems));
+  return out;
+}
+
+std::vector<std::string> check_dataset_schema(pqxx::connection& conn, const config::Dataset& ds) {
+  std::vector<std::string> problems;
+  pqxx::read_transaction tx(conn);
+  describe_dataset(tx, ds, problems);
+  return problems;
+}
+
+}  // namespace ingestd::engine

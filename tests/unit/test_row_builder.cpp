@@ -1,0 +1,119 @@
+// The row builder: header mapping, normalizing, typed parsing and identity keys, without a
+// database.
+#include <doctest/doctest.h>
+
+#include "config/loader.hpp"
+#include "handlers/engine/errors.hpp"
+#include "handlers/engine/row_builder.hpp"
+
+using namespace ingestd;
+using engine::Record;
+using engine::Row;
+using engine::RowBuilder;
+using engine::RowErrors;
+
+namespace {
+
+const char* kConfig = R"(postgres: {url: postgresql://localhost/app}
+datasets:
+  leads:
+    entities:
+      person:
+        table: persons
+        identity: [[cedula], [email], [first_name, birth_date]]
+        fields:
+          cedula: {column: cedula, from: Cedula, normalize: digits}
+          email: {column: email, from: [Email, Correo], normalize: email}
+          first_name: {column: first_name, from: Nombre, normalize: name, required: true}
+          birth_date: {column: birth_date, from: Fecha, type: date, formats: ["%d/%m/%Y", "%Y-%m-%d"]}
+          program: {column: program, from: $program}
+          note: {column: note, from: Nota}
+)";
+
+config::Config test_config() { return config::load_config_text(kConfig, "test.yaml"); }
+
+Record record(std::vector<std::string> fields) {
+  Record r;
+  r.raw = "raw";
+  r.fields = std::move(fields);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("row builder: header names match exactly, then case-insensitively, first alternative present wins") {
+  auto cfg = test_config();
+  const std::map<std::string, std::string> vars{{"program", "mentors"}};
+  RowBuilder b(cfg.datasets.at("leads"), {" cedula ", "CORREO", "Nombre", "Fecha"}, vars);
+  const auto& m = b.entities().at(0);
+  CHECK(m.source_index == std::vector<int>{0, 1, 2, 3, engine::EntityMapping::kVariable, engine::EntityMapping::kAbsent});
+  REQUIRE(b.warnings().size() == 1);  // Nota is optional and absent: the field stays empty
+  CHECK(b.warnings()[0].find("'Nota'") != std::string::npos);
+
+  Row row;
+  RowErrors errors;
+  auto rec = record({"1.023.456.789", " Ana@Example.COM ", "josé  GARCÍA", "19/10/1996"});
+  b.build(rec, 7, row, errors);
+  REQUIRE(!row.rejected);
+  const auto& v = row.values[0];
+  CHECK(v[0] == std::optional<std::string>("1023456789"));
+  CHECK(v[1] == std::optional<std::string>("ana@example.com"));
+  CHECK(v[2] == std::optional<std::string>("José García"));
+  CHECK(v[3] == std::optional<std::string>("1996-10-19"));
+  CHECK(v[4] == std::optional<std::string>("mentors"));
+  CHECK(!v[5]);
+  // keys only for identity fields; names keyed folded, dates on their parsed form
+  const auto& k = row.keys[0];
+  CHECK(k[2] == std::optional<std::string>("jose garcia"));
+  CHECK(k[3] == std::optional<std::string>("1996-10-19"));
+  CHECK(!k[4]);
+}
+
+TEST_CASE("row builder: a missing required column is a batch error naming the field") {
+  auto cfg = test_config();
+  const std::map<std::string, std::string> vars;
+  CHECK_THROWS_WITH_AS(RowBuilder(cfg.datasets.at("leads"), {"Cedula", "Email"}, vars),
+                       doctest::Contains("missing required column 'Nombre' for field person.first_name"),
+                       engine::BatchError);
+}
+
+TEST_CASE("row builder: bad values reject the row with column, value and reason; ragged rows too") {
+  auto cfg = test_config();
+  const std::map<std::string, std::string> vars;
+  RowBuilder b(cfg.datasets.at("leads"), {"Cedula", "Email", "Nombre", "Fecha"}, vars);
+  RowErrors errors;
+  Row bad_email, bad_date, empty_name, ragged;
+  auto r1 = record({"1", "carlos@example", "Carlos", ""});
+  b.build(r1, 2, bad_email, errors);
+  auto r2 = record({"2", "", "Ana", "31/02/1990"});
+  b.build(r2, 3, bad_date, errors);
+  auto r3 = record({"3", "", "  ", ""});
+  b.build(r3, 4, empty_name, errors);
+  auto r4 = record({"4", "x@y.co"});
+  b.build(r4, 5, ragged, errors);
+  CHECK(bad_email.rejected);
+  CHECK(bad_date.rejected);
+  CHECK(empty_name.rejected);
+  CHECK(ragged.rejected);
+  CHECK(errors.rows == 4);
+  REQUIRE(errors.list.size() == 4);
+  CHECK(errors.list[0].row == 2);
+  CHECK(errors.list[0].field == "Email");
+  CHECK(errors.list[0].message.find("carlos@example") != std::string::npos);
+  CHECK(errors.list[1].field == "Fecha");
+  CHECK(errors.list[2].code == "required");
+  CHECK(errors.list[3].code == "ragged_row");
+}
+
+TEST_CASE("row builder: pass-through columns are copied verbatim for writebacks") {
+  auto cfg = test_config();
+  const std::map<std::string, std::string> vars;
+  RowBuilder b(cfg.datasets.at("leads"), {"id", "Nombre"}, vars);
+  CHECK(b.pass_through("id", "writeback") == 0);
+  CHECK_THROWS_AS(b.pass_through("missing", "writeback"), engine::BatchError);
+  Row row;
+  RowErrors errors;
+  auto rec = record({"42", "Ana"});
+  b.build(rec, 1, row, errors);
+  CHECK(row.source == std::vector<std::string>{"42"});
+}
