@@ -22,6 +22,13 @@ const Words<Normalizer::Kind> kNormalizerWords = {
     {"name", Normalizer::Kind::Name},   {"upper", Normalizer::Kind::Upper},
     {"lower", Normalizer::Kind::Lower}, {"none", Normalizer::Kind::None}};
 
+/// `invalid: reject | null`, which every normalizer takes.
+void read_invalid(Reader& r, const MapView& o, Normalizer& out) {
+  if (auto v = o.get_raw("invalid"))
+    if (auto rej = r.choice<bool>(*v, o.path("invalid"), {{"reject", true}, {"null", false}}))
+      out.invalid_reject = *rej;
+}
+
 void load_phone_options(Reader& r, const YAML::Node& n, const std::string& path,
                         Normalizer& out) {
   MapView o(r, n, path, {"region", "invalid"});
@@ -39,9 +46,7 @@ void load_phone_options(Reader& r, const YAML::Node& n, const std::string& path,
       }
     }
   }
-  if (auto v = o.get_raw("invalid"))
-    if (auto rej = r.choice<bool>(*v, o.path("invalid"), {{"reject", true}, {"null", false}}))
-      out.phone_invalid_reject = *rej;
+  read_invalid(r, o, out);
 }
 
 /// A normalizer name, or a mapping of one name to its options ({digits: {min_digits: 7}}).
@@ -72,12 +77,14 @@ Normalizer load_normalizer(Reader& r, const YAML::Node& n, const std::string& pa
   out.kind = *kind;
   const std::string opath = child(path, e.key);
   if (*kind == Normalizer::Kind::Digits) {
-    MapView o(r, e.value, opath, {"min_digits"});
+    MapView o(r, e.value, opath, {"min_digits", "invalid"});
     o.read_int("min_digits", out.min_digits, 0);
+    read_invalid(r, o, out);
   } else if (*kind == Normalizer::Kind::Phone) {
     load_phone_options(r, e.value, opath, out);
   } else {
-    MapView o(r, e.value, opath, {});
+    MapView o(r, e.value, opath, {"invalid"});
+    read_invalid(r, o, out);
   }
   return out;
 }
@@ -323,7 +330,7 @@ Dataset load_dataset(Reader& r, const Entry& e, const std::string& path) {
   Dataset d;
   d.name = e.key;
   d.line = line_of(e.key_node);
-  MapView m(r, e.value, path, {"format", "csv", "atomic", "entities"});
+  MapView m(r, e.value, path, {"format", "csv", "atomic", "null_values", "entities"});
   if (!m.ok()) return d;
   // xlsx is a Format the model knows but no reader handles yet, so it is not accepted here.
   if (auto v = m.get("format"))
@@ -332,6 +339,7 @@ Dataset load_dataset(Reader& r, const Entry& e, const std::string& path) {
       d.format = *f;
   if (auto v = m.get("csv")) load_csv(r, *v, m.path("csv"), d.csv);
   m.read_bool("atomic", d.atomic);
+  if (auto v = m.get("null_values")) d.null_values = r.string_list(*v, m.path("null_values"));
 
   const YAML::Node* ents = m.get("entities");
   if (!ents) {

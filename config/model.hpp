@@ -21,7 +21,7 @@ struct Normalizer {
   Kind kind = Kind::Trim;
   int min_digits = 0;            // digits: shorter values count as missing
   std::string phone_region;      // phone: default region, e.g. "CO"
-  bool phone_invalid_reject = true;  // phone: invalid numbers reject the row, else become NULL
+  bool invalid_reject = true;    // invalid: reject (the row) | null (the value, with a warning)
 };
 
 enum class MergePolicy { FillNulls, Overwrite, Keep };
@@ -85,6 +85,7 @@ struct Dataset {
   Format format = Format::Csv;
   CsvOptions csv;
   bool atomic = false;
+  std::vector<std::string> null_values;  // placeholders read as NULL before normalizing
   std::vector<Entity> entities;     // in order
   int line = 0;
 };

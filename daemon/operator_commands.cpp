@@ -14,7 +14,7 @@
 
 #include "daemon/kafka.hpp"
 #include "daemon/schema.hpp"
-#include "handlers/engine/identity/grouping.hpp"
+#include "handlers/engine/identity/keys.hpp"
 #include "handlers/engine/normalize.hpp"
 #include "handlers/engine/catalog.hpp"
 

@@ -6,6 +6,8 @@
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
+#include "handlers/engine/normalize.hpp"
+
 namespace ingestd {
 namespace {
 
@@ -50,7 +52,10 @@ void migrate_schema(pqxx::connection& conn, const std::string& schema) {
     }
     if (done) continue;
     if (log) log->info("applying schema migration {:03d}_{}", m.version, m.name);
-    tx.exec(replace_all(m.sql, "{{schema}}", qs));
+    std::string sql = replace_all(m.sql, "{{schema}}", qs);
+    sql = replace_all(sql, "{{name_key_space}}", engine::name_key_space_class());
+    sql = replace_all(sql, "{{name_key_marks}}", engine::name_key_marks_class());
+    tx.exec(sql);
     tx.exec_params("INSERT INTO " + qs + ".schema_migrations (version, name, checksum) VALUES ($1,$2,$3)",
                    m.version, m.name, sum);
   }

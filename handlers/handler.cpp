@@ -37,6 +37,7 @@ EntityCounts& EntityCounts::operator+=(const EntityCounts& o) {
   unchanged += o.unchanged;
   rejected += o.rejected;
   review += o.review;
+  skipped += o.skipped;
   for (auto& [t, n] : o.tier_matches) tier_matches[t] += n;
   return *this;
 }
@@ -44,6 +45,7 @@ EntityCounts& EntityCounts::operator+=(const EntityCounts& o) {
 nlohmann::json EntityCounts::to_json() const {
   nlohmann::json j = {{"inserted", inserted}, {"updated", updated}, {"unchanged", unchanged},
                       {"rejected", rejected}, {"review", review}};
+  if (skipped) j["skipped"] = skipped;
   if (!tier_matches.empty()) {
     nlohmann::json t = nlohmann::json::object();
     for (auto& [k, v] : tier_matches) t[std::to_string(k)] = v;

@@ -7,8 +7,8 @@
 
 #include "handlers/engine/bookkeeping.hpp"
 #include "handlers/engine/chunk_reader.hpp"
-#include "handlers/engine/identity/grouping.hpp"
 #include "handlers/engine/identity/matcher.hpp"
+#include "handlers/engine/identity/tier_sql.hpp"
 #include "handlers/engine/lookups.hpp"
 #include "handlers/engine/merge/entity_merge.hpp"
 #include "handlers/engine/rejects.hpp"
@@ -25,9 +25,16 @@ EntityCounts counts_from_json(const nlohmann::json& j) {
   c.unchanged = j.value("unchanged", int64_t{0});
   c.rejected = j.value("rejected", int64_t{0});
   c.review = j.value("review", int64_t{0});
+  c.skipped = j.value("skipped", int64_t{0});
   if (j.contains("matched_by_tier"))
     for (auto& [k, v] : j["matched_by_tier"].items()) c.tier_matches[std::stoi(k)] = v.get<int64_t>();
   return c;
+}
+
+std::string join_problems(const std::vector<std::string>& problems) {
+  std::string msg;
+  for (auto& p : problems) msg += (msg.empty() ? "" : "; ") + p;
+  return msg;
 }
 
 /// One load of one source: owns the plan, the reader and the running totals.
@@ -76,21 +83,26 @@ void LoadRun::plan() {
   pqxx::read_transaction tx(conn_);
   std::vector<std::string> problems;
   tables_ = describe_dataset(tx, ds_, problems);
-  if (!problems.empty()) {
-    std::string msg;
-    for (auto& s : problems) msg += (msg.empty() ? "" : "; ") + s;
-    throw BatchError(msg);
-  }
+  if (!problems.empty()) throw BatchError(join_problems(problems));
   referenced_.assign(ds_.entities.size(), false);
+  const std::string bk = tx.quote_name(req_.bookkeeping_schema);
   for (size_t e = 0; e < ds_.entities.size(); ++e) {
     const TableInfo& t = tables_[e].table;
-    matchers_.push_back(make_matcher(ds_.entities[e], {tx.quote_name(req_.bookkeeping_schema), t.quoted,
-                                                        tx.quote_name(ds_.entities[e].id_column), t.id_type}));
+    auto tiers = tier_sql(tx, ds_.entities[e], t, bk);
+    // A tier no index serves would be a scan of the whole target for every key: refuse.
+    for (const auto& tier : tiers)
+      if (auto ti = tier_index(tx, t, tier); ti.index.empty())
+        problems.push_back("datasets." + ds_.name + ".entities." + ds_.entities[e].name + ".identity[" +
+                           std::to_string(tier.tier.number - 1) + "]: no index on " + t.canonical +
+                           " serves this tier; run `ingestd check --create-indexes`, or: " + ti.create_index);
+    matchers_.push_back(make_matcher(ds_.entities[e], {bk, t.quoted, tx.quote_name(ds_.entities[e].id_column), t.id_type},
+                                     std::move(tiers)));
     for (const auto& f : ds_.entities[e].fields)
       if (f.ref)
         for (size_t k = 0; k < e; ++k)
           if (ds_.entities[k].name == *f.ref) referenced_[k] = true;
   }
+  if (!problems.empty()) throw BatchError(join_problems(problems));
   if (req_.writeback && !req_.writeback->empty())
     writeback_ = std::make_unique<Writeback>(tx, req_.writeback, ds_, *builder_, referenced_);
   result_.entity_order.clear();
@@ -221,10 +233,13 @@ LoadResult LoadRun::run(const FinalStep& final_step, const BeforeFinal& before_f
 
 StagedPart LoadRun::select_rows(const EntityMapping& m, const std::vector<Row*>& rows, EntityCounts& counts) const {
   // References are filled from the entities already merged; a row whose referenced record is
-  // in review waits with it.
+  // in review waits with it. A row that carries nothing of a dependent entity's own (a person
+  // who is no student) is skipped for it; any other row makes or finds a record, keys or not.
   StagedPart part;
   part.entity = m.index;
   const size_t e = m.index;
+  bool dependent = false;
+  for (int re : m.ref_entity) dependent |= re >= 0;
   for (Row* r : rows) {
     bool any = false, ref_review = false;
     for (size_t k = 0; k < m.cfg->fields.size(); ++k) {
@@ -237,20 +252,20 @@ StagedPart LoadRun::select_rows(const EntityMapping& m, const std::vector<Row*>&
         any = true;
       }
     }
-    if (!any) continue;
+    if (dependent && !any) {
+      ++counts.skipped;
+      continue;
+    }
     if (ref_review) {
-      ++counts.review;
       r->in_review[e] = true;
+      part.waiting.push_back(r);
       continue;
     }
     part.rows.push_back(r);
   }
-  // Rows of this chunk that are the same record become one group before the database sees
-  // them (rule 6 inside a chunk); the database then matches groups, not rows.
   const Matcher& matcher = *matchers_[e];
   part.tier_keys.resize(part.rows.size());
   for (size_t i = 0; i < part.rows.size(); ++i) part.tier_keys[i] = matcher.keys(part.rows[i]->keys[e]);
-  part.grouping = group_rows(part.tier_keys, matcher.tiers().size());
   return part;
 }
 
@@ -259,7 +274,7 @@ void LoadRun::run_entities(pqxx::transaction_base& tx, const std::vector<Row*>& 
   for (const EntityMapping& m : builder_->entities()) {
     EntityCounts& c = out[m.cfg->name];
     const StagedPart part = select_rows(m, rows, c);
-    if (part.rows.empty()) continue;
+    if (part.rows.empty() && part.waiting.empty()) continue;
     EntityMerge merge(tx, &svc_.metrics, tables_[m.index].table, *m.cfg, *matchers_[m.index], req_.bookkeeping_schema,
                       req_.batch_id, req_.vars);
     c += merge.run(part);
@@ -272,7 +287,7 @@ void LoadRun::run_entities(pqxx::transaction_base& tx, const std::vector<Row*>& 
         else r->record_ids[m.index] = rid;
       }
     }
-    merge.clear(part.rows.size());
+    merge.clear(part.rows.size() + part.waiting.size());
   }
 }
 

@@ -7,6 +7,7 @@
 #include <unicode/locid.h>
 #include <unicode/translit.h>
 #include <unicode/uchar.h>
+#include <unicode/uniset.h>
 #include <unicode/unistr.h>
 #include <unicode/utf8.h>
 
@@ -145,7 +146,7 @@ Normalized normalize_phone(const Normalizer& n, std::string_view raw) {
     return same(std::move(e164));
   }
   Normalized out;
-  if (n.phone_invalid_reject) out.error = "invalid phone number for region " + n.phone_region;
+  out.error = "invalid phone number for region " + n.phone_region;
   return out;
 }
 
@@ -210,20 +211,64 @@ Normalized normalize_name(std::string_view raw) {
   icu::UnicodeString title(u);
   title.toTitle(tools.words.get(), icu::Locale::getRoot());
 
-  // Fold first so that e.g. U+0130 (İ -> i + U+0307) loses its combining dot too.
+  // Lowercase first so that e.g. U+0130 (İ -> i + U+0307) loses its combining dot too. The
+  // root locale's lowercasing, not full case folding: PostgreSQL's lower() with an ICU
+  // collation is the same function, so the SQL name_key computes this key from stored values.
   icu::UnicodeString key(u);
-  key.foldCase();
+  key.toLower(icu::Locale::getRoot());
   if (tools.strip_accents) tools.strip_accents->transliterate(key);
 
   Normalized out;
   out.value = to_utf8(title);
-  out.key = to_utf8(key);
+  // Case folding would also turn ß into ss; lowercasing does not, so that one is done by hand
+  // (the SQL name_key does the same).
+  key.findAndReplace(icu::UnicodeString(u'\u00DF'), icu::UnicodeString(u"ss"));
+  if (!key.isEmpty()) out.key = to_utf8(key);
+  return out;
+}
+
+/// A set of code points as the contents of a PostgreSQL regex bracket in an E'' literal.
+std::string pg_bracket(const char* pattern) {
+  UErrorCode err = U_ZERO_ERROR;
+  icu::UnicodeSet set(icu::UnicodeString(pattern, -1, US_INV), err);
+  std::string out;
+  auto esc = [](UChar32 c) {
+    char buf[16];
+    if (c <= 0xFFFF) snprintf(buf, sizeof buf, "\\\\u%04X", unsigned(c));
+    else snprintf(buf, sizeof buf, "\\\\U%08X", unsigned(c));
+    return std::string(buf);
+  };
+  for (int32_t i = 0; U_SUCCESS(err) && i < set.getRangeCount(); ++i) {
+    const UChar32 a = set.getRangeStart(i), b = set.getRangeEnd(i);
+    out += esc(a);
+    if (b > a) out += "-" + esc(b);
+  }
   return out;
 }
 
 }  // namespace
 
+std::string name_key_space_class() { return pg_bracket("[[:White_Space:]\\u200B\\uFEFF]"); }
+std::string name_key_marks_class() { return pg_bracket("[:Nonspacing Mark:]"); }
+
+namespace {
+
+Normalized apply(const Normalizer& n, std::string_view raw);
+
+}  // namespace
+
 Normalized normalize(const Normalizer& n, std::string_view raw) {
+  Normalized out = apply(n, raw);
+  if (!out.error.empty() && !n.invalid_reject) {
+    out.nulled = std::move(out.error);
+    out.error.clear();
+  }
+  return out;
+}
+
+namespace {
+
+Normalized apply(const Normalizer& n, std::string_view raw) {
   using Kind = Normalizer::Kind;
   if (trim(raw).empty()) return missing();
   switch (n.kind) {
@@ -246,6 +291,8 @@ Normalized normalize(const Normalizer& n, std::string_view raw) {
   }
   return missing();
 }
+
+}  // namespace
 
 std::optional<std::string> field_key(const config::Field& f, const Normalized& n, const std::string& typed_value) {
   return f.type == config::FieldType::Text && n.key ? n.key : std::optional<std::string>(typed_value);

@@ -15,10 +15,17 @@ struct Normalized {
   std::optional<std::string> value;  // what is stored; nullopt = missing (NULL)
   std::optional<std::string> key;    // identity-key form; nullopt = not usable as a key
   std::string error;                 // non-empty: the row is rejected with this reason
+  std::string nulled;                // non-empty: invalid, and `invalid: null` made it NULL (a warning)
 };
 
 /// Applies one normalizer. Empty or all-blank input is missing (no error).
 Normalized normalize(const config::Normalizer& n, std::string_view raw);
+
+/// The characters the name key treats as white space and strips as marks, as the contents of
+/// a PostgreSQL regular-expression bracket for an E'' literal (from ICU's own sets), so the SQL
+/// name_key function in the bookkeeping schema computes exactly the C++ key.
+std::string name_key_space_class();
+std::string name_key_marks_class();
 
 /// The identity key of a field's typed value: text keys on its normalizer's key form (names
 /// case- and accent-folded), other types on their parsed form (19/10/1996 and 1996-10-19 are

@@ -32,7 +32,8 @@ void RejectWriter::write(int64_t row, const std::string& raw, const std::string&
 }
 
 void RejectWriter::write(const RowErrors& errors) {
-  for (const auto& e : errors.list) write(e.row, e.raw, e.field.empty() ? e.message : e.field + ": " + e.message);
+  for (const auto& e : errors.list)
+    if (!e.warning) write(e.row, e.raw, e.field.empty() ? e.message : e.field + ": " + e.message);
   flush();
 }
 
@@ -40,7 +41,7 @@ void RejectWriter::rebuild(pqxx::transaction_base& tx, const std::string& row_er
                            const std::string& header_raw) {
   open(header_raw, true);
   auto r = tx.exec_params("SELECT row_number, string_agg(coalesce(field || ': ', '') || message, '; '), min(raw) FROM " +
-                              row_errors_table + " WHERE batch_id=$1 GROUP BY row_number ORDER BY row_number",
+                              row_errors_table + " WHERE batch_id=$1 AND code <> 'invalid_value_nulled' GROUP BY row_number ORDER BY row_number",
                           batch_id);
   for (const auto& row : r) write(row[0].as<int64_t>(), row[2].c_str(), row[1].c_str());
   flush();

@@ -25,6 +25,7 @@ struct Row {
 struct RowError {
   int64_t row;
   std::string field, code, message, raw;
+  bool warning = false;  // the row loaded; a value was set to NULL (`invalid: null`)
 };
 
 /// @brief The rejects of one chunk, gathered where the chunk is read or merged.
@@ -44,6 +45,11 @@ struct Chunk {
 
 /// Invalid UTF-8 replaced by U+FFFD: row_errors is text, and one bad byte must not sink the file.
 std::string scrub_utf8(const std::string& s);
+
+/// Notes that `row` loaded without a value of `field` (`invalid: null`): row_errors keeps it,
+/// the reject file does not (the row is not rejected).
+void warn(RowErrors& errors, const Row& row, const std::string& field, const std::string& code,
+          const std::string& message);
 
 /// Refuses `row` for `field` (may be empty) with a code and a message a person can act on.
 void reject(RowErrors& errors, Row& row, const std::string& field, const std::string& code, const std::string& message);

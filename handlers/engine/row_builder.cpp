@@ -10,6 +10,8 @@ namespace ingestd::engine {
 
 namespace {
 
+const std::string kEmpty;
+
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
   return s;
@@ -51,9 +53,15 @@ void reject(RowErrors& errors, Row& row, const std::string& field, const std::st
     errors.first.push_back("row " + std::to_string(row.number) + (field.empty() ? "" : ", " + field) + ": " + message);
 }
 
+void warn(RowErrors& errors, const Row& row, const std::string& field, const std::string& code,
+          const std::string& message) {
+  errors.list.push_back({row.number, scrub_utf8(field), code, scrub_utf8(message), scrub_utf8(row.raw), true});
+}
+
 RowBuilder::RowBuilder(const config::Dataset& ds, const std::vector<std::string>& header,
                        const std::map<std::string, std::string>& vars)
     : ds_(ds), vars_(vars), header_(header) {
+  for (const auto& v : ds.null_values) null_values_.insert(lower(trim(v)));
   for (size_t i = 0; i < header.size(); ++i) {
     exact_.emplace(trim(header[i]), int(i));
     folded_.emplace(lower(trim(header[i])), int(i));
@@ -150,14 +158,21 @@ void RowBuilder::build_entity(const Record& rec, const EntityMapping& m, Row& ro
       auto it = vars_.find(f.from.front().substr(1));
       var_value = it == vars_.end() ? "" : it->second;
     }
-    const std::string& raw = idx == EntityMapping::kVariable ? var_value : rec.fields[size_t(idx)];
+    const std::string& given = idx == EntityMapping::kVariable ? var_value : rec.fields[size_t(idx)];
+    // a placeholder ("N/A", "sin correo") is no value: it must never become a key many share
+    const std::string& raw = !null_values_.empty() && null_values_.count(lower(trim(given))) ? kEmpty : given;
     const std::string col = f.from.empty() ? f.name : f.from.front();
     Normalized nv = normalize(f.normalize, raw);
     if (!nv.error.empty()) {
       reject(errors, row, col, "invalid_value", nv.error + ": \"" + raw + "\"");
       continue;
     }
+    if (!nv.nulled.empty()) warn(errors, row, col, "invalid_value_nulled", nv.nulled + ": \"" + raw + "\"; stored NULL");
     Parsed parsed = parse_typed(f.type, f.formats, nv.value);
+    if (!parsed.error.empty() && !f.normalize.invalid_reject) {
+      warn(errors, row, col, "invalid_value_nulled", parsed.error + "; stored NULL");
+      parsed = Parsed{};
+    }
     if (!parsed.error.empty()) {
       reject(errors, row, col, "invalid_value", parsed.error);
       continue;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,7 @@ class RowBuilder {
   const std::map<std::string, std::string>& vars_;
   std::vector<std::string> header_;
   std::map<std::string, int> exact_, folded_;
+  std::set<std::string> null_values_;  // trimmed, lowercased
   std::vector<EntityMapping> entities_;
   std::vector<std::string> warnings_;
   std::vector<int> pass_through_;  // header index of each value in Row::source

@@ -209,7 +209,7 @@ jobs:
     CHECK(p.fields[2].normalize.kind == cfg::Normalizer::Kind::Trim);
     CHECK(p.fields[3].normalize.kind == cfg::Normalizer::Kind::Phone);
     CHECK(p.fields[3].normalize.phone_region == "CO");
-    CHECK(p.fields[3].normalize.phone_invalid_reject == false);
+    CHECK(p.fields[3].normalize.invalid_reject == false);
     CHECK(p.fields[4].type == cfg::FieldType::Date);
     CHECK(p.fields[4].formats == std::vector<std::string>{"%d/%m/%Y", "%Y-%m-%d"});
     CHECK(p.fields[5].type == cfg::FieldType::Json);
@@ -544,8 +544,10 @@ processing:
         "x.yaml");
     CHECK(c.datasets.at("ice_leads").entities.at(0).fields.at(2).on_missing ==
           cfg::OnMissing::Null);
+    // every normalizer takes `invalid: reject | null` (issue 14), nothing else unless it has options
     CHECK_PROBLEM(problems_of(with_dataset("          s: {from: S, normalize: {trim: {x: 1}}}\n")),
-                  "fields.s.normalize.trim.x: unknown key; no options are allowed here");
+                  "fields.s.normalize.trim.x: unknown key; allowed: invalid");
+    CHECK(problems_of(with_dataset("          s: {from: S, normalize: {email: {invalid: null}}}\n")).empty());
   }
 
   TEST_CASE("check: jobs name known datasets and source databases") {

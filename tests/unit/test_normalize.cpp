@@ -29,7 +29,7 @@ Normalizer phone(const std::string& region, bool reject = true) {
   Normalizer n;
   n.kind = Kind::Phone;
   n.phone_region = region;
-  n.phone_invalid_reject = reject;
+  n.invalid_reject = reject;
   return n;
 }
 

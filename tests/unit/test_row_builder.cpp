@@ -117,3 +117,43 @@ TEST_CASE("row builder: pass-through columns are copied verbatim for writebacks"
   b.build(rec, 1, row, errors);
   CHECK(row.source == std::vector<std::string>{"42"});
 }
+
+TEST_CASE("row builder: placeholders are no value, and invalid: null keeps the row with a warning") {
+  const std::string text = std::string(R"(postgres: {url: postgresql://localhost/app}
+datasets:
+  leads:
+    null_values: ["N/A", "sin correo", "0000000000"]
+    entities:
+      person:
+        table: persons
+        identity: [[phone], [email]]
+        fields:
+          name: {column: name, from: Nombre, required: true}
+          email: {column: email, from: Email, normalize: {email: {invalid: null}}}
+          phone: {column: phone, from: Tel, normalize: {digits: {min_digits: 7}}}
+          born: {column: born, from: Fecha, type: date, normalize: {trim: {invalid: null}}}
+)");
+  auto cfg = config::load_config_text(text, "test.yaml");
+  const std::map<std::string, std::string> vars;
+  RowBuilder b(cfg.datasets.at("leads"), {"Nombre", "Email", "Tel", "Fecha"}, vars);
+  RowErrors errors;
+  Row row;
+  auto rec = record({"Ana", "Sin Correo", " 0000000000 ", "31/02/1990"});
+  b.build(rec, 2, row, errors);
+  CHECK(!row.rejected);
+  CHECK(!row.values[0][1]);
+  CHECK(!row.values[0][2]);
+  CHECK(!row.keys[0][2]);  // the placeholder phone is no key
+  CHECK(!row.values[0][3]);
+  REQUIRE(errors.list.size() == 1);  // the impossible date, kept as NULL
+  CHECK(errors.list[0].warning);
+  CHECK(errors.list[0].code == "invalid_value_nulled");
+  CHECK(errors.rows == 0);
+  Row bad_mail;
+  auto rec2 = record({"Carlos", "carlos@example", "3001234567", ""});
+  b.build(rec2, 3, bad_mail, errors);
+  CHECK(!bad_mail.rejected);  // the person can still be matched and stored by phone
+  CHECK(!bad_mail.values[0][1]);
+  CHECK(bad_mail.keys[0][2] == std::optional<std::string>("3001234567"));
+  CHECK(errors.list.back().field == "Email");
+}

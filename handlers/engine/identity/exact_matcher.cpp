@@ -1,8 +1,13 @@
-// Exact matching: a tier's key is its fields' keys joined; records are found by the keys
-// remembered in identity_keys (every key ever seen for a record).
-#include "handlers/engine/identity/matcher.hpp"
+// Exact matching: a tier's key is its fields' keys joined. Records are found through the
+// target's own indexes on the tier's columns (so rows written by anyone are found), and through
+// identity memory for the keys a record no longer holds in its columns.
+#include <set>
 
-#include "handlers/engine/identity/grouping.hpp"
+#include "handlers/engine/catalog.hpp"
+#include "handlers/engine/identity/keys.hpp"
+#include "handlers/engine/identity/matcher.hpp"
+#include "handlers/engine/identity/tier_sql.hpp"
+#include "handlers/engine/merge/sql_builder.hpp"
 
 namespace ingestd::engine {
 
@@ -21,96 +26,148 @@ std::vector<IdentityTier> identity_tiers(const config::Entity& entity) {
 
 namespace {
 
+/// A key lookup may meet a key many records hold (a family phone): past this many the row is
+/// ambiguous anyway, and fetching every holder would only cost time.
+constexpr int kMaxHoldersPerKey = 64;
+
 class ExactMatcher : public Matcher {
  public:
-  ExactMatcher(std::vector<IdentityTier> tiers, MatchTarget target) : Matcher(std::move(tiers), std::move(target)) {
-    for (const auto& t : tiers_) tier_fields_.push_back(t.fields);
+  ExactMatcher(std::vector<IdentityTier> tiers, MatchTarget target, std::vector<TierSql> sql, size_t fields)
+      : Matcher(std::move(tiers), std::move(target)), sql_(std::move(sql)), fields_(fields) {
+    for (const auto& t : tiers_) {
+      tier_fields_.push_back(t.fields);
+      width_ = std::max(width_, t.fields.size());
+      for (int f : t.fields) identity_fields_.insert(f);
+    }
   }
 
   std::vector<std::optional<std::string>> keys(const FieldKeys& field_keys) const override {
     return composite_keys(field_keys, tier_fields_);
   }
 
-  void find_candidates(StepSql& sql, bool analyze) const override {
-    const std::string& bk = target_.bookkeeping;
-    // Each key of the chunk is one probe of the keys' hash index (LATERAL … OFFSET 0 keeps it
-    // a probe): the cost follows the chunk, not the size of identity_keys, whatever the
-    // planner believes about a table that grew since it was last analyzed. The row's table,
-    // tier and key are compared too, so a hash collision is one more row read, not a match.
-    // The hits are kept: a matched record's keys that hit need not be written again. The
-    // probes go in hash order, so neighbouring probes share index pages; a candidate record
-    // must still exist in the target (one probe per candidate, not per key).
-    sql.probe("INSERT INTO ingestd_hits SELECT gk.grp, gk.tier, gk.key, k.record_id FROM (SELECT *, "
-              "hashtextextended(key, tier) AS h FROM ingestd_gk ORDER BY 4) gk CROSS JOIN LATERAL (SELECT ik.record_id "
-              "FROM " + bk + ".identity_keys ik WHERE hashtextextended(ik.key, ik.tier) = gk.h AND ik.table_name = "
-              ":table AND ik.tier = gk.tier AND ik.key = gk.key OFFSET 0) k",
-              "candidates");
-    sql.probe("INSERT INTO ingestd_cand SELECT c.grp, c.record_id, c.tier FROM (SELECT grp, record_id, min(tier) AS tier "
-              "FROM ingestd_hits GROUP BY 1, 2) c CROSS JOIN LATERAL (SELECT 1 FROM " + target_.table + " t WHERE t." +
-              target_.id + " = c.record_id::" + target_.id_type + " OFFSET 0) x",
-              "candidates");
-    block_conflicts(sql, analyze);
+  std::vector<FoundRecord> find(StepSql& sql, const std::vector<ProbeKey>& keys) const override {
+    std::vector<FoundRecord> out;
+    if (keys.empty() || tiers_.empty()) return out;
+    stage(sql, keys);
+    sql.probe(hits_sql(), "candidates");
+    auto rows = sql.probe(fetch_sql(), "candidates");
+    out.reserve(rows.size());
+    for (const auto& row : rows) out.push_back(found(row));
+    return out;
   }
 
-  void remember_keys(StepSql& sql, bool analyze) const override {
-    const std::string insert = "INSERT INTO " + target_.bookkeeping +
-                               ".identity_keys (table_name, tier, key, record_id, batch_id) ";
-    // A new record holds no key yet: a plain insert, in index order (the key index is the most
-    // expensive part of a load). A matched record may hold some already: its keys the probes
-    // found are left out, which needs no unique index, as the table's advisory lock keeps
-    // other loads out until commit.
-    sql.exec(insert + "SELECT :table, gk.tier, gk.key, r.record_id, :batch::uuid FROM ingestd_gk gk JOIN ingestd_res r "
-                      "USING (grp) WHERE r.action = 'insert' ORDER BY hashtextextended(gk.key, gk.tier)",
-             "keys");
-    if (analyze) sql.exec("ANALYZE ingestd_hits", "keys");
-    sql.exec("SET LOCAL enable_nestloop = off", "keys");
-    sql.exec(insert + "SELECT DISTINCT :table, gk.tier, gk.key, r.record_id, :batch::uuid FROM ingestd_gk gk JOIN "
-                      "ingestd_res r USING (grp) WHERE r.action = 'match' AND NOT EXISTS (SELECT 1 FROM ingestd_hits h "
-                      "WHERE h.grp = gk.grp AND h.tier = gk.tier AND h.key = gk.key AND h.record_id = r.record_id)",
-             "keys");
-    sql.exec("RESET enable_nestloop", "keys");
-  }
-
-  void remember_record(StepSql& sql, const std::string& record_id,
-                       const std::vector<std::optional<std::string>>& tier_keys) const override {
-    const std::string& bk = target_.bookkeeping;
-    for (size_t t = 0; t < tier_keys.size(); ++t)
-      if (tier_keys[t])
-        sql.tx().exec_params("INSERT INTO " + bk + ".identity_keys (table_name, tier, key, record_id, batch_id) SELECT "
-                             "$1::text, $2::int, $3::text, $4::text, $5::uuid WHERE NOT EXISTS (SELECT 1 FROM " + bk +
-                                 ".identity_keys WHERE hashtextextended(key, tier) = hashtextextended($3::text, $2::int) "
-                                 "AND table_name = $1::text AND tier = $2::int AND key = $3::text AND record_id = $4::text)",
-                             sql.table(), tiers_[t].number, *tier_keys[t], record_id, sql.batch());
+  void remember(StepSql& sql, const std::vector<std::tuple<std::string, int, std::string>>& keys) const override {
+    if (keys.empty()) return;
+    CopyIn copy(sql.tx(), target_.bookkeeping + ".identity_keys", {"table_name", "tier", "key", "record_id", "batch_id"});
+    std::string line;
+    for (const auto& [record, tier, key] : keys) {
+      line.clear();
+      append_copy_value(line, sql.table());
+      line += '\t' + std::to_string(tier) + '\t';
+      append_copy_value(line, key);
+      line += '\t';
+      append_copy_value(line, record);
+      line += '\t' + sql.batch();
+      copy.line(line);
+    }
+    copy.complete();
   }
 
  private:
-  std::vector<std::vector<int>> tier_fields_;
+  std::string probe_table() const { return "pg_temp.ingestd_probe_" + std::to_string(width_); }
 
-  /// A candidate is blocked when its group and the record both hold keys at a tier above the
-  /// one they share (two cédulas sharing one e-mail are two people).
-  void block_conflicts(StepSql& sql, bool analyze) const {
-    // The tiers at which each candidate record holds keys, read once.
-    sql.probe("INSERT INTO ingestd_rt SELECT DISTINCT c.record_id, k.tier FROM (SELECT DISTINCT record_id FROM "
-              "ingestd_cand WHERE tier > 1) c CROSS JOIN LATERAL (SELECT ik.tier FROM " + target_.bookkeeping +
-              ".identity_keys ik WHERE ik.table_name = :table AND ik.record_id = c.record_id OFFSET 0) k",
-              "candidates");
-    if (analyze) sql.exec("ANALYZE ingestd_rt", "candidates");
-    if (analyze) sql.exec("ANALYZE ingestd_cand", "candidates");
-    // equality joins only (hashable); the tier comparison is a filter on top
-    sql.exec("SET LOCAL enable_nestloop = off", "candidates");
-    sql.exec("INSERT INTO ingestd_blocked SELECT DISTINCT c.grp, c.record_id FROM ingestd_cand c JOIN ingestd_rt rt ON "
-             "rt.record_id = c.record_id JOIN ingestd_gk gk ON gk.grp = c.grp AND gk.tier = rt.tier WHERE rt.tier < c.tier",
+  void stage(StepSql& sql, const std::vector<ProbeKey>& keys) const {
+    std::vector<std::string> cols{"tier", "key"};
+    for (size_t i = 0; i < width_; ++i) cols.push_back("k" + std::to_string(i + 1));
+    sql.exec("DO $ingestd$ BEGIN IF to_regclass('" + probe_table() + "') IS NULL THEN CREATE TEMP TABLE " +
+                 probe_table().substr(8) + " (tier int, key text COLLATE \"C\", " +
+                 sql::join_n(width_, ", ", [](size_t i) { return "k" + std::to_string(i + 1) + " text"; }) +
+                 ") ON COMMIT DELETE ROWS; CREATE TEMP TABLE IF NOT EXISTS ingestd_hits (record_id text COLLATE "
+                 "\"C\") ON COMMIT DELETE ROWS; END IF; END $ingestd$",
              "candidates");
-    sql.exec("DELETE FROM ingestd_cand c USING ingestd_blocked b WHERE c.grp = b.grp AND c.record_id = b.record_id",
-             "candidates");
-    sql.exec("RESET enable_nestloop", "candidates");
+    sql.exec("DELETE FROM " + probe_table() + "; DELETE FROM pg_temp.ingestd_hits", "candidates");
+    CopyIn copy(sql.tx(), probe_table(), cols);
+    std::string line;
+    for (const auto& k : keys) {
+      line = std::to_string(k.tier) + '\t';
+      append_copy_value(line, k.key);
+      for (size_t i = 0; i < width_; ++i) {
+        line += '\t';
+        append_copy_value(line, i < k.parts.size() ? std::optional<std::string>(k.parts[i]) : std::nullopt);
+      }
+      copy.line(line);
+    }
+    copy.complete();
   }
+
+  /// Every key one probe of the index that serves its tier (LATERAL … OFFSET 0 keeps each a
+  /// probe, whatever the planner thinks of the table's size); then identity memory, in hash
+  /// order so neighbouring probes share index pages. A hash collision is one more row read.
+  std::string hits_sql() const {
+    const std::string lim = " LIMIT " + std::to_string(kMaxHoldersPerKey) + ") x";
+    std::string q = "INSERT INTO pg_temp.ingestd_hits ";
+    for (const auto& t : sql_) {
+      q += "SELECT x.rid FROM " + probe_table() + " p CROSS JOIN LATERAL (SELECT t." + target_.id + "::text AS rid FROM " +
+           target_.table + " t WHERE " + t.condition([](size_t i) { return "p.k" + std::to_string(i + 1); }) + lim +
+           " WHERE p.tier = " + std::to_string(t.tier.number) + " UNION ALL ";
+    }
+    return q + "SELECT x.rid FROM (SELECT *, hashtextextended(key, tier) AS h FROM " + probe_table() +
+           " ORDER BY 3) p CROSS JOIN LATERAL (SELECT ik.record_id AS rid FROM " + target_.bookkeeping +
+           ".identity_keys ik WHERE hashtextextended(ik.key, ik.tier) = p.h AND ik.table_name = :table AND ik.tier = "
+           "p.tier AND ik.key = p.key" + lim;
+  }
+
+  /// The records hit, with the stored keys of their identity fields and their memory.
+  std::string fetch_sql() const {
+    std::string cols;
+    for (int f : identity_fields_) cols += ", " + key_text_of(f);
+    return "SELECT c.rid" + cols + ", m.keys FROM (SELECT DISTINCT record_id AS rid FROM pg_temp.ingestd_hits) c "
+           "CROSS JOIN LATERAL (SELECT * FROM " + target_.table + " t WHERE t." + target_.id + " = c.rid::" +
+           target_.id_type + " OFFSET 0) t LEFT JOIN LATERAL (SELECT array_agg(ik.tier::text || ':' || ik.key) AS keys "
+           "FROM " + target_.bookkeeping + ".identity_keys ik WHERE ik.table_name = :table AND ik.record_id = c.rid) m "
+           "ON true ORDER BY c.rid";
+  }
+
+  std::string key_text_of(int field) const {
+    for (const auto& t : sql_)
+      for (const auto& f : t.fields)
+        if (f.field == field) return f.key_text;
+    return "NULL::text";
+  }
+
+  FoundRecord found(const pqxx::row& row) const {
+    FoundRecord r;
+    r.id = row[0].as<std::string>();
+    r.own.resize(fields_);
+    int c = 1;
+    for (int f : identity_fields_) {
+      if (!row[c].is_null()) r.own[size_t(f)] = row[c].as<std::string>();
+      ++c;
+    }
+    r.memory.resize(tiers_.size());
+    if (!row[c].is_null()) {
+      auto parser = row[c].as_array();
+      for (auto item = parser.get_next(); item.first != pqxx::array_parser::done; item = parser.get_next()) {
+        if (item.first != pqxx::array_parser::string_value) continue;
+        const auto colon = item.second.find(':');
+        const size_t tier = size_t(std::stoi(item.second.substr(0, colon)));
+        if (tier >= 1 && tier <= tiers_.size()) r.memory[tier - 1].push_back(item.second.substr(colon + 1));
+      }
+    }
+    return r;
+  }
+
+  std::vector<TierSql> sql_;
+  size_t fields_;
+  std::vector<std::vector<int>> tier_fields_;
+  size_t width_ = 1;
+  std::set<int> identity_fields_;
 };
 
 }  // namespace
 
-std::unique_ptr<Matcher> make_matcher(const config::Entity& entity, MatchTarget target) {
-  return std::make_unique<ExactMatcher>(identity_tiers(entity), std::move(target));
+std::unique_ptr<Matcher> make_matcher(const config::Entity& entity, MatchTarget target, std::vector<TierSql> tiers) {
+  return std::make_unique<ExactMatcher>(identity_tiers(entity), std::move(target), std::move(tiers), entity.fields.size());
 }
 
 }  // namespace ingestd::engine

@@ -1,11 +1,13 @@
 // The seam for matching methods (DESIGN §5 rule 6): an entity's identity tiers, the one rule
-// that turns a row's field keys into tier keys, and the SQL steps that find the records a
-// chunk's groups may be and remember what a load learned. `exact` is the method today.
+// that turns a row's field keys into tier keys, finding the records a chunk's keys lead to,
+// and remembering what a load learned. `exact` is the method today; the decision itself is
+// the resolver's (identity/resolver.hpp), the same for every method.
 #pragma once
 
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "config/model.hpp"
@@ -33,12 +35,21 @@ struct MatchTarget {
   std::string id_type;      // its SQL type
 };
 
-/// @brief A way of finding which existing record a group of a chunk's rows is.
-///
-/// The steps run inside the entity's merge, between staging and the decision. They read the
-/// work tables `ingestd_gk (grp, tier, key)` (each key a group holds, once) and fill
-/// `ingestd_cand (grp, record_id, tier)`: the records a group may be, with the best tier they
-/// share and none that a conflicting higher-tier value rules out.
+/// @brief A key a chunk looks for: its tier, the composite key, and the field keys it joins.
+struct ProbeKey {
+  int tier = 0;  // 1-based
+  std::string key;
+  std::vector<std::string> parts;
+};
+
+/// @brief A record that holds one of the probed keys, with everything it holds.
+struct FoundRecord {
+  std::string id;
+  FieldKeys own;                                 // [field] key of each identity field's stored value
+  std::vector<std::vector<std::string>> memory;  // [tier] keys identity memory holds for it
+};
+
+/// @brief A way of finding which existing records a chunk's rows may be.
 class Matcher {
  public:
   virtual ~Matcher() = default;
@@ -46,14 +57,11 @@ class Matcher {
   /// The key of every tier for one row: nullopt where a field of the tier is missing (a tier
   /// applies only when all its fields are present). The one key rule of the engine.
   virtual std::vector<std::optional<std::string>> keys(const FieldKeys& field_keys) const = 0;
-  /// Candidates step.
-  virtual void find_candidates(StepSql& sql, bool analyze) const = 0;
-  /// Remember step: the keys of the groups resolved to records (ingestd_res: grp, record_id,
-  /// action insert|match) that the records do not hold yet.
-  virtual void remember_keys(StepSql& sql, bool analyze) const = 0;
-  /// Remembers one record's keys (a review decision), skipping those it already holds.
-  virtual void remember_record(StepSql& sql, const std::string& record_id,
-                               const std::vector<std::optional<std::string>>& tier_keys) const = 0;
+  /// The records that hold any of `keys`, in the target's own columns (through its indexes) or
+  /// in identity memory, each with every key it holds; ordered by id.
+  virtual std::vector<FoundRecord> find(StepSql& sql, const std::vector<ProbeKey>& keys) const = 0;
+  /// Writes keys to identity memory: (record id, tier, key).
+  virtual void remember(StepSql& sql, const std::vector<std::tuple<std::string, int, std::string>>& keys) const = 0;
 
  protected:
   Matcher(std::vector<IdentityTier> tiers, MatchTarget target) : tiers_(std::move(tiers)), target_(std::move(target)) {}
@@ -61,7 +69,8 @@ class Matcher {
   MatchTarget target_;
 };
 
-/// The matcher for an entity's tiers (exact keys: every tier today).
-std::unique_ptr<Matcher> make_matcher(const config::Entity& entity, MatchTarget target);
+struct TierSql;
+/// The matcher for an entity's tiers (exact keys: every tier today); `tiers` from tier_sql().
+std::unique_ptr<Matcher> make_matcher(const config::Entity& entity, MatchTarget target, std::vector<TierSql> tiers);
 
 }  // namespace ingestd::engine

@@ -3,7 +3,6 @@
 #include <cstdio>
 #include <functional>
 #include <set>
-#include <string_view>
 
 #include "handlers/engine/merge/sql_builder.hpp"
 
@@ -23,31 +22,33 @@ EntityMerge::EntityMerge(pqxx::transaction_base& tx, Metrics* metrics, const Tab
 EntityCounts EntityMerge::run(const StagedPart& part) {
   // Statistics steer the planner away from nested loops over a big chunk; for a few rows
   // (small events) the ANALYZEs would cost more than the statements they steer.
-  const bool analyze = part.rows.size() >= 1000;
-  // Matching and inserting hold a per-table lock until commit, so instances racing on the
-  // same new person still create one record (rule 6).
+  const bool analyze = part.rows.size() + part.waiting.size() >= 1000;
+  // Finding and inserting hold a per-table lock until commit, so instances racing on the same
+  // new person still create one record (rule 6).
   sql_.exec("SELECT pg_advisory_xact_lock(hashtextextended('ingestd:table:' || :table, 0))", "lock");
   create_work_tables();
-  stage(part);
   tune(analyze);
-  matcher_.find_candidates(sql_, analyze);
-  decide(analyze);
+  const Decisions d = decide(part);
+  stage(part, d);
+  if (analyze) sql_.exec("ANALYZE " + stg_, "stage");
   aggregate();
+  EntityCounts counts = record_lineage();
   insert_new();
   merge_matched();
-  matcher_.remember_keys(sql_, analyze);
+  remember(d);
   defer_lookups();
   queue_reviews();
-  return record_lineage();
+  return counts;
 }
 
 void EntityMerge::create_work_tables() {
-  // The work tables live as long as the connection: creating and dropping nine temp tables
-  // per entity and chunk was half the server time of a small event (catalog rows for each
-  // table, its columns and its type). They are created once, ON COMMIT DELETE ROWS, and
-  // emptied after each use (clear); the two whose columns follow the entity's fields are
-  // named after their shape, so every entity and config version has its own.
-  std::string stg = "row_number bigint, grp int, chunk_tier int, grp_first bool";
+  // The work tables live as long as the connection: creating and dropping temp tables per
+  // entity and chunk was half the server time of a small event (catalog rows for each table,
+  // its columns and its type). They are created once, ON COMMIT DELETE ROWS, and emptied after
+  // each use (clear); they are named after their shape, so every entity and config version
+  // has its own.
+  std::string stg = "row_number bigint, record_id text COLLATE \"C\", is_new bool, action text, tier int, "
+                    "rec_tier int, founds bool, reasons text";
   std::string agg = "record_id text COLLATE \"C\", is_new bool, tier int";
   for (size_t k = 0; k < entity_.fields.size(); ++k) {
     const std::string col = "f" + std::to_string(k) + " " + table_.column_types.at(entity_.fields[k].column);
@@ -57,21 +58,11 @@ void EntityMerge::create_work_tables() {
   for (size_t k : deferred_) stg += ", d" + std::to_string(k) + " text";
   char shape[17];
   snprintf(shape, sizeof shape, "%016zx", std::hash<std::string>{}(stg + "|" + agg));
-  stg_ = std::string("ingestd_stg_") + shape;
-  agg_ = std::string("ingestd_agg_") + shape;
-  const std::pair<std::string, std::string> tables[] = {
-      {stg_, stg},
-      {"ingestd_gk", "grp int, tier int, key text"},
-      {"ingestd_hits", "grp int, tier int, key text, record_id text COLLATE \"C\""},
-      {"ingestd_cand", "grp int, record_id text COLLATE \"C\", tier int"},
-      {"ingestd_rt", "record_id text COLLATE \"C\", tier int"},
-      {"ingestd_blocked", "grp int, record_id text COLLATE \"C\""},
-      {"ingestd_res", "grp int, record_id text COLLATE \"C\", tier int, action text, changed bool, candidates text"},
-      {agg_, agg},
-      {"ingestd_chg", "record_id text COLLATE \"C\""}};
+  stg_ = std::string("ingestd_stg2_") + shape;
+  agg_ = std::string("ingestd_agg2_") + shape;
   std::string body;
   work_tables_.clear();
-  for (const auto& [name, cols] : tables) {
+  for (const auto& [name, cols] : {std::pair{stg_, stg}, std::pair{agg_, agg}}) {
     body += "IF to_regclass('pg_temp." + name + "') IS NULL THEN CREATE TEMP TABLE " + name + " (" + cols +
             ") ON COMMIT DELETE ROWS; END IF; ";
     work_tables_ += (work_tables_.empty() ? "pg_temp." : ", pg_temp.") + name;
@@ -83,116 +74,206 @@ void EntityMerge::clear(size_t staged_rows) {
   // Within one transaction the tables serve again (the next entity of an atomic load, the
   // halves of a chunk split around a refused row). DELETE is cheapest for a few rows; for a
   // big chunk TRUNCATE, so later statements do not scan dead rows. Commit empties them too.
-  if (staged_rows >= 1000) {
-    sql_.exec("TRUNCATE " + work_tables_, "stage");
-    return;
-  }
-  std::string stmts;
-  for (size_t b = 0, e; b < work_tables_.size(); b = e + 2) {
-    e = work_tables_.find(", ", b);
-    if (e == std::string::npos) e = work_tables_.size();
-    stmts += "DELETE FROM " + work_tables_.substr(b, e - b) + "; ";
-  }
-  sql_.exec(stmts, "stage");
-}
-
-void EntityMerge::stage(const StagedPart& part) {
-  // The rows, with the group the chunk's own identity pass gave them.
-  std::vector<std::string> cols{"row_number", "grp", "chunk_tier", "grp_first"};
-  for (size_t k = 0; k < entity_.fields.size(); ++k) cols.push_back("f" + std::to_string(k));
-  for (size_t k : deferred_) cols.push_back("d" + std::to_string(k));
-  const auto& g = part.grouping;
-  std::vector<std::vector<size_t>> members;  // group -> its rows, in order
-  {
-    CopyIn copy(sql_.tx(), "pg_temp." + stg_, cols);
-    std::string line;
-    for (size_t i = 0; i < part.rows.size(); ++i) {
-      const Row& r = *part.rows[i];
-      const auto grp = size_t(g.group[i]);
-      if (grp >= members.size()) members.resize(grp + 1);
-      // the first row of each group: a new record's lineage says "inserted" there only
-      const bool first = members[grp].empty();
-      members[grp].push_back(i);
-      line = std::to_string(r.number) + '\t' + std::to_string(grp) + '\t' +
-             (g.join_tier[i] > 0 ? std::to_string(g.join_tier[i]) : "\\N") + (first ? "\tt" : "\tf");
-      for (const auto& v : r.values[part.entity]) {
-        line += '\t';
-        append_copy_value(line, v);
-      }
-      for (size_t k : deferred_) {
-        line += '\t';
-        append_copy_value(line, r.deferred[part.entity][k]);
-      }
-      copy.line(line);
-    }
-    copy.complete();
-  }
-  // The keys each group holds, once per (group, tier, key): the probes' input. Made here,
-  // where the keys already are, rather than by the server from a key column per tier.
-  // Duplicates are looked for among each group's own rows (usually one or two), not in a
-  // set of every key of the chunk.
-  CopyIn gk(sql_.tx(), "pg_temp.ingestd_gk", {"grp", "tier", "key"});
-  std::set<std::string_view> in_group;
-  std::string line;
-  for (size_t grp = 0; grp < members.size(); ++grp)
-    for (size_t t = 0; t < matcher_.tiers().size(); ++t) {
-      in_group.clear();
-      for (size_t i : members[grp]) {
-        const auto& key = part.tier_keys[i][t];
-        if (!key || (members[grp].size() > 1 && !in_group.insert(*key).second)) continue;
-        line = std::to_string(grp) + '\t' + std::to_string(matcher_.tiers()[t].number) + '\t';
-        append_copy_value(line, key);
-        gk.line(line);
-      }
-    }
-  gk.complete();
+  if (staged_rows >= 1000) sql_.exec("TRUNCATE " + work_tables_, "stage");
+  else sql_.exec("DELETE FROM pg_temp." + stg_ + "; DELETE FROM pg_temp." + agg_, "stage");
 }
 
 void EntityMerge::tune(bool analyze) {
   // Sorts and hashes over a whole chunk spill to disk at the default 4MB; raise work_mem for
-  // this transaction only (never lower what the operator set). The temp tables' statistics
-  // need only a small sample to steer the planner away from nested loops. JIT compiling costs
-  // a few hundred milliseconds a statement, more than it saves on a chunk.
+  // this transaction only (never lower what the operator set). JIT compiling costs a few
+  // hundred milliseconds a statement, more than it saves on a chunk. Typed keys compare with
+  // the engine's as ISO text.
   sql_.exec("SELECT set_config('work_mem', greatest(pg_size_bytes(current_setting('work_mem')) / 1024, 65536)::text || "
-            "'kB', true), set_config('default_statistics_target', '10', true), set_config('jit', 'off', true)",
+            "'kB', true), set_config('default_statistics_target', '10', true), set_config('jit', 'off', true), "
+            "set_config('DateStyle', 'ISO, YMD', true)",
             "stage");
-  // temp tables have no statistics until analyzed; without them the planner picks nested
-  // loops that turn a 50,000-row chunk quadratic
-  if (analyze) sql_.exec("ANALYZE " + stg_, "stage");
-  if (analyze) sql_.exec("ANALYZE ingestd_gk", "stage");
+  (void)analyze;
 }
 
-void EntityMerge::decide(bool analyze) {
-  // One decision per group: insert, match, or review when two records claim it. A new
-  // record's id comes from the id column's default (its sequence) right here.
-  sql_.exec("INSERT INTO ingestd_res SELECT g.grp, CASE WHEN count(c.record_id) = 1 THEN min(c.record_id) WHEN "
-            "count(c.record_id) = 0 THEN (" + table_.id_default + ")::text END AS record_id, min(c.tier) AS tier, "
-            "CASE WHEN count(c.record_id) = 0 THEN 'insert' WHEN count(c.record_id) = 1 THEN 'match' ELSE 'review' END "
-            "AS action, false AS changed, string_agg(c.record_id || ' (tier ' || c.tier || ')', ', ') AS candidates "
-            "FROM (SELECT DISTINCT grp FROM " + stg_ + ") g LEFT JOIN ingestd_cand c USING (grp) GROUP BY g.grp",
-            "decide");
-  if (analyze) sql_.exec("ANALYZE ingestd_res", "decide");
+std::vector<std::string> EntityMerge::draw_ids(size_t n) {
+  // New records take ids from the id column's default (its sequence), in input order.
+  std::vector<std::string> ids;
+  if (n == 0) return ids;
+  auto r = sql_.exec("SELECT (" + table_.id_default + ")::text FROM generate_series(1, " + std::to_string(n) + ")",
+                     "decide");
+  for (const auto& row : r) ids.push_back(row[0].as<std::string>());
+  return ids;
+}
+
+EntityMerge::Decisions EntityMerge::decide(const StagedPart& part) {
+  Decisions d;
+  const size_t tiers = matcher_.tiers().size();
+  // the keys the chunk looks for, once each
+  std::vector<ProbeKey> probes;
+  std::set<std::pair<int, std::string>> seen;
+  for (size_t i = 0; i < part.rows.size(); ++i)
+    for (size_t t = 0; t < tiers; ++t) {
+      const auto& key = part.tier_keys[i][t];
+      if (!key || !seen.emplace(int(t), *key).second) continue;
+      ProbeKey p{matcher_.tiers()[t].number, *key, {}};
+      for (int f : matcher_.tiers()[t].fields) p.parts.push_back(*part.rows[i]->keys[part.entity][size_t(f)]);
+      probes.push_back(std::move(p));
+    }
+  std::vector<KnownRecord> known;
+  for (auto& f : matcher_.find(sql_, probes)) {
+    KnownRecord k{f.id, f.memory};
+    k.keys.resize(tiers);
+    const auto own = matcher_.keys(f.own);
+    for (size_t t = 0; t < tiers; ++t)
+      if (own[t]) k.keys[t].push_back(*own[t]);
+    known.push_back(std::move(k));
+    d.known.push_back({std::move(f.own), std::move(f.memory)});
+  }
+  d.res = resolve_rows(part.tier_keys, known, tiers);
+  size_t fresh = 0;
+  for (const auto& r : d.res.records) fresh += r.known < 0;
+  auto ids = draw_ids(fresh);
+  size_t next = 0;
+  for (const auto& r : d.res.records) d.ids.push_back(r.known >= 0 ? known[size_t(r.known)].id : ids[next++]);
+  std::vector<const FieldKeys*> row_keys;
+  for (Row* r : part.rows) row_keys.push_back(&r->keys[part.entity]);
+  d.keys = record_keys(entity_, matcher_, d.res, row_keys, part.tier_keys, d.known);
+  return d;
+}
+
+void EntityMerge::stage(const StagedPart& part, const Decisions& d) {
+  std::vector<std::string> cols{"row_number", "record_id", "is_new", "action", "tier", "rec_tier", "founds", "reasons"};
+  for (size_t k = 0; k < entity_.fields.size(); ++k) cols.push_back("f" + std::to_string(k));
+  for (size_t k : deferred_) cols.push_back("d" + std::to_string(k));
+  // $tier: a new record's highest tier it holds a key at; a matched one's best tier of its rows
+  std::vector<int> rec_tier(d.res.records.size(), 0);
+  for (size_t r = 0; r < d.res.records.size(); ++r)
+    if (d.res.records[r].known < 0) rec_tier[r] = d.keys.held_tier[r];
+  for (const auto& row : d.res.rows)
+    if (row.kind == RowDecision::Kind::Match && d.res.records[size_t(row.record)].known >= 0) {
+      int& t = rec_tier[size_t(row.record)];
+      if (!t || row.tier < t) t = row.tier;
+    }
+  rows_out_.clear();
+  CopyIn copy(sql_.tx(), "pg_temp." + stg_, cols);
+  std::string line;
+  auto row_line = [&](const Row& r, const std::optional<std::string>& id, bool is_new, const char* action,
+                      const std::optional<std::string>& tier, const std::optional<std::string>& rtier, bool founds,
+                      const std::optional<std::string>& reasons, bool values) {
+    line = std::to_string(r.number) + '\t';
+    append_copy_value(line, id);
+    line += is_new ? "\tt\t" : "\tf\t";
+    line += action;
+    for (const auto* v : {&tier, &rtier}) {
+      line += '\t';
+      append_copy_value(line, *v);
+    }
+    line += founds ? "\tt\t" : "\tf\t";
+    append_copy_value(line, reasons);
+    for (const auto& v : r.values[part.entity]) {
+      line += '\t';
+      append_copy_value(line, values ? v : std::nullopt);
+    }
+    for (size_t k : deferred_) {
+      line += '\t';
+      append_copy_value(line, values ? r.deferred[part.entity][k] : std::nullopt);
+    }
+    copy.line(line);
+    rows_out_.emplace_back(r.number, id.value_or(""), action[0] == 'r');
+  };
+  auto num = [](int v) { return v ? std::optional<std::string>(std::to_string(v)) : std::nullopt; };
+  for (size_t i = 0; i < part.rows.size(); ++i) {
+    const RowDecision& rd = d.res.rows[i];
+    if (rd.kind == RowDecision::Kind::Review) {
+      std::string why = "matches ";
+      for (size_t c = 0; c < rd.candidates.size(); ++c)
+        why += (c ? ", " : "") + d.ids[size_t(rd.candidates[c].first)] + " (tier " +
+               std::to_string(rd.candidates[c].second) + ")";
+      row_line(*part.rows[i], std::nullopt, false, "review", std::nullopt, std::nullopt, false, why, true);
+      continue;
+    }
+    const auto rec = size_t(rd.record);
+    const bool is_new = d.res.records[rec].known < 0;
+    row_line(*part.rows[i], d.ids[rec], is_new, is_new ? "insert" : "match", num(rd.tier), num(rec_tier[rec]), rd.founds,
+             std::nullopt, true);
+  }
+  for (Row* r : part.waiting)
+    row_line(*r, std::nullopt, false, "review", std::nullopt, std::nullopt, false, std::nullopt, false);
+  copy.complete();
+}
+
+std::vector<size_t> EntityMerge::mergeable_fields() const {
+  std::vector<size_t> out;
+  for (size_t k = 0; k < entity_.fields.size(); ++k)
+    if (entity_.fields[k].merge.value_or(entity_.merge) != MergePolicy::Keep &&
+        entity_.fields[k].column != entity_.id_column)
+      out.push_back(k);
+  return out;
 }
 
 void EntityMerge::aggregate() {
-  // One value per record and field: the first non-null (last for overwrite). The rows come
-  // sorted once by (record, row); array_agg keeps its input order (temp tables are never
-  // scanned by parallel workers, so no partial aggregates reorder it). An ORDER BY inside
-  // each aggregate would sort every group once per field. tier: how the record was matched,
-  // or for a new one how its rows were grouped (NULL: one row).
+  // One value per record and field: the first non-null (last for overwrite; the founding row's
+  // for keep, which only a new record uses). The rows come sorted once by (record, row);
+  // array_agg keeps its input order (temp tables are never scanned by parallel workers, so no
+  // partial aggregates reorder it). An ORDER BY inside each aggregate would sort every group
+  // once per field.
   const auto& fields = entity_.fields;
   const std::string values = sql::join_n(fields.size(), "", [&](size_t k) {
     const std::string f = "s.f" + std::to_string(k);
-    const bool last = fields[k].merge.value_or(entity_.merge) == MergePolicy::Overwrite;
-    return ", (array_agg(" + f + ") FILTER (WHERE " + f + " IS NOT NULL))[" + (last ? "count(" + f + ")" : "1") +
-           "] AS f" + std::to_string(k);
+    const auto policy = fields[k].merge.value_or(entity_.merge);
+    if (policy == MergePolicy::Keep) return ", (array_agg(" + f + ") FILTER (WHERE s.founds))[1] AS f" + std::to_string(k);
+    return ", (array_agg(" + f + ") FILTER (WHERE " + f + " IS NOT NULL))[" +
+           (policy == MergePolicy::Overwrite ? "count(" + f + ")" : std::string("1")) + "] AS f" + std::to_string(k);
   });
-  const std::string inner = sql::join_n(fields.size(), "", [](size_t k) { return ", s.f" + std::to_string(k); });
-  sql_.exec("INSERT INTO " + agg_ + " SELECT s.record_id, bool_or(s.action = 'insert') AS is_new, coalesce(min(s.tier), "
-            "min(s.chunk_tier)) AS tier" + values + " FROM (SELECT r.record_id, r.action, r.tier, s.chunk_tier" + inner +
-            " FROM " + stg_ + " s JOIN ingestd_res r USING (grp) WHERE r.action <> 'review' ORDER BY r.record_id, "
-            "s.row_number) s GROUP BY s.record_id",
+  sql_.exec("INSERT INTO " + agg_ + " SELECT s.record_id, bool_or(s.is_new), min(s.rec_tier)" + values +
+                " FROM (SELECT * FROM " + stg_ + " WHERE action <> 'review' ORDER BY record_id, row_number) s GROUP BY "
+                "s.record_id",
             "aggregate");
+}
+
+EntityCounts EntityMerge::record_lineage() {
+  // Each row's action as if the rows had come one at a time: a row updates its record when it
+  // fills a field neither the stored record nor an earlier row of the chunk had (fill_nulls),
+  // or brings a value different from the latest before it (overwrite). Decided before the
+  // records change, from their stored values; one lineage row per entity and chunk.
+  sql::Quoter q(sql_.tx());
+  std::vector<std::string> windows, conds;
+  for (size_t k : mergeable_fields()) {
+    const std::string f = "w.f" + std::to_string(k), s = "s.f" + std::to_string(k), n = std::to_string(k);
+    const std::string col = q.col("t", entity_.fields[k].column);
+    const bool json = table_.column_types.at(entity_.fields[k].column) == "json";
+    if (entity_.fields[k].merge.value_or(entity_.merge) == MergePolicy::FillNulls) {
+      windows.push_back("count(" + s + ") OVER (PARTITION BY s.record_id ORDER BY s.row_number ROWS BETWEEN UNBOUNDED "
+                        "PRECEDING AND 1 PRECEDING) AS p" + n);
+      conds.push_back("(" + f + " IS NOT NULL AND " + col + " IS NULL AND w.p" + n + " = 0)");
+    } else {
+      windows.push_back("lag(" + s + ") OVER (PARTITION BY s.record_id, " + s + " IS NULL ORDER BY s.row_number) AS l" + n);
+      const std::string as = json ? "::text" : "";
+      conds.push_back("(" + f + " IS NOT NULL AND " + f + as + " IS DISTINCT FROM coalesce(w.l" + n + as + ", " + col +
+                      as + "))");
+    }
+  }
+  const std::string changed = conds.empty() ? "false" : sql::join(conds, " OR ");
+  const std::string target =
+      conds.empty() ? "" : " LEFT JOIN LATERAL (SELECT * FROM " + table_.quoted + " t WHERE NOT w.is_new AND t." +
+                               q.id(entity_.id_column) + " = w.record_id::" + table_.id_type + " OFFSET 0) t ON true";
+  auto counts = sql_.probe(
+      "WITH w AS (SELECT s.*" + std::string(windows.empty() ? "" : ", " + sql::join(windows, ", ")) + " FROM " + stg_ +
+          " s WHERE s.action <> 'review'), d AS (SELECT w.row_number, w.record_id, CASE WHEN w.founds THEN 'i' WHEN " +
+          changed + " THEN 'u' ELSE 'n' END AS action, CASE WHEN w.founds THEN NULL ELSE w.tier END AS tier FROM w" +
+          target + " UNION ALL SELECT row_number, NULL, 'r', NULL FROM " + stg_ + " WHERE action = 'review'), "
+          "ins AS (INSERT INTO " + bk_ + ".lineage (batch_id, entity, table_name, first_row, last_row, row_numbers, "
+          "record_ids, actions, tiers) SELECT :batch::uuid, :entity, :table, min(row_number), max(row_number), "
+          "array_agg(row_number ORDER BY row_number), array_agg(record_id ORDER BY row_number), array_agg(action::\"char\" "
+          "ORDER BY row_number), array_agg(tier::smallint ORDER BY row_number) FROM d HAVING count(*) > 0) "
+          "SELECT action, tier, count(*) FROM d GROUP BY 1, 2",
+      "lineage");
+  EntityCounts c;
+  for (const auto& row : counts) {
+    const char action = row[0].as<std::string>()[0];
+    const int64_t n = row[2].as<int64_t>();
+    if (action == 'i') c.inserted += n;
+    else if (action == 'u') c.updated += n;
+    else if (action == 'n') c.unchanged += n;
+    else c.review += n;
+    if ((action == 'u' || action == 'n') && !row[1].is_null()) c.tier_matches[row[1].as<int>()] += n;
+  }
+  return c;
 }
 
 void EntityMerge::insert_new() {
@@ -211,7 +292,7 @@ void EntityMerge::insert_new() {
   }
   sql_.exec("INSERT INTO " + table_.quoted + " (" + sql::join(cols, ", ") + ")" +
                 (table_.id_always_identity ? " OVERRIDING SYSTEM VALUE" : "") + " SELECT " + sql::join(vals, ", ") +
-                " FROM " + agg_ + " a WHERE a.is_new",
+                " FROM " + agg_ + " a WHERE a.is_new ORDER BY a.record_id",
             "insert");
 }
 
@@ -223,14 +304,12 @@ void EntityMerge::merge_matched() {
     size_t field;
   };
   std::vector<Change> chg;
-  for (size_t k = 0; k < entity_.fields.size(); ++k) {
+  for (size_t k : mergeable_fields()) {
     const auto& f = entity_.fields[k];
-    MergePolicy p = f.merge.value_or(entity_.merge);
-    if (p == MergePolicy::Keep || f.column == entity_.id_column) continue;
     const std::string tc = q.col("t", f.column), af = "a.f" + std::to_string(k);
     const std::string as_text = table_.column_types.at(f.column) == "json" ? "::text" : "";
     chg.push_back({f.column,
-                   p == MergePolicy::FillNulls
+                   f.merge.value_or(entity_.merge) == MergePolicy::FillNulls
                        ? "(" + tc + " IS NULL AND " + af + " IS NOT NULL)"
                        : "(" + af + " IS NOT NULL AND " + tc + as_text + " IS DISTINCT FROM " + af + as_text + ")",
                    k});
@@ -258,10 +337,16 @@ void EntityMerge::merge_matched() {
              "* FROM " + table_.quoted + " t WHERE " + by_id + " OFFSET 0) t CROSS JOIN LATERAL (VALUES " + vals +
              ") v(col, before, after, chg) WHERE NOT a.is_new AND (" + any + ") AND v.chg",
              "update");
-  sql_.probe("WITH u AS (UPDATE " + table_.quoted + " t SET " + set + " FROM " + agg_ + " a WHERE NOT a.is_new AND " +
-             by_id + " AND (" + any + ") RETURNING a.record_id) INSERT INTO ingestd_chg SELECT record_id FROM u",
+  sql_.probe("UPDATE " + table_.quoted + " t SET " + set + " FROM " + agg_ + " a WHERE NOT a.is_new AND " + by_id +
+             " AND (" + any + ")",
              "update");
-  sql_.exec("UPDATE ingestd_res r SET changed = true FROM ingestd_chg c WHERE r.record_id = c.record_id", "update");
+}
+
+void EntityMerge::remember(const Decisions& d) {
+  std::vector<std::tuple<std::string, int, std::string>> keys;
+  keys.reserve(d.keys.remember.size());
+  for (const auto& m : d.keys.remember) keys.emplace_back(d.ids[size_t(m.record)], m.tier, m.key);
+  matcher_.remember(sql_, keys);
 }
 
 void EntityMerge::defer_lookups() {
@@ -269,11 +354,11 @@ void EntityMerge::defer_lookups() {
   sql::Quoter q(sql_.tx());
   for (size_t k : deferred_) {
     const auto& f = entity_.fields[k];
-    const std::string d = "s.d" + std::to_string(k);
+    const std::string dk = "s.d" + std::to_string(k);
     sql_.exec("INSERT INTO " + bk_ + ".deferred_refs (batch_id, table_name, record_id, column_name, lookup_table, "
-              "lookup_key, value) SELECT DISTINCT :batch::uuid, :table, r.record_id, " + q.lit(f.column) + ", " +
-                  q.lit(f.lookup->table) + ", " + q.lit(f.lookup->key) + ", " + d + " FROM " + stg_ +
-                  " s JOIN ingestd_res r USING (grp) WHERE r.action <> 'review' AND " + d + " IS NOT NULL",
+              "lookup_key, value) SELECT DISTINCT :batch::uuid, :table, s.record_id, " + q.lit(f.column) + ", " +
+                  q.lit(f.lookup->table) + ", " + q.lit(f.lookup->key) + ", " + dk + " FROM " + stg_ +
+                  " s WHERE s.action <> 'review' AND " + dk + " IS NOT NULL",
               "deferred");
   }
 }
@@ -285,45 +370,12 @@ void EntityMerge::queue_reviews() {
                             return ", " + q.lit(entity_.fields[k].name) + ", s.f" + std::to_string(k);
                           });
   sql_.exec("INSERT INTO " + bk_ + ".review_queue (batch_id, table_name, candidate, reasons) SELECT :batch::uuid, :table, "
-            "jsonb_build_object(" + obj + "), 'matches ' || r.candidates FROM " + stg_ +
-                " s JOIN ingestd_res r USING (grp) WHERE r.action = 'review'",
+            "jsonb_build_object(" + obj + "), s.reasons FROM " + stg_ +
+                " s WHERE s.action = 'review' AND s.reasons IS NOT NULL ORDER BY s.row_number",
             "review");
 }
 
-EntityCounts EntityMerge::record_lineage() {
-  auto counts = sql_.exec(
-      "WITH lin AS (SELECT s.row_number, r.record_id, r.action, r.changed, coalesce(r.tier, s.chunk_tier) AS tier, "
-      "s.grp_first FROM " + stg_ + " s JOIN ingestd_res r USING (grp)), "
-      "ins AS (INSERT INTO " + bk_ + ".row_lineage (batch_id, row_number, entity, table_name, record_id, action, tier) "
-      "SELECT :batch::uuid, row_number, :entity, :table, CASE WHEN action = 'review' THEN NULL ELSE record_id END, "
-      "CASE WHEN action = 'review' THEN 'review' WHEN action = 'insert' AND grp_first THEN 'inserted' "
-      "WHEN action = 'match' AND changed THEN 'updated' ELSE 'unchanged' END, "
-      "CASE WHEN action = 'insert' AND grp_first THEN NULL ELSE tier END FROM lin "
-      "RETURNING action, tier) SELECT action, tier, count(*) FROM ins GROUP BY 1, 2",
-      "lineage");
-  EntityCounts c;
-  for (const auto& row : counts) {
-    const std::string action = row[0].as<std::string>();
-    const int64_t n = row[2].as<int64_t>();
-    if (action == "inserted") c.inserted += n;
-    else if (action == "updated") c.updated += n;
-    else if (action == "unchanged") c.unchanged += n;
-    else if (action == "review") c.review += n;
-    if ((action == "updated" || action == "unchanged") && !row[1].is_null()) c.tier_matches[row[1].as<int>()] += n;
-  }
-  return c;
-}
-
-std::vector<std::tuple<int64_t, std::string, bool>> EntityMerge::row_records() {
-  std::vector<std::tuple<int64_t, std::string, bool>> out;
-  auto r = sql_.exec("SELECT s.row_number, r.record_id, r.action = 'review' FROM " + stg_ +
-                         " s JOIN ingestd_res r USING (grp)",
-                     "lineage");
-  out.reserve(r.size());
-  for (const auto& row : r)
-    out.emplace_back(row[0].as<int64_t>(), row[1].is_null() ? "" : row[1].as<std::string>(), row[2].as<bool>());
-  return out;
-}
+std::vector<std::tuple<int64_t, std::string, bool>> EntityMerge::row_records() { return rows_out_; }
 
 std::string EntityMerge::value_expr(const std::string& column, const std::string& spec, const char* tier_expr) const {
   std::string e;

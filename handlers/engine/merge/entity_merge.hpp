@@ -1,7 +1,7 @@
-// The set-based merge of one entity over one chunk (DESIGN §5 rules 5-7), as named steps:
-// stage → candidates → decide → aggregate → insert new → merge matched → remember keys →
-// deferred refs → review → lineage. Each step's SQL is in its function; each is timed under
-// its own `op`.
+// The merge of one entity over one chunk (DESIGN §5 rules 5-7), as named steps: candidates
+// (the matcher) → decide (the resolver, in input order) → stage → aggregate → lineage → insert
+// new → merge matched → remember keys → deferred refs → review. Each step's SQL is in its
+// function; each is timed under its own `op`.
 #pragma once
 
 #include <map>
@@ -14,20 +14,21 @@
 
 #include "config/model.hpp"
 #include "handlers/engine/catalog.hpp"
-#include "handlers/engine/identity/grouping.hpp"
 #include "handlers/engine/identity/matcher.hpp"
+#include "handlers/engine/identity/memory.hpp"
+#include "handlers/engine/identity/resolver.hpp"
 #include "handlers/engine/merge/statement.hpp"
 #include "handlers/engine/row.hpp"
 #include "handlers/handler.hpp"
 
 namespace ingestd::engine {
 
-/// @brief One entity's rows of a chunk, grouped: what the stage step sends.
+/// @brief One entity's rows of a chunk, in input order, and what each is.
 struct StagedPart {
-  size_t entity = 0;                                            // index into Row::values
-  std::vector<Row*> rows;                                       // in input order
-  Grouping grouping;                                            // group of each row
-  std::vector<std::vector<std::optional<std::string>>> tier_keys;  // [row][tier]
+  size_t entity = 0;                  // index into Row::values
+  std::vector<Row*> rows;             // rows the entity merges
+  std::vector<TierKeys> tier_keys;    // [row][tier]
+  std::vector<Row*> waiting;          // rows whose referenced record is in review: they wait with it
 };
 
 /// @brief Runs one entity's steps for one chunk in the caller's transaction. `table` must have
@@ -46,17 +47,28 @@ class EntityMerge {
   void clear(size_t staged_rows);
 
  private:
+  /// What the decision step settled for one chunk: per row, its record id and action.
+  struct Decisions {
+    Resolution res;
+    std::vector<std::string> ids;        // [record] id, drawn for new records
+    std::vector<KnownState> known;       // [known record]
+    RecordKeys keys;
+  };
   void create_work_tables();
-  void stage(const StagedPart& part);
   void tune(bool analyze);
-  void decide(bool analyze);
+  Decisions decide(const StagedPart& part);
+  std::vector<std::string> draw_ids(size_t n);
+  void stage(const StagedPart& part, const Decisions& d);
   void aggregate();
+  EntityCounts record_lineage();
   void insert_new();
   void merge_matched();
+  void remember(const Decisions& d);
   void defer_lookups();
   void queue_reviews();
-  EntityCounts record_lineage();
   std::string value_expr(const std::string& column, const std::string& spec, const char* tier_expr) const;
+  /// Fields a merge may change (not keep, not the id), with their policy.
+  std::vector<size_t> mergeable_fields() const;
 
   StepSql sql_;
   const TableInfo& table_;
@@ -66,6 +78,7 @@ class EntityMerge {
   std::vector<size_t> deferred_;
   std::string stg_, agg_;    // staging and merge tables, named after their columns
   std::string work_tables_;  // every work table, as a list for TRUNCATE
+  std::vector<std::tuple<int64_t, std::string, bool>> rows_out_;
 };
 
 }  // namespace ingestd::engine

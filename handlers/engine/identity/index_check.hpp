@@ -1,0 +1,31 @@
+// `ingestd check`: the index behind every identity tier (DESIGN §5 rule 6), the statement that
+// would make a missing one, and `--create-indexes` to make them.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <pqxx/pqxx>
+
+#include "config/model.hpp"
+
+namespace ingestd::engine {
+
+/// @brief One tier of one entity and the index that serves it.
+struct TierIndexReport {
+  std::string where;         // datasets.D.entities.E.identity[i]
+  std::string table;         // schema.table
+  std::string index;         // "" = none serves it
+  std::string create_index;  // the statement that makes one
+  bool created = false;      // made by this run (--create-indexes)
+};
+
+/// The index behind every tier of every entity of `ds` whose table exists.
+std::vector<TierIndexReport> identity_indexes(pqxx::connection& conn, const config::Dataset& ds,
+                                              const std::string& bookkeeping_schema);
+
+/// Creates the indexes `reports` lack (CONCURRENTLY, each outside a transaction), analyzes
+/// their tables so the new expression indexes have statistics, and marks them created.
+void create_identity_indexes(pqxx::connection& conn, std::vector<TierIndexReport>& reports);
+
+}  // namespace ingestd::engine

@@ -1,0 +1,73 @@
+#include "handlers/engine/identity/memory.hpp"
+
+#include <algorithm>
+#include <set>
+
+namespace ingestd::engine {
+
+namespace {
+
+/// The rows that landed on each record, in input order.
+std::vector<std::vector<size_t>> rows_by_record(const Resolution& res) {
+  std::vector<std::vector<size_t>> out(res.records.size());
+  for (size_t i = 0; i < res.rows.size(); ++i)
+    if (res.rows[i].kind != RowDecision::Kind::Review) out[size_t(res.rows[i].record)].push_back(i);
+  return out;
+}
+
+/// The identity fields' keys a record's own columns hold after its rows merged.
+FieldKeys merged_own(const config::Entity& entity, const std::vector<size_t>& rows,
+                     const std::vector<const FieldKeys*>& row_keys, const FieldKeys* before) {
+  FieldKeys own = before ? *before : FieldKeys(entity.fields.size());
+  own.resize(entity.fields.size());
+  for (size_t f = 0; f < entity.fields.size(); ++f) {
+    const auto policy = entity.fields[f].merge.value_or(entity.merge);
+    std::optional<std::string> first, last;
+    for (size_t i : rows)
+      if (const auto& k = (*row_keys[i])[f]) {
+        if (!first) first = k;
+        last = k;
+      }
+    if (!before) {  // a new record: its founding row, then the policy over the rest
+      own[f] = policy == config::MergePolicy::Keep ? (*row_keys[rows.front()])[f]
+               : policy == config::MergePolicy::Overwrite ? last : first;
+    } else if (policy == config::MergePolicy::FillNulls) {
+      if (!own[f]) own[f] = first;
+    } else if (policy == config::MergePolicy::Overwrite) {
+      if (last) own[f] = last;
+    }
+  }
+  return own;
+}
+
+}  // namespace
+
+RecordKeys record_keys(const config::Entity& entity, const Matcher& matcher, const Resolution& res,
+                       const std::vector<const FieldKeys*>& row_keys, const std::vector<TierKeys>& row_tier_keys,
+                       const std::vector<KnownState>& known) {
+  const size_t tiers = matcher.tiers().size();
+  RecordKeys out;
+  out.held_tier.assign(res.records.size(), 0);
+  const auto rows = rows_by_record(res);
+  for (size_t r = 0; r < res.records.size(); ++r) {
+    if (rows[r].empty()) continue;  // a known record no row landed on
+    const KnownState* k = res.records[r].known >= 0 ? &known[size_t(res.records[r].known)] : nullptr;
+    const auto before = k ? matcher.keys(k->own) : std::vector<std::optional<std::string>>(tiers);
+    const auto after = matcher.keys(merged_own(entity, rows[r], row_keys, k ? &k->own : nullptr));
+    for (size_t t = 0; t < tiers; ++t) {
+      if (after[t] && !out.held_tier[r]) out.held_tier[r] = int(t) + 1;
+      std::set<std::string> carried;
+      if (before[t]) carried.insert(*before[t]);
+      for (size_t i : rows[r])
+        if (row_tier_keys[i][t]) carried.insert(*row_tier_keys[i][t]);
+      for (const auto& key : carried) {
+        if (after[t] && *after[t] == key) continue;
+        if (k && t < k->memory.size() && std::count(k->memory[t].begin(), k->memory[t].end(), key)) continue;
+        out.remember.push_back({int(r), int(t) + 1, key});
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace ingestd::engine

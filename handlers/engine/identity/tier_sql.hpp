@@ -1,0 +1,60 @@
+// How an identity tier looks in SQL against the target's own rows (DESIGN §5 rule 6): the
+// expression of each field's key over a stored row, the condition that finds a key through
+// the target's index, and the index that serves it — checked with the planner itself.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <pqxx/pqxx>
+
+#include "config/model.hpp"
+#include "handlers/engine/catalog.hpp"
+#include "handlers/engine/identity/matcher.hpp"
+
+namespace ingestd::engine {
+
+/// @brief One field of a tier, as SQL over a target row aliased `t`.
+struct TierFieldSql {
+  int field = 0;            // index into the entity's fields
+  std::string key_expr;     // the field's key over t (what an index on the tier holds)
+  std::string index_expr;   // the same over the bare column, for CREATE INDEX
+  std::string key_text;     // the same as text, as the engine's key of the value (C++ form)
+  std::string probe_type;   // type a probed key is cast to before comparing with key_expr
+};
+
+/// @brief A tier of one entity against its table.
+struct TierSql {
+  IdentityTier tier;
+  std::vector<TierFieldSql> fields;
+  /// `key_expr = $param` for every field; `param(i)` names the i-th key part.
+  template <class F>
+  std::string condition(F&& param) const {
+    std::string c;
+    for (size_t i = 0; i < fields.size(); ++i)
+      c += (i ? " AND " : "") + fields[i].key_expr + " = " + param(i) + "::" + fields[i].probe_type;
+    return c;
+  }
+  /// The composite key of the tier over t as text (NULL when a field is NULL): joined like
+  /// the C++ composite key.
+  std::string composite_text() const;
+};
+
+/// The tiers of `entity` over `table` (described with its columns). `bookkeeping` is the quoted
+/// schema that holds name_key.
+std::vector<TierSql> tier_sql(pqxx::transaction_base& tx, const config::Entity& entity, const TableInfo& table,
+                              const std::string& bookkeeping);
+
+/// @brief Which index serves a tier, or the statement that would make one.
+struct TierIndex {
+  int tier = 0;
+  std::string index;         // "" = none serves it
+  std::string create_index;  // CREATE INDEX CONCURRENTLY … for the tier
+};
+
+/// Asks the planner which index a tier's probe uses (sequential scans off): an index serves
+/// the tier when the probe is one index scan with every field in its condition.
+TierIndex tier_index(pqxx::transaction_base& tx, const TableInfo& table, const TierSql& tier);
+
+}  // namespace ingestd::engine

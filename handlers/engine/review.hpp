@@ -1,0 +1,27 @@
+// What a review decision changes in the bookkeeping: the keys the record learns, and the row's
+// lineage (`ingestd review merge|distinct`).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+
+#include "config/model.hpp"
+#include "handlers/engine/catalog.hpp"
+
+namespace ingestd::engine {
+
+/// Remembers the candidate's identity keys that `record_id` does not hold in its own columns
+/// (after the decision changed them), so the next row with them finds it. `table` must have
+/// been through describe_id.
+void remember_reviewed_keys(pqxx::transaction_base& tx, const std::string& bookkeeping_schema,
+                            const config::Entity& entity, const TableInfo& table, const nlohmann::json& candidate,
+                            const std::string& record_id, const std::string& batch_id);
+
+/// Points a reviewed row's lineage at its record: `inserted` (distinct) or `updated` (merged).
+void settle_lineage(pqxx::transaction_base& tx, const std::string& bookkeeping_schema, const std::string& batch_id,
+                    const std::string& table, int64_t row_number, const std::string& record_id, bool inserted);
+
+}  // namespace ingestd::engine
