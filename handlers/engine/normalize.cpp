@@ -162,7 +162,7 @@ struct NameTools {
     if (U_FAILURE(err)) words.reset();
     err = U_ZERO_ERROR;
     strip_accents.reset(icu::Transliterator::createInstance(
-        "NFD; [:Nonspacing Mark:] Remove; NFC", UTRANS_FORWARD, err));
+        "NFKD; [:Nonspacing Mark:] Remove", UTRANS_FORWARD, err));
     if (U_FAILURE(err)) strip_accents.reset();
   }
 };
