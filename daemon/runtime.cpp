@@ -250,6 +250,7 @@ void Runtime::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode 
     // Positions come from PostgreSQL, where they were committed with the work (rule 1).
     std::vector<std::string> names;
     try {
+      if (!db_ || !db_->is_open()) connect_db();  // a failed gauge refresh leaves none
       pqxx::read_transaction tx(*db_);
       const std::string qs = tx.quote_name(cfg_.postgres.bookkeeping_schema);
       for (auto* tp : partitions) {
