@@ -99,8 +99,10 @@ json result_json(const Event& ev, const Outcome& o, double seconds) {
             {"duration_ms", int64_t(seconds * 1000)},
             {"reject_file", o.reject_file.empty() ? json(nullptr) : json(o.reject_file)},
             {"errors", o.errors}};
-  if (ev.payload.contains("dataset")) r["dataset"] = ev.payload["dataset"];
-  if (ev.payload.contains("job")) r["job"] = ev.payload["job"];
+  // The target under its own field name; a dead-lettered event may have no handler, so every
+  // handler's target field is copied from the payload when present.
+  for (const auto& h : handler_registry())
+    if (ev.payload.contains(h.target_field)) r[h.target_field] = ev.payload[h.target_field];
   for (auto& [k, v] : o.extra.items()) r[k] = v;
   return r;
 }
@@ -220,7 +222,7 @@ void Runtime::refresh_gauges() {
 
 void Runtime::init_metrics() {
   // Series exist from the start at 0, so increase() sees the first dead letter or failure.
-  for (const auto& topic : {cfg_.kafka.topics.files, cfg_.kafka.topics.jobs})
+  for (const auto& [key, topic] : consumed_topics(cfg_))
     for (const char* outcome : {"completed", "completed_with_rejects", "failed", "duplicate", "dry_run", "dead_letter"})
       metrics_.events.Add({{"topic", topic}, {"outcome", outcome}});
   for (const char* reason : {"malformed", "missing_field", "wrong_type", "unknown_type", "wrong_topic", "unknown_target",
@@ -232,10 +234,14 @@ void Runtime::init_metrics() {
   metrics_.reloads.Add({{"outcome", "failure"}});
   // The last success survives a restart: it is in the batches table.
   pqxx::read_transaction tx(*db_);
+  std::string builtin;
+  for (const auto& h : handler_registry())
+    for (const auto& t : h.builtin_targets) builtin += (builtin.empty() ? "" : ", ") + tx.quote(t);
   auto r = tx.exec("SELECT dataset_or_job, extract(epoch FROM max(finished_at))::float8 FROM " +
                    tx.quote_name(cfg_.postgres.bookkeeping_schema) +
-                   ".batches WHERE status IN ('completed', 'completed_with_rejects') AND NOT dry_run AND "
-                   "dataset_or_job NOT IN ('rollback', 'checks') AND finished_at IS NOT NULL GROUP BY 1");
+                   ".batches WHERE status IN ('completed', 'completed_with_rejects') AND NOT dry_run AND " +
+                   (builtin.empty() ? "" : "dataset_or_job NOT IN (" + builtin + ") AND ") +
+                   "finished_at IS NOT NULL GROUP BY 1");
   for (const auto& row : r) metrics_.last_success.Add({{"dataset", row[0].as<std::string>()}}).Set(row[1].as<double>());
 }
 
@@ -494,7 +500,7 @@ void Runtime::process(RdKafka::Message& msg) {
   ev.partition = msg.partition();
   ev.offset = msg.offset();
   std::string payload(static_cast<const char*>(msg.payload()), msg.len());
-  std::string topic_key = ev.topic == cfg_.kafka.topics.files ? "files" : "jobs";
+  const std::string topic_key = topic_key_of(cfg_, ev.topic);
   auto dlq = [&](const std::string& reason, const std::string& metric) {
     dead_letter(msg, ev, reason, 0, metric);
     metrics_.event(ev.topic, "dead_letter");
@@ -534,7 +540,7 @@ void Runtime::process(RdKafka::Message& msg) {
     std::lock_guard lk(status_mu_);
     current_ = {{"event_id", ev.event_id},
                 {"type", ev.type},
-                {"target", ev.payload.value("dataset", ev.payload.value("job", ""))},
+                {"target", spec->target(ev)},
                 {"started_at_unix", std::time(nullptr)}};
   }
   metrics_.batches_running.Add({}).Increment();
@@ -569,7 +575,7 @@ void Runtime::process(RdKafka::Message& msg) {
   }
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   publish_result(ev, o, secs);
-  const std::string target = ev.payload.value("dataset", ev.payload.value("job", ""));
+  const std::string target = spec->target(ev);
   metrics_.event(ev.topic, std::string(engine::to_string(o.status)));
   for (const auto& [entity, c] : o.counts) {
     metrics_.rows_add(target, entity, "inserted", double(c.inserted));
@@ -581,8 +587,7 @@ void Runtime::process(RdKafka::Message& msg) {
       metrics_.identity_matches.Add({{"dataset", target}, {"entity", entity}, {"tier", std::to_string(tier)}})
           .Increment(double(n));
   }
-  const bool builtin = ev.type == "job.requested" && (target == "rollback" || target == "checks");
-  if (!builtin && (o.status == engine::ResultStatus::Completed || o.status == engine::ResultStatus::CompletedWithRejects)) {
+  if (!spec->is_builtin(target) && (o.status == engine::ResultStatus::Completed || o.status == engine::ResultStatus::CompletedWithRejects)) {
     metrics_.last_success.Add({{"dataset", target}}).SetToCurrentTime();
     static const prometheus::Histogram::BucketBoundaries b{0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600};
     metrics_.batch_duration.Add({{"dataset", target}}, b).Observe(secs);
@@ -673,7 +678,9 @@ int Runtime::run() {
   if (!consumer_) throw std::runtime_error("kafka consumer: " + err);
   g_cluster_id = consumer_->clusterid(10000);
   if (g_cluster_id.empty()) log_->warn("Kafka cluster id unknown; stored offsets cannot be checked against it");
-  auto sub = consumer_->subscribe({cfg_.kafka.topics.files, cfg_.kafka.topics.jobs});
+  std::vector<std::string> topics;
+  for (const auto& [key, topic] : consumed_topics(cfg_)) topics.push_back(topic);
+  auto sub = consumer_->subscribe(topics);
   if (sub != RdKafka::ERR_NO_ERROR) throw std::runtime_error("kafka subscribe: " + RdKafka::err2str(sub));
   kafka_ok_ = true;
   started_ = true;
@@ -751,9 +758,7 @@ int Runtime::load(const std::string& file, const std::string& dataset, bool dry_
   local.files.allowed_roots.push_back(std::filesystem::path(abs).parent_path().string());
   Runtime inner(local);
   inner.db_ = std::move(db_);
-  const HandlerSpec* spec = nullptr;
-  for (const auto& h : handler_registry())
-    if (h.type == ev.type) spec = &h;
+  const HandlerSpec* spec = find_handler(ev.type);
   const auto t0 = Clock::now();
   int attempts = 0;
   std::string reason;
