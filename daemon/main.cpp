@@ -13,13 +13,15 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "config/loader.hpp"
+#include "daemon/commands/commands.hpp"
 #include "daemon/kafka.hpp"
+#include "daemon/logging.hpp"
 #include "daemon/operator_commands.hpp"
-#include "daemon/runtime.hpp"
+#include "daemon/schema.hpp"
+#include "daemon/signals.hpp"
 #include "handlers/engine/loader.hpp"
 #include "handlers/engine/rollback.hpp"
 #include "handlers/file_arrival/file_arrival.hpp"
@@ -28,41 +30,6 @@ using namespace ingestd;
 using json = nlohmann::json;
 
 namespace {
-
-std::atomic<bool> g_broker_stop{false};
-
-void on_signal(int) {
-  request_stop();
-  g_broker_stop = true;
-}
-
-void on_hup(int) { request_reload(); }
-
-void install_signals() {
-  struct sigaction hup{};
-  hup.sa_handler = on_hup;
-  sigemptyset(&hup.sa_mask);
-  sigaction(SIGHUP, &hup, nullptr);
-  struct sigaction sa{};
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-}
-
-void setup_logging(const std::string& level) {
-  // stderr: under systemd it goes to the journal, in a terminal it stays off stdout's JSON
-  auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
-  auto def = std::make_shared<spdlog::logger>("ingestd", sink);
-  spdlog::set_default_logger(def);
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%n] %v");
-  spdlog::set_level(spdlog::level::from_str(level));
-  for (const char* n : {"runtime", "schema", "engine", "file_arrival", "kafka", "http"}) {
-    auto l = def->clone(n);
-    spdlog::register_logger(l);
-  }
-}
 
 std::string new_uuid() {
   std::random_device rd;
@@ -87,7 +54,7 @@ int wait_for_result(const config::Config& cfg, const std::string& brokers, const
   if (!c) throw std::runtime_error(err);
   c->subscribe({cfg.kafka.topics.results});
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  while (std::chrono::steady_clock::now() < deadline && !g_broker_stop) {
+  while (std::chrono::steady_clock::now() < deadline && !stop_requested()) {
     std::unique_ptr<RdKafka::Message> m(c->consume(500));
     if (!m || m->err() != RdKafka::ERR_NO_ERROR) continue;
     auto j = json::parse(std::string(static_cast<const char*>(m->payload()), m->len()), nullptr, false);
@@ -221,7 +188,7 @@ int main(int argc, char** argv) {
     std::thread([&b] {
       for (std::string line; std::getline(std::cin, line);) std::cout << b.control(line) << std::endl;
     }).detach();
-    while (!g_broker_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    while (!stop_requested()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     return 0;
   }
 
@@ -237,7 +204,7 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (run->parsed()) return run_daemon(cfg);
+    if (run->parsed()) return cmd_run(cfg);
     if (check->parsed()) {
       if (check_offline) {
         std::cout << config_path << ": ok (offline)\n";
@@ -252,7 +219,7 @@ int main(int argc, char** argv) {
       std::cout << config_path << ": ok (" << cfg.datasets.size() << " datasets, " << cfg.jobs.size() << " jobs)\n";
       return 0;
     }
-    if (load->parsed()) return run_load(cfg, load_file, load_dataset, load_dry);
+    if (load->parsed()) return cmd_load(cfg, load_file, load_dataset, load_dry);
     if (st->parsed()) return cmd_status(cfg, st_batch, st_json);
     if (review->parsed()) {
       const char* user = std::getenv("USER");
@@ -261,8 +228,8 @@ int main(int argc, char** argv) {
     }
     if (dlq_replay->parsed()) return cmd_dlq_replay(cfg, dlq_limit, dlq_dry);
     if (rb->parsed()) {
-      prepare_database(cfg);
       pqxx::connection c(cfg.postgres.url);
+      migrate_schema(c, cfg.postgres.bookkeeping_schema);
       const char* user = std::getenv("USER");
       auto r = engine::rollback_batch(c, cfg, rb_batch, rb_dry, std::string("cli:") + (user ? user : "unknown"), nullptr);
       json out = {{"batch_id", rb_batch}, {"status", engine::to_string(r.status)}, {"errors", r.errors}, {"rollback", r.stats}};
