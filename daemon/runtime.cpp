@@ -20,7 +20,8 @@ Runtime::Runtime(const config::Config& cfg)
       instance_(instance_id()),
       inbox_(cfg_),
       worker_(cfg_, metrics_, inbox_, instance_, [this] { keepalive(); }),
-      status_(cfg_, instance_) {}
+      readers_(cfg_.postgres.url, reader_pool_size(cfg_)),
+      status_(cfg_, instance_, readers_) {}
 
 int Runtime::run() {
   start();

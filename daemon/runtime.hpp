@@ -17,6 +17,7 @@
 #include "daemon/inbox.hpp"
 #include "daemon/kafka.hpp"
 #include "daemon/metrics.hpp"
+#include "daemon/pg_pool.hpp"
 #include "daemon/status.hpp"
 #include "daemon/worker.hpp"
 
@@ -71,6 +72,7 @@ class Runtime : public RdKafka::RebalanceCb, public RdKafka::EventCb {
   Metrics metrics_;
   Inbox inbox_;
   Worker worker_;
+  PgPool readers_;  // for /status; the worker has its own connection
   StatusBoard status_;
   std::unique_ptr<EmbeddedBroker> broker_;
   std::string broker_address_file_;

@@ -4,12 +4,14 @@
 
 #include <pqxx/pqxx>
 
+#include "daemon/logging.hpp"
+
 namespace ingestd {
 
 using json = nlohmann::json;
 
-StatusBoard::StatusBoard(const config::Config& cfg, std::string instance)
-    : url_(cfg.postgres.url), schema_(cfg.postgres.bookkeeping_schema), instance_(std::move(instance)) {}
+StatusBoard::StatusBoard(const config::Config& cfg, std::string instance, PgPool& readers)
+    : schema_(cfg.postgres.bookkeeping_schema), instance_(std::move(instance)), readers_(readers) {}
 
 void StatusBoard::set_current(json event) {
   std::lock_guard lk(mu_);
@@ -29,11 +31,11 @@ void StatusBoard::set_assignment(std::vector<std::string> partitions) {
 
 json StatusBoard::running_batches() {
   json running = json::array();
-  // Progress comes from the batches' own checkpoints, read on a connection of this request's
-  // own (civetweb threads must not share the worker's connection).
+  // Progress comes from the batches' own checkpoints, read on a connection leased from the
+  // readers' pool (civetweb threads must not share the worker's connection).
   try {
-    pqxx::connection c(url_);
-    pqxx::read_transaction tx(c);
+    auto c = readers_.acquire();
+    pqxx::read_transaction tx(*c);
     auto r = tx.exec_params(
         "SELECT id::text, dataset_or_job, rows_done, rows_total, bytes_done, size_bytes, "
         "extract(epoch FROM now() - started_at)::float8, owner FROM " +
@@ -54,6 +56,9 @@ json StatusBoard::running_batches() {
       }
       running.push_back(b);
     }
+  } catch (const PgPool::Busy& e) {
+    component_logger("http")->warn("/status: {}", e.what());
+    running = json::array({{{"error", e.what()}}});
   } catch (const std::exception& e) {
     running = json::array({{{"error", std::string("PostgreSQL unreachable: ") + e.what()}}});
   }

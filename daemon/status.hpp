@@ -10,12 +10,14 @@
 #include <nlohmann/json.hpp>
 
 #include "config/model.hpp"
+#include "daemon/pg_pool.hpp"
 
 namespace ingestd {
 
 class StatusBoard {
  public:
-  StatusBoard(const config::Config& cfg, std::string instance);
+  /// Reads the running batches on connections leased from `readers`.
+  StatusBoard(const config::Config& cfg, std::string instance, PgPool& readers);
 
   /// The event being processed now (`nullptr` between events).
   void set_current(nlohmann::json event);
@@ -31,7 +33,8 @@ class StatusBoard {
  private:
   nlohmann::json running_batches();
 
-  std::string url_, schema_, instance_;
+  std::string schema_, instance_;
+  PgPool& readers_;
   std::mutex mu_;
   nlohmann::json current_ = nullptr;
   std::deque<nlohmann::json> recent_;

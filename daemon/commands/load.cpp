@@ -15,6 +15,7 @@
 
 #include "daemon/commands/commands.hpp"
 #include "daemon/inbox.hpp"
+#include "daemon/pg_pool.hpp"
 #include "daemon/schema.hpp"
 #include "daemon/worker.hpp"
 
@@ -24,12 +25,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-/// @brief In a terminal, a progress bar on stderr from the batch's own checkpoints, read on a
-/// connection of its own every half second. A courtesy: the load goes on without it.
+/// @brief In a terminal, a progress bar on stderr from the batch's own checkpoints, read every
+/// half second on a connection leased from `readers`. A courtesy: the load goes on without it.
 class ProgressBar {
  public:
-  ProgressBar(const config::Config& cfg, std::string event_id, Clock::time_point t0)
-      : url_(cfg.postgres.url), schema_(cfg.postgres.bookkeeping_schema), event_id_(std::move(event_id)), t0_(t0) {
+  ProgressBar(const config::Config& cfg, PgPool& readers, std::string event_id, Clock::time_point t0)
+      : readers_(readers), schema_(cfg.postgres.bookkeeping_schema), event_id_(std::move(event_id)), t0_(t0) {
     if (isatty(STDERR_FILENO)) thread_ = std::thread([this] { follow(); });
   }
   ~ProgressBar() {
@@ -42,11 +43,11 @@ class ProgressBar {
  private:
   void follow() {
     try {
-      pqxx::connection pc(url_);
-      const std::string qs = pc.quote_name(schema_);
+      auto pc = readers_.acquire();
+      const std::string qs = pc->quote_name(schema_);
       while (!done_) {
         std::this_thread::sleep_for(std::chrono::milliseconds(500));
-        pqxx::read_transaction tx(pc);
+        pqxx::read_transaction tx(*pc);
         auto r = tx.exec_params("SELECT b.rows_done, b.bytes_done, b.size_bytes FROM " + qs + ".events e JOIN " + qs +
                                     ".batches b ON b.id = e.batch_id WHERE e.event_id = $1",
                                 event_id_);
@@ -69,7 +70,8 @@ class ProgressBar {
     fflush(stderr);
   }
 
-  std::string url_, schema_, event_id_;
+  PgPool& readers_;
+  std::string schema_, event_id_;
   Clock::time_point t0_;
   std::atomic<bool> done_{false};
   std::thread thread_;
@@ -109,10 +111,11 @@ int cmd_load(const config::Config& cfg, const std::string& file, const std::stri
     inbox.receive(tx, ev, ev.payload.dump());
     tx.commit();
   }
+  PgPool readers(cfg.postgres.url, reader_pool_size(cfg));
   const auto t0 = Clock::now();
   Worker::Run run;
   {
-    ProgressBar progress(cfg, ev.event_id, t0);
+    ProgressBar progress(cfg, readers, ev.event_id, t0);
     run = worker.run(*find_handler(ev.type), ev);
   }
   if (run.outcome.kind != Outcome::Kind::Done) {
