@@ -9,6 +9,7 @@
 #include "daemon/commands/commands.hpp"
 #include "daemon/commands/table.hpp"
 #include "daemon/schema.hpp"
+#include "handlers/engine/bookkeeping.hpp"
 #include "handlers/engine/identity.hpp"
 #include "handlers/engine/normalize.hpp"
 #include "handlers/engine/sql.hpp"
@@ -164,21 +165,20 @@ void remember_identity_keys(pqxx::transaction_base& tx, const std::string& bk, c
 }
 
 /// Closes the item with its decision, points the row's lineage at the record, audits it.
-void record_decision(pqxx::transaction_base& tx, const std::string& bk, int64_t id, const std::string& action,
-                     const ReviewItem& item, const std::string& record, const std::string& actor) {
+void record_decision(pqxx::transaction_base& tx, const engine::Bookkeeping& books, int64_t id,
+                     const std::string& action, const ReviewItem& item, const std::string& record,
+                     const std::string& actor) {
   const std::string decided = action == "merge" ? "merged" : "distinct";
-  tx.exec_params("UPDATE " + bk +
-                     ".review_queue SET status = $2, record_id = $3, decided_by = $4, decided_at = now() "
-                     "WHERE id = $1",
+  tx.exec_params("UPDATE " + books.table(tx, "review_queue") +
+                     " SET status = $2, record_id = $3, decided_by = $4, decided_at = now() WHERE id = $1",
                  id, decided, record, actor);
   if (item.candidate.contains("row_number"))
-    tx.exec_params("UPDATE " + bk +
-                       ".row_lineage SET record_id = $4, action = $5 WHERE batch_id = $1::uuid AND "
+    tx.exec_params("UPDATE " + books.table(tx, "row_lineage") +
+                       " SET record_id = $4, action = $5 WHERE batch_id = $1::uuid AND "
                        "row_number = $2 AND table_name = $3 AND action = 'review'",
                    item.batch, item.candidate["row_number"].get<int64_t>(), item.table, record,
                    std::string(action == "merge" ? "updated" : "inserted"));
-  tx.exec_params("INSERT INTO " + bk + ".audit (actor, action, batch_id, payload) VALUES ($1, $2, $3::uuid, $4::jsonb)",
-                 actor, "review_" + action, item.batch, json({{"review_id", id}, {"record_id", record}}).dump());
+  books.audit(tx, actor, "review_" + action, item.batch, {{"review_id", id}, {"record_id", record}});
 }
 
 }  // namespace
@@ -206,7 +206,7 @@ int cmd_review(const config::Config& cfg, const std::string& action, int64_t id,
     return 2;
   }
   remember_identity_keys(tx, bk, t, *item, record);
-  record_decision(tx, bk, id, action, *item, record, actor);
+  record_decision(tx, engine::Bookkeeping(cfg.postgres.bookkeeping_schema), id, action, *item, record, actor);
   tx.commit();
   std::cout
       << json({{"review_id", id}, {"status", action == "merge" ? "merged" : "distinct"}, {"record_id", record}}).dump()
