@@ -4,11 +4,11 @@
 
 namespace ingestd {
 
-PgPool::Lease::Lease(PgPool& pool, std::unique_ptr<pqxx::connection> conn)
-    : pool_(&pool), conn_(std::move(conn)), exceptions_at_start_(std::uncaught_exceptions()) {}
+PgPool::Lease::Lease(PgPool& pool, std::unique_ptr<pqxx::connection> conn, bool reused)
+    : pool_(&pool), conn_(std::move(conn)), exceptions_at_start_(std::uncaught_exceptions()), reused_(reused) {}
 
 PgPool::Lease::Lease(Lease&& o) noexcept
-    : pool_(o.pool_), conn_(std::move(o.conn_)), exceptions_at_start_(o.exceptions_at_start_) {}
+    : pool_(o.pool_), conn_(std::move(o.conn_)), exceptions_at_start_(o.exceptions_at_start_), reused_(o.reused_) {}
 
 PgPool::Lease::~Lease() {
   if (!conn_) return;
@@ -29,13 +29,13 @@ PgPool::Lease PgPool::acquire() {
     if (idle_.empty()) break;
     std::unique_ptr<pqxx::connection> c = std::move(idle_.back());
     idle_.pop_back();
-    if (c->is_open()) return Lease(*this, std::move(c));
+    if (c->is_open()) return Lease(*this, std::move(c), true);
     --open_;  // closed while idle: drop it and look again
   }
   ++open_;  // counted before connecting, so concurrent callers stay within the capacity
   lk.unlock();
   try {
-    return Lease(*this, std::make_unique<pqxx::connection>(url_));
+    return Lease(*this, std::make_unique<pqxx::connection>(url_), false);
   } catch (...) {
     lk.lock();
     --open_;

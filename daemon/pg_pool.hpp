@@ -34,13 +34,16 @@ class PgPool {
     ~Lease();
     pqxx::connection& operator*() const { return *conn_; }
     pqxx::connection* operator->() const { return conn_.get(); }
+    /// True when the connection served an earlier lease (it may have broken since).
+    bool reused() const { return reused_; }
 
    private:
     friend class PgPool;
-    Lease(PgPool& pool, std::unique_ptr<pqxx::connection> conn);
+    Lease(PgPool& pool, std::unique_ptr<pqxx::connection> conn, bool reused);
     PgPool* pool_;
     std::unique_ptr<pqxx::connection> conn_;
     int exceptions_at_start_;
+    bool reused_;
   };
 
   /// At most `capacity` connections to `url`, opened on first need.
