@@ -57,4 +57,10 @@ void migrate_schema(pqxx::connection& conn, const std::string& schema) {
   tx.commit();
 }
 
+std::unique_ptr<pqxx::connection> connect_migrated(const config::Config& cfg) {
+  auto c = std::make_unique<pqxx::connection>(cfg.postgres.url);
+  migrate_schema(*c, cfg.postgres.bookkeeping_schema);
+  return c;
+}
+
 }  // namespace ingestd
