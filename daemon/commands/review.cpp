@@ -10,7 +10,7 @@
 #include "daemon/commands/table.hpp"
 #include "daemon/schema.hpp"
 #include "handlers/engine/bookkeeping.hpp"
-#include "handlers/engine/identity/grouping.hpp"
+#include "handlers/engine/identity/matcher.hpp"
 #include "handlers/engine/normalize.hpp"
 #include "handlers/engine/catalog.hpp"
 
@@ -131,37 +131,22 @@ int merge_into(pqxx::transaction_base& tx, const std::string& bk, const ReviewTa
   return 0;
 }
 
-/// The decision's identity keys, so the next row with them finds this record.
+/// The decision's identity keys, so the next row with them finds this record: the candidate's
+/// values keyed by the engine's one rule (field_key, then the matcher's tier keys).
 void remember_identity_keys(pqxx::transaction_base& tx, const std::string& bk, const ReviewTarget& t,
                             const ReviewItem& item, const std::string& record) {
   const auto& fields = t.entity->fields;
   const json& cand = item.candidate;
-  std::vector<std::optional<std::string>> keys(fields.size());
+  engine::FieldKeys keys(fields.size());
   for (size_t k = 0; k < fields.size(); ++k) {
     if (!cand.contains(fields[k].name) || cand[fields[k].name].is_null()) continue;
-    std::string v =
-        cand[fields[k].name].is_string() ? cand[fields[k].name].get<std::string>() : cand[fields[k].name].dump();
-    engine::Normalized n = engine::normalize(fields[k].normalize, v);
-    keys[k] = n.key ? n.key : std::optional<std::string>(v);
+    const std::string v = value_text(cand[fields[k].name]);
+    keys[k] = engine::field_key(fields[k], engine::normalize(fields[k].normalize, v), v);
   }
-  std::vector<std::vector<int>> tiers;
-  for (const auto& tier : t.entity->identity) {
-    std::vector<int> ix;
-    for (const auto& fname : tier)
-      for (size_t k = 0; k < fields.size(); ++k)
-        if (fields[k].name == fname) ix.push_back(int(k));
-    tiers.push_back(ix);
-  }
-  auto composite = engine::composite_keys(keys, tiers);
-  for (size_t ti = 0; ti < composite.size(); ++ti)
-    if (composite[ti])
-      tx.exec_params("INSERT INTO " + bk +
-                         ".identity_keys (table_name, tier, key, record_id, batch_id) SELECT "
-                         "$1::text, $2::int, $3::text, $4::text, $5::uuid WHERE NOT EXISTS (SELECT 1 FROM " +
-                         bk +
-                         ".identity_keys WHERE hashtextextended(key, tier) = hashtextextended($3::text, $2::int) AND "
-                         "table_name = $1::text AND tier = $2::int AND key = $3::text AND record_id = $4::text)",
-                     item.table, int(ti + 1), *composite[ti], record, item.batch);
+  auto matcher = engine::make_matcher(*t.entity, {bk, t.table.quoted, tx.quote_name(t.entity->id_column), t.table.id_type});
+  const std::map<std::string, std::string> no_vars;
+  engine::StepSql sql(tx, nullptr, item.table, item.batch, t.entity->name, no_vars);
+  matcher->remember_record(sql, record, matcher->keys(keys));
 }
 
 /// Closes the item with its decision, points the row's lineage at the record, audits it.

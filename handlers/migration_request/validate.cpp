@@ -5,11 +5,6 @@
 
 namespace ingestd::migration_request {
 
-const std::vector<std::string>& builtin_jobs() {
-  static const std::vector<std::string> names{"rollback", "checks"};
-  return names;
-}
-
 std::string validate(const config::Config& cfg, const Event& ev) {
   const std::string job = ev.payload["job"].get<std::string>();
   const auto& builtin = builtin_jobs();
