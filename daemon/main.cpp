@@ -1,104 +1,161 @@
-// ingestd: one binary for the daemon and its operator commands (DESIGN §6).
-// Exit codes: 0 ok, 1 failure, 2 usage or config error.
-#include <unistd.h>
-
-#include <chrono>
-#include <csignal>
-#include <filesystem>
-#include <fstream>
+// ingestd: one binary for the daemon and its operator commands (DESIGN §6). This file parses
+// the command line and hands over to the command (daemon/commands/, the daemon itself in
+// daemon/runtime.cpp). Exit codes: 0 ok, 1 failure, 2 usage or config error.
+#include <cstdlib>
 #include <iostream>
-#include <random>
-#include <thread>
 
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-#include <pqxx/pqxx>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "config/loader.hpp"
-#include "daemon/kafka.hpp"
-#include "daemon/operator_commands.hpp"
-#include "daemon/runtime.hpp"
-#include "handlers/engine/loader.hpp"
-#include "handlers/engine/rollback.hpp"
-#include "handlers/file_arrival/file_arrival.hpp"
+#include "daemon/commands/commands.hpp"
+#include "daemon/logging.hpp"
+#include "daemon/signals.hpp"
 
 using namespace ingestd;
-using json = nlohmann::json;
 
 namespace {
 
-std::atomic<bool> g_broker_stop{false};
+/// @brief The subcommands and the values their options fill in.
+struct CommandLine {
+  std::string config_path = "/etc/ingestd/ingestd.yaml";
+  std::string log_level = "info";
+  CLI::App *run = nullptr, *check = nullptr, *load = nullptr, *submit_file = nullptr, *submit_job = nullptr;
+  CLI::App *rollback = nullptr, *status = nullptr, *review = nullptr, *review_list = nullptr, *review_merge = nullptr;
+  CLI::App *dlq_replay = nullptr, *broker = nullptr, *explain = nullptr, *name_key = nullptr;
+  bool check_offline = false, check_create_indexes = false;
+  std::vector<std::string> explain_args;
+  bool explain_record = false, explain_json = false;
+  std::string load_file, load_dataset;
+  bool load_dry = false;
+  SubmitOptions submit;
+  std::string rollback_batch;
+  bool rollback_dry = false;
+  std::string status_batch;
+  bool status_json = false;
+  std::string review_into;
+  int64_t review_id = 0;
+  int64_t dlq_limit = 1000000;
+  bool dlq_dry = false;
+  EmbeddedBrokerOptions broker_options;
+};
 
-void on_signal(int) {
-  request_stop();
-  g_broker_stop = true;
+/// A subcommand taking `-c/--config`.
+CLI::App* with_config(CLI::App* sc, CommandLine& cl) {
+  sc->add_option("-c,--config", cl.config_path, "config file")->capture_default_str();
+  return sc;
 }
 
-void on_hup(int) { request_reload(); }
-
-void install_signals() {
-  struct sigaction hup{};
-  hup.sa_handler = on_hup;
-  sigemptyset(&hup.sa_mask);
-  sigaction(SIGHUP, &hup, nullptr);
-  struct sigaction sa{};
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+void add_run_check_load(CLI::App& app, CommandLine& cl) {
+  cl.run = with_config(app.add_subcommand("run", "Run the daemon: consume events until SIGTERM"), cl);
+  cl.check = with_config(app.add_subcommand("check", "Validate the config and that its tables and columns exist"), cl);
+  cl.check->add_flag("--offline", cl.check_offline, "do not connect to PostgreSQL");
+  cl.check->add_flag("--create-indexes", cl.check_create_indexes,
+                     "create the indexes identity tiers lack (CONCURRENTLY), and report them");
+  cl.load = with_config(app.add_subcommand("load", "Load one file through a dataset, without Kafka"), cl);
+  cl.load->add_option("file", cl.load_file, "CSV file")->required();
+  cl.load->add_option("--dataset", cl.load_dataset, "dataset name")->required();
+  cl.load->add_flag("--dry-run", cl.load_dry, "run everything, then roll back; report what would happen");
 }
 
-void setup_logging(const std::string& level) {
-  // stderr: under systemd it goes to the journal, in a terminal it stays off stdout's JSON
-  auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
-  auto def = std::make_shared<spdlog::logger>("ingestd", sink);
-  spdlog::set_default_logger(def);
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%n] %v");
-  spdlog::set_level(spdlog::level::from_str(level));
-  for (const char* n : {"runtime", "schema", "engine", "file_arrival", "kafka", "http"}) {
-    auto l = def->clone(n);
-    spdlog::register_logger(l);
+void add_submit(CLI::App& app, CommandLine& cl) {
+  auto* submit = app.add_subcommand("submit", "Publish an event as an uploader would");
+  submit->require_subcommand(1);
+  SubmitOptions& s = cl.submit;
+  auto* file =
+      with_config(submit->add_subcommand("file", "Publish a file.arrived event (computes sha256 and size)"), cl);
+  file->add_option("path", s.path, "file to announce")->required();
+  file->add_option("--dataset", s.dataset, "dataset name")->required();
+  file->add_option("--source-system", s.source_system, "source_system of the event");
+  file->add_option("--program", s.program, "program of the event");
+  file->add_option("--submitted-by", s.submitted_by, "submitted_by of the event")->capture_default_str();
+  file->add_option("--event-id", s.event_id, "event id (default: a new UUID)");
+  file->add_option("--delimiter", s.delimiter, "options.delimiter");
+  file->add_option("--encoding", s.encoding, "options.encoding");
+  auto* job = with_config(submit->add_subcommand("job", "Publish a job.requested event"), cl);
+  job->add_option("name", s.job, "job name")->required();
+  job->add_option("--mode", s.mode, "full or incremental");
+  job->add_option("--param", s.params, "KEY=VALUE, repeatable");
+  job->add_option("--event-id", s.event_id, "event id (default: a new UUID)");
+  for (auto* sc : {file, job}) {
+    sc->add_flag("--dry-run", s.dry_run, "ask for a dry run");
+    sc->add_flag("--wait", s.wait, "wait for the result message and print it");
+    sc->add_option("--timeout", s.timeout_s, "seconds to wait with --wait")->capture_default_str();
   }
+  cl.submit_file = file;
+  cl.submit_job = job;
 }
 
-std::string new_uuid() {
-  std::random_device rd;
-  std::mt19937_64 g(rd());
-  uint64_t a = g(), b = g();
-  a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
-  b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
-  char buf[40];
-  snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx", unsigned(a >> 32), unsigned((a >> 16) & 0xffff),
-           unsigned(a & 0xffff), unsigned(b >> 48), static_cast<unsigned long long>(b & 0xffffffffffffULL));
-  return buf;
+void add_operator_commands(CLI::App& app, CommandLine& cl) {
+  cl.rollback = with_config(
+      app.add_subcommand("rollback", "Roll back a batch: delete what it inserted, restore what it overwrote"), cl);
+  cl.rollback->add_option("batch", cl.rollback_batch, "batch id (UUID)")->required();
+  cl.rollback->add_flag("--dry-run", cl.rollback_dry, "report what would be undone, change nothing");
+
+  cl.status = with_config(app.add_subcommand("status", "Running and recent batches, or one batch in detail"), cl);
+  cl.status->add_option("batch", cl.status_batch, "batch id");
+  cl.status->add_flag("--json", cl.status_json, "print JSON");
+
+  cl.review = app.add_subcommand("review", "The review queue: rows that matched two different records");
+  cl.review->require_subcommand(1);
+  cl.review_list = with_config(cl.review->add_subcommand("list", "Open review items"), cl);
+  cl.review_merge =
+      with_config(cl.review->add_subcommand("merge", "Merge an item into a record (fills what it lacks)"), cl);
+  auto* distinct =
+      with_config(cl.review->add_subcommand("distinct", "The item is a different person: create a record for it"), cl);
+  cl.review_merge->add_option("id", cl.review_id, "review item id")->required();
+  cl.review_merge->add_option("--into", cl.review_into, "record id to merge into")->required();
+  distinct->add_option("id", cl.review_id, "review item id")->required();
+
+  cl.explain = with_config(app.add_subcommand("explain", "Why a row landed where it did (BATCH ROW), or which rows made "
+                                                      "a record (--record TABLE ID)"),
+                           cl);
+  cl.explain->add_option("batch_row", cl.explain_args, "BATCH ROW, or TABLE ID with --record")->expected(2);
+  cl.explain->add_flag("--record", cl.explain_record, "explain a record: TABLE ID");
+  cl.explain->add_flag("--json", cl.explain_json, "print JSON");
+  // keys as the engine makes them, one value a line on stdin (diagnosis and tests)
+  cl.name_key = app.add_subcommand("name-key", "Print the identity key of each name read from stdin")->group("");
+
+  auto* dlq = app.add_subcommand("dlq", "Dead letters");
+  dlq->require_subcommand(1);
+  cl.dlq_replay = with_config(dlq->add_subcommand("replay", "Republish dead letters to the topics they came from"), cl);
+  cl.dlq_replay->add_option("--limit", cl.dlq_limit, "replay at most this many")->capture_default_str();
+  cl.dlq_replay->add_flag("--dry-run", cl.dlq_dry, "count what would be replayed");
 }
 
-/// Waits for the result of `event_id` on the results topic (reads it from the beginning).
-int wait_for_result(const config::Config& cfg, const std::string& brokers, const std::string& event_id, int timeout_s) {
-  auto conf = kafka_conf(cfg, brokers);
-  std::string err;
-  conf->set("group.id", "ingestd-submit-" + new_uuid(), err);
-  conf->set("enable.auto.commit", "false", err);
-  conf->set("auto.offset.reset", "earliest", err);
-  std::unique_ptr<RdKafka::KafkaConsumer> c(RdKafka::KafkaConsumer::create(conf.get(), err));
-  if (!c) throw std::runtime_error(err);
-  c->subscribe({cfg.kafka.topics.results});
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  while (std::chrono::steady_clock::now() < deadline && !g_broker_stop) {
-    std::unique_ptr<RdKafka::Message> m(c->consume(500));
-    if (!m || m->err() != RdKafka::ERR_NO_ERROR) continue;
-    auto j = json::parse(std::string(static_cast<const char*>(m->payload()), m->len()), nullptr, false);
-    if (j.is_discarded() || j.value("event_id", "") != event_id) continue;
-    std::cout << j.dump(2) << std::endl;
-    c->close();
-    return j.value("status", "") == "failed" ? 1 : 0;
+void add_embedded_broker(CLI::App& app, CommandLine& cl) {
+  EmbeddedBrokerOptions& b = cl.broker_options;
+  cl.broker = app.add_subcommand("embedded-broker", "Run librdkafka's mock cluster on loopback (tests and demos only)");
+  cl.broker->add_option("--brokers", b.brokers, "brokers in the cluster")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 16));
+  cl.broker->add_option("--partitions", b.partitions, "partitions per topic")->capture_default_str();
+  cl.broker->add_option("--topic", b.topics, "topics to create")->capture_default_str();
+  cl.broker->add_option("--address-file", b.address_file, "write the bootstrap address here");
+}
+
+/// Who a command acts for in the audit trail.
+std::string cli_actor() {
+  const char* user = std::getenv("USER");
+  return std::string("cli:") + (user ? user : "unknown");
+}
+
+int dispatch(const CommandLine& cl, const config::Config& cfg) {
+  if (cl.run->parsed()) return cmd_run(cfg);
+  if (cl.check->parsed()) return cmd_check(cfg, cl.config_path, cl.check_offline, cl.check_create_indexes);
+  if (cl.explain->parsed())
+    return cmd_explain(cfg, cl.explain_args.at(0), cl.explain_args.at(1), cl.explain_record, cl.explain_json);
+  if (cl.load->parsed()) return cmd_load(cfg, cl.load_file, cl.load_dataset, cl.load_dry);
+  if (cl.status->parsed()) return cmd_status(cfg, cl.status_batch, cl.status_json);
+  if (cl.review->parsed()) {
+    const std::string action = cl.review_list->parsed() ? "list" : cl.review_merge->parsed() ? "merge" : "distinct";
+    return cmd_review(cfg, action, cl.review_id, cl.review_into, cli_actor());
   }
-  c->close();
-  std::cerr << "ingestd submit: no result for event " << event_id << " within " << timeout_s << "s\n";
-  return 1;
+  if (cl.dlq_replay->parsed()) return cmd_dlq_replay(cfg, cl.dlq_limit, cl.dlq_dry);
+  if (cl.rollback->parsed()) return cmd_rollback(cfg, cl.rollback_batch, cl.rollback_dry, cli_actor());
+  if (cl.submit_file->parsed()) return cmd_submit_file(cfg, cl.submit);
+  if (cl.submit_job->parsed()) return cmd_submit_job(cfg, cl.submit);
+  return 0;
 }
 
 }  // namespace
@@ -107,127 +164,26 @@ int main(int argc, char** argv) {
   CLI::App app{"ingestd: events in Kafka become deduplicated, tracked, reversible rows in PostgreSQL"};
   app.require_subcommand(1);
   app.set_version_flag("--version", INGESTD_VERSION);
-  std::string config_path = "/etc/ingestd/ingestd.yaml";
-  std::string log_level = "info";
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->capture_default_str();
-
-  auto* run = app.add_subcommand("run", "Run the daemon: consume events until SIGTERM");
-  run->add_option("-c,--config", config_path, "config file")->capture_default_str();
-
-  auto* check = app.add_subcommand("check", "Validate the config and that its tables and columns exist");
-  check->add_option("-c,--config", config_path, "config file")->capture_default_str();
-  bool check_offline = false;
-  check->add_flag("--offline", check_offline, "do not connect to PostgreSQL");
-
-  auto* load = app.add_subcommand("load", "Load one file through a dataset, without Kafka");
-  std::string load_file, load_dataset;
-  bool load_dry = false;
-  load->add_option("-c,--config", config_path, "config file")->capture_default_str();
-  load->add_option("file", load_file, "CSV file")->required();
-  load->add_option("--dataset", load_dataset, "dataset name")->required();
-  load->add_flag("--dry-run", load_dry, "run everything, then roll back; report what would happen");
-
-  auto* submit = app.add_subcommand("submit", "Publish an event as an uploader would");
-  submit->require_subcommand(1);
-  auto* sfile = submit->add_subcommand("file", "Publish a file.arrived event (computes sha256 and size)");
-  std::string s_path, s_dataset, s_source, s_program, s_by = "ingestd-submit", s_event_id, s_delim, s_enc;
-  bool s_dry = false, s_wait = false;
-  int s_timeout = 120;
-  sfile->add_option("-c,--config", config_path, "config file")->capture_default_str();
-  sfile->add_option("path", s_path, "file to announce")->required();
-  sfile->add_option("--dataset", s_dataset, "dataset name")->required();
-  sfile->add_option("--source-system", s_source, "source_system of the event");
-  sfile->add_option("--program", s_program, "program of the event");
-  sfile->add_option("--submitted-by", s_by, "submitted_by of the event")->capture_default_str();
-  sfile->add_option("--event-id", s_event_id, "event id (default: a new UUID)");
-  sfile->add_option("--delimiter", s_delim, "options.delimiter");
-  sfile->add_option("--encoding", s_enc, "options.encoding");
-  sfile->add_flag("--dry-run", s_dry, "ask for a dry run");
-  sfile->add_flag("--wait", s_wait, "wait for the result message and print it");
-  sfile->add_option("--timeout", s_timeout, "seconds to wait with --wait")->capture_default_str();
-  auto* sjob = submit->add_subcommand("job", "Publish a job.requested event");
-  std::string j_name, j_mode;
-  std::vector<std::string> j_params;
-  sjob->add_option("-c,--config", config_path, "config file")->capture_default_str();
-  sjob->add_option("name", j_name, "job name")->required();
-  sjob->add_option("--mode", j_mode, "full or incremental");
-  sjob->add_option("--param", j_params, "KEY=VALUE, repeatable");
-  sjob->add_option("--event-id", s_event_id, "event id (default: a new UUID)");
-  sjob->add_flag("--dry-run", s_dry, "ask for a dry run");
-  sjob->add_flag("--wait", s_wait, "wait for the result message and print it");
-  sjob->add_option("--timeout", s_timeout, "seconds to wait with --wait")->capture_default_str();
-
-  auto* rb = app.add_subcommand("rollback", "Roll back a batch: delete what it inserted, restore what it overwrote");
-  std::string rb_batch;
-  bool rb_dry = false;
-  rb->add_option("-c,--config", config_path, "config file")->capture_default_str();
-  rb->add_option("batch", rb_batch, "batch id (UUID)")->required();
-  rb->add_flag("--dry-run", rb_dry, "report what would be undone, change nothing");
-
-  auto* st = app.add_subcommand("status", "Running and recent batches, or one batch in detail");
-  std::string st_batch;
-  bool st_json = false;
-  st->add_option("-c,--config", config_path, "config file")->capture_default_str();
-  st->add_option("batch", st_batch, "batch id");
-  st->add_flag("--json", st_json, "print JSON");
-
-  auto* review = app.add_subcommand("review", "The review queue: rows that matched two different records");
-  review->require_subcommand(1);
-  std::string rv_into;
-  int64_t rv_id = 0;
-  auto* rv_list = review->add_subcommand("list", "Open review items");
-  auto* rv_merge = review->add_subcommand("merge", "Merge an item into a record (fills what it lacks)");
-  auto* rv_distinct = review->add_subcommand("distinct", "The item is a different person: create a record for it");
-  for (auto* sc : {rv_list, rv_merge, rv_distinct}) sc->add_option("-c,--config", config_path, "config file")->capture_default_str();
-  rv_merge->add_option("id", rv_id, "review item id")->required();
-  rv_merge->add_option("--into", rv_into, "record id to merge into")->required();
-  rv_distinct->add_option("id", rv_id, "review item id")->required();
-
-  auto* dlq = app.add_subcommand("dlq", "Dead letters");
-  dlq->require_subcommand(1);
-  auto* dlq_replay = dlq->add_subcommand("replay", "Republish dead letters to the topics they came from");
-  int64_t dlq_limit = 1000000;
-  bool dlq_dry = false;
-  dlq_replay->add_option("-c,--config", config_path, "config file")->capture_default_str();
-  dlq_replay->add_option("--limit", dlq_limit, "replay at most this many")->capture_default_str();
-  dlq_replay->add_flag("--dry-run", dlq_dry, "count what would be replayed");
-
-  auto* broker = app.add_subcommand("embedded-broker",
-                                    "Run librdkafka's mock cluster on loopback (tests and demos only)");
-  int b_partitions = 3;
-  std::string b_addr_file;
-  std::vector<std::string> b_topics{"ingest.files", "ingest.jobs", "ingest.results", "ingest.dead-letter"};
-  int b_brokers = 1;
-  broker->add_option("--brokers", b_brokers, "brokers in the cluster")->capture_default_str()->check(CLI::Range(1, 16));
-  broker->add_option("--partitions", b_partitions, "partitions per topic")->capture_default_str();
-  broker->add_option("--topic", b_topics, "topics to create")->capture_default_str();
-  broker->add_option("--address-file", b_addr_file, "write the bootstrap address here");
-
+  CommandLine cl;
+  app.add_option("--log-level", cl.log_level, "trace, debug, info, warn, error")->capture_default_str();
+  add_run_check_load(app, cl);
+  add_submit(app, cl);
+  add_operator_commands(app, cl);
+  add_embedded_broker(app, cl);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
   }
-  setup_logging(log_level);
+  setup_logging(cl.log_level);
   install_signals();
-
-  if (broker->parsed()) {
-    EmbeddedBroker b(b_brokers, b_topics, b_partitions);
-    std::cout << b.bootstrap() << std::endl;
-    if (!b_addr_file.empty()) std::ofstream(b_addr_file) << b.bootstrap() << "\n";
-    // Fault injection for tests: one command a line on stdin, one answer a line on stdout.
-    // At EOF (stdin closed or /dev/null) the broker just runs on until SIGTERM.
-    std::thread([&b] {
-      for (std::string line; std::getline(std::cin, line);) std::cout << b.control(line) << std::endl;
-    }).detach();
-    while (!g_broker_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    return 0;
-  }
+  if (cl.broker->parsed()) return cmd_embedded_broker(cl.broker_options);
+  if (cl.name_key->parsed()) return cmd_name_key();
 
   config::Config cfg;
   try {
-    cfg = config::load_config(config_path);
+    cfg = config::load_config(cl.config_path);
   } catch (const config::ConfigError& e) {
     std::cerr << "ingestd: invalid config:\n" << e.what() << std::endl;
     return 2;
@@ -235,89 +191,10 @@ int main(int argc, char** argv) {
     std::cerr << "ingestd: " << e.what() << std::endl;
     return 2;
   }
-
   try {
-    if (run->parsed()) return run_daemon(cfg);
-    if (check->parsed()) {
-      if (check_offline) {
-        std::cout << config_path << ": ok (offline)\n";
-        return 0;
-      }
-      pqxx::connection c(cfg.postgres.url);
-      std::vector<std::string> problems;
-      for (const auto& [name, ds] : cfg.datasets)
-        for (auto& p : engine::check_dataset_schema(c, ds)) problems.push_back(config_path + ": " + p);
-      for (auto& p : problems) std::cerr << p << "\n";
-      if (!problems.empty()) return 2;
-      std::cout << config_path << ": ok (" << cfg.datasets.size() << " datasets, " << cfg.jobs.size() << " jobs)\n";
-      return 0;
-    }
-    if (load->parsed()) return run_load(cfg, load_file, load_dataset, load_dry);
-    if (st->parsed()) return cmd_status(cfg, st_batch, st_json);
-    if (review->parsed()) {
-      const char* user = std::getenv("USER");
-      std::string action = rv_list->parsed() ? "list" : rv_merge->parsed() ? "merge" : "distinct";
-      return cmd_review(cfg, action, rv_id, rv_into, std::string("cli:") + (user ? user : "unknown"));
-    }
-    if (dlq_replay->parsed()) return cmd_dlq_replay(cfg, dlq_limit, dlq_dry);
-    if (rb->parsed()) {
-      prepare_database(cfg);
-      pqxx::connection c(cfg.postgres.url);
-      const char* user = std::getenv("USER");
-      auto r = engine::rollback_batch(c, cfg, rb_batch, rb_dry, std::string("cli:") + (user ? user : "unknown"), nullptr);
-      json out = {{"batch_id", rb_batch}, {"status", engine::to_string(r.status)}, {"errors", r.errors}, {"rollback", r.stats}};
-      std::cout << out.dump(2) << std::endl;
-      return r.status == engine::ResultStatus::Failed ? 1 : 0;
-    }
-    if (sfile->parsed() || sjob->parsed()) {
-      const std::string brokers = resolve_brokers(cfg);
-      json ev;
-      if (s_event_id.empty()) s_event_id = new_uuid();
-      std::string topic, key;
-      if (sfile->parsed()) {
-        if (!cfg.datasets.count(s_dataset)) {
-          std::cerr << "ingestd submit: unknown dataset " << s_dataset << "\n";
-          return 2;
-        }
-        auto abs = std::filesystem::absolute(s_path).lexically_normal().string();
-        auto [sha, size] = file_arrival::file_digest(abs);
-        ev = {{"event_id", s_event_id}, {"type", "file.arrived"}, {"dataset", s_dataset}, {"uri", "file://" + abs},
-              {"sha256", sha}, {"size_bytes", size}, {"submitted_by", s_by}, {"dry_run", s_dry}};
-        if (!s_source.empty()) ev["source_system"] = s_source;
-        if (!s_program.empty()) ev["program"] = s_program;
-        if (!s_delim.empty()) ev["options"]["delimiter"] = s_delim;
-        if (!s_enc.empty()) ev["options"]["encoding"] = s_enc;
-        topic = cfg.kafka.topics.files;
-        key = s_dataset;
-      } else {
-        ev = {{"event_id", s_event_id}, {"type", "job.requested"}, {"job", j_name}, {"dry_run", s_dry},
-              {"submitted_by", s_by}, {"params", json::object()}};
-        if (!j_mode.empty()) ev["mode"] = j_mode;
-        for (const auto& kv : j_params) {
-          auto eq = kv.find('=');
-          if (eq == std::string::npos) {
-            std::cerr << "ingestd submit job: --param needs KEY=VALUE, got " << kv << "\n";
-            return 2;
-          }
-          ev["params"][kv.substr(0, eq)] = kv.substr(eq + 1);
-        }
-        topic = cfg.kafka.topics.jobs;
-        key = j_name;
-      }
-      {
-        Producer p(cfg, brokers);
-        p.send(topic, key, ev.dump());
-      }
-      if (!s_wait) {
-        std::cout << ev.dump(2) << std::endl;
-        return 0;
-      }
-      std::cerr << "published event " << s_event_id << " to " << topic << "; waiting for its result\n";
-      return wait_for_result(cfg, brokers, s_event_id, s_timeout);
-    }
+    return dispatch(cl, cfg);
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
     return 1;
   }
-  return 0;
 }

@@ -6,49 +6,40 @@ namespace ingestd {
 
 using namespace prometheus;
 
+namespace {
+
+/// A metric family, named and described, in `registry`.
+template <typename Builder>
+auto& family(Builder&& builder, Registry& registry, const char* name, const char* help) {
+  return builder.Name(name).Help(help).Register(registry);
+}
+
+}  // namespace
+
 Metrics::Metrics()
-    : events(BuildCounter().Name("ingestd_events_total").Help("Events consumed, by topic and outcome").Register(*registry)),
-      rows(BuildCounter().Name("ingestd_rows_total").Help("Input rows by dataset, entity and outcome").Register(*registry)),
-      identity_matches(BuildCounter()
-                           .Name("ingestd_identity_matches_total")
-                           .Help("Rows matched to an existing record, by the identity tier that matched")
-                           .Register(*registry)),
-      batch_duration(BuildHistogram()
-                         .Name("ingestd_batch_duration_seconds")
-                         .Help("Wall time of finished batches")
-                         .Register(*registry)),
-      batches_running(BuildGauge().Name("ingestd_batches_running").Help("Batches in progress").Register(*registry)),
-      consumer_lag(BuildGauge()
-                       .Name("ingestd_consumer_lag")
-                       .Help("Messages between the consumer position and the partition end")
-                       .Register(*registry)),
-      dead_letters(BuildCounter()
-                       .Name("ingestd_dead_letters_total")
-                       .Help("Events sent to the dead-letter topic, by reason")
-                       .Register(*registry)),
-      retries(BuildCounter().Name("ingestd_retries_total").Help("Transient failures retried").Register(*registry)),
-      db_query_duration(BuildHistogram()
-                            .Name("ingestd_db_query_duration_seconds")
-                            .Help("PostgreSQL statement time by operation")
-                            .Register(*registry)),
-      last_success(BuildGauge()
-                       .Name("ingestd_last_success_timestamp_seconds")
-                       .Help("Unix time of the last completed batch per dataset or job")
-                       .Register(*registry)),
-      build_info(BuildGauge().Name("ingestd_build_info").Help("Build information").Register(*registry)),
-      up(BuildGauge().Name("ingestd_dependency_up").Help("1 when the dependency is reachable").Register(*registry)),
-      review_open(BuildGauge()
-                      .Name("ingestd_review_queue_open")
-                      .Help("Rows waiting in the review queue")
-                      .Register(*registry)),
-      deferred_open(BuildGauge()
-                        .Name("ingestd_deferred_refs_open")
-                        .Help("Deferred references not resolved yet, by dataset and field")
-                        .Register(*registry)),
-      reloads(BuildCounter()
-                  .Name("ingestd_reloads_total")
-                  .Help("SIGHUP reloads of datasets and jobs, by outcome")
-                  .Register(*registry)) {
+    : events(family(BuildCounter(), *registry, "ingestd_events_total", "Events consumed, by topic and outcome")),
+      rows(family(BuildCounter(), *registry, "ingestd_rows_total", "Input rows by dataset, entity and outcome")),
+      identity_matches(family(BuildCounter(), *registry, "ingestd_identity_matches_total",
+                              "Rows matched to an existing record, by the identity tier that matched")),
+      batch_duration(
+          family(BuildHistogram(), *registry, "ingestd_batch_duration_seconds", "Wall time of finished batches")),
+      batches_running(family(BuildGauge(), *registry, "ingestd_batches_running", "Batches in progress")),
+      consumer_lag(family(BuildGauge(), *registry, "ingestd_consumer_lag",
+                          "Messages between the consumer position and the partition end")),
+      dead_letters(family(BuildCounter(), *registry, "ingestd_dead_letters_total",
+                          "Events sent to the dead-letter topic, by reason")),
+      retries(family(BuildCounter(), *registry, "ingestd_retries_total", "Transient failures retried")),
+      db_query_duration(family(BuildHistogram(), *registry, "ingestd_db_query_duration_seconds",
+                               "PostgreSQL statement time by operation")),
+      last_success(family(BuildGauge(), *registry, "ingestd_last_success_timestamp_seconds",
+                          "Unix time of the last completed batch per dataset or job")),
+      build_info(family(BuildGauge(), *registry, "ingestd_build_info", "Build information")),
+      up(family(BuildGauge(), *registry, "ingestd_dependency_up", "1 when the dependency is reachable")),
+      review_open(family(BuildGauge(), *registry, "ingestd_review_queue_open", "Rows waiting in the review queue")),
+      deferred_open(family(BuildGauge(), *registry, "ingestd_deferred_refs_open",
+                           "Deferred references not resolved yet, by dataset and field")),
+      reloads(family(BuildCounter(), *registry, "ingestd_reloads_total",
+                     "SIGHUP reloads of datasets and jobs, by outcome")) {
   build_info.Add({{"version", INGESTD_VERSION}}).Set(1);
   batches_running.Add({}).Set(0);
 }

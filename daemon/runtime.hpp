@@ -1,26 +1,87 @@
-// The daemon: consumer loop, inbox and offsets in PostgreSQL, results and dead letters,
-// HTTP endpoints, systemd notifications, orderly shutdown.
+// The daemon, `ingestd run`: its lifecycle (start, reload, gauges, orderly shutdown) in
+// runtime.cpp, the Kafka consumer in consumer.cpp, one event's way from message to result in
+// processing.cpp. The inbox, the worker and /status are classes of their own.
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <memory>
 #include <string>
+#include <vector>
+
+#include <librdkafka/rdkafkacpp.h>
+#include <spdlog/logger.h>
 
 #include "config/model.hpp"
+#include "daemon/http_server.hpp"
+#include "daemon/inbox.hpp"
+#include "daemon/kafka.hpp"
+#include "daemon/metrics.hpp"
+#include "daemon/pg_pool.hpp"
+#include "daemon/status.hpp"
+#include "daemon/worker.hpp"
 
 namespace ingestd {
 
-/// Asks every running Runtime to finish its current chunk and stop (signal-safe).
-void request_stop();
-/// Asks the running daemon to re-read datasets and jobs (SIGHUP; signal-safe).
-void request_reload();
+class Runtime : public RdKafka::RebalanceCb, public RdKafka::EventCb {
+ public:
+  explicit Runtime(const config::Config& cfg);
+  /// Consumes until a stop is asked; returns the process exit code.
+  int run();
 
-/// Runs `ingestd run` until SIGTERM/SIGINT. Returns the process exit code.
-int run_daemon(const config::Config& cfg);
+  /// Seeks assigned partitions to the offsets stored in PostgreSQL (rule 1).
+  void rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
+                    std::vector<RdKafka::TopicPartition*>& partitions) override;
+  /// librdkafka's errors, log lines and statistics (readiness, consumer lag).
+  void event_cb(RdKafka::Event& event) override;
 
-/// Runs one file through the pipeline without Kafka (`ingestd load`). Prints the result.
-int run_load(const config::Config& cfg, const std::string& file, const std::string& dataset, bool dry_run);
+ private:
+  using Clock = std::chrono::steady_clock;
 
-/// Connects to PostgreSQL and applies the bookkeeping migrations; throws on failure.
-void prepare_database(const config::Config& cfg);
+  // runtime.cpp: lifecycle
+  void start();
+  std::string start_embedded_broker();
+  void shutdown();
+  void reload();
+  void refresh_gauges();
+  void refresh_deferred_refs(pqxx::transaction_base& tx);
+  void init_metrics();
+  void keepalive();
+  bool ready() const;
+
+  // consumer.cpp: the consumer, its loop and its callbacks
+  void start_consumer(const std::string& brokers);
+  void consume_until_stopped();
+  void rewind(RdKafka::Message& msg, const std::exception& e);
+  std::string seek_to_stored(RdKafka::KafkaConsumer* consumer, pqxx::transaction_base& tx, RdKafka::TopicPartition& tp);
+  void read_statistics(const std::string& stats);
+
+  // processing.cpp: one event from message to result
+  void process(RdKafka::Message& msg);
+  void conclude(RdKafka::Message& msg, const Event& ev, const HandlerSpec& spec, const Worker::Run& run,
+                Clock::time_point t0);
+  void count_rows(const std::string& target, const Outcome& o);
+  void dead_letter(RdKafka::Message& msg, const Event& ev, const std::string& reason, int attempts,
+                   const std::string& metric_reason);
+  void publish_result(const Event& ev, const Outcome& o, double seconds);
+  void commit_to_kafka(RdKafka::Message& msg);
+
+  config::Config cfg_;  // owned: SIGHUP swaps datasets and jobs between events
+  std::shared_ptr<spdlog::logger> log_;
+  std::string instance_;
+  Metrics metrics_;
+  Inbox inbox_;
+  Worker worker_;
+  PgPool readers_;  // for /status; the worker has its own connection
+  StatusBoard status_;
+  std::unique_ptr<EmbeddedBroker> broker_;
+  std::string broker_address_file_;
+  std::unique_ptr<Producer> producer_;
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
+  std::unique_ptr<HttpServer> http_;
+  std::atomic<bool> kafka_ok_{false}, started_{false};
+  bool watchdog_ = false;
+  Clock::time_point last_refresh_{};
+};
 
 }  // namespace ingestd

@@ -6,6 +6,7 @@
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
+#include "handlers/engine/identity/compaction.hpp"
 #include "handlers/engine/normalize.hpp"
 
 namespace ingestd {
@@ -60,6 +61,17 @@ void migrate_schema(pqxx::connection& conn, const std::string& schema) {
                    m.version, m.name, sum);
   }
   tx.commit();
+}
+
+void prepare_bookkeeping(pqxx::connection& conn, const config::Config& cfg) {
+  migrate_schema(conn, cfg.postgres.bookkeeping_schema);
+  engine::compact_identity_memory(conn, cfg);
+}
+
+std::unique_ptr<pqxx::connection> connect_migrated(const config::Config& cfg) {
+  auto c = std::make_unique<pqxx::connection>(cfg.postgres.url);
+  migrate_schema(*c, cfg.postgres.bookkeeping_schema);
+  return c;
 }
 
 }  // namespace ingestd

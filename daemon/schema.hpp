@@ -1,10 +1,13 @@
 // Versioned bookkeeping-schema migrations, applied at start under an advisory lock.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <pqxx/pqxx>
+
+#include "config/model.hpp"
 
 namespace ingestd {
 
@@ -22,5 +25,13 @@ const std::vector<Migration>& schema_migrations();
 /// several instances starting together are safe. Throws if an applied migration's
 /// checksum differs from the compiled-in one (someone edited a released migration).
 void migrate_schema(pqxx::connection& conn, const std::string& schema);
+
+/// A connection to the config's database with the bookkeeping schema migrated (commands that
+/// write bookkeeping rows start with it).
+/// What a writer does first: the migrations, then identity memory compaction for the
+/// configured tiers (handlers/engine/identity/compaction.hpp).
+void prepare_bookkeeping(pqxx::connection& conn, const config::Config& cfg);
+
+std::unique_ptr<pqxx::connection> connect_migrated(const config::Config& cfg);
 
 }  // namespace ingestd

@@ -1,5 +1,7 @@
 #include "handlers/handler.hpp"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 namespace ingestd {
@@ -29,6 +31,16 @@ Outcome run_batch(Services& svc, EventCommit& commit, const std::string& batch_i
     spdlog::error("batch {}: the database refused it: {}", batch_id, why);
     return fail_batch(svc, commit, batch_id, why);
   }
+}
+
+std::string HandlerSpec::target(const Event& ev) const {
+  const auto& p = ev.payload;
+  return p.is_object() && p.contains(target_field) && p[target_field].is_string() ? p[target_field].get<std::string>()
+                                                                                  : "";
+}
+
+bool HandlerSpec::is_builtin(const std::string& t) const {
+  return std::find(builtin_targets.begin(), builtin_targets.end(), t) != builtin_targets.end();
 }
 
 EntityCounts& EntityCounts::operator+=(const EntityCounts& o) {

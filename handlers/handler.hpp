@@ -88,13 +88,23 @@ struct Services {
 };
 
 using HandlerFn = Outcome (*)(const Event&, Services&, EventCommit&);
+/// Checks a payload beyond its required fields: the reason to dead-letter it, or "".
+using ValidateFn = std::string (*)(const config::Config&, const Event&);
 
-/// @brief One event type: the topic it arrives on, its required fields and its handler.
+/// @brief One event type: the topic it arrives on, its fields, its checks and its handler.
 struct HandlerSpec {
   std::string type;
   std::string topic_key;                      // "files" or "jobs" (config topics.*)
   std::vector<std::string> required_strings;  // payload fields that must be non-empty strings
+  std::string target_field;                   // the payload field naming its dataset or job
+  std::vector<std::string> builtin_targets;   // targets that are no dataset (no last-success series)
+  ValidateFn validate;
   HandlerFn handle;
+
+  /// The dataset or job the event names ("" when the payload has none).
+  std::string target(const Event& ev) const;
+  /// True for a built-in target (a rollback, checks): its success is no dataset's success.
+  bool is_builtin(const std::string& target) const;
 };
 
 using engine::first_line;
@@ -112,9 +122,17 @@ Outcome run_batch(Services& svc, EventCommit& commit, const std::string& batch_i
 
 /// The one list of handlers (handlers/registry.cpp).
 const std::vector<HandlerSpec>& handler_registry();
+/// The handler of an event type, or nullptr.
+const HandlerSpec* find_handler(const std::string& type);
 
-/// Checks an event's payload beyond the required fields (unknown dataset, bad option types).
-/// Returns the reason it must be dead-lettered, or "".
+/// The topics the handlers consume, as (topic key, topic name from the config's topics.*).
+std::vector<std::pair<std::string, std::string>> consumed_topics(const config::Config& cfg);
+/// The topic key of a consumed topic ("" for a topic no handler consumes).
+std::string topic_key_of(const config::Config& cfg, const std::string& topic);
+
+/// Checks an event's payload beyond the required fields: the field types every event shares,
+/// then its handler's own checks (unknown dataset, bad option types). Returns the reason it
+/// must be dead-lettered, or "".
 std::string validate_event(const config::Config& cfg, const Event& ev);
 
 /// @brief Why a consumed message must be dead-lettered ("" = it is a valid event), and its handler.

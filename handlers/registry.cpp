@@ -1,4 +1,6 @@
 // The one list of handlers: adding an event type is one folder and one line here.
+#include <algorithm>
+
 #include "handlers/file_arrival/file_arrival.hpp"
 #include "handlers/handler.hpp"
 #include "handlers/migration_request/migration_request.hpp"
@@ -7,10 +9,43 @@ namespace ingestd {
 
 const std::vector<HandlerSpec>& handler_registry() {
   static const std::vector<HandlerSpec> handlers = {
-      {"file.arrived", "files", {"event_id", "type", "dataset", "uri"}, &file_arrival::handle},
-      {"job.requested", "jobs", {"event_id", "type", "job"}, &migration_request::handle},
+      {"file.arrived", "files", {"event_id", "type", "dataset", "uri"}, "dataset", {}, &file_arrival::validate,
+       &file_arrival::handle},
+      {"job.requested", "jobs", {"event_id", "type", "job"}, "job", migration_request::builtin_jobs(),
+       &migration_request::validate, &migration_request::handle},
   };
   return handlers;
+}
+
+const HandlerSpec* find_handler(const std::string& type) {
+  for (const auto& h : handler_registry())
+    if (h.type == type) return &h;
+  return nullptr;
+}
+
+namespace {
+
+/// The topic a topic key names in the config (topics.*).
+std::string config_topic(const config::Config& cfg, const std::string& key) {
+  if (key == "files") return cfg.kafka.topics.files;
+  if (key == "jobs") return cfg.kafka.topics.jobs;
+  return "";
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> consumed_topics(const config::Config& cfg) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& h : handler_registry())
+    if (std::none_of(out.begin(), out.end(), [&](const auto& t) { return t.first == h.topic_key; }))
+      out.emplace_back(h.topic_key, config_topic(cfg, h.topic_key));
+  return out;
+}
+
+std::string topic_key_of(const config::Config& cfg, const std::string& topic) {
+  for (const auto& [key, name] : consumed_topics(cfg))
+    if (name == topic) return key;
+  return "";
 }
 
 std::string validate_event(const config::Config& cfg, const Event& ev) {
@@ -22,21 +57,8 @@ std::string validate_event(const config::Config& cfg, const Event& ev) {
     return "field size_bytes must be a non-negative integer";
   if (p.contains("options") && !p["options"].is_null() && !p["options"].is_object()) return "field options must be an object";
   if (p.contains("params") && !p["params"].is_null() && !p["params"].is_object()) return "field params must be an object";
-  if (ev.type == "file.arrived") {
-    const std::string ds = p["dataset"].get<std::string>();
-    if (!cfg.datasets.count(ds)) return "unknown dataset " + ds;
-    if (p.contains("options") && p["options"].is_object()) {
-      const auto& o = p["options"];
-      if (o.contains("delimiter") && (!o["delimiter"].is_string() || o["delimiter"].get<std::string>().size() != 1))
-        return "options.delimiter must be a one-character string";
-      if (o.contains("encoding") && !o["encoding"].is_string()) return "options.encoding must be a string";
-    }
-  }
-  if (ev.type == "job.requested") {
-    const std::string job = p["job"].get<std::string>();
-    if (!cfg.jobs.count(job) && job != "rollback" && job != "checks") return "unknown job " + job;
-  }
-  return "";
+  const HandlerSpec* spec = find_handler(ev.type);
+  return spec && spec->validate ? spec->validate(cfg, ev) : "";
 }
 
 EventVetting vet_event(const config::Config& cfg, Event& ev, const std::string& payload, const std::string& topic_key) {
@@ -59,8 +81,7 @@ EventVetting vet_event(const config::Config& cfg, Event& ev, const std::string& 
   if (!ev.payload.contains("type") || !ev.payload["type"].is_string())
     return refuse("missing required field type", "missing_field");
   ev.type = ev.payload["type"].get<std::string>();
-  for (const auto& h : handler_registry())
-    if (h.type == ev.type) v.spec = &h;
+  v.spec = find_handler(ev.type);
   if (!v.spec) return refuse("unknown event type " + ev.type, "unknown_type");
   if (v.spec->topic_key != topic_key)
     return refuse("event type " + ev.type + " does not belong on topic " + ev.topic, "wrong_topic");

@@ -58,6 +58,7 @@ class Bookkeeping {
  public:
   explicit Bookkeeping(std::string schema) : schema_(std::move(schema)) {}
 
+  const std::string& schema() const { return schema_; }
   /// `schema`.`name`, quoted.
   std::string table(pqxx::transaction_base& tx, std::string_view name) const;
 

@@ -6,6 +6,9 @@
 namespace ingestd::file_arrival {
 
 Outcome handle(const Event& ev, Services& svc, EventCommit& commit);
+/// The event's own checks (its dataset exists, its options have the right types): the reason to
+/// dead-letter it, or "".
+std::string validate(const config::Config& cfg, const Event& ev);
 
 /// Resolves `uri` (file:// or a plain path) to a real path inside one of `roots`, following
 /// symlinks; returns "" and sets `error` when it does not resolve, escapes or is no regular file.

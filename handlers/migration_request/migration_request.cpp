@@ -72,10 +72,29 @@ json run_checks(pqxx::transaction_base& tx, const config::Job& job, bool& all_pa
   return out;
 }
 
+namespace {
+
+/// The built-in jobs and who runs them: the one list (validation accepts exactly these).
+const std::vector<std::pair<std::string, HandlerFn>>& builtins() {
+  static const std::vector<std::pair<std::string, HandlerFn>> table{{"rollback", &rollback}, {"checks", &checks_only}};
+  return table;
+}
+
+}  // namespace
+
+const std::vector<std::string>& builtin_jobs() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> n;
+    for (const auto& [name, fn] : builtins()) n.push_back(name);
+    return n;
+  }();
+  return names;
+}
+
 Outcome handle(const Event& ev, Services& svc, EventCommit& commit) {
   const std::string name = ev.payload.value("job", "");
-  if (name == "rollback") return rollback(ev, svc, commit);
-  if (name == "checks") return checks_only(ev, svc, commit);
+  for (const auto& [builtin, fn] : builtins())
+    if (name == builtin) return fn(ev, svc, commit);
   const config::Job& job = svc.cfg.jobs.at(name);  // validate_event refused unknown jobs
   switch (job.kind) {
     case config::JobKind::Migrate: return migrate(ev, svc, commit, job);

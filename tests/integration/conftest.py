@@ -166,8 +166,15 @@ class Daemon:
         self.config.write_text(config_text or (EXAMPLES / example / f"{example}.yaml").read_text())
         if db is None:
             self.sql((EXAMPLES / example / "schema.sql").read_text())
+            self.create_indexes()
         self.proc = None
         self.log = self.tmp / "ingestd.log"
+
+    def create_indexes(self):
+        """What an operator does once for a target table: the indexes its identity tiers need
+        (`ingestd check --create-indexes`). A config a test made broken on purpose may fail it."""
+        return subprocess.run([str(BIN), "check", "--create-indexes", "-c", str(self.config)], env=self.env,
+                              capture_output=True, text=True, timeout=120)
 
     def start(self, wait_ready=True):
         self.logf = open(self.log, "ab")

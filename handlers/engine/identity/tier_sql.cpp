@@ -1,6 +1,6 @@
 #include "handlers/engine/identity/tier_sql.hpp"
 
-#include <nlohmann/json.hpp>
+#include <algorithm>
 
 namespace ingestd::engine {
 
@@ -8,15 +8,6 @@ namespace {
 
 bool string_type(const std::string& t) {
   return t == "text" || t.rfind("character", 0) == 0 || t == "citext" || t == "name";
-}
-
-/// Finds the first plan node that reads `relation`: its node type, index and filter.
-const nlohmann::json* scan_of(const nlohmann::json& node, const std::string& alias) {
-  if (node.value("Alias", "") == alias) return &node;
-  if (node.contains("Plans"))
-    for (const auto& p : node["Plans"])
-      if (auto* s = scan_of(p, alias)) return s;
-  return nullptr;
 }
 
 }  // namespace
@@ -39,6 +30,7 @@ std::vector<TierSql> tier_sql(pqxx::transaction_base& tx, const config::Entity& 
       const std::string type = table.column_types.count(f.column) ? table.column_types.at(f.column) : "text";
       TierFieldSql fs;
       fs.field = k;
+      ts.bookkeeping_quoted = bookkeeping;
       if (f.normalize.kind == config::Normalizer::Kind::Name) {
         fs.key_expr = bookkeeping + ".name_key(" + col + ")";
         fs.index_expr = bookkeeping + ".name_key(" + bare + ")";
@@ -57,6 +49,26 @@ std::vector<TierSql> tier_sql(pqxx::transaction_base& tx, const config::Entity& 
   return out;
 }
 
+namespace {
+
+/// An index column or a tier field, reduced to what identifies it: no quotes, spaces,
+/// parentheses, text casts or bookkeeping-schema prefix.
+std::string bare(std::string s, std::string schema) {
+  auto drop_all = [](std::string& x, const std::string& what) {
+    for (size_t p; !what.empty() && (p = x.find(what)) != std::string::npos;) x.erase(p, what.size());
+  };
+  drop_all(s, "\"");
+  drop_all(schema, "\"");
+  drop_all(s, schema + ".");
+  drop_all(s, "::text");
+  std::string out;
+  for (char c : s)
+    if (c != ' ' && c != '(' && c != ')') out += c;
+  return out;
+}
+
+}  // namespace
+
 TierIndex tier_index(pqxx::transaction_base& tx, const TableInfo& table, const TierSql& tier) {
   TierIndex ti;
   ti.tier = tier.tier.number;
@@ -64,17 +76,33 @@ TierIndex tier_index(pqxx::transaction_base& tx, const TableInfo& table, const T
   if (name.size() > 63) name = name.substr(name.size() - 63);
   std::string cols;
   for (size_t i = 0; i < tier.fields.size(); ++i) cols += (i ? ", " : "") + tier.fields[i].index_expr;
-  ti.create_index = "CREATE INDEX CONCURRENTLY IF NOT EXISTS " + tx.quote_name(name) + " ON " + table.quoted + " (" + cols + ")";
-  // The probe as the loader runs it, with the key parts as parameters of unknown value.
-  const std::string probe = "EXPLAIN (FORMAT JSON) SELECT 1 FROM " + table.quoted + " t WHERE " +
-                            tier.condition([](size_t) { return std::string("(SELECT NULL::text)"); });
-  pqxx::subtransaction sub(dynamic_cast<pqxx::dbtransaction&>(tx), "ingestd_tier_index");
-  sub.exec("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off");
-  auto plan = nlohmann::json::parse(sub.exec(probe)[0][0].as<std::string>());
-  sub.abort();
-  const nlohmann::json* scan = scan_of(plan[0]["Plan"], "t");
-  if (scan && scan->contains("Index Name") && !scan->contains("Filter"))
-    ti.index = scan->at("Index Name").get<std::string>();
+  ti.create_index = "CREATE INDEX CONCURRENTLY IF NOT EXISTS " + tx.quote_name(name) + " ON " + table.quoted + " (" +
+                    cols + ")";
+  // An index serves the tier when it is a valid, unconditional btree whose leading columns are
+  // exactly the tier's columns and key expressions, in any order: every probe is then one
+  // descent of it, whatever its statistics say.
+  const std::string schema = tier.fields.empty() ? "" : tier.bookkeeping_quoted;
+  std::vector<std::string> want;
+  for (const auto& f : tier.fields) want.push_back(bare(f.index_expr, schema));
+  std::sort(want.begin(), want.end());
+  auto idx = tx.exec_params("SELECT c.relname, i.indnkeyatts, ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, false) FROM "
+                            "generate_series(1, i.indnkeyatts) k) FROM pg_index i JOIN pg_class c ON c.oid = "
+                            "i.indexrelid JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = to_regclass($1) AND "
+                            "i.indisvalid AND i.indpred IS NULL AND a.amname = 'btree' ORDER BY c.relname",
+                            table.quoted);
+  for (const auto& row : idx) {
+    if (row[1].as<size_t>() < want.size()) continue;
+    std::vector<std::string> have;
+    auto parser = row[2].as_array();
+    for (auto item = parser.get_next(); item.first != pqxx::array_parser::done; item = parser.get_next())
+      if (item.first == pqxx::array_parser::string_value && have.size() < want.size())
+        have.push_back(bare(item.second, schema));
+    std::sort(have.begin(), have.end());
+    if (have == want) {
+      ti.index = row[0].as<std::string>();
+      break;
+    }
+  }
   return ti;
 }
 

@@ -27,6 +27,7 @@ struct TierFieldSql {
 /// @brief A tier of one entity against its table.
 struct TierSql {
   IdentityTier tier;
+  std::string bookkeeping_quoted;  // the schema that holds name_key
   std::vector<TierFieldSql> fields;
   /// `key_expr = $param` for every field; `param(i)` names the i-th key part.
   template <class F>
@@ -53,8 +54,8 @@ struct TierIndex {
   std::string create_index;  // CREATE INDEX CONCURRENTLY … for the tier
 };
 
-/// Asks the planner which index a tier's probe uses (sequential scans off): an index serves
-/// the tier when the probe is one index scan with every field in its condition.
+/// The index that serves a tier: a valid, unconditional btree whose leading columns are the
+/// tier's columns and key expressions; and the statement that makes one.
 TierIndex tier_index(pqxx::transaction_base& tx, const TableInfo& table, const TierSql& tier);
 
 }  // namespace ingestd::engine

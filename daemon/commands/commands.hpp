@@ -1,0 +1,68 @@
+// The commands of `ingestd` (DESIGN §6), one file each; daemon/main.cpp parses the command line
+// and calls one. Each returns the exit code (0 ok, 1 failed, 2 usage or config error); what
+// it cannot handle it throws, and main logs it and exits 1.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "config/model.hpp"
+
+namespace ingestd {
+
+/// `ingestd run`: the daemon, until SIGTERM (daemon/runtime.cpp).
+int cmd_run(const config::Config& cfg);
+
+/// `ingestd check [--offline] [--create-indexes]`: the config, that its tables and columns exist,
+/// and the index behind every identity tier (made with --create-indexes).
+int cmd_check(const config::Config& cfg, const std::string& config_path, bool offline, bool create_indexes);
+
+/// `ingestd explain BATCH ROW` / `ingestd explain --record TABLE ID`.
+int cmd_explain(const config::Config& cfg, const std::string& a, const std::string& b, bool record, bool as_json);
+
+/// `ingestd name-key`: the identity key of each name on stdin, one a line (hidden; diagnosis, tests).
+int cmd_name_key();
+
+/// `ingestd load FILE --dataset NAME [--dry-run]`: one file through the pipeline, without Kafka.
+int cmd_load(const config::Config& cfg, const std::string& file, const std::string& dataset, bool dry_run);
+
+/// @brief The options of `ingestd submit file|job`.
+struct SubmitOptions {
+  std::string path, dataset, source_system, program, submitted_by = "ingestd-submit", event_id, delimiter, encoding;
+  std::string job, mode;
+  std::vector<std::string> params;  // KEY=VALUE
+  bool dry_run = false, wait = false;
+  int timeout_s = 120;
+};
+/// `ingestd submit file PATH --dataset NAME`: publishes a file.arrived event as an uploader would.
+int cmd_submit_file(const config::Config& cfg, SubmitOptions o);
+/// `ingestd submit job NAME`: publishes a job.requested event.
+int cmd_submit_job(const config::Config& cfg, SubmitOptions o);
+
+/// `ingestd rollback BATCH [--dry-run]`.
+int cmd_rollback(const config::Config& cfg, const std::string& batch, bool dry_run, const std::string& actor);
+
+/// `ingestd status [BATCH]`: running and recent batches as a table (or JSON), or one batch.
+int cmd_status(const config::Config& cfg, const std::string& batch, bool as_json);
+
+/// `ingestd review list|merge ID --into RECORD|distinct ID`.
+int cmd_review(const config::Config& cfg, const std::string& action, int64_t id, const std::string& into,
+               const std::string& actor);
+
+/// `ingestd dlq replay`: republishes dead letters to the topics they came from (header
+/// source_topic), up to `limit`, and commits its own position so nothing is replayed twice.
+int cmd_dlq_replay(const config::Config& cfg, int64_t limit, bool dry_run);
+
+/// @brief The options of `ingestd embedded-broker`.
+struct EmbeddedBrokerOptions {
+  int brokers = 1;
+  int partitions = 3;
+  std::vector<std::string> topics{"ingest.files", "ingest.jobs", "ingest.results", "ingest.dead-letter"};
+  std::string address_file;
+};
+/// `ingestd embedded-broker`: librdkafka's mock cluster on loopback until SIGTERM, taking
+/// fault-injection commands on stdin (tests and demos only).
+int cmd_embedded_broker(const EmbeddedBrokerOptions& o);
+
+}  // namespace ingestd

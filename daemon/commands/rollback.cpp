@@ -1,0 +1,22 @@
+// `ingestd rollback BATCH`: the engine's rollback (DESIGN §5 rule 11), from the command line.
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+
+#include "daemon/commands/commands.hpp"
+#include "daemon/schema.hpp"
+#include "handlers/engine/rollback.hpp"
+
+namespace ingestd {
+
+int cmd_rollback(const config::Config& cfg, const std::string& batch, bool dry_run, const std::string& actor) {
+  auto c = connect_migrated(cfg);
+  auto r = engine::rollback_batch(*c, cfg, batch, dry_run, actor, nullptr);
+  nlohmann::json out = {
+      {"batch_id", batch}, {"status", engine::to_string(r.status)}, {"errors", r.errors}, {"rollback", r.stats}};
+  std::cout << out.dump(2) << std::endl;
+  return r.status == engine::ResultStatus::Failed ? 1 : 0;
+}
+
+}  // namespace ingestd

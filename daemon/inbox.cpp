@@ -1,0 +1,130 @@
+#include "daemon/inbox.hpp"
+
+namespace ingestd {
+
+namespace {
+
+using json = nlohmann::json;
+
+bool terminal(const std::string& s) {
+  return s == "completed" || s == "completed_with_rejects" || s == "failed" || s == "duplicate" || s == "dry_run" ||
+         s == "dead_letter";
+}
+
+std::optional<std::string> unless_empty(const std::string& s) { return s.empty() ? std::nullopt : std::optional(s); }
+
+}  // namespace
+
+void Inbox::receive(pqxx::transaction_base& tx, const Event& ev, const std::string& payload) const {
+  tx.exec_params("INSERT INTO " + tx.quote_name(schema_) +
+                     ".events (event_id, topic, \"partition\", \"offset\", type, payload, status) "
+                     "VALUES ($1, $2, $3, $4, $5, $6::jsonb, 'processing') ON CONFLICT (event_id) DO NOTHING",
+                 ev.event_id, ev.topic, ev.partition, ev.offset, ev.type, payload);
+}
+
+std::optional<Outcome> Inbox::answer_if_finished(pqxx::transaction_base& tx, const Event& ev,
+                                                 const std::string& why) const {
+  auto r = tx.exec_params(
+      "SELECT status, batch_id::text FROM " + tx.quote_name(schema_) + ".events WHERE event_id = $1 FOR UPDATE",
+      ev.event_id);
+  if (r.empty() || !terminal(r[0][0].as<std::string>())) return std::nullopt;
+  Outcome d;
+  d.status = engine::ResultStatus::Duplicate;
+  d.batch_id = r[0][1].is_null() ? "" : r[0][1].as<std::string>();
+  d.extra["original_status"] = r[0][0].as<std::string>();
+  d.extra["reason"] = "event " + ev.event_id + " " + why;
+  store_offset(tx, ev);
+  tx.commit();
+  d.committed = true;
+  return d;
+}
+
+void Inbox::finish(pqxx::transaction_base& tx, const Event& ev, const Outcome& o, int attempts) const {
+  if (!ev.event_id.empty()) {
+    std::optional<std::string> err;
+    if (!o.errors.empty()) err = o.errors.front();
+    tx.exec_params(
+        "UPDATE " + tx.quote_name(schema_) +
+            ".events SET status = $2, batch_id = coalesce($3::uuid, batch_id), attempts = $4, "
+            "last_error = $5, finished_at = now() WHERE event_id = $1 AND status IN ('received', 'processing')",
+        ev.event_id, std::string(engine::to_string(o.status)), unless_empty(o.batch_id), attempts, err);
+  }
+  store_offset(tx, ev);
+}
+
+void Inbox::dead_letter(pqxx::transaction_base& tx, const Event& ev, const std::string& reason, int attempts) const {
+  if (!ev.event_id.empty()) {
+    tx.exec_params("INSERT INTO " + tx.quote_name(schema_) +
+                       ".events (event_id, topic, \"partition\", \"offset\", type, status, attempts, "
+                       "last_error, finished_at) VALUES ($1, $2, $3, $4, $5, 'dead_letter', $6, $7, now()) "
+                       "ON CONFLICT (event_id) DO UPDATE SET status = 'dead_letter', attempts = excluded.attempts, "
+                       "last_error = excluded.last_error, finished_at = now()",
+                   ev.event_id, ev.topic, ev.partition, ev.offset, ev.type, attempts, reason);
+  }
+  store_offset(tx, ev);
+}
+
+void Inbox::store_offset(pqxx::transaction_base& tx, const Event& ev) const {
+  if (ev.partition < 0) return;
+  // A position from another cluster is replaced; from this one it only moves forward.
+  tx.exec_params(
+      "INSERT INTO " + tx.quote_name(schema_) +
+          ".consumer_offsets (group_id, topic, \"partition\", next_offset, cluster_id) "
+          "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (group_id, topic, \"partition\") DO UPDATE SET next_offset = "
+          "CASE WHEN consumer_offsets.cluster_id IS DISTINCT FROM excluded.cluster_id THEN excluded.next_offset "
+          "ELSE greatest(consumer_offsets.next_offset, excluded.next_offset) END, cluster_id = excluded.cluster_id, "
+          "updated_at = now()",
+      group_, ev.topic, ev.partition, ev.offset + 1, unless_empty(cluster_id_));
+}
+
+Inbox::StoredOffset Inbox::stored_offset(pqxx::transaction_base& tx, const std::string& topic,
+                                         int32_t partition) const {
+  auto r = tx.exec_params("SELECT next_offset, cluster_id FROM " + tx.quote_name(schema_) +
+                              ".consumer_offsets WHERE group_id = $1 AND topic = $2 AND \"partition\" = $3",
+                          group_, topic, partition);
+  StoredOffset s;
+  if (r.empty()) return s;
+  s.next = r[0][0].as<int64_t>();
+  if (!r[0][1].is_null()) s.cluster_id = r[0][1].as<std::string>();
+  return s;
+}
+
+json result_message(const Event& ev, const Outcome& o, double seconds) {
+  json counts = json::object();
+  for (const auto& [k, v] : o.counts) counts[k] = v.to_json();
+  json r = {{"event_id", ev.event_id},
+            {"type", ev.type},
+            {"status", engine::to_string(o.status)},
+            {"batch_id", o.batch_id.empty() ? json(nullptr) : json(o.batch_id)},
+            {"counts", counts},
+            {"duration_ms", int64_t(seconds * 1000)},
+            {"reject_file", o.reject_file.empty() ? json(nullptr) : json(o.reject_file)},
+            {"errors", o.errors}};
+  // The target under its own field name; a dead-lettered event may have no handler, so every
+  // handler's target field is copied from the payload when present.
+  for (const auto& h : handler_registry())
+    if (ev.payload.contains(h.target_field)) r[h.target_field] = ev.payload[h.target_field];
+  for (auto& [k, v] : o.extra.items()) r[k] = v;
+  return r;
+}
+
+void publish_dead_letter(Producer& producer, const std::string& topic, RdKafka::Message& msg, const std::string& reason,
+                         int attempts) {
+  std::string key = msg.key() ? *msg.key() : "";
+  std::string payload(static_cast<const char*>(msg.payload()), msg.len());
+  std::vector<std::pair<std::string, std::string>> headers{{"error", reason},
+                                                           {"attempts", std::to_string(attempts)},
+                                                           {"source_topic", msg.topic_name()},
+                                                           {"source_partition", std::to_string(msg.partition())},
+                                                           {"source_offset", std::to_string(msg.offset())}};
+  // A payload the broker would refuse must not block its partition: keep its head, say so;
+  // the original stays in the source topic at the offset named in the headers.
+  constexpr size_t kMaxDeadLetter = 256 * 1024;
+  if (payload.size() > kMaxDeadLetter) {
+    headers.emplace_back("truncated_from_bytes", std::to_string(payload.size()));
+    payload.resize(kMaxDeadLetter);
+  }
+  producer.send(topic, key, payload, headers);
+}
+
+}  // namespace ingestd

@@ -1,0 +1,151 @@
+// One consumed message on its way to a result: size limit and vetting (a bad event is
+// dead-lettered), the inbox (a finished event is answered duplicate), the handler through the
+// worker, then the result message, the metrics and Kafka's copy of the offset.
+#include <ctime>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+
+#include "daemon/runtime.hpp"
+
+namespace ingestd {
+
+namespace {
+
+using json = nlohmann::json;
+
+/// The event id and type of a message too large to process, so its uploader still gets a
+/// failed result (if it parses at all: past 64 MiB it is not even read).
+void identify_oversized(Event& ev, const std::string& payload) {
+  if (payload.size() > 64 * 1024 * 1024) return;
+  auto j = json::parse(payload, nullptr, false);
+  if (!j.is_object() || !j.contains("event_id") || !j["event_id"].is_string()) return;
+  ev.event_id = j["event_id"].get<std::string>();
+  if (j.contains("type") && j["type"].is_string()) ev.type = j["type"].get<std::string>();
+}
+
+}  // namespace
+
+void Runtime::process(RdKafka::Message& msg) {
+  const auto t0 = Clock::now();
+  Event ev;
+  ev.topic = msg.topic_name();
+  ev.partition = msg.partition();
+  ev.offset = msg.offset();
+  std::string payload(static_cast<const char*>(msg.payload()), msg.len());
+  if (msg.len() > 1024 * 1024) {
+    identify_oversized(ev, payload);
+    return dead_letter(msg, ev, "event is " + std::to_string(msg.len()) + " bytes; the limit is 1 MiB", 0, "too_large");
+  }
+  const EventVetting vet = vet_event(cfg_, ev, payload, topic_key_of(cfg_, ev.topic));
+  if (!vet.reason.empty()) return dead_letter(msg, ev, vet.reason, 0, vet.metric);
+  const HandlerSpec& spec = *vet.spec;
+
+  // Inbox: a redelivered or republished event that already ended changes nothing.
+  {
+    pqxx::work tx(worker_.db());
+    if (auto dup = inbox_.answer_if_finished(tx, ev, "was already processed")) {
+      publish_result(ev, *dup, 0);
+      metrics_.event(ev.topic, "duplicate");
+      commit_to_kafka(msg);
+      return;
+    }
+    inbox_.receive(tx, ev, payload);
+    tx.commit();
+  }
+  status_.set_current({{"event_id", ev.event_id},
+                       {"type", ev.type},
+                       {"target", spec.target(ev)},
+                       {"started_at_unix", std::time(nullptr)}});
+  metrics_.batches_running.Add({}).Increment();
+  const Worker::Run run = worker_.run(spec, ev);
+  metrics_.batches_running.Add({}).Decrement();
+  status_.set_current(nullptr);
+  conclude(msg, ev, spec, run, t0);
+}
+
+void Runtime::conclude(RdKafka::Message& msg, const Event& ev, const HandlerSpec& spec, const Worker::Run& run,
+                       Clock::time_point t0) {
+  const Outcome& o = run.outcome;
+  if (o.kind == Outcome::Kind::Interrupted) {
+    log_->info("event {} interrupted by shutdown; it resumes from its checkpoint on the next start", ev.event_id);
+    return;
+  }
+  if (o.kind == Outcome::Kind::Retry && o.infrastructure) {
+    // PostgreSQL is gone: nothing about this event is wrong. The main loop rewinds to it and
+    // tries again once the database answers (and /readyz says false meanwhile).
+    throw std::runtime_error("PostgreSQL unreachable after " + std::to_string(run.attempts) +
+                             " attempts: " + run.last_reason);
+  }
+  if (o.kind == Outcome::Kind::Retry)
+    return dead_letter(msg, ev, "gave up after " + std::to_string(run.attempts) + " attempts: " + run.last_reason,
+                       run.attempts, "attempts_exhausted");
+  worker_.settle(ev, run);
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  publish_result(ev, o, secs);
+  const std::string target = spec.target(ev);
+  metrics_.event(ev.topic, std::string(engine::to_string(o.status)));
+  count_rows(target, o);
+  if (!spec.is_builtin(target) &&
+      (o.status == engine::ResultStatus::Completed || o.status == engine::ResultStatus::CompletedWithRejects)) {
+    metrics_.last_success.Add({{"dataset", target}}).SetToCurrentTime();
+    static const prometheus::Histogram::BucketBoundaries b{0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600};
+    metrics_.batch_duration.Add({{"dataset", target}}, b).Observe(secs);
+  }
+  log_->info("event {} ({} {}): {} in {:.2f}s", ev.event_id, ev.type, target, engine::to_string(o.status), secs);
+  commit_to_kafka(msg);
+}
+
+void Runtime::count_rows(const std::string& target, const Outcome& o) {
+  for (const auto& [entity, c] : o.counts) {
+    metrics_.rows_add(target, entity, "inserted", double(c.inserted));
+    metrics_.rows_add(target, entity, "updated", double(c.updated));
+    metrics_.rows_add(target, entity, "unchanged", double(c.unchanged));
+    metrics_.rows_add(target, entity, "rejected", double(c.rejected));
+    metrics_.rows_add(target, entity, "review", double(c.review));
+    for (const auto& [tier, n] : c.tier_matches)
+      metrics_.identity_matches.Add({{"dataset", target}, {"entity", entity}, {"tier", std::to_string(tier)}})
+          .Increment(double(n));
+  }
+}
+
+void Runtime::dead_letter(RdKafka::Message& msg, const Event& ev, const std::string& reason, int attempts,
+                          const std::string& metric_reason) {
+  log_->warn("dead-lettering {}[{}]@{}: {}", msg.topic_name(), msg.partition(), msg.offset(), reason);
+  try {
+    publish_dead_letter(*producer_, cfg_.kafka.topics.dead_letter, msg, reason, attempts);
+  } catch (const std::exception& e) {
+    // Not acknowledged: do not store the offset, the event comes back after a restart.
+    log_->error("dead letter not published ({}); the event stays unconsumed", e.what());
+    throw;
+  }
+  metrics_.dead_letter(metric_reason);
+  {
+    pqxx::work tx(worker_.db());
+    inbox_.dead_letter(tx, ev, reason, attempts);
+    tx.commit();
+  }
+  if (!ev.event_id.empty()) publish_result(ev, Outcome::failed(reason), 0);
+  metrics_.event(ev.topic, "dead_letter");
+  commit_to_kafka(msg);
+}
+
+void Runtime::publish_result(const Event& ev, const Outcome& o, double seconds) {
+  const json r = result_message(ev, o, seconds);
+  status_.add_result(r);
+  try {
+    producer_->send(cfg_.kafka.topics.results, ev.event_id, r.dump());
+  } catch (const std::exception& e) {
+    log_->error("result for event {} not published: {}", ev.event_id, e.what());
+  }
+}
+
+void Runtime::commit_to_kafka(RdKafka::Message& msg) {
+  // Kafka's copy of the position is for lag tools only: ours is in PostgreSQL (rule 1). While no
+  // broker answers, a commit waits for a coordinator, and consumer close() for it (45 s and more
+  // at shutdown); the next commit after the brokers are back covers this one.
+  if (kafka_ok_) consumer_->commitAsync(&msg);
+}
+
+}  // namespace ingestd

@@ -1,0 +1,19 @@
+// file.arrived's own checks, run before the event reaches the handler.
+#include "handlers/file_arrival/file_arrival.hpp"
+
+namespace ingestd::file_arrival {
+
+std::string validate(const config::Config& cfg, const Event& ev) {
+  const auto& p = ev.payload;
+  const std::string ds = p["dataset"].get<std::string>();
+  if (!cfg.datasets.count(ds)) return "unknown dataset " + ds;
+  if (p.contains("options") && p["options"].is_object()) {
+    const auto& o = p["options"];
+    if (o.contains("delimiter") && (!o["delimiter"].is_string() || o["delimiter"].get<std::string>().size() != 1))
+      return "options.delimiter must be a one-character string";
+    if (o.contains("encoding") && !o["encoding"].is_string()) return "options.encoding must be a string";
+  }
+  return "";
+}
+
+}  // namespace ingestd::file_arrival
