@@ -209,7 +209,11 @@ LoadResult LoadRun::run(const FinalStep& final_step, const BeforeFinal& before_f
       if (chunk.last && final_step) final_step(tx, result_);
       tx.commit();
     }
-    svc_.metrics.observe_db("chunk", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    svc_.metrics.observe_db("chunk", secs);
+    if (!chunk.rows.empty())
+      log_->info("batch {}: chunk of rows {}-{} in {:.0f} ms ({} rejected)", req_.batch_id, chunk.rows.front().number,
+                 chunk.rows.back().number, secs * 1000, chunk.errors.rows);
     rejects_.write(chunk.errors);
     if (svc_.keepalive) svc_.keepalive();
     if (chunk.last) break;
