@@ -236,6 +236,11 @@ def load_and_score(pg, csv_path, workdir, chunk_rows=1000, kind="date", truth=No
         env = dict(os.environ, INGESTD_BROKERS="127.0.0.1:1", INGESTD_GROUP="ingestd-febrl",
                    INGESTD_STATE=str(state), INGESTD_DATABASE_URL=url, INGESTD_HTTP="127.0.0.1:0",
                    INGESTD_CHUNK_ROWS=str(chunk_rows))
+        # the identity indexes the tiers need, as an operator makes them once per target
+        made = subprocess.run([str(BIN), "check", "--create-indexes", "-c", str(cfg)], env=env, capture_output=True,
+                              text=True, timeout=600)
+        if made.returncode != 0:
+            raise EngineProblem(f"`ingestd check --create-indexes` exited {made.returncode}:\n{made.stderr[-3000:]}")
         cmd = [str(BIN), "load", str(csv_path), "--dataset", "febrl", "-c", str(cfg)]
         t0 = time.monotonic()
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)

@@ -78,7 +78,7 @@ void Bookkeeping::finish(pqxx::transaction_base& tx, const std::string& batch_id
   tx.exec_params("UPDATE " + table(tx, "batches") +
                      " SET status = $2, rows_total = coalesce($3, rows_total), reject_file = coalesce($4, reject_file), "
                      "updated = coalesce($5, updated), stats = stats || $6::jsonb, "
-                     "error_summary = coalesce($7::jsonb, error_summary), finished_at = now() WHERE id = $1::uuid",
+                     "error_summary = coalesce($7::jsonb, error_summary), finished_at = clock_timestamp() WHERE id = $1::uuid",
                  batch_id, std::string(to_string(f.status)), f.rows_total, f.reject_file, f.updated, f.stats.dump(),
                  errors);
 }

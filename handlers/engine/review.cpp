@@ -24,11 +24,11 @@ void remember_reviewed_keys(pqxx::transaction_base& tx, const std::string& bookk
     std::vector<std::vector<int>> one{tier.tier.fields};
     const auto key = composite_keys(keys, one)[0];
     if (!key) continue;
-    tx.exec_params("INSERT INTO " + bk + ".identity_keys (table_name, tier, key, record_id, batch_id) SELECT $1, $2, $3, "
-                   "$4, $5::uuid FROM " + table.quoted + " t WHERE t." + tx.quote_name(entity.id_column) + "::text = $4 "
-                   "AND " + tier.composite_text() + " IS DISTINCT FROM $3 AND NOT EXISTS (SELECT 1 FROM " + bk +
-                       ".identity_keys WHERE hashtextextended(key, tier) = hashtextextended($3, $2) AND table_name = $1 "
-                       "AND tier = $2 AND key = $3 AND record_id = $4)",
+    tx.exec_params("INSERT INTO " + bk + ".identity_keys (table_name, tier, key, record_id, batch_id) SELECT $1::text, "
+                   "$2::int, $3::text, $4::text, $5::uuid FROM " + table.quoted + " t WHERE t." + tx.quote_name(entity.id_column) + "::text = $4 "
+                   "AND " + tier.composite_text() + " IS DISTINCT FROM $3::text AND NOT EXISTS (SELECT 1 FROM " + bk +
+                       ".identity_keys WHERE hashtextextended(key, tier) = hashtextextended($3::text, $2::int) AND "
+                       "table_name = $1::text AND tier = $2::int AND key = $3::text AND record_id = $4::text)",
                    table.canonical, tier.tier.number, *key, record_id, batch_id);
   }
 }

@@ -151,7 +151,7 @@ class Daemon:
     """One `ingestd run` with the people example config, its own database, inbox and broker."""
 
     def __init__(self, pg, broker, tmp, db=None, chunk_rows=3, group="ingestd-test", config_text=None,
-                 example="people"):
+                 example="people", indexes=True):
         self.pg, self.broker, self.tmp = pg, broker, Path(tmp)
         self.db = db or pg.create_db()
         self.url = pg.url(self.db)
@@ -166,7 +166,8 @@ class Daemon:
         self.config.write_text(config_text or (EXAMPLES / example / f"{example}.yaml").read_text())
         if db is None:
             self.sql((EXAMPLES / example / "schema.sql").read_text())
-            self.create_indexes()
+        if indexes:
+            self.create_indexes()  # idempotent: daemons sharing a database each ask
         self.proc = None
         self.log = self.tmp / "ingestd.log"
 
@@ -243,7 +244,9 @@ class Daemon:
             found = [json.loads(m["payload"]) for m in self.broker.consume("ingest.results")
                      if m.get("payload") and json.loads(m["payload"]).get("event_id") == event_id]
             if found and (status is None or any(f["status"] == status for f in found)):
-                return found[-1] if status is None else [f for f in found if f["status"] == status][-1]
+                res = found[-1] if status is None else [f for f in found if f["status"] == status][-1]
+                check_counts_add_up(res)
+                return res
             if self.proc and self.proc.poll() is not None:
                 raise AssertionError("ingestd died:\n" + self.log.read_text())
             time.sleep(0.3)
@@ -252,6 +255,16 @@ class Daemon:
     def results(self, event_id):
         return [json.loads(m["payload"]) for m in self.broker.consume("ingest.results")
                 if m.get("payload") and json.loads(m["payload"]).get("event_id") == event_id]
+
+
+def check_counts_add_up(res):
+    """Every row read is exactly one of inserted, updated, unchanged, rejected, review (or, for an
+    entity that depends on another, skipped): asserted on every result that reports rows."""
+    if "rows" not in res or not isinstance(res.get("counts"), dict):
+        return
+    for entity, c in res["counts"].items():
+        total = sum(c.get(k, 0) for k in ("inserted", "updated", "unchanged", "rejected", "review", "skipped"))
+        assert total == res["rows"], f"{entity}: counts {c} add up to {total}, not to rows {res['rows']}: {res}"
 
 
 @pytest.fixture

@@ -74,8 +74,15 @@ TierIndex tier_index(pqxx::transaction_base& tx, const TableInfo& table, const T
   ti.tier = tier.tier.number;
   std::string name = table.canonical.substr(table.canonical.find('.') + 1) + "_ingestd_tier" + std::to_string(ti.tier);
   if (name.size() > 63) name = name.substr(name.size() - 63);
+  // Columns that are not name keys lead: tiers that share their names (name + birth date, name
+  // + phone) then get indexes that cannot serve each other, so the planner never probes one tier
+  // through the other's index and filters its third column over everyone with a common name.
+  std::vector<std::string> lead, names;
+  for (const auto& f : tier.fields)
+    (f.index_expr.find(".name_key(") == std::string::npos ? lead : names).push_back(f.index_expr);
+  lead.insert(lead.end(), names.begin(), names.end());
   std::string cols;
-  for (size_t i = 0; i < tier.fields.size(); ++i) cols += (i ? ", " : "") + tier.fields[i].index_expr;
+  for (size_t i = 0; i < lead.size(); ++i) cols += (i ? ", " : "") + lead[i];
   ti.create_index = "CREATE INDEX CONCURRENTLY IF NOT EXISTS " + tx.quote_name(name) + " ON " + table.quoted + " (" +
                     cols + ")";
   // An index serves the tier when it is a valid, unconditional btree whose leading columns are

@@ -29,7 +29,7 @@ EntityCounts EntityMerge::run(const StagedPart& part) {
   create_work_tables();
   tune(analyze);
   const Decisions d = decide(part);
-  stage(part, d);
+  sql_.timed("stage", [&] { stage(part, d); });
   if (analyze) sql_.exec("ANALYZE " + stg_, "stage");
   aggregate();
   EntityCounts counts = record_lineage();
@@ -346,7 +346,7 @@ void EntityMerge::remember(const Decisions& d) {
   std::vector<std::tuple<std::string, int, std::string>> keys;
   keys.reserve(d.keys.remember.size());
   for (const auto& m : d.keys.remember) keys.emplace_back(d.ids[size_t(m.record)], m.tier, m.key);
-  matcher_.remember(sql_, keys);
+  sql_.timed("keys", [&] { matcher_.remember(sql_, keys); });
 }
 
 void EntityMerge::defer_lookups() {

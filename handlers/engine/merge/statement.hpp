@@ -2,6 +2,7 @@
 // statement is timed under its step's name (ingestd_db_query_duration_seconds{op}).
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <optional>
 #include <string>
@@ -27,6 +28,13 @@ class StepSql {
   /// Runs `sql` as step `op`. The placeholders :table :batch :entity and :var_NAME become
   /// text parameters, never text in the statement.
   pqxx::result exec(const std::string& sql, const char* op);
+  /// Runs `work` (a COPY, say) and times it as step `op`.
+  template <class F>
+  void timed(const char* op, F&& work) {
+    const auto t0 = std::chrono::steady_clock::now();
+    work();
+    if (metrics_) metrics_->observe_db(op, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
   /// exec with index probes of the big tables as the only plan (nested loops, index scans).
   pqxx::result probe(const std::string& sql, const char* op);
 

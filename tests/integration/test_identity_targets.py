@@ -1,0 +1,189 @@
+"""Identity through the target's own rows (the identity issue): people already in the table are
+found whoever wrote them, the outcome does not depend on chunk_rows, every row is accounted for,
+`check` names the index behind every tier, and C++ and SQL compute the same name keys."""
+
+import csv
+import json
+import subprocess
+import uuid
+
+import pytest
+
+from conftest import BIN, EXAMPLES, ROOT, Daemon
+
+HEAD = "Cedula,Nombre,Apellido,Email,Telefono,Fecha de nacimiento,Direccion,Programa,Estado,Grado,School SF Id"
+
+
+def load(d, name, content, dataset="ice_staging", **extra):
+    p = d.inbox_file(name, content)
+    ev = d.publish(d.file_event(p, dataset=dataset, **extra), key=dataset)
+    return d.result(ev["event_id"], timeout=240)
+
+
+@pytest.fixture
+def ice(pg, broker, tmp_path):
+    d = Daemon(pg, broker, tmp_path, example="ice", chunk_rows=1000)
+    d.start()
+    yield d
+    assert d.stop() == 0, d.log.read_text()[-3000:]
+
+
+def test_people_inserted_by_plain_sql_are_found(ice):
+    d = ice
+    # 10,000 persons written by another application, with plain INSERTs: stored values in the
+    # form ingestd stores them, some without a cédula or e-mail
+    d.sql("INSERT INTO persons (cedula, email, phone, first_name, last_name, birth_date) "
+          "SELECT CASE WHEN g % 3 = 0 THEN NULL ELSE (40000000 + g)::text END, "
+          "CASE WHEN g % 3 = 1 THEN NULL ELSE 'p' || g || '@example.com' END, NULL, "
+          "'Nombre' || g, 'Pérez', date '1960-01-01' + g FROM generate_series(1, 10000) g")
+    rows = []
+    for g in range(2, 10001, 2):  # half of them, each as a loader would see it again
+        ced = "" if g % 3 == 0 else f"{40000000 + g:,}".replace(",", ".")
+        mail = "" if g % 3 == 1 else f"P{g}@EXAMPLE.COM"
+        born = (__import__("datetime").date(1960, 1, 1) + __import__("datetime").timedelta(days=g)).strftime("%d/%m/%Y")
+        rows.append(f"{ced},NOMBRE{g},perez,{mail},300 {g:07d},{born},,Mentors,New,,")
+    for n in range(700):  # and people nobody had
+        rows.append(f"{70000000 + n},Nueva{n},Gente,nueva{n}@example.com,,,,Mentors,New,,")
+    r = load(d, "half.csv", HEAD + "\n" + "\n".join(rows) + "\n")
+    assert r["status"] == "completed", r
+    c = r["counts"]["person"]
+    assert c["inserted"] == 700, c
+    assert c["updated"] == 5000 and c["unchanged"] == 0, c  # each fills the phone the other application lacked
+    assert d.sql("SELECT count(*) FROM persons")[0][0] == 10700
+    assert d.sql("SELECT count(*) FROM persons WHERE phone IS NOT NULL")[0][0] == 5000
+    # and every key is held once: in the records' own columns, none in identity memory
+    assert d.sql("SELECT count(*) FROM ingestd.identity_keys WHERE table_name = 'public.persons'")[0][0] == 0
+
+
+def test_a_person_another_writer_adds_between_two_files_is_found_and_filled(ice):
+    d = ice
+    r1 = load(d, "a.csv", HEAD + "\n1023456789,José,García,jose@example.com,,15/03/1990,,Mentors,New,,\n")
+    assert r1["counts"]["person"]["inserted"] == 1
+    d.sql("INSERT INTO persons (cedula, first_name, last_name, birth_date) VALUES "
+          "('55666777', 'Ana', 'Pérez', '1992-02-02')")
+    r2 = load(d, "b.csv", HEAD + "\n55.666.777,ANA,PEREZ,ana@example.com,(301) 555-0101,02/02/1992,Calle 1,Mentors,New,,\n"
+              ",Ana,Perez,,,1992-02-02,,Tutors,New,,\n")
+    assert r2["status"] == "completed", r2
+    assert r2["counts"]["person"] == {"inserted": 0, "updated": 1, "unchanged": 1, "rejected": 0, "review": 0,
+                                      "matched_by_tier": {"1": 1, "3": 1}}, r2
+    assert d.sql("SELECT count(*) FROM persons")[0][0] == 2
+    assert d.sql("SELECT email, phone, address, csv_enriched FROM persons WHERE cedula = '55666777'") == \
+        [("ana@example.com", "+573015550101", "Calle 1", True)]
+
+
+AMBIGUOUS = "\n".join([HEAD,
+    "55666777,Ana,Pérez,shared@example.com,,02/02/1992,,Mentors,New,,",
+    "88999000,Anabel,Pérez,shared@example.com,,03/03/1993,,Mentors,New,,",
+    ",Someone,Else,shared@example.com,,,,Mentors,New,,",      # two records claim it: review
+    "1023456789,José,García,,3001234567,,,Tutors,New,,",
+    ",jose,garcia,jose@example.com,300 123 4567,,,Tutors,Contacted,,",  # by name + phone
+    "1023456789,JOSE,GARCIA,,,15/03/1990,,Tutors,New,,",
+    ",María,López,maria@example.com,,01/07/1985,,Tutors,New,,",
+    ",MARIA,LOPEZ,,,1985-07-01,,Tutors,New,,",
+    "",
+])
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 50000])
+def test_the_outcome_does_not_depend_on_chunk_rows(pg, broker, tmp_path, chunk_rows):
+    d = Daemon(pg, broker, tmp_path, example="ice", chunk_rows=chunk_rows)
+    d.start()
+    try:
+        r = load(d, "amb.csv", AMBIGUOUS)
+        assert r["status"] == "completed", r
+        # the same for every chunk size: records, lineage actions, one review item naming both
+        assert r["counts"]["person"] == {"inserted": 4, "updated": 2, "unchanged": 1, "rejected": 0, "review": 1,
+                                         "matched_by_tier": {"1": 1, "3": 1, "4": 1}}, r
+        assert d.sql("SELECT cedula, email, phone, first_name, last_name, birth_date::text FROM persons ORDER BY id") == [
+            ("55666777", "shared@example.com", None, "Ana", "Pérez", "1992-02-02"),
+            ("88999000", "shared@example.com", None, "Anabel", "Pérez", "1993-03-03"),
+            ("1023456789", "jose@example.com", "+573001234567", "José", "García", "1990-03-15"),
+            (None, "maria@example.com", None, "María", "López", "1985-07-01")]
+        assert d.sql("SELECT row_number, action, tier FROM ingestd.row_lineage WHERE entity = 'person' "
+                     "ORDER BY row_number") == [(1, "inserted", None), (2, "inserted", None), (3, "review", None),
+                                                (4, "inserted", None), (5, "updated", 4), (6, "updated", 1),
+                                                (7, "inserted", None), (8, "unchanged", 3)]
+        ids = [i for (i,) in d.sql("SELECT id::text FROM persons WHERE email = 'shared@example.com' ORDER BY id")]
+        assert d.sql("SELECT reasons FROM ingestd.review_queue") == \
+            [(f"matches {ids[0]} (tier 2), {ids[1]} (tier 2)",)]
+    finally:
+        assert d.stop() == 0
+
+
+def test_keyless_rows_from_a_query_each_make_a_record(pg, broker, tmp_path):
+    # the backfill example without its one-customer-per-lead tier: a lead with no PSID, phone or
+    # e-mail still gets a customer of its own, and the counts add up to the rows read
+    text = (EXAMPLES / "backfill" / "backfill.yaml").read_text()
+    text = text.replace("identity: [[psid], [phone], [email], [lead]]", "identity: [[psid], [phone], [email]]")
+    text = text.replace("          lead:  {column: first_lead_id, from: id, type: bigint, merge: keep}\n", "")
+    d = Daemon(pg, broker, tmp_path, example="backfill", chunk_rows=3, config_text=text)
+    d.create_indexes()
+    d.start()
+    try:
+        ev = {"event_id": str(uuid.uuid4()), "type": "job.requested", "job": "backfill_customers", "submitted_by": "ops"}
+        d.publish(ev, topic="ingest.jobs", key="backfill_customers")
+        r = d.result(ev["event_id"])
+        assert r["status"] == "completed", r
+        c = r["counts"]["customer"]
+        assert r["rows"] == 8 and c["inserted"] + c["updated"] + c["unchanged"] + c["rejected"] + c["review"] == 8, r
+        # 1-4 one customer; 5 and 7 by e-mail; 6 (short phone, no key) and 8 (nothing) alone
+        assert c["inserted"] == 4, c
+        assert d.sql("SELECT count(*) FROM leads WHERE customer_id IS NULL")[0][0] == 0
+        assert all(x["passed"] for x in r["checks"]), r["checks"]
+    finally:
+        assert d.stop() == 0
+
+
+def test_check_names_the_index_behind_every_tier_and_creates_the_missing(pg, broker, tmp_path):
+    d = Daemon(pg, broker, tmp_path, example="ice", chunk_rows=10)
+    d.sql("DROP INDEX persons_ingestd_tier3")
+    check = subprocess.run([str(BIN), "check", "-c", str(d.config)], env=d.env, capture_output=True, text=True)
+    assert check.returncode == 2, check
+    assert "datasets.ice_staging.entities.person.identity[2]: no index on public.persons serves this tier" in check.stderr
+    assert 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "persons_ingestd_tier3" ON "public"."persons" ' \
+           '("birth_date", "ingestd".name_key("first_name"), "ingestd".name_key("last_name"))' in check.stderr
+    assert "identity[0]: public.persons index persons_ingestd_tier1" in check.stdout
+    # a load refuses too, naming the same statement, instead of scanning the table for every key
+    d.start()
+    try:
+        r = load(d, "x.csv", HEAD + "\n123456,Ana,Ruiz,,,,,Mentors,New,,\n")
+        assert r["status"] == "failed" and "identity[2]" in r["errors"][0] and "CREATE INDEX" in r["errors"][0], r
+    finally:
+        assert d.stop() == 0
+    fix = subprocess.run([str(BIN), "check", "--create-indexes", "-c", str(d.config)], env=d.env, capture_output=True,
+                         text=True)
+    assert fix.returncode == 0, fix.stderr
+    assert "identity[2]: created: CREATE INDEX CONCURRENTLY" in fix.stdout
+    again = subprocess.run([str(BIN), "check", "-c", str(d.config)], env=d.env, capture_output=True, text=True)
+    assert again.returncode == 0 and "identity[2]: public.persons index persons_ingestd_tier3" in again.stdout
+
+
+def test_cpp_and_sql_name_keys_are_equal_on_a_corpus(pg, broker, tmp_path):
+    d = Daemon(pg, broker, tmp_path, example="ice")  # its check --create-indexes migrated the schema
+    names = set()
+    febrl = ROOT.parent / "shared" / "data" / "febrl"  # where the project keeps it; absent on CI machines
+    for f in ("dataset1", "dataset2", "dataset3"):
+        if (febrl / f"{f}.csv").exists():
+            with open(febrl / f"{f}.csv", newline="") as fh:
+                for r in csv.DictReader(fh, skipinitialspace=True):
+                    names.update(v for k, v in r.items() if k in ("given_name", "surname") and v)
+    corpus = sorted(names) + [
+        "  José   GARCÍA  ", "jose garcia", "O'Brien", "d’Artagnan", "MARÍA-JOSÉ", "Ñandú", "Ærøskøbing", "Straße",
+        "STRASSE", "ßa", "İstanbul", "ΣΟΦΊΑ", "Νίκος", "Łukasz", "Zoë", "\u00a0Ana\u2003María\u200b", "ǅemal", "ﬁnn",
+        "Nguyễn Thị Minh Khai", "Dvořák", "Å", "A\u030a", "x\ufeff", "‘quoted’", "Ch'ng", "van der Berg", "MacDONALD",
+        "ÇAĞLAR", "Ａｎａ", "한국어 이름", "Jose\tGarcia", "Ana  Lopez", " Ana", "ΟΔΥΣΣΕΥΣ", "  "]
+    out = subprocess.run([str(BIN), "name-key"], input="\n".join(corpus) + "\n", capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.split("\n")[:len(corpus)]
+    differ = []
+    for name, line in zip(corpus, lines):
+        key, stored = line.split("\t")
+        key = None if key == "\\N" else key
+        for value in (name, stored):  # the raw value, and the value as ingestd stores it
+            if value == "\\N":
+                continue
+            sql = d.sql("SELECT ingestd.name_key(%s)", (value,))[0][0]
+            if sql != key:
+                differ.append((name, value, key, sql))
+    assert len(corpus) > (4000 if names else 30)
+    assert differ == []
