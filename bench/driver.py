@@ -3,40 +3,60 @@
 
     /usr/bin/python3 bench/driver.py [--rows N] [--reappear-share 0.2] [--seed S] [--chunk-rows 50000]
                                      [--dataset people|ice_staging] [--latency-events 100] [--with-10m]
-                                     [--existing N] [--no-pgloader] [--no-floor] [--work DIR] [--json FILE]
+                                     [--existing N] [--no-pgloader] [--no-floor] [--pg-defaults]
+                                     [--common-share F] [--family-phone-share F] [--placeholder-share F]
+                                     [--work DIR] [--json FILE]
 (scripts/bench installs what is missing, builds, then runs this.)
 
 Steps (each on the same PostgreSQL 15 cluster, made by initdb with fsync = off, as the tests do,
-with shared_buffers = 2GB and max_wal_size = 8GB unless --pg-setting says otherwise):
- 0. bench/generate_people.py makes people_N.csv (ICE `ice_staging` columns) and its truth.
+with shared_buffers = 2GB and max_wal_size = 8GB -- the "tuned" settings -- unless --pg-defaults
+leaves PostgreSQL's defaults; --pg-setting adds to either):
+ 0. bench/generate_people.py makes people_N.csv (ICE `ice_staging` columns), messy by default
+    (common names, shared family phones, placeholders; see its doc string), and its truth under
+    ingestd's rules: the records and review rows a correct ingestd makes, for the file and for
+    the same file again on top (--truth-again), next to the true number of humans.
+ *. config/examples/ice/schema.sql, then `ingestd check --create-indexes -c CONFIG` (it applies
+    the bookkeeping migrations, name_key among them, and makes one btree per identity tier on
+    the targets), before any step.
  1. yardstick: psql `\\copy` of the file into bench_copy: the 11 CSV columns as text plus
-    `id bigserial PRIMARY KEY`, with btree indexes on cedula, email and (nombre, apellido,
-    fecha_nacimiento) -- what the target persons table needs for its identity tiers. \\copy
-    does no normalization, matching or merging: it is the floor.
+    `id bigserial PRIMARY KEY`, with the index shapes ingestd made on persons: (cedula), (email),
+    (ingestd.name_key(nombre), ingestd.name_key(apellido), fecha_nacimiento) and
+    (ingestd.name_key(nombre), ingestd.name_key(apellido), telefono). \\copy does no
+    normalization, matching or merging: it is the floor.
  2. pgloader (the Debian package) of the same file into bench_pgloader, identical to bench_copy.
  3. ingestd end to end: `ingestd embedded-broker` in its own process, `ingestd run` with
     bench/people.yaml (--dataset people, the default: the four-tier person dataset, persons
     only) or config/examples/ice/ice.yaml (--dataset ice_staging: a person, a student and a lead
-    from each row), chunk_rows from --chunk-rows, config/examples/ice/schema.sql applied to a
-    fresh database, and `ingestd submit file PATH --dataset NAME --wait`: wall time from
-    publish to result (the submit command also hashes the file: timed separately and reported).
-    Then persons == the generator's distinct people, leads == the same (0 for people),
-    review == 0.
- 3f. the floor (unless --no-floor): every table step 3 wrote (persons, identity_keys,
-    row_lineage, changes; students and leads for ice_staging) copied out and timed back in with
-    `\\copy` into an empty table with the same columns and indexes: what PostgreSQL alone needs to
-    write what ingestd writes, without reading, matching or merging anything.
+    from each row), chunk_rows from --chunk-rows, and `ingestd submit file PATH --dataset NAME
+    --wait`: wall time from publish to result (the submit command also hashes the file: timed
+    separately and reported). Checks: persons == the truth's expected records; the batch's
+    person counts: inserted == expected records, updated + unchanged == expected merges (and per
+    tier), review == expected review rows, rejected == 0, and for every entity inserted +
+    updated + unchanged + rejected + review (+ skipped) == rows; the review queue grew by the
+    expected review rows; for ice_staging, leads == the truth's (record, Programa) pairs.
+    The daemon logs a line per chunk; min / median / max of those times are reported per step,
+    flagged when the slowest chunk took more than 3x the median.
+ 3f. the floor (unless --no-floor): every table step 3 wrote (persons, identity_keys, lineage,
+    changes, review_queue; students and leads for ice_staging) copied out and timed back in with
+    `\\copy` into an empty table with the same columns and indexes: what PostgreSQL alone needs
+    to write what ingestd writes, without reading, matching or merging anything.
  4. the same content under another name with one extra trailing newline (so its sha256
-    differs; otherwise it is a duplicate by hash): every row matches, the update path.
- 5. only with --with-10m: 10M new people, then a file of 1M rows (1M further people with the
-    usual re-appearances among themselves) into that target.
- 6. latency: --latency-events files of 10 new people each (distinct content), published one at
-    a time (the next after the previous result) and then all at once; publish->result latency
-    is result-message timestamp minus event-message timestamp (both Kafka CreateTime, set by
-    the producing process on this machine's clock), read back from the topics with kcat.
+    differs; otherwise it is a duplicate by hash): every row matches, the update path. Checked
+    against the truth of the file loaded again (no new record; rows that now match two records
+    go to review).
+ 5. only with --existing N (--with-10m: N = 10,000,000): a fresh embedded broker and database;
+    the generator writes N existing people as already-normalized persons rows, `\\copy`'d into
+    public.persons (5a), then `ingestd check --create-indexes` builds the tier indexes over them
+    (5a'), then a daemon loads a file of --rows rows of which --existing-share are existing
+    people and the rest new (5b). Checked like step 3: persons == N + the truth's records.
+ 6. latency: --latency-events files of 10 new people each (distinct content, no messiness),
+    published one at a time (the next after the previous result) and then all at once;
+    publish->result latency is result-message timestamp minus event-message timestamp (both Kafka
+    CreateTime, set by the producing process on this machine's clock), read back from the topics
+    with kcat. Runs on the last daemon (after step 5 when there is one).
 Peak RSS of the daemon is VmHWM from /proc/PID/status, read before it is stopped.
-The server log has every statement's duration (log_min_duration_statement = 0 during the
-ingestd steps); a summary per statement kind is printed ("Where the time goes").
+The server log has every statement's duration (log_min_duration_statement = 0 during steps 3,
+4 and 5b); a summary per statement kind is printed ("Where the time goes").
 Every process started here, and the PostgreSQL cluster, is stopped at the end, also on failure.
 """
 
@@ -86,14 +106,42 @@ def log(*a):
 DATE_STYLE = "mixed"
 
 
-def generate(out, rows, seed, reappear, first_person=0, twin_share=None):
+# The generator's messiness knobs the driver passes on (None: the generator's default).
+MESS = {"twin_share": "--twin-share", "common_share": "--common-share", "family_phone_share": "--family-phone-share",
+        "placeholder_share": "--placeholder-share"}
+
+
+def generate(out, rows, seed, reappear, first_person=0, mess=None, extra=()):
     truth = Path(str(out) + ".truth.json")
     cmd = [sys.executable, str(GEN), "--rows", str(rows), "--seed", str(seed), "--reappear-share", str(reappear),
            "--first-person", str(first_person), "--out", str(out), "--truth", str(truth), "--date-style", DATE_STYLE]
-    if twin_share is not None:
-        cmd += ["--twin-share", str(twin_share)]
-    subprocess.run(cmd, check=True)
+    for k, v in (mess or {}).items():
+        if v is not None:
+            cmd += [MESS[k], str(v)]
+    subprocess.run(cmd + list(extra), check=True)
     return json.loads(truth.read_text())
+
+
+CHUNK_LINE = re.compile(r"batch ([0-9a-f-]{36}): chunk of rows (\d+)-(\d+) in (\d+) ms \((\d+) rejected\)")
+
+
+def chunk_stats(log_path, batch_id):
+    """Per-chunk times of one batch from the daemon's log lines
+    `batch <uuid>: chunk of rows A-B in N ms (R rejected)`."""
+    ms = []
+    try:
+        text = Path(log_path).read_text(errors="replace")
+    except OSError:
+        return None
+    for m in CHUNK_LINE.finditer(text):
+        if m.group(1) == batch_id:
+            ms.append(int(m.group(4)))
+    if not ms:
+        return None
+    med = statistics.median(ms)
+    return {"chunks": len(ms), "min_ms": min(ms), "median_ms": med, "max_ms": max(ms),
+            "max_over_median": round(max(ms) / med, 2) if med else None,
+            "flag": bool(med and max(ms) > 3 * med), "ms": ms}
 
 
 class Procs:
@@ -136,6 +184,8 @@ class Bench:
         self.results = []      # table rows
         self.notes = []
         self.profile = {}
+        self.chunks = {}       # step -> per-chunk times from the daemon log
+        self.checks = {}       # step -> the checks and their outcome
 
     # ------------------------------------------------------------------ infrastructure
     def start_pg(self):
@@ -143,7 +193,12 @@ class Bench:
         self.procs.push("postgres", self.pg.stop)
         # Server settings apply to every step alike (the yardstick included); shared_buffers
         # needs a restart.
-        settings = dict(kv.split("=", 1) for kv in PG_SETTINGS + (self.a.pg_setting or []))
+        base = [] if self.a.pg_defaults else PG_SETTINGS
+        settings = dict(kv.split("=", 1) for kv in base + (self.a.pg_setting or []))
+        self.settings_kind = ("PostgreSQL defaults (--pg-defaults)" if self.a.pg_defaults else
+                              "tuned (" + ", ".join(PG_SETTINGS) + ")")
+        if self.a.pg_setting:
+            self.settings_kind += " + --pg-setting " + ", ".join(self.a.pg_setting)
         for k, v in settings.items():
             self.sql(f"ALTER SYSTEM SET {k} = %s", (v,), url=self.pg.url())
         self.pg._run([str(self.pg.bindir / "pg_ctl"), "-D", str(self.pg.data), "-l", str(self.pg.log), "-w",
@@ -151,7 +206,7 @@ class Bench:
         self.settings = self.sql("SELECT string_agg(name || ' = ' || current_setting(name), ', ' ORDER BY "
                                  "name) FROM pg_settings WHERE name = ANY(%s)",
                                  (["fsync", "shared_buffers", "max_wal_size", "work_mem"],), url=self.pg.url())[0][0]
-        self.notes.append(f"server settings: {self.settings}")
+        self.notes.append(f"server settings: {self.settings_kind}: {self.settings}")
         log(f"PostgreSQL on port {self.pg.port} ({self.pg.dir}): {self.settings}")
         self.db = self.pg.create_db()
         self.url = self.pg.url(self.db)
@@ -191,17 +246,38 @@ class Bench:
 
     def daemon_env(self, db_url):
         self.http_port = free_port()
-        return dict(os.environ, INGESTD_BROKERS=self.bootstrap, INGESTD_GROUP="ingestd-bench",
-                    INGESTD_STATE=str(self.state), INGESTD_DATABASE_URL=db_url,
+        return dict(os.environ, INGESTD_BROKERS=getattr(self, "bootstrap", None) or "127.0.0.1:9",
+                    INGESTD_GROUP="ingestd-bench", INGESTD_STATE=str(self.state), INGESTD_DATABASE_URL=db_url,
                     INGESTD_HTTP=f"127.0.0.1:{self.http_port}", INGESTD_CHUNK_ROWS=str(self.a.chunk_rows))
 
-    def start_daemon(self, db_url):
+    def write_config(self):
         self.config = self.work / DATASETS[self.a.dataset].name
         text = DATASETS[self.a.dataset].read_text()
         if self.a.kafka_property:
             props = "".join(f"\n    {k}: \"{v}\"" for k, v in (kv.split("=", 1) for kv in self.a.kafka_property))
             text = text.replace("  group_id: ${INGESTD_GROUP}\n", "  group_id: ${INGESTD_GROUP}\n  properties:" + props + "\n", 1)
         self.config.write_text(text)
+
+    def check_indexes(self, db_url, label):
+        """`ingestd check --create-indexes`: the bookkeeping migrations (name_key among them) and
+        one btree per identity tier on the targets; then `ingestd check` lists the index behind
+        every tier. Returns the seconds the first took."""
+        env = self.daemon_env(db_url)
+        t = time.time()
+        r = subprocess.run([str(BIN), "check", "--create-indexes", "-c", str(self.config)], env=env,
+                           capture_output=True, text=True)
+        dt = time.time() - t
+        if r.returncode:
+            raise RuntimeError(f"ingestd check --create-indexes failed ({r.returncode}): {r.stdout} {r.stderr}")
+        r2 = subprocess.run([str(BIN), "check", "-c", str(self.config)], env=env, capture_output=True, text=True)
+        if r2.returncode:
+            raise RuntimeError(f"ingestd check failed ({r2.returncode}): {r2.stdout} {r2.stderr}")
+        lines = [ln.strip() for ln in (r.stdout + r2.stdout).splitlines() if "identity[" in ln]
+        self.notes.append(f"{label}: `ingestd check --create-indexes` {dt:.2f}s; " + "; ".join(lines))
+        log(f"check --create-indexes ({label}) {dt:.1f}s")
+        return dt
+
+    def start_daemon(self, db_url):
         self.env = self.daemon_env(db_url)
         self.dlog = open(self.work / "ingestd.log", "ab")
         self.daemon = subprocess.Popen([str(BIN), "run", "-c", str(self.config)], env=self.env,
@@ -231,10 +307,13 @@ class Bench:
 
     # ------------------------------------------------------------------ steps
     def make_yard_table(self, name):
+        # The index shapes `ingestd check --create-indexes` made on persons, over the text
+        # copies of the CSV columns (ingestd.name_key exists: the check ran before).
         cols = ", ".join(f"{c} text" for c in COLS)
+        nk = "ingestd.name_key(nombre), ingestd.name_key(apellido)"
         self.sql(f"DROP TABLE IF EXISTS {name}; CREATE TABLE {name} (id bigserial PRIMARY KEY, {cols});"
                  f"CREATE INDEX ON {name} (cedula); CREATE INDEX ON {name} (email);"
-                 f"CREATE INDEX ON {name} (nombre, apellido, fecha_nacimiento);")
+                 f"CREATE INDEX ON {name} ({nk}, fecha_nacimiento); CREATE INDEX ON {name} ({nk}, telefono);")
 
     def step_copy(self, csv_path, rows):
         self.make_yard_table("bench_copy")
@@ -291,10 +370,10 @@ class Bench:
             res = {"status": "no result", "stderr": r.stderr[-2000:], "rc": r.returncode}
         return dt, res, hash_s
 
-    def counts(self):
+    def counts(self, url=None):
         q = self.sql("SELECT (SELECT count(*) FROM persons), (SELECT count(*) FROM leads), "
                      "(SELECT count(*) FROM students), (SELECT count(*) FROM ingestd.review_queue), "
-                     "(SELECT count(*) FROM ingestd.row_errors)")[0]
+                     "(SELECT count(*) FROM ingestd.row_errors)", url=url)[0]
         return dict(zip(["persons", "leads", "students", "review", "row_errors"], q))
 
     def batch_times(self, batch_id):
@@ -302,24 +381,60 @@ class Bench:
                      "rejected, review FROM ingestd.batches WHERE id = %s", (batch_id,))
         return r[0] if r else None
 
-    def ingest_step(self, label, path, rows, expect_people, expect_leads):
+    def ingest_step(self, label, path, rows, truth, base):
+        """Publish a file, wait for its result, and check it against `truth` (the generator's
+        rules-truth for this load: expected_records, expected_review, expected_merges, and the
+        leads it creates) on top of `base` (the counts before)."""
         off = self.log_offset()
         dt, res, hash_s = self.submit(path)
         prof = self.summarize_log(off)
         self.profile[label] = prof
         c = self.counts()
-        bt = self.batch_times(res.get("batch_id")) if res.get("batch_id") else None
+        bid = res.get("batch_id")
+        bt = self.batch_times(bid) if bid else None
         rss = self.daemon_rss() if self.daemon.poll() is None else {}
-        ok = (res.get("status") in ("completed", "completed_with_rejects") and c["persons"] == expect_people
-              and c["leads"] == expect_leads and c["review"] == 0)
-        pc = res.get("counts", {}).get("person") if isinstance(res.get("counts"), dict) else None
-        note = (f"status {res.get('status')}; persons {c['persons']} (truth {expect_people}), leads {c['leads']} "
-                f"(truth {expect_leads}), students {c['students']}, review {c['review']}, row_errors {c['row_errors']}; "
-                f"person counts {json.dumps(pc)}; batch started->finished {bt[0]:.1f}s" if bt else
-                f"status {res.get('status')}; {json.dumps(res)[:600]}")
+        checks = []
+
+        def check(name, got, want):
+            checks.append((name, got == want, f"{name} {got} (expected {want})"))
+
+        counts = res.get("counts") if isinstance(res.get("counts"), dict) else {}
+        pc = counts.get("person") or {}
+        check("status", res.get("status"), "completed")
+        check("persons", c["persons"], base["persons"] + truth["expected_records"])
+        check("review queue", c["review"] - base["review"], truth["expected_review"])
+        check("row_errors", c["row_errors"] - base["row_errors"], 0)
+        check("person inserted", pc.get("inserted"), truth["expected_records"])
+        check("person updated+unchanged", pc.get("updated", 0) + pc.get("unchanged", 0), sum(truth["expected_merges"]))
+        check("person review", pc.get("review"), truth["expected_review"])
+        check("person rejected", pc.get("rejected"), 0)
+        tiers = {str(t + 1): n for t, n in enumerate(truth["expected_merges"]) if n}
+        check("person matched_by_tier", {k: v for k, v in (pc.get("matched_by_tier") or {}).items() if v}, tiers)
+        for ent, ec in counts.items():
+            total = sum(ec.get(k, 0) for k in ("inserted", "updated", "unchanged", "rejected", "review", "skipped"))
+            check(f"{ent} inserted+updated+unchanged+rejected+review+skipped", total, rows)
+        if self.a.dataset == "ice_staging":
+            check("leads", c["leads"], base["leads"] + truth["leads"])
+        ok = all(k[1] for k in checks)
+        failed = [k[2] for k in checks if not k[1]]
+        chunks = None
+        for _ in range(10 if bid else 0):      # the daemon's log may reach the file a moment later
+            chunks = chunk_stats(self.work / "ingestd.log", bid)
+            if chunks and chunks["chunks"] * self.a.chunk_rows >= rows:
+                break
+            time.sleep(0.3)
+        self.chunks[label] = chunks
+        note = (f"status {res.get('status')}; persons {c['persons']}, review queue {c['review']}, "
+                f"row_errors {c['row_errors']}, leads {c['leads']}, students {c['students']}; "
+                f"counts {json.dumps(counts)}" +
+                (f"; batches.finished_at - started_at {bt[0]:.1f}s (finished_at is now() of the last chunk's "
+                 f"transaction: the last chunk is not in it)" if bt else f"; result {json.dumps(res)[:600]}") +
+                (f"; {chunks['chunks']} chunks, {sum(chunks['ms']) / 1000:.2f}s in all" if chunks else ""))
         note += f"; sha256 of the file {hash_s:.2f}s (inside the wall time); daemon VmHWM {rss.get('VmHWM')} MiB"
-        self.add(label, rows, dt, ("OK " if ok else "CHECK FAILED ") + note, rss=rss.get("VmHWM"), ok=ok)
-        log(label, f"{dt:.1f}s", res.get("status"), c)
+        note = ("OK (" + str(len(checks)) + " checks) " if ok else "CHECK FAILED: " + "; ".join(failed) + " -- ") + note
+        self.add(label, rows, dt, note, rss=rss.get("VmHWM"), ok=ok)
+        self.checks[label] = [{"check": k[0], "ok": k[1], "detail": k[2]} for k in checks]
+        log(label, f"{dt:.1f}s", res.get("status"), c, "OK" if ok else "CHECK FAILED: " + "; ".join(failed))
         return res
 
     # ------------------------------------------------------------------ latency
@@ -332,7 +447,8 @@ class Bench:
         for i in range(2 * n):
             p = self.state / "inbox" / f"small_{i:03d}.csv"
             subprocess.run([sys.executable, str(GEN), "--rows", "10", "--seed", str(self.a.seed), "--reappear-share", "0",
-                            "--twin-share", "0", "--first-person", str(base + 10 * i), "--out", str(p)],
+                            "--twin-share", "0", "--common-share", "0", "--family-phone-share", "0",
+                            "--placeholder-share", "0", "--first-person", str(base + 10 * i), "--out", str(p)],
                            check=True, stderr=subprocess.DEVNULL)
             files.append(p)
         cons = subprocess.Popen(["kcat", "-b", self.bootstrap, "-C", "-t", "ingest.results", "-o", "end", "-J", "-u", "-q"],
@@ -432,6 +548,20 @@ class Bench:
     def report(self):
         cs = getattr(self, "copy_seconds", None)
         print()
+        print(f"Server settings: {getattr(self, 'settings_kind', '?')}: {getattr(self, 'settings', '?')}")
+        for label, t in (("file", getattr(self, "truth", None)), ("step 5 file", getattr(self, "truth_existing", None))):
+            if not t:
+                continue
+            print(f"Truth ({label}, {t['rows']:,} rows): {t['humans_in_file']:,} distinct humans "
+                  f"({t['distinct_people']:,} new, {t['existing_people_reused']:,} existing); under ingestd's rules "
+                  f"{t['expected_records']:,} new records, {t['expected_review']:,} review rows, merges per tier "
+                  f"{t['expected_merges']}" + (f"; loaded again: {t['again']['expected_records']:,} new records, "
+                                                f"{t['again']['expected_review']:,} review rows" if t.get("again") else "")
+                  + f"; {t['common_name_people']:,} common-name people, "
+                  f"{t['people_sharing_an_earlier_name_and_birth_date']:,} sharing an earlier person's name and birth "
+                  f"date (twins included), {t['family_phone_people']:,} with a family phone, placeholder rows "
+                  f"{t['placeholder_rows']}")
+        print()
         print(f"| step | rows | seconds | rows/s | time vs \\copy | peak RSS (MiB) |")
         print(f"|---|---:|---:|---:|---:|---:|")
         for r in self.results:
@@ -443,6 +573,22 @@ class Bench:
         print()
         for r in self.results:
             print(f"- {r['step']}: {r['note']}")
+        if any(self.checks.values()):
+            print()
+            print("| step | check | result |")
+            print("|---|---|---|")
+            for label, cs_ in self.checks.items():
+                for c in cs_:
+                    print(f"| {label.split(',')[0]} | {c['detail']} | {'ok' if c['ok'] else 'FAILED'} |")
+        if any(self.chunks.values()):
+            print()
+            print("| step | chunks | min ms | median ms | max ms | max/median | |")
+            print("|---|---:|---:|---:|---:|---:|---|")
+            for label, c in self.chunks.items():
+                if c:
+                    print(f"| {label.split(',')[0]} | {c['chunks']} | {c['min_ms']} | {c['median_ms']:.0f} | "
+                          f"{c['max_ms']} | {c['max_over_median']} | "
+                          f"{'FLAG: max > 3x median' if c['flag'] else ''} |")
         if getattr(self, "latency", None):
             print()
             print("| latency mode | events | p50 ms | p99 ms | min ms | max ms | statuses |")
@@ -459,16 +605,26 @@ class Bench:
             print("note:", n)
 
     # ------------------------------------------------------------------ the run
+    def mess(self):
+        return {k: getattr(self.a, k) for k in MESS}
+
     def run(self):
         a = self.a
+        if a.dataset == "ice_staging" and "null_values" not in DATASETS[a.dataset].read_text() and \
+                a.placeholder_share != 0:
+            raise RuntimeError(f"{DATASETS[a.dataset]} has no null_values, so the generator's placeholders "
+                               "(N/A, sin correo, 0000000000) would be read as values; run with --placeholder-share 0")
         csv_path = self.state / "inbox" / f"people_{a.rows}.csv"
         log(f"generating {a.rows} rows -> {csv_path}")
         t = time.time()
-        truth = generate(csv_path, a.rows, a.seed, a.reappear_share)
-        log(f"generated in {time.time() - t:.0f}s: {truth['distinct_people']} distinct people")
+        truth = generate(csv_path, a.rows, a.seed, a.reappear_share, mess=self.mess(), extra=["--truth-again"])
+        log(f"generated in {time.time() - t:.0f}s: {truth['humans_in_file']} humans; under ingestd's rules "
+            f"{truth['expected_records']} records, {truth['expected_review']} review rows")
         self.truth = truth
         self.start_pg()
         self.sql((ICE / "schema.sql").read_text())
+        self.write_config()
+        self.check_indexes(self.url, "steps 1-4")
         self.step_copy(csv_path, a.rows)
         log("copy", f"{self.copy_seconds:.1f}s")
         self.step_pgloader(csv_path, a.rows)
@@ -478,14 +634,14 @@ class Bench:
         self.start_broker()
         self.start_daemon(self.url)
         self.set_statement_log(True)
-        people = truth["distinct_people"]
-        leads = self.leads_per_person() * people
-        self.ingest_step("3. ingestd, new file", csv_path, a.rows, people, leads)
+        base = self.counts()
+        self.ingest_step("3. ingestd, new file", csv_path, a.rows, self.expect(truth), base)
         if a.floor:
             self.step_floor()
         again = self.state / "inbox" / f"people_{a.rows}_again.csv"
         again.write_bytes(csv_path.read_bytes() + b"\n")
-        self.ingest_step("4. ingestd, same rows again (update path)", again, a.rows, people, leads)
+        base = self.counts()
+        self.ingest_step("4. ingestd, same rows again (update path)", again, a.rows, self.expect(truth["again"]), base)
         self.set_statement_log(False)
         if a.with_10m and not a.existing:
             a.existing = 10_000_000
@@ -497,32 +653,62 @@ class Bench:
             self.notes.append(f"latency step failed: {e}")
         self.final_rss = self.daemon_rss()
 
-    def step_existing(self, n):
-        """n new people preloaded through ingestd, then a file of --rows rows of further people:
-        compared with step 3 (the same number of rows into an empty target)."""
-        a = self.a
-        big = self.state / "inbox" / f"people_existing_{n}.csv"
-        tn = generate(big, n, a.seed + 1, 0.0, first_person=100_000_000)
-        base = self.counts()
-        dt, res, _ = self.submit(big, timeout=6 * 3600)
-        self.add(f"5a. ingestd, preload {n:,} new people", n, dt, f"status {res.get('status')}; {self.counts()}")
-        more = self.state / "inbox" / "people_more.csv"
-        t1 = generate(more, a.rows, a.seed + 1, a.reappear_share, first_person=100_000_000 + n)
-        self.ingest_step(f"5b. ingestd, {a.rows:,} rows into {n:,} existing people", more, a.rows,
-                         base["persons"] + tn["distinct_people"] + t1["distinct_people"],
-                         base["leads"] + self.leads_per_person() * (tn["distinct_people"] + t1["distinct_people"]))
+    def expect(self, t):
+        """The part of a truth a load is checked against."""
+        return {"expected_records": t["expected_records"], "expected_review": t["expected_review"],
+                "expected_merges": t["expected_merges"],
+                "leads": t.get("expected_leads", t.get("expected_leads_created", 0))}
 
-    def leads_per_person(self):
-        """ice_staging makes one lead per person (Programa is fixed per person); people none."""
-        return 1 if self.a.dataset == "ice_staging" else 0
+    def step_existing(self, n):
+        """n existing people, already normalized, \\copy'd into a fresh target (5a), the tier
+        indexes built over them by `ingestd check --create-indexes` (5a'), then a file of --rows
+        rows, --existing-share of them existing people, through a fresh daemon and broker (5b):
+        compared with step 3 (a file of as many rows into an empty target)."""
+        a = self.a
+        more = self.state / "inbox" / f"people_{a.rows}_into_{n}.csv"
+        persons_csv = self.work / f"existing_{n}.persons.csv"
+        log(f"generating {n} existing people and {a.rows} rows")
+        t = time.time()
+        tn = generate(more, a.rows, a.seed + 1, a.reappear_share, mess=self.mess(),
+                      extra=["--existing", str(n), "--existing-out", str(persons_csv),
+                             "--existing-share", str(a.existing_share)])
+        log(f"generated in {time.time() - t:.0f}s: {tn['existing_rows']} rows of {tn['existing_people_reused']} "
+            f"existing people; under ingestd's rules {tn['expected_records']} new records, "
+            f"{tn['expected_review']} review rows")
+        self.truth_existing = tn
+        # A fresh broker and database: the first daemon's topics and offsets stay behind.
+        stop_popen(self.daemon)
+        stop_popen(self.broker, timeout=10)
+        self.bootstrap = None
+        self.url = self.pg.url(self.pg.create_db())
+        self.sql((ICE / "schema.sql").read_text())
+        cols = "cedula, email, phone, first_name, last_name, birth_date, address, data_source"
+        t0 = time.time()
+        r = self.psql("-c", f"\\copy public.persons ({cols}) FROM '{persons_csv}' WITH (FORMAT csv, HEADER true)")
+        dt = time.time() - t0
+        if r.returncode:
+            raise RuntimeError("\\copy of the existing people failed: " + r.stderr)
+        got = self.sql("SELECT count(*) FROM persons")[0][0]
+        self.add(f"5a. psql \\copy of {n:,} existing people (normalized persons rows)", n, dt,
+                 f"{got:,} persons", ok=got == n)
+        self.sql("VACUUM ANALYZE persons")
+        dt = self.check_indexes(self.url, "step 5")
+        self.add(f"5a'. ingestd check --create-indexes over {n:,} people", n, dt, "the four tier indexes")
+        self.start_broker()
+        self.start_daemon(self.url)
+        self.set_statement_log(True)
+        base = self.counts()
+        self.ingest_step(f"5b. ingestd, {a.rows:,} rows ({tn['existing_rows']:,} of existing people) into {n:,} "
+                         f"existing people", more, a.rows, self.expect(tn), base)
+        self.set_statement_log(False)
 
     def step_floor(self):
         """What PostgreSQL alone needs to write what step 3 wrote: each table the load wrote
-        (the targets, identity_keys, row_lineage, changes) copied out, then timed back in with
+        (the targets, identity_keys, lineage, changes, review_queue) copied out, then timed back in with
         `\\copy` into an empty table with the same columns and indexes. No reading, normalizing,
         matching or merging: the floor for this bookkeeping, next to the yardstick's one table."""
         tables = ["public.persons", "public.students", "public.leads", "ingestd.identity_keys",
-                  "ingestd.row_lineage", "ingestd.changes"]
+                  "ingestd.lineage", "ingestd.changes", "ingestd.review_queue"]
         total, parts = 0.0, []
         for t in tables:
             n = self.sql(f"SELECT count(*) FROM {t}")[0][0]
@@ -567,12 +753,23 @@ def main():
     ap.add_argument("--latency-events", type=int, default=100)
     ap.add_argument("--with-10m", action="store_true", help="step 5 with --existing 10000000 (hours)")
     ap.add_argument("--existing", type=int, default=0,
-                    help="step 5: preload this many new people through ingestd, then --rows rows more")
+                    help="step 5: this many existing people (normalized persons rows, \\copy'd into a fresh target), "
+                    "then --rows rows through ingestd, --existing-share of them existing people")
+    ap.add_argument("--existing-share", type=float, default=0.1,
+                    help="step 5: share of the file's rows that are existing people")
+    ap.add_argument("--twin-share", type=float, help="generator: share of name + birth-date twins (default 0.03)")
+    ap.add_argument("--common-share", type=float, help="generator: share of people with common names (default 0.3)")
+    ap.add_argument("--family-phone-share", type=float,
+                    help="generator: share of people with another person's phone (default 0.1)")
+    ap.add_argument("--placeholder-share", type=float,
+                    help="generator: share of rows with a placeholder in cédula, e-mail or phone (default 0.05)")
     ap.add_argument("--no-pgloader", action="store_true")
     ap.add_argument("--dataset", choices=sorted(DATASETS), default="people",
                     help="people: persons only, four tiers (the default); ice_staging: persons, students, leads")
     ap.add_argument("--no-floor", dest="floor", action="store_false",
                     help="skip step 3f (\\copy of the rows step 3 wrote)")
+    ap.add_argument("--pg-defaults", action="store_true",
+                    help="PostgreSQL's default server settings instead of the tuned " + ", ".join(PG_SETTINGS))
     ap.add_argument("--pg-setting", action="append", metavar="KEY=VALUE",
                     help="a server setting for the cluster, after the defaults " + ", ".join(PG_SETTINGS) +
                     " (e.g. shared_buffers=128MB for PostgreSQL's own default)")
@@ -607,6 +804,10 @@ def main():
         if a.json:
             Path(a.json).write_text(json.dumps({"results": b.results, "latency": getattr(b, "latency", None),
                                                 "profile": b.profile, "truth": getattr(b, "truth", None),
+                                                "truth_existing": getattr(b, "truth_existing", None),
+                                                "checks": b.checks, "chunks": b.chunks,
+                                                "settings": {"kind": getattr(b, "settings_kind", None),
+                                                             "values": getattr(b, "settings", None)},
                                                 "notes": b.notes}, indent=1))
         if not a.keep and not a.work:
             shutil.rmtree(b.work, ignore_errors=True)
