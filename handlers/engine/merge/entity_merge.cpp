@@ -31,10 +31,13 @@ EntityCounts EntityMerge::run(const StagedPart& part) {
   const Decisions d = decide(part);
   sql_.timed("stage", [&] { stage(part, d); });
   if (analyze) sql_.exec("ANALYZE " + stg_, "stage");
-  aggregate();
   EntityCounts counts = record_lineage();
-  insert_new();
-  merge_matched();
+  // A chunk that creates nothing and changes nothing (the same rows again) needs neither the
+  // per-record values nor a pass over its records: a record changes only if one of its rows
+  // does (the lineage step decided that from the stored values).
+  if (counts.inserted || counts.updated) aggregate();
+  if (counts.inserted) insert_new();
+  if (counts.updated) merge_matched();
   remember(d);
   defer_lookups();
   queue_reviews();
