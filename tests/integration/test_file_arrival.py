@@ -178,12 +178,16 @@ def test_metrics_pass_promtool_and_count_rows(daemon):
     assert re.search(r'ingestd_identity_matches_total\{dataset="people",entity="person",tier="1"\} 1', text)
     check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
-    # each step of the load has its own series, as the dashboard's per-step panel expects
+    status = json.loads(daemon.http("/status")[1])
+    assert status["recent"][0]["status"] == "completed_with_rejects"
+    # each step of a load has its own series, as the dashboard's per-step panel expects (the
+    # second file updates records the first made)
+    p2 = daemon.inbox_file("b.csv", LEADS_2)
+    assert daemon.result(daemon.publish(daemon.file_event(p2))["event_id"])["counts"]["person"]["updated"] > 0
+    text = daemon.http("/metrics")[1]
     ops = set(re.findall(r'ingestd_db_query_duration_seconds_count\{op="([a-z]+)"\} [1-9]', text))
     assert {"chunk", "lock", "stage", "candidates", "decide", "aggregate", "insert", "update", "keys", "review",
             "lineage"} <= ops, ops
-    status = json.loads(daemon.http("/status")[1])
-    assert status["recent"][0]["status"] == "completed_with_rejects"
 
 
 def test_encoding_delimiter_bom_and_crlf(daemon):
