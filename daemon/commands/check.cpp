@@ -44,8 +44,7 @@ void check_identity_indexes(pqxx::connection& c, const config::Config& cfg, bool
     for (const auto& r : reports) {
       if (r.created) std::cout << r.where << ": created: " << r.create_index << "\n";
       else if (!r.index.empty()) std::cout << r.where << ": " << r.table << " index " << r.index << "\n";
-      else problems.push_back(r.where + ": no index on " + r.table + " serves this tier; create it with `ingestd check "
-                              "--create-indexes`, or: " + r.create_index);
+      else problems.push_back(engine::missing_index_problem(r));
     }
   }
 }

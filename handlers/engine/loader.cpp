@@ -7,10 +7,12 @@
 
 #include "handlers/engine/bookkeeping.hpp"
 #include "handlers/engine/chunk_reader.hpp"
+#include "handlers/engine/identity/index_check.hpp"
 #include "handlers/engine/identity/matcher.hpp"
 #include "handlers/engine/identity/tier_sql.hpp"
 #include "handlers/engine/lookups.hpp"
 #include "handlers/engine/merge/entity_merge.hpp"
+#include "handlers/engine/merge/sql_builder.hpp"
 #include "handlers/engine/rejects.hpp"
 #include "handlers/engine/row_builder.hpp"
 #include "handlers/engine/writeback.hpp"
@@ -29,12 +31,6 @@ EntityCounts counts_from_json(const nlohmann::json& j) {
   if (j.contains("matched_by_tier"))
     for (auto& [k, v] : j["matched_by_tier"].items()) c.tier_matches[std::stoi(k)] = v.get<int64_t>();
   return c;
-}
-
-std::string join_problems(const std::vector<std::string>& problems) {
-  std::string msg;
-  for (auto& p : problems) msg += (msg.empty() ? "" : "; ") + p;
-  return msg;
 }
 
 /// One load of one source: owns the plan, the reader and the running totals.
@@ -83,7 +79,7 @@ void LoadRun::plan() {
   pqxx::read_transaction tx(conn_);
   std::vector<std::string> problems;
   tables_ = describe_dataset(tx, ds_, problems);
-  if (!problems.empty()) throw BatchError(join_problems(problems));
+  if (!problems.empty()) throw BatchError(sql::join(problems, "; "));
   referenced_.assign(ds_.entities.size(), false);
   const std::string bk = tx.quote_name(req_.bookkeeping_schema);
   for (size_t e = 0; e < ds_.entities.size(); ++e) {
@@ -92,9 +88,8 @@ void LoadRun::plan() {
     // A tier no index serves would be a scan of the whole target for every key: refuse.
     for (const auto& tier : tiers)
       if (auto ti = tier_index(tx, t, tier); ti.index.empty())
-        problems.push_back("datasets." + ds_.name + ".entities." + ds_.entities[e].name + ".identity[" +
-                           std::to_string(tier.tier.number - 1) + "]: no index on " + t.canonical +
-                           " serves this tier; run `ingestd check --create-indexes`, or: " + ti.create_index);
+        problems.push_back(missing_index_problem(
+            {tier_where(ds_, ds_.entities[e], tier.tier.number), t.canonical, "", ti.create_index, false}));
     matchers_.push_back(make_matcher(ds_.entities[e], {bk, t.quoted, tx.quote_name(ds_.entities[e].id_column), t.id_type},
                                      std::move(tiers)));
     for (const auto& f : ds_.entities[e].fields)
@@ -102,7 +97,7 @@ void LoadRun::plan() {
         for (size_t k = 0; k < e; ++k)
           if (ds_.entities[k].name == *f.ref) referenced_[k] = true;
   }
-  if (!problems.empty()) throw BatchError(join_problems(problems));
+  if (!problems.empty()) throw BatchError(sql::join(problems, "; "));
   if (req_.writeback && !req_.writeback->empty())
     writeback_ = std::make_unique<Writeback>(tx, req_.writeback, ds_, *builder_, referenced_);
   result_.entity_order.clear();
@@ -142,11 +137,6 @@ void LoadRun::read_chunk(Chunk& c, int64_t& number, const std::atomic<bool>& can
 }
 
 void LoadRun::commit_chunk(pqxx::transaction_base& tx, Chunk& chunk, bool final, const BeforeFinal& before_final) {
-  // A chunk is many short statements over big tables, whose planned cost (inflated by the
-  // scan kinds the probes disable) passes jit_above_cost: compiling each costs more than it
-  // runs (measured on 800,000 persons: one chunk's candidate probe 2.4 s with JIT, 1.0 s
-  // without; a one-row probe 85 ms against 2 ms).
-  tx.exec("SET LOCAL jit = off");
   std::map<std::string, EntityCounts> delta;
   resolve_lookups(tx, builder_->entities(), tables_, chunk);
   std::vector<Row*> good;

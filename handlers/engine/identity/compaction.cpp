@@ -39,9 +39,10 @@ int64_t compact_identity_memory(pqxx::connection& conn, const config::Config& cf
       if (!t.exists || !t.column_types.count(ent.id_column)) continue;
       for (const auto& tier : tier_sql(tx, ent, t, bk)) {
         const int64_t n = compact_tier(tx, bk, t, tx.quote_name(ent.id_column), tier);
-        if (n > 0) spdlog::info("identity memory of {} tier {}: {} keys the records hold in their own columns removed",
-                                t.canonical, tier.tier.number, n);
-        if (n > 0) removed += n;
+        if (n <= 0) continue;
+        spdlog::info("identity memory of {} tier {}: {} keys the records hold in their own columns removed", t.canonical,
+                     tier.tier.number, n);
+        removed += n;
       }
     }
   tx.commit();

@@ -112,7 +112,7 @@ class ExactMatcher : public Matcher {
            " WHERE p.tier = " + std::to_string(t.tier.number) + " UNION ALL ";
     }
     return q + "SELECT x.rid FROM (SELECT *, hashtextextended(key, tier) AS h FROM " + probe_table() +
-           " ORDER BY 3) p CROSS JOIN LATERAL (SELECT ik.record_id AS rid FROM " + target_.bookkeeping +
+           " ORDER BY h) p CROSS JOIN LATERAL (SELECT ik.record_id AS rid FROM " + target_.bookkeeping +
            ".identity_keys ik WHERE hashtextextended(ik.key, ik.tier) = p.h AND ik.table_name = :table AND ik.tier = "
            "p.tier AND ik.key = p.key" + lim;
   }

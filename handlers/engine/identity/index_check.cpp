@@ -7,6 +7,15 @@
 
 namespace ingestd::engine {
 
+std::string tier_where(const config::Dataset& ds, const config::Entity& ent, int tier_number) {
+  return "datasets." + ds.name + ".entities." + ent.name + ".identity[" + std::to_string(tier_number - 1) + "]";
+}
+
+std::string missing_index_problem(const TierIndexReport& r) {
+  return r.where + ": no index on " + r.table + " serves this tier; create it with `ingestd check --create-indexes`, "
+         "or: " + r.create_index;
+}
+
 std::vector<TierIndexReport> identity_indexes(pqxx::connection& conn, const config::Dataset& ds,
                                               const std::string& bookkeeping_schema) {
   std::vector<TierIndexReport> out;
@@ -17,9 +26,7 @@ std::vector<TierIndexReport> identity_indexes(pqxx::connection& conn, const conf
     if (!t.exists) continue;  // the schema checks report it
     for (const auto& tier : tier_sql(tx, ent, t, bk)) {
       TierIndex ti = tier_index(tx, t, tier);
-      out.push_back({"datasets." + ds.name + ".entities." + ent.name + ".identity[" +
-                         std::to_string(tier.tier.number - 1) + "]",
-                     t.canonical, ti.index, ti.create_index, false});
+      out.push_back({tier_where(ds, ent, tier.tier.number), t.canonical, ti.index, ti.create_index, false});
     }
   }
   return out;

@@ -20,6 +20,13 @@ struct TierIndexReport {
   bool created = false;      // made by this run (--create-indexes)
 };
 
+/// The config path of an entity's tier: `datasets.D.entities.E.identity[i]`, i from 0.
+std::string tier_where(const config::Dataset& ds, const config::Entity& ent, int tier_number);
+
+/// What a tier no index serves is told, by `check` and by a load: where, and the statement
+/// that makes the index.
+std::string missing_index_problem(const TierIndexReport& r);
+
 /// The index behind every tier of every entity of `ds` whose table exists.
 std::vector<TierIndexReport> identity_indexes(pqxx::connection& conn, const config::Dataset& ds,
                                               const std::string& bookkeeping_schema);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "handlers/engine/merge/sql_builder.hpp"
+
 namespace ingestd::engine {
 
 namespace {
@@ -13,9 +15,7 @@ bool string_type(const std::string& t) {
 }  // namespace
 
 std::string TierSql::composite_text() const {
-  std::string c;
-  for (size_t i = 0; i < fields.size(); ++i) c += (i ? " || E'\\x1f' || " : "") + fields[i].key_text;
-  return "(" + c + ")";
+  return "(" + sql::join_n(fields.size(), " || E'\\x1f' || ", [&](size_t i) { return fields[i].key_text; }) + ")";
 }
 
 std::vector<TierSql> tier_sql(pqxx::transaction_base& tx, const config::Entity& entity, const TableInfo& table,
@@ -81,10 +81,8 @@ TierIndex tier_index(pqxx::transaction_base& tx, const TableInfo& table, const T
   for (const auto& f : tier.fields)
     (f.index_expr.find(".name_key(") == std::string::npos ? lead : names).push_back(f.index_expr);
   lead.insert(lead.end(), names.begin(), names.end());
-  std::string cols;
-  for (size_t i = 0; i < lead.size(); ++i) cols += (i ? ", " : "") + lead[i];
   ti.create_index = "CREATE INDEX CONCURRENTLY IF NOT EXISTS " + tx.quote_name(name) + " ON " + table.quoted + " (" +
-                    cols + ")";
+                    sql::join(lead, ", ") + ")";
   // An index serves the tier when it is a valid, unconditional btree whose leading columns are
   // exactly the tier's columns and key expressions, in any order: every probe is then one
   // descent of it, whatever its statistics say.

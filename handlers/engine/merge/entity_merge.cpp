@@ -27,7 +27,7 @@ EntityCounts EntityMerge::run(const StagedPart& part) {
   // new person still create one record (rule 6).
   sql_.exec("SELECT pg_advisory_xact_lock(hashtextextended('ingestd:table:' || :table, 0))", "lock");
   create_work_tables();
-  tune(analyze);
+  tune();
   const Decisions d = decide(part);
   sql_.timed("stage", [&] { stage(part, d); });
   if (analyze) sql_.exec("ANALYZE " + stg_, "stage");
@@ -81,7 +81,7 @@ void EntityMerge::clear(size_t staged_rows) {
   else sql_.exec("DELETE FROM pg_temp." + stg_ + "; DELETE FROM pg_temp." + agg_, "stage");
 }
 
-void EntityMerge::tune(bool analyze) {
+void EntityMerge::tune() {
   // Sorts and hashes over a whole chunk spill to disk at the default 4MB; raise work_mem for
   // this transaction only (never lower what the operator set). JIT compiling costs a few
   // hundred milliseconds a statement, more than it saves on a chunk. Typed keys compare with
@@ -90,7 +90,6 @@ void EntityMerge::tune(bool analyze) {
             "'kB', true), set_config('default_statistics_target', '10', true), set_config('jit', 'off', true), "
             "set_config('DateStyle', 'ISO, YMD', true)",
             "stage");
-  (void)analyze;
 }
 
 std::vector<std::string> EntityMerge::draw_ids(size_t n) {

@@ -55,7 +55,7 @@ class EntityMerge {
     RecordKeys keys;
   };
   void create_work_tables();
-  void tune(bool analyze);
+  void tune();
   Decisions decide(const StagedPart& part);
   std::vector<std::string> draw_ids(size_t n);
   void stage(const StagedPart& part, const Decisions& d);
