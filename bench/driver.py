@@ -144,6 +144,15 @@ def chunk_stats(log_path, batch_id):
             "flag": bool(med and max(ms) > 3 * med), "ms": ms}
 
 
+
+def md_table(header, align, rows):
+    """Prints a markdown table: the header cells, one alignment letter per column ('l' or 'r'),
+    and the rows' cells."""
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---:" if a == "r" else "---" for a in align) + "|")
+    for r in rows:
+        print("| " + " | ".join(str(c) for c in r) + " |")
+
 class Procs:
     """Everything started here, stopped in reverse order."""
 
@@ -562,40 +571,31 @@ class Bench:
                   f"date (twins included), {t['family_phone_people']:,} with a family phone, placeholder rows "
                   f"{t['placeholder_rows']}")
         print()
-        print(f"| step | rows | seconds | rows/s | time vs \\copy | peak RSS (MiB) |")
-        print(f"|---|---:|---:|---:|---:|---:|")
+        rows = []
         for r in self.results:
             s = r["seconds"]
-            rate = f"{r['rows'] / s:,.0f}" if s else "-"
-            ratio = f"{s / cs:.1f}x" if s and cs else "-"
-            print(f"| {r['step']} | {r['rows']:,} | {s:.2f} | {rate} | {ratio} | {r['rss_mib'] or ''} |"
-                  if s else f"| {r['step']} | {r['rows']:,} | - | - | - | |")
+            rows.append([r["step"], f"{r['rows']:,}", f"{s:.2f}", f"{r['rows'] / s:,.0f}", f"{s / cs:.1f}x" if cs else "-",
+                         r["rss_mib"] or ""] if s else [r["step"], f"{r['rows']:,}", "-", "-", "-", ""])
+        md_table(["step", "rows", "seconds", "rows/s", "time vs \\copy", "peak RSS (MiB)"], "lrrrrr", rows)
         print()
         for r in self.results:
             print(f"- {r['step']}: {r['note']}")
         if any(self.checks.values()):
             print()
-            print("| step | check | result |")
-            print("|---|---|---|")
-            for label, cs_ in self.checks.items():
-                for c in cs_:
-                    print(f"| {label.split(',')[0]} | {c['detail']} | {'ok' if c['ok'] else 'FAILED'} |")
+            md_table(["step", "check", "result"], "lll",
+                     [[label.split(",")[0], c["detail"], "ok" if c["ok"] else "FAILED"]
+                      for label, cs_ in self.checks.items() for c in cs_])
         if any(self.chunks.values()):
             print()
-            print("| step | chunks | min ms | median ms | max ms | max/median | |")
-            print("|---|---:|---:|---:|---:|---:|---|")
-            for label, c in self.chunks.items():
-                if c:
-                    print(f"| {label.split(',')[0]} | {c['chunks']} | {c['min_ms']} | {c['median_ms']:.0f} | "
-                          f"{c['max_ms']} | {c['max_over_median']} | "
-                          f"{'FLAG: max > 3x median' if c['flag'] else ''} |")
+            md_table(["step", "chunks", "min ms", "median ms", "max ms", "max/median", ""], "lrrrrrl",
+                     [[label.split(",")[0], c["chunks"], c["min_ms"], f"{c['median_ms']:.0f}", c["max_ms"],
+                       c["max_over_median"], "FLAG: max > 3x median" if c["flag"] else ""]
+                      for label, c in self.chunks.items() if c])
         if getattr(self, "latency", None):
             print()
-            print("| latency mode | events | p50 ms | p99 ms | min ms | max ms | statuses |")
-            print("|---|---:|---:|---:|---:|---:|---|")
-            for mode, l in self.latency.items():
-                print(f"| {mode} | {l['n']} | {l['p50_ms']:.0f} | {l['p99_ms']:.0f} | {l['min_ms']:.0f} | "
-                      f"{l['max_ms']:.0f} | {l['statuses']} |")
+            md_table(["latency mode", "events", "p50 ms", "p99 ms", "min ms", "max ms", "statuses"], "lrrrrrl",
+                     [[mode, l["n"], f"{l['p50_ms']:.0f}", f"{l['p99_ms']:.0f}", f"{l['min_ms']:.0f}",
+                       f"{l['max_ms']:.0f}", l["statuses"]] for mode, l in self.latency.items()])
         for label, prof in self.profile.items():
             tot = sum(v["ms"] for v in prof.values())
             print(f"\nServer time per statement kind, {label} (total {tot / 1000:.1f}s):")
