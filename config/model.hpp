@@ -172,4 +172,12 @@ struct Config {
   std::map<std::string, Job> jobs;
 };
 
+/// The dataset a batch loaded: its target names a dataset, or a job that loads one; nullptr
+/// when the config has neither (or the job loads no dataset).
+inline const Dataset* dataset_of(const Config& cfg, const std::string& dataset_or_job) {
+  const auto job = cfg.jobs.find(dataset_or_job);
+  const auto ds = cfg.datasets.find(job != cfg.jobs.end() ? job->second.dataset : dataset_or_job);
+  return ds == cfg.datasets.end() ? nullptr : &ds->second;
+}
+
 }  // namespace ingestd::config

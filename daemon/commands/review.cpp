@@ -33,10 +33,10 @@ struct ReviewItem {
 /// The entity a review item belongs to: the one of the batch's dataset writing its table.
 ReviewTarget review_target(pqxx::transaction_base& tx, const config::Config& cfg, const std::string& dataset_or_job,
                            const std::string& table) {
-  std::string ds = cfg.jobs.count(dataset_or_job) ? cfg.jobs.at(dataset_or_job).dataset : dataset_or_job;
   ReviewTarget t;
-  if (!cfg.datasets.count(ds)) return t;
-  for (const auto& e : cfg.datasets.at(ds).entities) {
+  const config::Dataset* ds = config::dataset_of(cfg, dataset_or_job);
+  if (!ds) return t;
+  for (const auto& e : ds->entities) {
     auto info = engine::describe_table(tx, e.table);
     if (info.exists && info.canonical == table) {
       t.entity = &e;

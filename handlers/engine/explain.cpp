@@ -11,10 +11,9 @@ using nlohmann::json;
 std::string text(const pqxx::field& f) { return f.is_null() ? "" : f.c_str(); }
 json maybe(const pqxx::field& f) { return f.is_null() ? json(nullptr) : json(f.c_str()); }
 
-/// The dataset a batch loaded (a job's batches load its dataset).
-const config::Dataset* dataset_of(const config::Config& cfg, const std::string& dataset_or_job) {
-  std::string ds = cfg.jobs.count(dataset_or_job) ? cfg.jobs.at(dataset_or_job).dataset : dataset_or_job;
-  return cfg.datasets.count(ds) ? &cfg.datasets.at(ds) : nullptr;
+/// A lineage action code (i, u, n, r) as the word `row_lineage` shows.
+std::string action_word(const std::string& code) {
+  return code == "i" ? "inserted" : code == "u" ? "updated" : code == "n" ? "unchanged" : "review";
 }
 
 /// The fields of tier `tier` (1-based) of `entity`, from the config.
@@ -49,17 +48,16 @@ json explain_row(pqxx::transaction_base& tx, const config::Config& cfg, const st
   if (b.empty()) return out;
   out["target"] = text(b[0][0]);
   out["batch_status"] = text(b[0][1]);
-  const config::Dataset* ds = dataset_of(cfg, text(b[0][0]));
+  const config::Dataset* ds = config::dataset_of(cfg, text(b[0][0]));
   auto lin = tx.exec_params("SELECT u.entity, u.table_name, u.record_id, u.action, u.tier, u.score FROM " + bk +
                                 ".lineage l CROSS JOIN LATERAL (SELECT l.entity, l.table_name, l.record_ids[i] AS "
-                                "record_id, CASE l.actions[i] WHEN 'i' THEN 'inserted' WHEN 'u' THEN 'updated' WHEN 'n' "
-                                "THEN 'unchanged' ELSE 'review' END AS action, l.tiers[i] AS tier, l.scores[i] AS score "
+                                "record_id, l.actions[i]::text AS action, l.tiers[i] AS tier, l.scores[i] AS score "
                                 "FROM array_position(l.row_numbers, $2::bigint) AS i) u WHERE l.batch_id::text = $1 AND "
                                 "$2::bigint BETWEEN l.first_row AND l.last_row AND array_position(l.row_numbers, $2::bigint) "
                                 "IS NOT NULL ORDER BY l.first_row",
                             batch_id, row);
   for (const auto& l : lin) {
-    json e = {{"entity", text(l[0])}, {"table", text(l[1])}, {"record_id", maybe(l[2])}, {"action", text(l[3])},
+    json e = {{"entity", text(l[0])}, {"table", text(l[1])}, {"record_id", maybe(l[2])}, {"action", action_word(text(l[3]))},
               {"tier", l[4].is_null() ? json(nullptr) : json(l[4].as<int>())},
               {"tier_fields", tier_fields(ds, text(l[0]), l[4])},
               {"score", l[5].is_null() ? json(nullptr) : json(l[5].as<double>())}};
@@ -92,9 +90,8 @@ json explain_record(pqxx::transaction_base& tx, const config::Config& cfg, const
                                  "(l.record_ids) AND u.record_id = $2 ORDER BY l.batch_id, u.row_number",
                              canonical, record_id);
   for (const auto& r : rows) {
-    const std::string a = text(r[3]);
     out["rows"].push_back({{"batch_id", text(r[0])}, {"row", r[1].as<int64_t>()}, {"entity", text(r[2])},
-                           {"action", a == "i" ? "inserted" : a == "u" ? "updated" : a == "n" ? "unchanged" : "review"},
+                           {"action", action_word(text(r[3]))},
                            {"tier", r[4].is_null() ? json(nullptr) : json(r[4].as<int>())}});
   }
   out["changes"] = changes_of(tx, bk, canonical, record_id, "");

@@ -80,9 +80,7 @@ std::vector<UndoTarget> undo_order(pqxx::transaction_base& tx, const Bookkeeping
     const std::string table = o[0].as<std::string>();
     if (std::none_of(order.begin(), order.end(), [&](auto& u) { return u.table == table; })) order.push_back({"", table, ""});
   }
-  std::string ds_name = dataset_or_job;
-  if (cfg.jobs.count(dataset_or_job)) ds_name = cfg.jobs.at(dataset_or_job).dataset;  // a job batch: its dataset's entities
-  const config::Dataset* ds = cfg.datasets.count(ds_name) ? &cfg.datasets.at(ds_name) : nullptr;
+  const config::Dataset* ds = config::dataset_of(cfg, dataset_or_job);  // a job batch: its dataset's entities
   auto rank = [&](const std::string& entity) {
     if (entity.empty()) return 2000;  // restored first: they may reference the entities' records
     if (ds)
