@@ -59,10 +59,14 @@ int cmd_explain(const config::Config& cfg, const std::string& a, const std::stri
     j = engine::explain_record(tx, cfg, a, b);
   } else {
     int64_t row = 0;
+    size_t used = 0;
     try {
-      row = std::stoll(b);
+      row = std::stoll(b, &used);
     } catch (const std::exception&) {
-      std::cerr << "ingestd explain: ROW must be a row number, got " << b << "\n";
+      used = 0;
+    }
+    if (used == 0 || used != b.size() || row < 1) {
+      std::cerr << "ingestd explain: ROW must be a row number (1 or more), got " << b << "\n";
       return 2;
     }
     j = engine::explain_row(tx, cfg, a, row);

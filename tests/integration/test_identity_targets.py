@@ -186,3 +186,55 @@ def test_cpp_and_sql_name_keys_are_equal_on_a_corpus(pg, broker, tmp_path):
     assert len(sql) == len(pairs)
     assert len(corpus) > (4000 if names else 30)
     assert differ == []
+
+
+def test_explain_names_a_rows_record_tier_and_errors_and_a_records_rows(ice):
+    d = ice
+    r = load(d, "explain.csv", HEAD + "\n"
+             "1023456789,José,García,jose@example.com,,15/03/1990,,Mentors,New,,\n"
+             ",Jose,Garcia,JOSE@example.com,300 123 4567,,,Mentors,New,,\n"
+             "2034567891,Ana,Ruiz,ana@example,,,,Mentors,New,,\n")
+    assert r["status"] == "completed_with_rejects", r
+
+    def explain(*args):
+        p = subprocess.run([str(BIN), "explain", *args, "-c", str(d.config)], env=d.env, capture_output=True, text=True)
+        return p.returncode, p.stdout, p.stderr
+
+    rc, out, err = explain(r["batch_id"], "2", "--json")
+    assert rc == 0, err
+    row2 = json.loads(out)
+    person = [e for e in row2["entities"] if e["entity"] == "person"][0]
+    pid = d.sql("SELECT id::text FROM persons WHERE cedula = '1023456789'")[0][0]
+    assert person["record_id"] == pid and person["action"] == "updated", row2
+    assert person["tier"] == 2 and person["tier_fields"] == ["email"], person
+    # filled within the batch that created the record: part of its insert, no change to record
+    assert person["batch_changes"] == [], person
+    assert d.sql("SELECT phone FROM persons WHERE id::text = %s", (pid,))[0][0] == "+573001234567"
+    rc, out, _ = explain(r["batch_id"], "1", "--json")
+    assert [e["action"] for e in json.loads(out)["entities"] if e["entity"] == "person"] == ["inserted"]
+    rc, out, _ = explain(r["batch_id"], "3", "--json")
+    row3 = json.loads(out)
+    assert row3["entities"] == [] and row3["errors"] and "ana@example" in row3["errors"][0]["message"], row3
+    # a later file fills the address the stored record lacks: a change of that batch
+    r2 = load(d, "explain2.csv", HEAD + "\n1023456789,José,García,,,,Calle 1 # 2-3,Mentors,New,,\n")
+    rc, out, _ = explain(r2["batch_id"], "1", "--json")
+    later = [e for e in json.loads(out)["entities"] if e["entity"] == "person"][0]
+    assert later["action"] == "updated" and later["tier"] == 1 and later["tier_fields"] == ["cedula"], later
+    # (and csv_enriched, which the example's on_update sets)
+    assert sorted((c["column"], c["before"], c["after"]) for c in later["batch_changes"]) == [
+        ("address", None, "Calle 1 # 2-3"), ("csv_enriched", "false", "true")]
+    # which rows made the record, and what they changed
+    rc, out, err = explain("--record", "persons", pid, "--json")
+    assert rc == 0, err
+    rec = json.loads(out)
+    assert [(x["batch_id"], x["row"], x["action"]) for x in rec["rows"] if x["entity"] == "person"] == sorted(
+        [(r["batch_id"], 1, "inserted"), (r["batch_id"], 2, "updated"), (r2["batch_id"], 1, "updated")])
+    assert sorted((c["batch_id"], c["column"]) for c in rec["changes"]) == [(r2["batch_id"], "address"),
+                                                                           (r2["batch_id"], "csv_enriched")], rec
+    # the table form, and clear refusals
+    rc, out, _ = explain(r["batch_id"], "2")
+    assert rc == 0 and "updated" in out and '["email"]' in out, out
+    rc, _, err = explain(r["batch_id"], "2x")
+    assert rc == 2 and "ROW must be a row number" in err
+    rc, _, err = explain(str(uuid.uuid4()), "1")
+    assert rc == 1 and "no batch" in err
