@@ -238,3 +238,46 @@ def test_explain_names_a_rows_record_tier_and_errors_and_a_records_rows(ice):
     assert rc == 2 and "ROW must be a row number" in err
     rc, _, err = explain(str(uuid.uuid4()), "1")
     assert rc == 1 and "no batch" in err
+
+
+def test_identity_memory_an_earlier_version_wrote_is_compacted_and_what_it_remembers_still_matches(ice):
+    d = ice
+    r = load(d, "c.csv", HEAD + "\n1023456789,José,García,jose@example.com,,15/03/1990,,Mentors,New,,\n")
+    pid = d.sql("SELECT id::text FROM persons WHERE cedula = '1023456789'")[0][0]
+    # what an earlier ingestd wrote: every key of the record, and an e-mail it no longer holds
+    d.sql("INSERT INTO ingestd.identity_keys (table_name, tier, key, record_id, batch_id) VALUES "
+          "('public.persons', 1, '1023456789', %(p)s, %(b)s), ('public.persons', 2, 'jose@example.com', %(p)s, %(b)s), "
+          "('public.persons', 2, 'old@example.com', %(p)s, %(b)s)", {"p": pid, "b": r["batch_id"]})
+    d.sql("DELETE FROM ingestd.identity_compactions")  # an installation upgraded from that version
+    fix = subprocess.run([str(BIN), "check", "--create-indexes", "-c", str(d.config)], env=d.env, capture_output=True,
+                         text=True)
+    assert fix.returncode == 0, fix.stderr
+    assert d.sql("SELECT tier, key FROM ingestd.identity_keys WHERE record_id = %s ORDER BY tier, key", (pid,)) == \
+        [(2, "old@example.com")]
+    assert d.sql("SELECT count(*), sum(rows_removed) FROM ingestd.identity_compactions "
+                 "WHERE table_name = 'public.persons'")[0] == (4, 2)
+    # once: a second run removes nothing and records nothing new
+    subprocess.run([str(BIN), "check", "--create-indexes", "-c", str(d.config)], env=d.env, check=True,
+                   capture_output=True)
+    assert d.sql("SELECT count(*) FROM ingestd.identity_compactions WHERE table_name = 'public.persons'")[0][0] == 4
+    # the remembered e-mail still finds her
+    r2 = load(d, "c2.csv", HEAD + "\n,Jose,Garcia,OLD@example.com,300 123 4567,,,Mentors,New,,\n")
+    c = r2["counts"]["person"]
+    assert c["inserted"] == 0 and c["updated"] == 1 and c["matched_by_tier"] == {"2": 1}, c
+    assert d.sql("SELECT count(*) FROM persons")[0][0] == 1
+
+
+def test_placeholders_are_null_and_an_invalid_phone_is_stored_as_null_with_a_warning(ice):
+    d = ice
+    r = load(d, "p.csv", HEAD + "\n"
+             "N/A,Ana,Ruiz,sin correo,,01/02/1990,,Mentors,New,,\n"
+             " n/a ,Luis,Gómez,SIN CORREO,,03/04/1985,,Mentors,New,,\n"
+             "3045678912,Eva,Díaz,eva@example.com,12,,,Mentors,New,,\n")
+    # the placeholders join nobody: two people, not one; nothing is rejected
+    assert r["status"] == "completed" and r["counts"]["person"]["rejected"] == 0, r
+    assert r["counts"]["person"]["inserted"] == 3, r
+    assert d.sql("SELECT count(*) FROM persons WHERE cedula IS NULL AND email IS NULL")[0][0] == 2
+    # the phone `invalid: null` turned away: stored as NULL, a warning with its own code
+    assert d.sql("SELECT phone FROM persons WHERE cedula = '3045678912'")[0][0] is None
+    assert d.sql("SELECT row_number, field, code FROM ingestd.row_errors WHERE batch_id = %s", (r["batch_id"],)) == \
+        [(3, "Telefono", "invalid_value_nulled")]
