@@ -229,7 +229,8 @@ void check_unique_columns(Reader& r, const Entity& ent, const std::string& field
 void load_identity(Reader& r, const YAML::Node& n, const std::string& path, Entity& ent) {
   if (!n.IsSequence()) {
     r.problem(n, path,
-              "expected a list of tiers (lists of field names), e.g. [[cedula], [email]], got " +
+              "expected a list of tiers (lists of field names, then optionally {fuzzy: …}), e.g. [[cedula], "
+              "[email]], got " +
                   describe(n));
     return;
   }
@@ -238,10 +239,16 @@ void load_identity(Reader& r, const YAML::Node& n, const std::string& path, Enti
   for (size_t i = 0; i < n.size(); ++i) {
     const YAML::Node tier_node = n[i];
     const std::string tpath = at_index(path, i);
+    if (tier_node.IsMap() && tier_node.size() == 1 && tier_node.begin()->first.as<std::string>("") == "fuzzy") {
+      if (ent.fuzzy) r.problem(tier_node, tpath, "an entity has one fuzzy tier");
+      else if (i + 1 != n.size()) r.problem(tier_node, tpath, "the fuzzy tier runs after the exact ones: list it last");
+      ent.fuzzy = load_fuzzy(r, tier_node.begin()->second, child(tpath, "fuzzy"), ent);
+      continue;
+    }
     if (!tier_node.IsSequence() || tier_node.size() == 0) {
       r.problem(tier_node, tpath,
                 "expected a non-empty list of field names, e.g. [email] or [first_name, "
-                "last_name], got " +
+                "last_name], or {fuzzy: …}, got " +
                     describe(tier_node));
       continue;
     }

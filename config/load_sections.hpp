@@ -12,6 +12,10 @@ namespace ingestd::config::detail {
 /// lookups, and the checks within one dataset.
 Dataset load_dataset(Reader& r, const Entry& e, const std::string& path);
 
+/// identity[i]: {fuzzy: …} (load_fuzzy.cpp): blocking rules, comparisons, thresholds and the
+/// weights file; checked against the entity's fields (which must already be loaded).
+FuzzyTier load_fuzzy(Reader& r, const YAML::Node& n, const std::string& path, const Entity& ent);
+
 /// jobs.NAME (load_job.cpp): source, writeback, after, checks, and the checks against the
 /// sources and datasets of `c`, which must already be loaded.
 Job load_job(Reader& r, const Entry& e, const std::string& path, const Config& c);

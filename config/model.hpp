@@ -48,11 +48,48 @@ struct Field {
   int line = 0;                     // where it was declared, for messages
 };
 
+/// @brief How a fuzzy tier compares one field (DESIGN §5 rule 6): agreement levels from the
+/// best down to "disagrees", each with its m and u probability (weight log2(m/u)). A field
+/// missing on either side adds nothing.
+struct FuzzyComparison {
+  enum class Method { Exact, JaroWinkler, Levenshtein, Date };
+  std::string field;
+  Method method = Method::Exact;
+  std::vector<double> thresholds;  // jaro_winkler: similarity >= t (descending); levenshtein:
+                                   // edits <= k (ascending); date: within n days (ascending)
+  bool initial = false;            // a level for "one is the other's initial"
+  bool transposed = false;         // date: a level for day and month swapped
+  std::vector<double> m, u;        // per level, the last = disagrees; empty = defaults
+  int line = 0;
+  /// Levels, in the order they are tried: exact, transposed, each threshold, initial, disagrees.
+  size_t levels() const { return 2 + transposed + thresholds.size() + initial; }
+};
+
+/// @brief One term of a blocking rule: a field's key, or a phonetic code of it.
+struct BlockingTerm {
+  std::string function;  // "" | soundex | dmetaphone (PostgreSQL's fuzzystrmatch)
+  std::string field;
+};
+
+/// @brief A fuzzy tier (Fellegi–Sunter): the candidates its blocking rules find through the
+/// target's indexes are scored field by field; at or above merge_at a row merges, from
+/// review_at it goes to review, below it is new. Never across a differing never_across field.
+struct FuzzyTier {
+  std::vector<std::vector<BlockingTerm>> blocking;
+  std::vector<FuzzyComparison> compare;
+  std::vector<std::string> never_across;
+  double merge_at = 0, review_at = 0;
+  int max_candidates = 50;  // per row and blocking rule: a bigger block is cut (lowest ids kept)
+  std::string weights;      // m/u file written by `ingestd train` (absolute path), "" = none
+  int line = 0;
+};
+
 struct Entity {
   std::string name;
   std::string table;                // as written, e.g. public.persons
   std::string id_column = "id";
   std::vector<std::vector<std::string>> identity;  // tiers of field names, highest first
+  std::optional<FuzzyTier> fuzzy;   // after the exact tiers
   std::vector<Field> fields;        // in declaration order
   MergePolicy merge = MergePolicy::FillNulls;
   std::vector<std::pair<std::string, std::string>> on_insert;  // column -> literal or $var

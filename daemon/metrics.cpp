@@ -39,7 +39,9 @@ Metrics::Metrics()
       deferred_open(family(BuildGauge(), *registry, "ingestd_deferred_refs_open",
                            "Deferred references not resolved yet, by dataset and field")),
       reloads(family(BuildCounter(), *registry, "ingestd_reloads_total",
-                     "SIGHUP reloads of datasets and jobs, by outcome")) {
+                     "SIGHUP reloads of datasets and jobs, by outcome")),
+      match_weight(family(BuildHistogram(), *registry, "ingestd_match_weight",
+                          "Fuzzy tiers: the best candidate's match weight of each row judged, by dataset and entity")) {
   build_info.Add({{"version", INGESTD_VERSION}}).Set(1);
   batches_running.Add({}).Set(0);
 }
@@ -55,6 +57,11 @@ void Metrics::retry(const std::string& reason) { retries.Add({{"reason", reason}
 void Metrics::observe_db(const std::string& op, double seconds) {
   static const Histogram::BucketBoundaries b{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30};
   db_query_duration.Add({{"op", op}}, b).Observe(seconds);
+}
+
+void Metrics::observe_match_weight(const std::string& dataset, const std::string& entity, double weight) {
+  static const Histogram::BucketBoundaries b{-10, -5, 0, 2, 4, 6, 8, 10, 12, 15, 20, 30};
+  match_weight.Add({{"dataset", dataset}, {"entity", entity}}, b).Observe(weight);
 }
 
 std::string Metrics::serialize() const {

@@ -30,6 +30,7 @@ struct Metrics {
   prometheus::Family<prometheus::Gauge>& review_open;
   prometheus::Family<prometheus::Gauge>& deferred_open;
   prometheus::Family<prometheus::Counter>& reloads;
+  prometheus::Family<prometheus::Histogram>& match_weight;
 
   Metrics();
   void event(const std::string& topic, const std::string& outcome);
@@ -37,6 +38,8 @@ struct Metrics {
   void dead_letter(const std::string& reason);
   void retry(const std::string& reason);
   void observe_db(const std::string& op, double seconds);
+  /// The best candidate's match weight of a row a fuzzy tier judged.
+  void observe_match_weight(const std::string& dataset, const std::string& entity, double weight);
   std::string serialize() const;
 };
 

@@ -22,6 +22,7 @@ EntityCounts& EntityCounts::operator+=(const EntityCounts& o) {
   review += o.review;
   skipped += o.skipped;
   for (auto& [t, n] : o.tier_matches) tier_matches[t] += n;
+  for (auto& [b, n] : o.fuzzy_bands) fuzzy_bands[b] += n;
   return *this;
 }
 
@@ -33,6 +34,11 @@ nlohmann::json EntityCounts::to_json() const {
     nlohmann::json t = nlohmann::json::object();
     for (auto& [k, v] : tier_matches) t[std::to_string(k)] = v;
     j["matched_by_tier"] = t;
+  }
+  if (!fuzzy_bands.empty()) {
+    nlohmann::json b = {{"merged", 0}, {"review", 0}, {"new", 0}};
+    for (auto& [k, v] : fuzzy_bands) b[k] = v;
+    j["fuzzy"] = b;
   }
   return j;
 }

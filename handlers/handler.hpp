@@ -36,6 +36,7 @@ struct EntityCounts {
   int64_t inserted = 0, updated = 0, unchanged = 0, rejected = 0, review = 0;
   int64_t skipped = 0;  // rows that carry nothing for a dependent entity (a person who is no student)
   std::map<int, int64_t> tier_matches;  // tier (1-based) -> rows matched at it
+  std::map<std::string, int64_t> fuzzy_bands;  // rows a fuzzy tier judged: merged | review | new
   nlohmann::json to_json() const;
   EntityCounts& operator+=(const EntityCounts& o);
 };

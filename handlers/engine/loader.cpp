@@ -30,6 +30,8 @@ EntityCounts counts_from_json(const nlohmann::json& j) {
   c.skipped = j.value("skipped", int64_t{0});
   if (j.contains("matched_by_tier"))
     for (auto& [k, v] : j["matched_by_tier"].items()) c.tier_matches[std::stoi(k)] = v.get<int64_t>();
+  if (j.contains("fuzzy"))
+    for (auto& [k, v] : j["fuzzy"].items()) c.fuzzy_bands[k] = v.get<int64_t>();
   return c;
 }
 
@@ -84,14 +86,12 @@ void LoadRun::plan() {
   const std::string bk = tx.quote_name(req_.bookkeeping_schema);
   for (size_t e = 0; e < ds_.entities.size(); ++e) {
     const TableInfo& t = tables_[e].table;
-    auto tiers = tier_sql(tx, ds_.entities[e], t, bk);
-    // A tier no index serves would be a scan of the whole target for every key: refuse.
-    for (const auto& tier : tiers)
-      if (auto ti = tier_index(tx, t, tier); ti.index.empty())
-        problems.push_back(missing_index_problem(
-            {tier_where(ds_, ds_.entities[e], tier.tier.number), t.canonical, "", ti.create_index, false}));
-    matchers_.push_back(make_matcher(ds_.entities[e], {bk, t.quoted, tx.quote_name(ds_.entities[e].id_column), t.id_type},
-                                     std::move(tiers)));
+    // A tier or blocking rule no index serves would scan the whole target for every key: refuse.
+    for (const auto& r : entity_indexes(tx, ds_, ds_.entities[e], t, bk))
+      if (r.index.empty()) problems.push_back(missing_index_problem(r));
+    if (!problems.empty()) continue;
+    const MatchTarget target{bk, t.quoted, tx.quote_name(ds_.entities[e].id_column), t.id_type};
+    matchers_.push_back(make_matcher(tx, ds_.entities[e], t, target));
     for (const auto& f : ds_.entities[e].fields)
       if (f.ref)
         for (size_t k = 0; k < e; ++k)
@@ -275,7 +275,7 @@ void LoadRun::run_entities(pqxx::transaction_base& tx, const std::vector<Row*>& 
     const StagedPart part = select_rows(m, rows, c);
     if (part.rows.empty() && part.waiting.empty()) continue;
     EntityMerge merge(tx, &svc_.metrics, tables_[m.index].table, *m.cfg, *matchers_[m.index], req_.bookkeeping_schema,
-                      req_.batch_id, req_.vars);
+                      req_.batch_id, req_.vars, ds_.name);
     c += merge.run(part);
     if (referenced_[m.index]) {
       std::unordered_map<int64_t, Row*> by_number;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "handlers/engine/errors.hpp"
+#include "handlers/engine/identity/fuzzy_matcher.hpp"
 #include "handlers/engine/identity/matcher.hpp"
 #include "handlers/engine/normalize.hpp"
 
@@ -83,6 +84,7 @@ RowBuilder::RowBuilder(const config::Dataset& ds, const std::vector<std::string>
     m.in_tier.assign(ent.fields.size(), false);
     for (const auto& t : identity_tiers(ent))
       for (int k : t.fields) m.in_tier[size_t(k)] = true;
+    for (int k : fuzzy_fields(ent)) m.in_tier[size_t(k)] = true;
     entities_.push_back(std::move(m));
   }
 }

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "handlers/engine/catalog.hpp"
+#include "handlers/engine/identity/fuzzy_matcher.hpp"
 #include "handlers/engine/identity/keys.hpp"
 #include "handlers/engine/identity/matcher.hpp"
 #include "handlers/engine/identity/tier_sql.hpp"
@@ -24,6 +25,9 @@ std::vector<IdentityTier> identity_tiers(const config::Entity& entity) {
   return tiers;
 }
 
+Matcher::Matcher(std::vector<IdentityTier> tiers, MatchTarget target)
+    : tiers_(std::move(tiers)), target_(std::move(target)) {}
+
 namespace {
 
 /// A key lookup may meet a key many records hold (a family phone): past this many the row is
@@ -32,13 +36,17 @@ constexpr int kMaxHoldersPerKey = 64;
 
 class ExactMatcher : public Matcher {
  public:
-  ExactMatcher(std::vector<IdentityTier> tiers, MatchTarget target, std::vector<TierSql> sql, size_t fields)
-      : Matcher(std::move(tiers), std::move(target)), sql_(std::move(sql)), fields_(fields) {
+  /// `extra`: fields a record is also fetched with (the fuzzy tier's).
+  ExactMatcher(std::vector<IdentityTier> tiers, MatchTarget target, std::vector<TierSql> sql, size_t fields,
+               std::shared_ptr<const FuzzyMatcher> fuzzy, std::vector<TierFieldSql> extra)
+      : Matcher(std::move(tiers), std::move(target)), sql_(std::move(sql)), fields_(fields), extra_(std::move(extra)) {
+    fuzzy_ = std::move(fuzzy);
     for (const auto& t : tiers_) {
       tier_fields_.push_back(t.fields);
       width_ = std::max(width_, t.fields.size());
       for (int f : t.fields) identity_fields_.insert(f);
     }
+    for (const auto& f : extra_) identity_fields_.insert(f.field);
   }
 
   std::vector<std::optional<std::string>> keys(const FieldKeys& field_keys) const override {
@@ -53,6 +61,24 @@ class ExactMatcher : public Matcher {
     auto rows = sql.probe(fetch_sql(), "candidates");
     out.reserve(rows.size());
     for (const auto& row : rows) out.push_back(found(row));
+    return out;
+  }
+
+  std::vector<FoundRecord> fetch(StepSql& sql, const std::vector<std::string>& ids) const override {
+    std::vector<FoundRecord> out;
+    if (ids.empty()) return out;
+    stage(sql, {});
+    {
+      CopyIn copy(sql.tx(), "pg_temp.ingestd_hits", {"record_id"});
+      std::string line;
+      for (const auto& id : ids) {
+        line.clear();
+        append_copy_value(line, id);
+        copy.line(line);
+      }
+      copy.complete();
+    }
+    for (const auto& row : sql.probe(fetch_sql(), "candidates")) out.push_back(found(row));
     return out;
   }
 
@@ -132,6 +158,8 @@ class ExactMatcher : public Matcher {
     for (const auto& t : sql_)
       for (const auto& f : t.fields)
         if (f.field == field) return f.key_text;
+    for (const auto& f : extra_)
+      if (f.field == field) return f.key_text;
     return "NULL::text";
   }
 
@@ -159,6 +187,7 @@ class ExactMatcher : public Matcher {
 
   std::vector<TierSql> sql_;
   size_t fields_;
+  std::vector<TierFieldSql> extra_;
   std::vector<std::vector<int>> tier_fields_;
   size_t width_ = 1;
   std::set<int> identity_fields_;
@@ -167,7 +196,21 @@ class ExactMatcher : public Matcher {
 }  // namespace
 
 std::unique_ptr<Matcher> make_matcher(const config::Entity& entity, MatchTarget target, std::vector<TierSql> tiers) {
-  return std::make_unique<ExactMatcher>(identity_tiers(entity), std::move(target), std::move(tiers), entity.fields.size());
+  return std::make_unique<ExactMatcher>(identity_tiers(entity), std::move(target), std::move(tiers), entity.fields.size(),
+                                        nullptr, std::vector<TierFieldSql>{});
+}
+
+std::unique_ptr<Matcher> make_matcher(pqxx::transaction_base& tx, const config::Entity& entity, const TableInfo& table,
+                                      MatchTarget target) {
+  std::shared_ptr<const FuzzyMatcher> fuzzy;
+  std::vector<TierFieldSql> extra;
+  if (entity.fuzzy) {
+    std::vector<std::string> missing;  // the loader refused a missing function already
+    fuzzy = std::make_shared<FuzzyMatcher>(entity, target, blocking_sql(tx, entity, table, target.bookkeeping, missing));
+    for (int f : fuzzy->fields()) extra.push_back(field_sql(tx, entity, f, table, target.bookkeeping));
+  }
+  return std::make_unique<ExactMatcher>(identity_tiers(entity), target, tier_sql(tx, entity, table, target.bookkeeping),
+                                        entity.fields.size(), std::move(fuzzy), std::move(extra));
 }
 
 }  // namespace ingestd::engine

@@ -8,6 +8,7 @@
 #include <pqxx/pqxx>
 
 #include "config/model.hpp"
+#include "handlers/engine/catalog.hpp"
 
 namespace ingestd::engine {
 
@@ -18,6 +19,8 @@ struct TierIndexReport {
   std::string index;         // "" = none serves it
   std::string create_index;  // the statement that makes one
   bool created = false;      // made by this run (--create-indexes)
+  bool blocking = false;     // a fuzzy tier's blocking rule, not an exact tier
+  std::string before;        // a statement the index needs first (CREATE EXTENSION …), "" = none
 };
 
 /// The config path of an entity's tier: `datasets.D.entities.E.identity[i]`, i from 0.
@@ -26,6 +29,10 @@ std::string tier_where(const config::Dataset& ds, const config::Entity& ent, int
 /// What a tier no index serves is told, by `check` and by a load: where, and the statement
 /// that makes the index.
 std::string missing_index_problem(const TierIndexReport& r);
+
+/// The index behind every tier and blocking rule of one entity over its (described) table.
+std::vector<TierIndexReport> entity_indexes(pqxx::transaction_base& tx, const config::Dataset& ds,
+                                            const config::Entity& ent, const TableInfo& t, const std::string& bk);
 
 /// The index behind every tier of every entity of `ds` whose table exists.
 std::vector<TierIndexReport> identity_indexes(pqxx::connection& conn, const config::Dataset& ds,

@@ -1,7 +1,8 @@
 // The seam for matching methods (DESIGN §5 rule 6): an entity's identity tiers, the one rule
 // that turns a row's field keys into tier keys, finding the records a chunk's keys lead to,
-// and remembering what a load learned. `exact` is the method today; the decision itself is
-// the resolver's (identity/resolver.hpp), the same for every method.
+// and remembering what a load learned. Exact tiers, then an optional fuzzy one
+// (identity/fuzzy_matcher.hpp); the decision itself is the resolver's (identity/resolver.hpp),
+// the same for every method.
 #pragma once
 
 #include <memory>
@@ -10,10 +11,15 @@
 #include <tuple>
 #include <vector>
 
+#include <pqxx/pqxx>
+
 #include "config/model.hpp"
 #include "handlers/engine/merge/statement.hpp"
 
 namespace ingestd::engine {
+
+class FuzzyMatcher;
+struct TableInfo;
 
 /// @brief One identity tier: the fields whose keys together identify a record.
 struct IdentityTier {
@@ -60,17 +66,27 @@ class Matcher {
   /// The records that hold any of `keys`, in the target's own columns (through its indexes) or
   /// in identity memory, each with every key it holds; ordered by id.
   virtual std::vector<FoundRecord> find(StepSql& sql, const std::vector<ProbeKey>& keys) const = 0;
+  /// The records with these ids (ones a fuzzy tier's blocks found), as find() gives them.
+  virtual std::vector<FoundRecord> fetch(StepSql& sql, const std::vector<std::string>& ids) const = 0;
   /// Writes keys to identity memory: (record id, tier, key).
   virtual void remember(StepSql& sql, const std::vector<std::tuple<std::string, int, std::string>>& keys) const = 0;
+  /// The entity's fuzzy tier, run after the exact ones; nullptr when it has none.
+  const FuzzyMatcher* fuzzy() const { return fuzzy_.get(); }
 
  protected:
-  Matcher(std::vector<IdentityTier> tiers, MatchTarget target) : tiers_(std::move(tiers)), target_(std::move(target)) {}
+  Matcher(std::vector<IdentityTier> tiers, MatchTarget target);
   std::vector<IdentityTier> tiers_;
   MatchTarget target_;
+  std::shared_ptr<const FuzzyMatcher> fuzzy_;
 };
 
 struct TierSql;
-/// The matcher for an entity's tiers (exact keys: every tier today); `tiers` from tier_sql().
+/// The matcher of an entity's exact tiers alone; `tiers` from tier_sql() (or none, where
+/// nothing is looked up: unit tests).
 std::unique_ptr<Matcher> make_matcher(const config::Entity& entity, MatchTarget target, std::vector<TierSql> tiers);
+
+/// The matcher for an entity over its (described) table: exact tiers, then the fuzzy one.
+std::unique_ptr<Matcher> make_matcher(pqxx::transaction_base& tx, const config::Entity& entity, const TableInfo& table,
+                                      MatchTarget target);
 
 }  // namespace ingestd::engine

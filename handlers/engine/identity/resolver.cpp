@@ -54,9 +54,36 @@ std::vector<std::pair<int, int>> candidates(const TierKeys& row, const KeyIndex&
   return out;
 }
 
+/// The fuzzy tier's verdict on a row no exact key placed: fills `d` (Match, Review) and says
+/// whether it did.
+bool judge(FuzzyJudge& fuzzy, size_t row, const std::vector<int>& row_records, RowDecision& d) {
+  auto scored = fuzzy.candidates(row, row_records);
+  std::stable_sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  d.judged = true;
+  if (!scored.empty()) d.score = scored.front().second;
+  if (scored.empty() || scored.front().second < fuzzy.review_at) return false;
+  const bool merges = scored.front().second >= fuzzy.merge_at &&
+                      (scored.size() == 1 || scored[1].second < fuzzy.merge_at);
+  if (merges) {
+    d.kind = RowDecision::Kind::Match;
+    d.record = scored.front().first;
+    d.tier = fuzzy.tier;
+    return true;
+  }
+  d.kind = RowDecision::Kind::Review;
+  const double floor = scored.front().second >= fuzzy.merge_at ? fuzzy.merge_at : fuzzy.review_at;
+  for (const auto& [record, score] : scored)
+    if (score >= floor) {
+      d.candidates.emplace_back(record, fuzzy.tier);
+      d.candidate_scores.push_back(score);
+    }
+  return true;
+}
+
 }  // namespace
 
-Resolution resolve_rows(const std::vector<TierKeys>& rows, const std::vector<KnownRecord>& known, size_t tiers) {
+Resolution resolve_rows(const std::vector<TierKeys>& rows, const std::vector<KnownRecord>& known, size_t tiers,
+                        FuzzyJudge* fuzzy) {
   Resolution res;
   KeyIndex index(tiers);
   for (size_t k = 0; k < known.size(); ++k) {
@@ -66,14 +93,25 @@ Resolution resolve_rows(const std::vector<TierKeys>& rows, const std::vector<Kno
       for (const auto& key : known[k].keys[t]) index.add(r, t, key);
   }
   res.rows.reserve(rows.size());
+  std::vector<int> row_records;  // where each row landed so far (-1: review), for the fuzzy tier
+  row_records.reserve(rows.size());
   for (size_t i = 0; i < rows.size(); ++i) {
     RowDecision d;
     auto cands = candidates(rows[i], index, tiers);
     if (cands.size() > 1) {
       d.kind = RowDecision::Kind::Review;
       d.candidates = std::move(cands);
+      row_records.push_back(-1);
       res.rows.push_back(std::move(d));
       continue;
+    }
+    if (cands.empty() && fuzzy && judge(*fuzzy, i, row_records, d)) {
+      if (d.kind == RowDecision::Kind::Review) {
+        row_records.push_back(-1);
+        res.rows.push_back(std::move(d));
+        continue;
+      }
+      cands.emplace_back(d.record, d.tier);
     }
     if (cands.empty()) {
       d.kind = RowDecision::Kind::New;
@@ -89,6 +127,8 @@ Resolution resolve_rows(const std::vector<TierKeys>& rows, const std::vector<Kno
     }
     for (size_t t = 0; t < tiers; ++t)
       if (rows[i][t]) index.add(d.record, t, *rows[i][t]);
+    row_records.push_back(d.record);
+    if (fuzzy) fuzzy->landed(i, d.record);
     res.rows.push_back(std::move(d));
   }
   return res;

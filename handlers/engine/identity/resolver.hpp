@@ -28,6 +28,9 @@ struct RowDecision {
   int tier = 0;     // Match: the tier (1-based) it matched at; New: 0
   bool founds = false;  // New: this row created the record
   std::vector<std::pair<int, int>> candidates;  // Review: (record, tier) of every record that claims it
+  bool judged = false;                // the fuzzy tier was asked (no exact key placed the row)
+  std::optional<double> score;        // judged: the best candidate's match weight, if it had any
+  std::vector<double> candidate_scores;  // Review by the fuzzy tier: each candidate's weight
 };
 
 /// @brief A record the chunk's rows landed on: a known one, or one the chunk creates.
@@ -42,11 +45,27 @@ struct Resolution {
   std::vector<RowDecision> rows;
 };
 
+/// @brief What the resolver asks a fuzzy tier about a row no exact key placed.
+class FuzzyJudge {
+ public:
+  virtual ~FuzzyJudge() = default;
+  /// The records row `row` may be, each with its match weight (a conflicting never_across
+  /// value already ruled out); `row_records`: where each earlier row landed (-1: review).
+  virtual std::vector<std::pair<int, double>> candidates(size_t row, const std::vector<int>& row_records) = 0;
+  /// Row `row` landed on `record` (new or matched): its keys count for later rows.
+  virtual void landed(size_t row, int record) = 0;
+  int tier = 0;  // 1-based, after the exact tiers
+  double merge_at = 0, review_at = 0;
+};
+
 /// Resolves `rows` in order against `known`. A row matches the records that hold one of its
 /// keys, each at the highest tier they share, except those ruled out by a conflicting value
 /// at a higher tier (the row and the record both hold a key there, and not the same one). No
 /// record: a new one. One: it merges, and the record holds the row's keys from then on. More:
-/// the row goes to review naming them, and changes nothing.
-Resolution resolve_rows(const std::vector<TierKeys>& rows, const std::vector<KnownRecord>& known, size_t tiers);
+/// the row goes to review naming them, and changes nothing. A row no exact key places asks
+/// `fuzzy` (when given): one record at or above merge_at merges it; more, or a best between
+/// review_at and merge_at, send it to review; else it is new.
+Resolution resolve_rows(const std::vector<TierKeys>& rows, const std::vector<KnownRecord>& known, size_t tiers,
+                        FuzzyJudge* fuzzy = nullptr);
 
 }  // namespace ingestd::engine

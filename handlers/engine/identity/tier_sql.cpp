@@ -1,6 +1,8 @@
 #include "handlers/engine/identity/tier_sql.hpp"
 
 #include <algorithm>
+#include <map>
+#include <regex>
 
 #include "handlers/engine/merge/sql_builder.hpp"
 
@@ -18,29 +20,68 @@ std::string TierSql::composite_text() const {
   return "(" + sql::join_n(fields.size(), " || E'\\x1f' || ", [&](size_t i) { return fields[i].key_text; }) + ")";
 }
 
+TierFieldSql field_sql(pqxx::transaction_base& tx, const config::Entity& entity, int k, const TableInfo& table,
+                       const std::string& bookkeeping) {
+  const config::Field& f = entity.fields[size_t(k)];
+  const std::string bare = tx.quote_name(f.column), col = "t." + bare;
+  const std::string type = table.column_types.count(f.column) ? table.column_types.at(f.column) : "text";
+  TierFieldSql fs;
+  fs.field = k;
+  if (f.normalize.kind == config::Normalizer::Kind::Name) {
+    fs.key_expr = bookkeeping + ".name_key(" + col + ")";
+    fs.index_expr = bookkeeping + ".name_key(" + bare + ")";
+    fs.key_text = fs.key_expr;
+    fs.probe_type = "text";
+  } else {
+    fs.key_expr = col;
+    fs.index_expr = bare;
+    fs.probe_type = string_type(type) ? "text" : type;
+    fs.key_text = type == "boolean" ? "CASE WHEN " + col + " THEN 't' ELSE 'f' END" : col + "::text";
+  }
+  return fs;
+}
+
 std::vector<TierSql> tier_sql(pqxx::transaction_base& tx, const config::Entity& entity, const TableInfo& table,
                               const std::string& bookkeeping) {
   std::vector<TierSql> out;
   for (const auto& tier : identity_tiers(entity)) {
     TierSql ts;
     ts.tier = tier;
-    for (int k : tier.fields) {
-      const config::Field& f = entity.fields[size_t(k)];
-      const std::string bare = tx.quote_name(f.column), col = "t." + bare;
-      const std::string type = table.column_types.count(f.column) ? table.column_types.at(f.column) : "text";
-      TierFieldSql fs;
-      fs.field = k;
-      ts.bookkeeping_quoted = bookkeeping;
-      if (f.normalize.kind == config::Normalizer::Kind::Name) {
-        fs.key_expr = bookkeeping + ".name_key(" + col + ")";
-        fs.index_expr = bookkeeping + ".name_key(" + bare + ")";
+    ts.bookkeeping_quoted = bookkeeping;
+    for (int k : tier.fields) ts.fields.push_back(field_sql(tx, entity, k, table, bookkeeping));
+    out.push_back(std::move(ts));
+  }
+  return out;
+}
+
+std::vector<TierSql> blocking_sql(pqxx::transaction_base& tx, const config::Entity& entity, const TableInfo& table,
+                                  const std::string& bookkeeping, std::vector<std::string>& missing_functions) {
+  std::vector<TierSql> out;
+  if (!entity.fuzzy) return out;
+  std::map<std::string, std::string> schema_of;  // function -> its quoted schema, "" = not installed
+  for (const auto& rule : entity.fuzzy->blocking) {
+    TierSql ts;
+    ts.tier.number = int(out.size()) + 1;
+    ts.bookkeeping_quoted = bookkeeping;
+    for (const auto& term : rule) {
+      int k = 0;
+      while (entity.fields[size_t(k)].name != term.field) ++k;
+      ts.tier.fields.push_back(k);
+      TierFieldSql fs = field_sql(tx, entity, k, table, bookkeeping);
+      if (!term.function.empty()) {
+        if (!schema_of.count(term.function)) {
+          auto r = tx.exec_params("SELECT n.nspname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                                  "WHERE p.proname = $1 ORDER BY n.nspname = 'public' DESC, n.nspname LIMIT 1",
+                                  term.function);
+          schema_of[term.function] = r.empty() ? "" : tx.quote_name(r[0][0].as<std::string>());
+          if (r.empty()) missing_functions.push_back(term.function);
+        }
+        const std::string fn = (schema_of[term.function].empty() ? "" : schema_of[term.function] + ".") + term.function;
+        // the phonetic code of the key (a name's case- and accent-folded key)
+        fs.key_expr = fn + "(" + fs.key_expr + "::text)";
+        fs.index_expr = fn + "(" + fs.index_expr + "::text)";
         fs.key_text = fs.key_expr;
-        fs.probe_type = "text";
-      } else {
-        fs.key_expr = col;
-        fs.index_expr = bare;
-        fs.probe_type = string_type(type) ? "text" : type;
-        fs.key_text = type == "boolean" ? "CASE WHEN " + col + " THEN 't' ELSE 'f' END" : col + "::text";
+        fs.probe_function = fn;
       }
       ts.fields.push_back(std::move(fs));
     }
@@ -61,6 +102,9 @@ std::string bare(std::string s, std::string schema) {
   drop_all(schema, "\"");
   drop_all(s, schema + ".");
   drop_all(s, "::text");
+  // a function's schema (fuzzystrmatch's dmetaphone is printed bare or as public.dmetaphone)
+  static const std::regex fn_schema(R"([A-Za-z_][A-Za-z0-9_]*\.(?=[A-Za-z_][A-Za-z0-9_]*\())");
+  s = std::regex_replace(s, fn_schema, "");
   std::string out;
   for (char c : s)
     if (c != ' ' && c != '(' && c != ')') out += c;
@@ -69,10 +113,11 @@ std::string bare(std::string s, std::string schema) {
 
 }  // namespace
 
-TierIndex tier_index(pqxx::transaction_base& tx, const TableInfo& table, const TierSql& tier) {
+TierIndex tier_index(pqxx::transaction_base& tx, const TableInfo& table, const TierSql& tier, const std::string& kind,
+                     const std::string& trailing) {
   TierIndex ti;
   ti.tier = tier.tier.number;
-  std::string name = table.canonical.substr(table.canonical.find('.') + 1) + "_ingestd_tier" + std::to_string(ti.tier);
+  std::string name = table.canonical.substr(table.canonical.find('.') + 1) + "_ingestd_" + kind + std::to_string(ti.tier);
   if (name.size() > 63) name = name.substr(name.size() - 63);
   // Columns that are not name keys lead: tiers that share their names (name + birth date, name
   // + phone) then get indexes that cannot serve each other, so the planner never probes one tier
@@ -81,6 +126,7 @@ TierIndex tier_index(pqxx::transaction_base& tx, const TableInfo& table, const T
   for (const auto& f : tier.fields)
     (f.index_expr.find(".name_key(") == std::string::npos ? lead : names).push_back(f.index_expr);
   lead.insert(lead.end(), names.begin(), names.end());
+  if (!trailing.empty()) lead.push_back(trailing);
   ti.create_index = "CREATE INDEX CONCURRENTLY IF NOT EXISTS " + tx.quote_name(name) + " ON " + table.quoted + " (" +
                     sql::join(lead, ", ") + ")";
   // An index serves the tier when it is a valid, unconditional btree whose leading columns are

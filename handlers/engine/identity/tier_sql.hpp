@@ -22,6 +22,7 @@ struct TierFieldSql {
   std::string index_expr;   // the same over the bare column, for CREATE INDEX
   std::string key_text;     // the same as text, as the engine's key of the value (C++ form)
   std::string probe_type;   // type a probed key is cast to before comparing with key_expr
+  std::string probe_function;  // blocking: the function applied to a probed key too ("" = none)
 };
 
 /// @brief A tier of one entity against its table.
@@ -34,8 +35,13 @@ struct TierSql {
   std::string condition(F&& param) const {
     std::string c;
     for (size_t i = 0; i < fields.size(); ++i)
-      c += (i ? " AND " : "") + fields[i].key_expr + " = " + param(i) + "::" + fields[i].probe_type;
+      c += (i ? " AND " : "") + fields[i].key_expr + " = " + probe(i, param(i));
     return c;
+  }
+  /// A probed key as the i-th key expression holds it.
+  std::string probe(size_t i, const std::string& param) const {
+    const auto& f = fields[i];
+    return f.probe_function.empty() ? param + "::" + f.probe_type : f.probe_function + "(" + param + "::text)";
   }
   /// The composite key of the tier over t as text (NULL when a field is NULL): joined like
   /// the C++ composite key.
@@ -47,6 +53,16 @@ struct TierSql {
 std::vector<TierSql> tier_sql(pqxx::transaction_base& tx, const config::Entity& entity, const TableInfo& table,
                               const std::string& bookkeeping);
 
+/// One field's key as SQL over a target row aliased `t` (what tier_sql() puts in a tier).
+TierFieldSql field_sql(pqxx::transaction_base& tx, const config::Entity& entity, int field, const TableInfo& table,
+                       const std::string& bookkeeping);
+
+/// The blocking rules of the entity's fuzzy tier as tiers (number = the rule's, from 1): a
+/// term with a phonetic function wraps the key in it, on both sides. A function PostgreSQL
+/// does not have (fuzzystrmatch not installed) is added to `missing_functions`.
+std::vector<TierSql> blocking_sql(pqxx::transaction_base& tx, const config::Entity& entity, const TableInfo& table,
+                                  const std::string& bookkeeping, std::vector<std::string>& missing_functions);
+
 /// @brief Which index serves a tier, or the statement that would make one.
 struct TierIndex {
   int tier = 0;
@@ -55,7 +71,9 @@ struct TierIndex {
 };
 
 /// The index that serves a tier: a valid, unconditional btree whose leading columns are the
-/// tier's columns and key expressions; and the statement that makes one.
-TierIndex tier_index(pqxx::transaction_base& tx, const TableInfo& table, const TierSql& tier);
+/// tier's columns and key expressions; and the statement that makes one, named
+/// TABLE_ingestd_<kind><number>, with `trailing` (quoted) as its last column when given.
+TierIndex tier_index(pqxx::transaction_base& tx, const TableInfo& table, const TierSql& tier,
+                     const std::string& kind = "tier", const std::string& trailing = "");
 
 }  // namespace ingestd::engine

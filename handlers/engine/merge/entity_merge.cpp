@@ -4,6 +4,8 @@
 #include <functional>
 #include <set>
 
+#include <nlohmann/json.hpp>
+
 #include "handlers/engine/merge/sql_builder.hpp"
 
 namespace ingestd::engine {
@@ -12,8 +14,9 @@ using config::MergePolicy;
 
 EntityMerge::EntityMerge(pqxx::transaction_base& tx, Metrics* metrics, const TableInfo& table,
                          const config::Entity& entity, const Matcher& matcher, const std::string& bookkeeping_schema,
-                         const std::string& batch_id, const std::map<std::string, std::string>& vars)
-    : sql_(tx, metrics, table.canonical, batch_id, entity.name, vars), table_(table), entity_(entity), matcher_(matcher),
+                         const std::string& batch_id, const std::map<std::string, std::string>& vars, std::string dataset)
+    : sql_(tx, metrics, table.canonical, batch_id, entity.name, vars), metrics_(metrics), dataset_(std::move(dataset)),
+      table_(table), entity_(entity), matcher_(matcher),
       bk_(tx.quote_name(bookkeeping_schema)) {
   for (size_t k = 0; k < entity_.fields.size(); ++k)
     if (entity_.fields[k].lookup && entity_.fields[k].on_missing == config::OnMissing::Defer) deferred_.push_back(k);
@@ -32,6 +35,7 @@ EntityCounts EntityMerge::run(const StagedPart& part) {
   sql_.timed("stage", [&] { stage(part, d); });
   if (analyze) sql_.exec("ANALYZE " + stg_, "stage");
   EntityCounts counts = record_lineage();
+  if (matcher_.fuzzy()) sql_.timed("scores", [&] { record_scores(part, d, counts); });
   // A chunk that creates nothing and changes nothing (the same rows again) needs neither the
   // per-record values nor a pass over its records: a record changes only if one of its rows
   // does (the lineage step decided that from the stored values).
@@ -51,7 +55,7 @@ void EntityMerge::create_work_tables() {
   // each use (clear); they are named after their shape, so every entity and config version
   // has its own.
   std::string stg = "row_number bigint, record_id text COLLATE \"C\", is_new bool, action text, tier int, "
-                    "rec_tier int, founds bool, reasons text";
+                    "rec_tier int, founds bool, reasons text, score real, review_record text";
   std::string agg = "record_id text COLLATE \"C\", is_new bool, tier int";
   for (size_t k = 0; k < entity_.fields.size(); ++k) {
     const std::string col = "f" + std::to_string(k) + " " + table_.column_types.at(entity_.fields[k].column);
@@ -116,8 +120,23 @@ EntityMerge::Decisions EntityMerge::decide(const StagedPart& part) {
       for (int f : matcher_.tiers()[t].fields) p.parts.push_back(*part.rows[i]->keys[part.entity][size_t(f)]);
       probes.push_back(std::move(p));
     }
+  std::vector<const FieldKeys*> row_keys;
+  for (Row* r : part.rows) row_keys.push_back(&r->keys[part.entity]);
+  auto found = matcher_.find(sql_, probes);
+  const FuzzyMatcher* fuzzy = matcher_.fuzzy();
+  Blocks blocks;
+  if (fuzzy) {
+    // the records the fuzzy tier's blocks lead to, that no exact key found
+    blocks = fuzzy->block(sql_, row_keys);
+    std::set<std::string> have, more;
+    for (const auto& f : found) have.insert(f.id);
+    for (const auto& ids : blocks.known)
+      for (const auto& id : ids)
+        if (!have.count(id)) more.insert(id);
+    for (auto& f : matcher_.fetch(sql_, {more.begin(), more.end()})) found.push_back(std::move(f));
+  }
   std::vector<KnownRecord> known;
-  for (auto& f : matcher_.find(sql_, probes)) {
+  for (auto& f : found) {
     KnownRecord k{f.id, f.memory};
     k.keys.resize(tiers);
     const auto own = matcher_.keys(f.own);
@@ -126,20 +145,32 @@ EntityMerge::Decisions EntityMerge::decide(const StagedPart& part) {
     known.push_back(std::move(k));
     d.known.push_back({std::move(f.own), std::move(f.memory)});
   }
-  d.res = resolve_rows(part.tier_keys, known, tiers);
+  if (fuzzy) {
+    std::vector<std::string> ids;
+    std::vector<const FieldKeys*> keys;
+    for (size_t k = 0; k < known.size(); ++k) {
+      ids.push_back(known[k].id);
+      keys.push_back(&d.known[k].own);
+    }
+    FuzzyRun run(*fuzzy, blocks, ids, keys, row_keys);
+    run.tier = int(tiers) + 1;
+    d.res = resolve_rows(part.tier_keys, known, tiers, &run);
+    d.explained = run.explanations();
+  } else {
+    d.res = resolve_rows(part.tier_keys, known, tiers);
+  }
   size_t fresh = 0;
   for (const auto& r : d.res.records) fresh += r.known < 0;
   auto ids = draw_ids(fresh);
   size_t next = 0;
   for (const auto& r : d.res.records) d.ids.push_back(r.known >= 0 ? known[size_t(r.known)].id : ids[next++]);
-  std::vector<const FieldKeys*> row_keys;
-  for (Row* r : part.rows) row_keys.push_back(&r->keys[part.entity]);
   d.keys = record_keys(entity_, matcher_, d.res, row_keys, part.tier_keys, d.known);
   return d;
 }
 
 void EntityMerge::stage(const StagedPart& part, const Decisions& d) {
-  std::vector<std::string> cols{"row_number", "record_id", "is_new", "action", "tier", "rec_tier", "founds", "reasons"};
+  std::vector<std::string> cols{"row_number", "record_id", "is_new", "action", "tier", "rec_tier", "founds", "reasons",
+                                "score", "review_record"};
   for (size_t k = 0; k < entity_.fields.size(); ++k) cols.push_back("f" + std::to_string(k));
   for (size_t k : deferred_) cols.push_back("d" + std::to_string(k));
   // $tier: a new record's highest tier it holds a key at; a matched one's best tier of its rows
@@ -156,7 +187,7 @@ void EntityMerge::stage(const StagedPart& part, const Decisions& d) {
   std::string line;
   auto row_line = [&](const Row& r, const std::optional<std::string>& id, bool is_new, const char* action,
                       const std::optional<std::string>& tier, const std::optional<std::string>& rtier, bool founds,
-                      const std::optional<std::string>& reasons, bool values) {
+                      const std::optional<std::string>& reasons, bool values, const RowDecision* rd) {
     line = std::to_string(r.number) + '\t';
     append_copy_value(line, id);
     line += is_new ? "\tt\t" : "\tf\t";
@@ -167,6 +198,11 @@ void EntityMerge::stage(const StagedPart& part, const Decisions& d) {
     }
     line += founds ? "\tt\t" : "\tf\t";
     append_copy_value(line, reasons);
+    line += '\t';
+    append_copy_value(line, rd && rd->score ? std::optional<std::string>(std::to_string(*rd->score)) : std::nullopt);
+    line += '\t';
+    append_copy_value(line, rd && !rd->candidates.empty() ? std::optional<std::string>(d.ids[size_t(rd->candidates[0].first)])
+                                                          : std::nullopt);
     for (const auto& v : r.values[part.entity]) {
       line += '\t';
       append_copy_value(line, values ? v : std::nullopt);
@@ -182,20 +218,92 @@ void EntityMerge::stage(const StagedPart& part, const Decisions& d) {
   for (size_t i = 0; i < part.rows.size(); ++i) {
     const RowDecision& rd = d.res.rows[i];
     if (rd.kind == RowDecision::Kind::Review) {
-      std::string why = "matches ";
-      for (size_t c = 0; c < rd.candidates.size(); ++c)
-        why += (c ? ", " : "") + d.ids[size_t(rd.candidates[c].first)] + " (tier " +
-               std::to_string(rd.candidates[c].second) + ")";
-      row_line(*part.rows[i], std::nullopt, false, "review", std::nullopt, std::nullopt, false, why, true);
+      row_line(*part.rows[i], std::nullopt, false, "review", std::nullopt, std::nullopt, false, review_reason(d, i), true,
+               &rd);
       continue;
     }
     const auto rec = size_t(rd.record);
     const bool is_new = d.res.records[rec].known < 0;
     row_line(*part.rows[i], d.ids[rec], is_new, is_new ? "insert" : "match", num(rd.tier), num(rec_tier[rec]), rd.founds,
-             std::nullopt, true);
+             std::nullopt, true, &rd);
   }
   for (Row* r : part.waiting)
-    row_line(*r, std::nullopt, false, "review", std::nullopt, std::nullopt, false, std::nullopt, false);
+    row_line(*r, std::nullopt, false, "review", std::nullopt, std::nullopt, false, std::nullopt, false, nullptr);
+  copy.complete();
+}
+
+std::string EntityMerge::review_reason(const Decisions& d, size_t row) const {
+  const RowDecision& rd = d.res.rows[row];
+  std::string why;
+  if (!rd.score) {
+    why = "matches ";
+    for (size_t c = 0; c < rd.candidates.size(); ++c)
+      why += (c ? ", " : "") + d.ids[size_t(rd.candidates[c].first)] + " (tier " + std::to_string(rd.candidates[c].second) +
+             ")";
+    return why;
+  }
+  why = "fuzzy match weight between review_at and merge_at, or more than one record at merge_at: ";
+  const auto it = d.explained.find(row);
+  for (size_t c = 0; c < rd.candidates.size(); ++c) {
+    const int rec = rd.candidates[c].first;
+    why += c ? "; " : "";
+    if (it == d.explained.end()) continue;
+    for (const auto& e : it->second)
+      if (e.record == rec) why += explain_pair(e, d.ids[size_t(rec)]);
+  }
+  return why;
+}
+
+std::string EntityMerge::explain_pair(const PairExplanation& e, const std::string& id) const {
+  const auto& tier = matcher_.fuzzy()->tier();
+  char buf[32];
+  snprintf(buf, sizeof buf, "%.2f", e.score);
+  std::string out = id + " (" + buf + ":";
+  for (size_t f = 0; f < e.fields.size(); ++f) {
+    if (e.fields[f].level < 0) continue;
+    snprintf(buf, sizeof buf, "%+.2f", e.fields[f].weight);
+    out += " " + tier.compare[f].field + " " + level_name(tier.compare[f], size_t(e.fields[f].level)) + " " + buf;
+  }
+  return out + ")";
+}
+
+void EntityMerge::record_scores(const StagedPart& part, const Decisions& d, EntityCounts& counts) {
+  const auto& tier = matcher_.fuzzy()->tier();
+  CopyIn copy(sql_.tx(), bk_ + ".match_scores",
+              {"batch_id", "entity", "table_name", "row_number", "record_id", "decision", "score", "fields"});
+  std::string line;
+  auto add = [&](size_t row, const PairExplanation& e, const char* decision) {
+    nlohmann::json fields = nlohmann::json::array();
+    for (size_t f = 0; f < e.fields.size(); ++f)
+      fields.push_back({{"field", tier.compare[f].field},
+                        {"level", e.fields[f].level < 0 ? "missing" : level_name(tier.compare[f], size_t(e.fields[f].level))},
+                        {"weight", e.fields[f].weight}});
+    line = sql_.batch() + '\t';
+    append_copy_value(line, entity_.name);
+    line += '\t';
+    append_copy_value(line, sql_.table());
+    line += '\t' + std::to_string(part.rows[row]->number) + '\t';
+    append_copy_value(line, d.ids[size_t(e.record)]);
+    line += std::string("\t") + decision + '\t' + std::to_string(e.score) + '\t';
+    append_copy_value(line, fields.dump());
+    copy.line(line);
+  };
+  for (size_t i = 0; i < d.res.rows.size(); ++i) {
+    const RowDecision& rd = d.res.rows[i];
+    if (!rd.judged) continue;
+    const char* band = rd.kind == RowDecision::Kind::New ? "new" : rd.kind == RowDecision::Kind::Review ? "review" : "merged";
+    ++counts.fuzzy_bands[band];
+    if (metrics_ && rd.score) metrics_->observe_match_weight(dataset_, entity_.name, *rd.score);
+    const auto it = d.explained.find(i);
+    if (it == d.explained.end() || rd.kind == RowDecision::Kind::New) continue;
+    for (const auto& e : it->second) {
+      const bool merged = rd.kind == RowDecision::Kind::Match && e.record == rd.record;
+      const bool listed = rd.kind == RowDecision::Kind::Review &&
+                          std::any_of(rd.candidates.begin(), rd.candidates.end(),
+                                      [&](const auto& c) { return c.first == e.record; });
+      if (merged || listed) add(i, e, merged ? "merged" : "review");
+    }
+  }
   copy.complete();
 }
 
@@ -257,12 +365,13 @@ EntityCounts EntityMerge::record_lineage() {
   auto counts = sql_.probe(
       "WITH w AS (SELECT s.*" + std::string(windows.empty() ? "" : ", " + sql::join(windows, ", ")) + " FROM " + stg_ +
           " s WHERE s.action <> 'review'), d AS (SELECT w.row_number, w.record_id, CASE WHEN w.founds THEN 'i' WHEN " +
-          changed + " THEN 'u' ELSE 'n' END AS action, CASE WHEN w.founds THEN NULL ELSE w.tier END AS tier FROM w" +
-          target + " UNION ALL SELECT row_number, NULL, 'r', NULL FROM " + stg_ + " WHERE action = 'review'), "
+          changed + " THEN 'u' ELSE 'n' END AS action, CASE WHEN w.founds THEN NULL ELSE w.tier END AS tier, w.score FROM w" +
+          target + " UNION ALL SELECT row_number, NULL, 'r', NULL, score FROM " + stg_ + " WHERE action = 'review'), "
           "ins AS (INSERT INTO " + bk_ + ".lineage (batch_id, entity, table_name, first_row, last_row, row_numbers, "
-          "record_ids, actions, tiers) SELECT :batch::uuid, :entity, :table, min(row_number), max(row_number), "
+          "record_ids, actions, tiers, scores) SELECT :batch::uuid, :entity, :table, min(row_number), max(row_number), "
           "array_agg(row_number ORDER BY row_number), array_agg(record_id ORDER BY row_number), array_agg(action::\"char\" "
-          "ORDER BY row_number), array_agg(tier::smallint ORDER BY row_number) FROM d HAVING count(*) > 0) "
+          "ORDER BY row_number), array_agg(tier::smallint ORDER BY row_number), CASE WHEN bool_or(score IS NOT NULL) THEN "
+          "array_agg(score ORDER BY row_number) END FROM d HAVING count(*) > 0) "
           "SELECT action, tier, count(*) FROM d GROUP BY 1, 2",
       "lineage");
   EntityCounts c;
@@ -371,8 +480,8 @@ void EntityMerge::queue_reviews() {
   const std::string obj = "'row_number', s.row_number" + sql::join_n(entity_.fields.size(), "", [&](size_t k) {
                             return ", " + q.lit(entity_.fields[k].name) + ", s.f" + std::to_string(k);
                           });
-  sql_.exec("INSERT INTO " + bk_ + ".review_queue (batch_id, table_name, candidate, reasons) SELECT :batch::uuid, :table, "
-            "jsonb_build_object(" + obj + "), s.reasons FROM " + stg_ +
+  sql_.exec("INSERT INTO " + bk_ + ".review_queue (batch_id, table_name, candidate, reasons, record_id, score) SELECT "
+            ":batch::uuid, :table, jsonb_build_object(" + obj + "), s.reasons, s.review_record, s.score FROM " + stg_ +
                 " s WHERE s.action = 'review' AND s.reasons IS NOT NULL ORDER BY s.row_number",
             "review");
 }

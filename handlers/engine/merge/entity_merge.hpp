@@ -14,6 +14,7 @@
 
 #include "config/model.hpp"
 #include "handlers/engine/catalog.hpp"
+#include "handlers/engine/identity/fuzzy_matcher.hpp"
 #include "handlers/engine/identity/matcher.hpp"
 #include "handlers/engine/identity/memory.hpp"
 #include "handlers/engine/identity/resolver.hpp"
@@ -37,7 +38,7 @@ class EntityMerge {
  public:
   EntityMerge(pqxx::transaction_base& tx, Metrics* metrics, const TableInfo& table, const config::Entity& entity,
               const Matcher& matcher, const std::string& bookkeeping_schema, const std::string& batch_id,
-              const std::map<std::string, std::string>& vars);
+              const std::map<std::string, std::string>& vars, std::string dataset);
 
   /// All steps in order; returns this chunk's counts for the entity.
   EntityCounts run(const StagedPart& part);
@@ -53,6 +54,7 @@ class EntityMerge {
     std::vector<std::string> ids;        // [record] id, drawn for new records
     std::vector<KnownState> known;       // [known record]
     RecordKeys keys;
+    std::map<size_t, std::vector<PairExplanation>> explained;  // [row] the fuzzy tier's scored pairs
   };
   void create_work_tables();
   void tune();
@@ -66,11 +68,19 @@ class EntityMerge {
   void remember(const Decisions& d);
   void defer_lookups();
   void queue_reviews();
+  /// The fuzzy tier's scores: explanations, the result's bands, the weight histogram.
+  void record_scores(const StagedPart& part, const Decisions& d, EntityCounts& counts);
+  /// Why a row is in review: the records that claim it, with the fuzzy tier's scores.
+  std::string review_reason(const Decisions& d, size_t row) const;
+  /// Why a row the fuzzy tier scored is where it is: "12 (7.3: given_name exact +5.1, …)".
+  std::string explain_pair(const PairExplanation& e, const std::string& id) const;
   std::string value_expr(const std::string& column, const std::string& spec, const char* tier_expr) const;
   /// Fields a merge may change (not keep, not the id), with their policy.
   std::vector<size_t> mergeable_fields() const;
 
   StepSql sql_;
+  Metrics* metrics_;
+  std::string dataset_;
   const TableInfo& table_;
   const config::Entity& entity_;
   const Matcher& matcher_;

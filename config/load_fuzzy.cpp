@@ -1,0 +1,215 @@
+// Loads a fuzzy identity tier ({fuzzy: …} in an entity's identity list, DESIGN §5 rule 6):
+// blocking rules, per-field comparisons with their levels, never_across, the two thresholds,
+// and the m/u file `ingestd train` writes. Every field it names must be one of the entity's.
+#include <algorithm>
+#include <filesystem>
+#include <regex>
+
+#include "config/load_sections.hpp"
+
+namespace ingestd::config::detail {
+
+namespace {
+
+using Method = FuzzyComparison::Method;
+
+const std::vector<std::pair<std::string_view, Method>> kMethods = {{"exact", Method::Exact},
+                                                                   {"jaro_winkler", Method::JaroWinkler},
+                                                                   {"levenshtein", Method::Levenshtein},
+                                                                   {"date", Method::Date}};
+
+bool has_field(const Entity& ent, const std::string& name) {
+  return std::any_of(ent.fields.begin(), ent.fields.end(), [&](const Field& f) { return f.name == name; });
+}
+
+std::vector<std::string> field_names(const Entity& ent) {
+  std::vector<std::string> out;
+  for (const auto& f : ent.fields) out.push_back(f.name);
+  return out;
+}
+
+void unknown_field(Reader& r, const YAML::Node& at, const std::string& path, const Entity& ent, const std::string& name) {
+  r.problem(at, path,
+            "names field '" + name + "', which entity '" + ent.name + "' does not declare; its fields: " +
+                join(field_names(ent), ", "));
+}
+
+/// `[postcode]`, `["dmetaphone(surname)", birth_date]`: a field's key, or a phonetic code of it.
+std::vector<BlockingTerm> load_rule(Reader& r, const YAML::Node& n, const std::string& path, const Entity& ent) {
+  static const std::regex call(R"(^\s*(soundex|dmetaphone)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)\s*$)");
+  std::vector<BlockingTerm> rule;
+  if (!n.IsSequence() || n.size() == 0) {
+    r.problem(n, path, "expected a non-empty list of terms, e.g. [postcode] or [\"dmetaphone(surname)\", birth_date], got " +
+                           describe(n));
+    return rule;
+  }
+  for (const auto& text : r.string_list(n, path)) {
+    BlockingTerm t;
+    std::smatch m;
+    if (std::regex_match(text, m, call)) {
+      t.function = m[1];
+      t.field = m[2];
+    } else {
+      t.field = text;
+    }
+    if (!has_field(ent, t.field)) unknown_field(r, n, path, ent, t.field);
+    rule.push_back(std::move(t));
+  }
+  return rule;
+}
+
+std::vector<double> probabilities(Reader& r, const YAML::Node& n, const std::string& path, size_t levels) {
+  std::vector<double> out;
+  if (!n.IsSequence() || n.size() != levels) {
+    r.problem(n, path, "expected a list of " + std::to_string(levels) + " probabilities (one per level, the last for "
+                           "\"disagrees\"), got " + describe(n));
+    return out;
+  }
+  for (size_t i = 0; i < n.size(); ++i) {
+    auto v = r.number(n[i], at_index(path, i), 0.0);
+    if (!v) return {};
+    if (*v <= 0 || *v > 1) {
+      r.problem(n[i], at_index(path, i), "a probability must be > 0 and <= 1");
+      return {};
+    }
+    out.push_back(*v);
+  }
+  return out;
+}
+
+/// `exact`, or a mapping with one method ({jaro_winkler: [0.92, 0.8]}, {levenshtein: [1, 2]},
+/// {date: [31]}) and its options.
+FuzzyComparison load_comparison(Reader& r, const Entry& e, const std::string& path) {
+  FuzzyComparison c;
+  c.field = e.key;
+  c.line = line_of(e.key_node);
+  if (e.value.IsScalar()) {
+    if (auto m = r.choice(e.value, path, kMethods)) {
+      c.method = *m;
+      if (c.method != Method::Exact)
+        r.problem(e.value, path, "'" + r.text(e.value, path).value_or("") + "' needs its levels, e.g. {jaro_winkler: "
+                                 "[0.92, 0.8]}, {levenshtein: [1, 2]} or {date: [31]}");
+    }
+    return c;
+  }
+  MapView m(r, e.value, path, {"exact", "jaro_winkler", "levenshtein", "date", "initial", "transposed", "m", "u"});
+  if (!m.ok()) return c;
+  int methods = 0;
+  for (const auto& [word, method] : kMethods) {
+    const YAML::Node* v = m.get_raw(word);
+    if (!v) continue;
+    ++methods;
+    c.method = method;
+    if (method == Method::Exact) continue;
+    if (!v->IsSequence() || v->size() == 0) {
+      r.problem(*v, m.path(word), "expected a list of levels, got " + describe(*v));
+      continue;
+    }
+    for (size_t i = 0; i < v->size(); ++i) {
+      const double min = method == Method::JaroWinkler ? 0.0 : 1.0;
+      if (auto t = r.number((*v)[i], at_index(m.path(word), i), min)) {
+        if (method == Method::JaroWinkler && *t > 1) r.problem((*v)[i], at_index(m.path(word), i), "a similarity is <= 1");
+        c.thresholds.push_back(*t);
+      }
+    }
+    const bool descending = method == Method::JaroWinkler;
+    if (!std::is_sorted(c.thresholds.begin(), c.thresholds.end(),
+                        [&](double a, double b) { return descending ? a > b : a < b; }))
+      r.problem(*v, m.path(word), descending ? "levels go from the closest down: descending similarities"
+                                             : "levels go from the closest up: ascending distances");
+  }
+  if (methods != 1)
+    r.problem(e.value, path, "expected exactly one method of exact, jaro_winkler, levenshtein, date");
+  m.read_bool("initial", c.initial);
+  m.read_bool("transposed", c.transposed);
+  if (c.transposed && c.method != Method::Date) r.problem(e.value, m.path("transposed"), "only a date comparison has it");
+  if (c.initial && (c.method == Method::Date || c.method == Method::Exact))
+    r.problem(e.value, m.path("initial"), "only a jaro_winkler or levenshtein comparison has it");
+  if (auto v = m.get("m")) c.m = probabilities(r, *v, m.path("m"), c.levels());
+  if (auto v = m.get("u")) c.u = probabilities(r, *v, m.path("u"), c.levels());
+  if (c.m.empty() != c.u.empty()) r.problem(e.value, path, "give both m and u, or neither (defaults)");
+  return c;
+}
+
+/// The m/u file `ingestd train` writes: {fields: {NAME: {m: […], u: […]}}}.
+void load_weights(Reader& r, const YAML::Node& at, const std::string& path, FuzzyTier& out) {
+  YAML::Node doc;
+  try {
+    doc = YAML::LoadFile(out.weights);
+  } catch (const std::exception& e) {
+    r.problem(at, path, "cannot read the weights file " + out.weights + ": " + e.what() +
+                            " (write it with `ingestd train DATASET FILE`)");
+    return;
+  }
+  Reader wr(out.weights);
+  MapView top(wr, doc, "", {"dataset", "entity", "fields", "pairs", "iterations"});
+  if (auto f = top.get("fields"))
+    if (auto es = wr.entries(*f, "fields"))
+      for (const auto& e : *es) {
+        auto c = std::find_if(out.compare.begin(), out.compare.end(), [&](const auto& x) { return x.field == e.key; });
+        if (c == out.compare.end()) {
+          wr.problem(e.key_node, child("fields", e.key), "the tier does not compare this field");
+          continue;
+        }
+        MapView mu(wr, e.value, child("fields", e.key), {"m", "u"});
+        if (auto v = mu.get("m")) c->m = probabilities(wr, *v, mu.path("m"), c->levels());
+        if (auto v = mu.get("u")) c->u = probabilities(wr, *v, mu.path("u"), c->levels());
+      }
+  try {
+    wr.finish();
+  } catch (const std::exception& e) {
+    r.problem(at, path, std::string("the weights file does not fit this tier (train again?): ") + e.what());
+  }
+}
+
+}  // namespace
+
+FuzzyTier load_fuzzy(Reader& r, const YAML::Node& n, const std::string& path, const Entity& ent) {
+  FuzzyTier t;
+  t.line = line_of(n);
+  MapView m(r, n, path, {"blocking", "compare", "never_across", "merge_at", "review_at", "max_candidates", "weights"});
+  if (!m.ok()) return t;
+  if (auto v = m.get("blocking")) {
+    if (!v->IsSequence() || v->size() == 0)
+      r.problem(*v, m.path("blocking"), "expected a list of blocking rules, e.g. [[postcode], [birth_date]], got " +
+                                            describe(*v));
+    else
+      for (size_t i = 0; i < v->size(); ++i) t.blocking.push_back(load_rule(r, (*v)[i], at_index(m.path("blocking"), i), ent));
+  } else {
+    r.problem(n, m.path("blocking"), "required key is missing (the index-backed searches that find candidates)");
+  }
+  if (auto v = m.get("compare")) {
+    if (auto es = r.entries(*v, m.path("compare")))
+      for (const auto& e : *es) {
+        if (!has_field(ent, e.key)) unknown_field(r, e.key_node, child(m.path("compare"), e.key), ent, e.key);
+        t.compare.push_back(load_comparison(r, e, child(m.path("compare"), e.key)));
+      }
+  }
+  if (t.compare.empty()) r.problem(n, m.path("compare"), "required: the fields a candidate is compared on");
+  if (auto v = m.get("never_across")) {
+    t.never_across = r.string_list(*v, m.path("never_across"));
+    for (const auto& f : t.never_across)
+      if (!has_field(ent, f)) unknown_field(r, *v, m.path("never_across"), ent, f);
+  }
+  for (const char* key : {"merge_at", "review_at"}) {
+    double& out = std::string_view(key) == "merge_at" ? t.merge_at : t.review_at;
+    if (auto v = m.get(key)) {
+      if (auto x = r.number(*v, m.path(key), -1000.0)) out = *x;
+    } else {
+      r.problem(n, m.path(key), "required key is missing (a match weight: the sum of log2(m/u) over the fields)");
+    }
+  }
+  if (t.review_at > t.merge_at) r.problem(n, m.path("review_at"), "must not be above merge_at");
+  m.read_int("max_candidates", t.max_candidates, 1);
+  if (auto v = m.get("weights")) {
+    if (auto s = r.text(*v, m.path("weights"))) {
+      std::filesystem::path p(*s);
+      if (p.is_relative()) p = std::filesystem::path(r.file()).parent_path() / p;
+      t.weights = p.lexically_normal().string();
+      if (std::filesystem::exists(t.weights)) load_weights(r, *v, m.path("weights"), t);
+    }
+  }
+  return t;
+}
+
+}  // namespace ingestd::config::detail

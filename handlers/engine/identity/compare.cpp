@@ -1,0 +1,193 @@
+#include "handlers/engine/identity/compare.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+namespace ingestd::engine {
+
+namespace {
+
+/// UTF-8 to code points; a malformed byte stands for itself (keys are valid UTF-8).
+std::u32string code_points(std::string_view s) {
+  std::u32string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+    if (n == 1 || i + n > s.size()) {
+      out.push_back(c);
+      ++i;
+      continue;
+    }
+    char32_t cp = c & (0x7f >> n);
+    for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3f);
+    out.push_back(cp);
+    i += n;
+  }
+  return out;
+}
+
+std::optional<std::chrono::sys_days> iso_date(std::string_view s) {
+  int y = 0;
+  unsigned m = 0, d = 0;
+  if (s.size() != 10 || std::sscanf(std::string(s).c_str(), "%d-%u-%u", &y, &m, &d) != 3) return std::nullopt;
+  const std::chrono::year_month_day ymd{std::chrono::year{y}, std::chrono::month{m}, std::chrono::day{d}};
+  if (!ymd.ok()) return std::nullopt;
+  return std::chrono::sys_days{ymd};
+}
+
+std::string num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+}  // namespace
+
+double jaro_winkler(std::string_view a8, std::string_view b8) {
+  const std::u32string a = code_points(a8), b = code_points(b8);
+  if (a.empty() && b.empty()) return 1;
+  if (a.empty() || b.empty()) return 0;
+  const size_t window = std::max(a.size(), b.size()) / 2 > 0 ? std::max(a.size(), b.size()) / 2 - 1 : 0;
+  std::vector<bool> ma(a.size()), mb(b.size());
+  size_t matches = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const size_t lo = i > window ? i - window : 0, hi = std::min(b.size(), i + window + 1);
+    for (size_t j = lo; j < hi; ++j)
+      if (!mb[j] && a[i] == b[j]) {
+        ma[i] = mb[j] = true;
+        ++matches;
+        break;
+      }
+  }
+  if (!matches) return 0;
+  size_t half_transpositions = 0;
+  for (size_t i = 0, j = 0; i < a.size(); ++i) {
+    if (!ma[i]) continue;
+    while (!mb[j]) ++j;
+    half_transpositions += a[i] != b[j++];
+  }
+  const double m = double(matches);
+  const double jaro = (m / double(a.size()) + m / double(b.size()) + (m - double(half_transpositions / 2)) / m) / 3;
+  size_t prefix = 0;
+  while (prefix < 4 && prefix < a.size() && prefix < b.size() && a[prefix] == b[prefix]) ++prefix;
+  return jaro + double(prefix) * 0.1 * (1 - jaro);
+}
+
+size_t levenshtein(std::string_view a8, std::string_view b8) {
+  const std::u32string a = code_points(a8), b = code_points(b8);
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+size_t comparison_level(const config::FuzzyComparison& c, std::string_view a, std::string_view b) {
+  using Method = config::FuzzyComparison::Method;
+  if (a == b) return 0;
+  size_t level = 1;
+  if (c.method == Method::Date) {
+    const auto da = iso_date(a), db = iso_date(b);
+    if (c.transposed) {
+      // day and month swapped: YYYY-MM-DD against YYYY-DD-MM
+      if (a.size() == 10 && b.size() == 10 && a.substr(0, 5) == b.substr(0, 5) && a.substr(5, 2) == b.substr(8, 2) &&
+          a.substr(8, 2) == b.substr(5, 2))
+        return level;
+      ++level;
+    }
+    for (double days : c.thresholds) {
+      if (da && db && std::abs((*da - *db).count()) <= days) return level;
+      ++level;
+    }
+    return level;
+  }
+  if (c.method == Method::JaroWinkler) {
+    const double s = c.thresholds.empty() ? 0 : jaro_winkler(a, b);
+    for (double t : c.thresholds) {
+      if (s >= t) return level;
+      ++level;
+    }
+  } else if (c.method == Method::Levenshtein) {
+    const size_t d = c.thresholds.empty() ? 0 : levenshtein(a, b);
+    for (double k : c.thresholds) {
+      if (double(d) <= k) return level;
+      ++level;
+    }
+  }
+  if (c.initial) {
+    // one side is a single letter, the other's first (both keys are case-folded)
+    const auto ca = code_points(a), cb = code_points(b);
+    if ((ca.size() == 1 || cb.size() == 1) && !ca.empty() && !cb.empty() && ca[0] == cb[0]) return level;
+    ++level;
+  }
+  return level;
+}
+
+std::string level_name(const config::FuzzyComparison& c, size_t level) {
+  using Method = config::FuzzyComparison::Method;
+  if (level == 0) return "exact";
+  size_t l = 1;
+  if (c.transposed && level == l++) return "day_month_transposed";
+  for (double t : c.thresholds)
+    if (level == l++)
+      return c.method == Method::JaroWinkler ? "jaro_winkler>=" + num(t)
+             : c.method == Method::Levenshtein ? "levenshtein<=" + num(t)
+                                               : "within_" + num(t) + "_days";
+  if (c.initial && level == l++) return "initial";
+  return "disagrees";
+}
+
+void PairScorer::default_mu(const config::FuzzyComparison& c, std::vector<double>& m, std::vector<double>& u) {
+  // Exact agreement: 0.85 of true matches, 1% of others; the in-between levels share 0.10 and
+  // 4%; disagreement: the rest. Training (`ingestd train`) replaces these with the data's own.
+  const size_t n = c.levels(), mid = n - 2;
+  m.assign(n, 0);
+  u.assign(n, 0);
+  m[0] = mid ? 0.85 : 0.95;
+  u[0] = 0.01;
+  for (size_t l = 1; l + 1 < n; ++l) {
+    m[l] = 0.10 / double(mid);
+    u[l] = 0.04 / double(mid);
+  }
+  m[n - 1] = 0.05;
+  u[n - 1] = mid ? 0.95 : 0.99;
+}
+
+PairScorer::PairScorer(const config::FuzzyTier& tier) : tier_(tier) {
+  for (const auto& c : tier.compare) {
+    std::vector<double> m = c.m, u = c.u;
+    if (m.size() != c.levels() || u.size() != c.levels()) default_mu(c, m, u);
+    std::vector<double> w;
+    for (size_t l = 0; l < c.levels(); ++l) w.push_back(std::log2(m[l] / u[l]));
+    weights_.push_back(std::move(w));
+  }
+}
+
+std::vector<FieldScore> PairScorer::fields(const std::vector<std::optional<std::string>>& a,
+                                           const std::vector<std::optional<std::string>>& b) const {
+  std::vector<FieldScore> out(tier_.compare.size());
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (!a[i] || !b[i]) continue;
+    const size_t l = comparison_level(tier_.compare[i], *a[i], *b[i]);
+    out[i] = {int(l), weights_[i][l]};
+  }
+  return out;
+}
+
+double PairScorer::total(const std::vector<FieldScore>& f) {
+  double t = 0;
+  for (const auto& s : f) t += s.weight;
+  return t;
+}
+
+}  // namespace ingestd::engine

@@ -1,0 +1,49 @@
+// Field comparisons of a fuzzy tier (DESIGN §5 rule 6): string similarities, the agreement
+// level of two keys, and the Fellegi–Sunter weight of a candidate pair. Pure: no database.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/model.hpp"
+
+namespace ingestd::engine {
+
+/// Jaro–Winkler similarity of two UTF-8 strings, by code point (prefix scale 0.1, up to 4).
+double jaro_winkler(std::string_view a, std::string_view b);
+/// Edits (insert, delete, substitute) between two UTF-8 strings, by code point.
+size_t levenshtein(std::string_view a, std::string_view b);
+
+/// The level two present keys agree at: 0 = exact, …, levels()-1 = disagrees. Dates are ISO
+/// (YYYY-MM-DD), as the engine keys them.
+size_t comparison_level(const config::FuzzyComparison& c, std::string_view a, std::string_view b);
+/// What a level means, for explanations: "exact", "jaro_winkler>=0.92", "transposed", …
+std::string level_name(const config::FuzzyComparison& c, size_t level);
+
+/// @brief One field's part of a pair's score.
+struct FieldScore {
+  int level = -1;      // -1: missing on a side (weight 0)
+  double weight = 0;   // log2(m/u) of the level
+};
+
+/// @brief A fuzzy tier's comparisons with their weights, ready to score pairs.
+class PairScorer {
+ public:
+  explicit PairScorer(const config::FuzzyTier& tier);
+  /// The weights per comparison and level: log2(m/u), from the tier's m/u or the defaults.
+  const std::vector<std::vector<double>>& weights() const { return weights_; }
+  /// Scores two sides' keys, one per comparison (in the tier's order); the sum is the match weight.
+  std::vector<FieldScore> fields(const std::vector<std::optional<std::string>>& a,
+                                 const std::vector<std::optional<std::string>>& b) const;
+  static double total(const std::vector<FieldScore>& f);
+  /// The defaults when a comparison has no m/u: agreement likely for a match, rare by chance.
+  static void default_mu(const config::FuzzyComparison& c, std::vector<double>& m, std::vector<double>& u);
+
+ private:
+  const config::FuzzyTier& tier_;
+  std::vector<std::vector<double>> weights_;
+};
+
+}  // namespace ingestd::engine

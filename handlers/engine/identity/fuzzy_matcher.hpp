@@ -1,0 +1,84 @@
+// The fuzzy tier of an entity (DESIGN §5 rule 6): its blocking rules find candidate records
+// in the target through the target's indexes, and the earlier rows of the chunk that share a
+// block; pairs are scored field by field (Fellegi–Sunter). The decision stays the resolver's:
+// FuzzyJudge is what it asks about a row no exact key placed.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/model.hpp"
+#include "handlers/engine/identity/compare.hpp"
+#include "handlers/engine/identity/matcher.hpp"
+#include "handlers/engine/identity/resolver.hpp"
+#include "handlers/engine/identity/tier_sql.hpp"
+#include "handlers/engine/merge/statement.hpp"
+
+namespace ingestd::engine {
+
+/// @brief For each row of a chunk, what its blocks hold.
+struct Blocks {
+  std::vector<std::vector<std::string>> known;  // [row] ids of target records in one of its blocks
+  std::vector<std::vector<int>> earlier;        // [row] earlier rows in one of its blocks
+};
+
+/// Fields an entity's fuzzy tier reads (blocking, comparisons, never_across), ascending; their
+/// keys are kept for every row.
+std::vector<int> fuzzy_fields(const config::Entity& entity);
+
+/// @brief The fuzzy tier against its table.
+class FuzzyMatcher {
+ public:
+  FuzzyMatcher(const config::Entity& entity, MatchTarget target, std::vector<TierSql> rules);
+  const config::FuzzyTier& tier() const { return tier_; }
+  const PairScorer& scorer() const { return scorer_; }
+  /// Fields whose keys the tier reads (blocking, comparisons, never_across), ascending.
+  const std::vector<int>& fields() const { return fields_; }
+  /// The blocks of each row (its field keys), each cut at max_candidates per rule.
+  Blocks block(StepSql& sql, const std::vector<const FieldKeys*>& rows) const;
+  /// The keys the comparisons read, in the tier's order.
+  std::vector<std::optional<std::string>> compare_keys(const FieldKeys& keys) const;
+  /// Two sides hold different values of a never_across field: never one record.
+  bool conflicts(const FieldKeys& a, const FieldKeys& b) const;
+
+ private:
+  const config::FuzzyTier& tier_;
+  MatchTarget target_;
+  std::vector<TierSql> rules_;
+  PairScorer scorer_;
+  std::vector<int> fields_, compare_fields_, never_fields_;
+  std::map<int, size_t> column_of_;  // field -> probe column (k1…)
+};
+
+/// @brief A pair's score, as explanations show it.
+struct PairExplanation {
+  int record = -1;  // index into Resolution::records
+  double score = 0;
+  std::vector<FieldScore> fields;  // per comparison
+};
+
+/// @brief The fuzzy tier's say over one chunk: scores a row against the records its blocks
+/// lead to, as they stand when the row's turn comes.
+class FuzzyRun : public FuzzyJudge {
+ public:
+  /// `known_ids`/`known_keys`: the known records in the resolver's order; `rows`: each row's
+  /// field keys.
+  FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vector<std::string>& known_ids,
+           const std::vector<const FieldKeys*>& known_keys, const std::vector<const FieldKeys*>& rows);
+  std::vector<std::pair<int, double>> candidates(size_t row, const std::vector<int>& row_records) override;
+  void landed(size_t row, int record) override;
+  /// The best pair of each row the tier scored (merged or sent to review).
+  const std::map<size_t, std::vector<PairExplanation>>& explanations() const { return explained_; }
+
+ private:
+  const FuzzyMatcher& m_;
+  const Blocks& blocks_;
+  const std::vector<const FieldKeys*>& rows_;
+  std::map<std::string, int> known_index_;
+  std::vector<FieldKeys> records_;  // [record] keys it holds so far (fill nulls)
+  std::map<size_t, std::vector<PairExplanation>> explained_;
+};
+
+}  // namespace ingestd::engine

@@ -1,0 +1,252 @@
+// Fuzzy matching without a database: string similarities against published values, the
+// agreement levels of each method, weights from m/u, the config of a fuzzy tier, and the
+// resolver's fuzzy bands (merge, review, new; never across a conflicting identifier).
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "config/loader.hpp"
+#include "handlers/engine/identity/compare.hpp"
+#include "handlers/engine/identity/resolver.hpp"
+
+using namespace ingestd::engine;
+namespace cfg = ingestd::config;
+using K = std::optional<std::string>;
+using Kind = RowDecision::Kind;
+
+TEST_CASE("fuzzy: Jaro-Winkler gives the published values") {
+  // Winkler (1990) / the usual textbook pairs
+  CHECK(jaro_winkler("martha", "marhta") == doctest::Approx(0.9611).epsilon(0.001));
+  CHECK(jaro_winkler("dwayne", "duane") == doctest::Approx(0.84).epsilon(0.001));
+  CHECK(jaro_winkler("dixon", "dicksonx") == doctest::Approx(0.8133).epsilon(0.001));
+  CHECK(jaro_winkler("same", "same") == 1.0);
+  CHECK(jaro_winkler("abc", "xyz") == 0.0);
+  CHECK(jaro_winkler("", "") == 1.0);
+  CHECK(jaro_winkler("a", "") == 0.0);
+  // by code point: one accented letter is one character, not two bytes
+  CHECK(jaro_winkler("josé", "jose") == doctest::Approx(jaro_winkler("josx", "jose")));
+}
+
+TEST_CASE("fuzzy: Levenshtein counts edits by code point") {
+  CHECK(levenshtein("kitten", "sitting") == 3);
+  CHECK(levenshtein("", "abc") == 3);
+  CHECK(levenshtein("flaw", "lawn") == 2);
+  CHECK(levenshtein("müller", "muller") == 1);
+  CHECK(levenshtein("same", "same") == 0);
+}
+
+namespace {
+
+cfg::FuzzyComparison comparison(cfg::FuzzyComparison::Method m, std::vector<double> t, bool initial = false,
+                                bool transposed = false) {
+  cfg::FuzzyComparison c;
+  c.method = m;
+  c.thresholds = std::move(t);
+  c.initial = initial;
+  c.transposed = transposed;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("fuzzy: levels go from exact down to disagrees, in the order they are declared") {
+  using M = cfg::FuzzyComparison::Method;
+  auto jw = comparison(M::JaroWinkler, {0.94, 0.85}, true);
+  CHECK(jw.levels() == 5);
+  CHECK(comparison_level(jw, "martha", "martha") == 0);
+  CHECK(comparison_level(jw, "martha", "marhta") == 1);   // 0.961
+  CHECK(comparison_level(jw, "dwayne", "duane") == 4);    // 0.84: below both, and no initial
+  CHECK(comparison_level(jw, "j", "john") == 3);          // the initial level
+  CHECK(level_name(jw, 1) == "jaro_winkler>=0.94");
+  CHECK(level_name(jw, 3) == "initial");
+  CHECK(level_name(jw, 4) == "disagrees");
+
+  auto lev = comparison(M::Levenshtein, {1, 2});
+  CHECK(comparison_level(lev, "4011", "4012") == 1);
+  CHECK(comparison_level(lev, "4011", "4110") == 2);
+  CHECK(comparison_level(lev, "4011", "9999") == 3);
+
+  auto date = comparison(M::Date, {31}, false, true);
+  CHECK(date.levels() == 4);
+  CHECK(comparison_level(date, "1951-08-26", "1951-08-26") == 0);
+  CHECK(comparison_level(date, "1951-08-06", "1951-06-08") == 1);  // day and month swapped
+  CHECK(comparison_level(date, "1951-08-26", "1951-09-02") == 2);  // 7 days apart
+  CHECK(comparison_level(date, "1951-08-26", "1961-08-26") == 3);
+  CHECK(comparison_level(date, "1951-08-26", "not a date") == 3);
+  CHECK(level_name(date, 1) == "day_month_transposed");
+  CHECK(level_name(date, 2) == "within_31_days");
+
+  auto exact = comparison(M::Exact, {});
+  CHECK(exact.levels() == 2);
+  CHECK(comparison_level(exact, "nsw", "nsw") == 0);
+  CHECK(comparison_level(exact, "nsw", "vic") == 1);
+}
+
+TEST_CASE("fuzzy: a pair's weight is the sum of log2(m/u) of its fields' levels; a missing side adds 0") {
+  cfg::FuzzyTier tier;
+  auto name = comparison(cfg::FuzzyComparison::Method::JaroWinkler, {0.9});
+  name.m = {0.8, 0.15, 0.05};
+  name.u = {0.01, 0.04, 0.95};
+  auto state = comparison(cfg::FuzzyComparison::Method::Exact, {});  // defaults
+  tier.compare = {name, state};
+  PairScorer s(tier);
+  REQUIRE(s.weights().size() == 2);
+  CHECK(s.weights()[0][0] == doctest::Approx(std::log2(80.0)));
+  CHECK(s.weights()[0][2] == doctest::Approx(std::log2(0.05 / 0.95)));
+  CHECK(s.weights()[1][0] > 0);
+  CHECK(s.weights()[1][1] < 0);
+  auto f = s.fields({K("martha"), K("nsw")}, {K("marhta"), std::nullopt});
+  CHECK(f[0].level == 1);
+  CHECK(f[1].level == -1);
+  CHECK(f[1].weight == 0);
+  CHECK(PairScorer::total(f) == doctest::Approx(std::log2(0.15 / 0.04)));
+}
+
+namespace {
+
+const std::string kFuzzyBase = R"(postgres:
+  url: postgresql://localhost/app
+datasets:
+  d:
+    entities:
+      person:
+        table: persons
+        identity:
+          - [ssn]
+          - fuzzy:
+)";
+
+std::vector<std::string> problems_of(const std::string& fuzzy_body) {
+  const std::string fields = R"(        fields:
+          ssn: {column: ssn, from: S}
+          given: {column: given, from: G, normalize: name}
+          surname: {column: surname, from: N, normalize: name}
+          dob: {column: dob, from: B, type: date}
+)";
+  try {
+    cfg::load_config_text(kFuzzyBase + fuzzy_body + fields, "ingestd.yaml");
+  } catch (const cfg::ConfigError& e) {
+    return e.problems;
+  }
+  return {};
+}
+
+bool has(const std::vector<std::string>& ps, const std::string& a, const std::string& b = "") {
+  for (const auto& p : ps)
+    if (p.find(a) != std::string::npos && p.find(b) != std::string::npos) return true;
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("fuzzy config: a tier loads with its rules, comparisons and thresholds") {
+  const auto c = cfg::load_config_text(kFuzzyBase + R"Y(              blocking: [[dob], ["dmetaphone(surname)"]]
+              compare:
+                given: {jaro_winkler: [0.92, 0.8], initial: true}
+                surname: {jaro_winkler: [0.92]}
+                dob: {date: [31], transposed: true, m: [0.9, 0.03, 0.03, 0.04], u: [0.001, 0.001, 0.01, 0.988]}
+              never_across: [ssn]
+              merge_at: 12
+              review_at: 5
+        fields:
+          ssn: {column: ssn, from: S}
+          given: {column: given, from: G, normalize: name}
+          surname: {column: surname, from: N, normalize: name}
+          dob: {column: dob, from: B, type: date}
+)Y",
+                                       "ingestd.yaml");
+  const auto& e = c.datasets.at("d").entities[0];
+  REQUIRE(e.identity.size() == 1);
+  REQUIRE(e.fuzzy);
+  REQUIRE(e.fuzzy->blocking.size() == 2);
+  CHECK(e.fuzzy->blocking[1][0].function == "dmetaphone");
+  CHECK(e.fuzzy->blocking[1][0].field == "surname");
+  REQUIRE(e.fuzzy->compare.size() == 3);
+  CHECK(e.fuzzy->compare[0].initial);
+  CHECK(e.fuzzy->compare[0].levels() == 5);  // exact, two similarities, initial, disagrees
+  CHECK(e.fuzzy->compare[2].m.size() == 4);
+  CHECK(e.fuzzy->never_across == std::vector<std::string>{"ssn"});
+  CHECK(e.fuzzy->merge_at == 12);
+  CHECK(e.fuzzy->review_at == 5);
+}
+
+TEST_CASE("fuzzy config: mistakes are named with their key path") {
+  CHECK(has(problems_of("              blocking: [[dob]]\n              compare: {nick: exact}\n"
+                        "              merge_at: 10\n              review_at: 4\n"),
+            "identity[1].fuzzy.compare.nick", "does not declare"));
+  CHECK(has(problems_of("              blocking: [[\"metaphone(surname)\"]]\n              compare: {given: exact}\n"
+                        "              merge_at: 10\n              review_at: 4\n"),
+            "fuzzy.blocking[0]", "metaphone(surname)"));
+  CHECK(has(problems_of("              blocking: [[dob]]\n              compare: {given: {jaro_winkler: [0.8, 0.9]}}\n"
+                        "              merge_at: 10\n              review_at: 4\n"),
+            "compare.given.jaro_winkler", "descending"));
+  CHECK(has(problems_of("              blocking: [[dob]]\n              compare: {given: {jaro_winkler: [0.9], m: [0.9, 0.1]}}\n"
+                        "              merge_at: 10\n              review_at: 4\n"),
+            "compare.given.m", "3 probabilities"));
+  CHECK(has(problems_of("              blocking: [[dob]]\n              compare: {given: exact}\n"
+                        "              merge_at: 4\n              review_at: 10\n"),
+            "fuzzy.review_at", "not be above merge_at"));
+  CHECK(has(problems_of("              compare: {given: exact}\n              merge_at: 4\n              review_at: 1\n"),
+            "fuzzy.blocking", "required"));
+  // a weights file not written yet is not a config error (`ingestd train` writes it; check warns)
+  CHECK(problems_of("              blocking: [[dob]]\n              compare: {dob: {date: [3]}}\n"
+                    "              merge_at: 10\n              review_at: 4\n              weights: nope.yaml\n")
+            .empty());
+}
+
+namespace {
+
+/// A fuzzy tier that scores rows from a fixed table: score[row][record].
+class TableJudge : public FuzzyJudge {
+ public:
+  std::vector<std::map<int, double>> score;
+  std::vector<std::pair<size_t, int>> landed_;
+  std::vector<std::pair<int, double>> candidates(size_t row, const std::vector<int>&) override {
+    std::vector<std::pair<int, double>> out;
+    for (const auto& [r, s] : score[row]) out.emplace_back(r, s);
+    return out;
+  }
+  void landed(size_t row, int record) override { landed_.emplace_back(row, record); }
+};
+
+}  // namespace
+
+TEST_CASE("resolver: the fuzzy tier merges at merge_at, reviews between, and a new record below") {
+  // one tier (ssn); one known record (index 0)
+  std::vector<KnownRecord> known{{"10", {{"111"}}}};
+  TableJudge j;
+  j.tier = 2;
+  j.merge_at = 10;
+  j.review_at = 5;
+  j.score = {{{0, 12.0}}, {{0, 7.0}}, {{0, 2.0}}, {}};
+  auto r = resolve_rows({{std::nullopt}, {std::nullopt}, {std::nullopt}, {std::nullopt}}, known, 1, &j);
+  CHECK(r.rows[0].kind == Kind::Match);
+  CHECK(r.rows[0].record == 0);
+  CHECK(r.rows[0].tier == 2);
+  CHECK(*r.rows[0].score == 12.0);
+  CHECK(r.rows[1].kind == Kind::Review);
+  CHECK(r.rows[1].candidate_scores == std::vector<double>{7.0});
+  CHECK(r.rows[2].kind == Kind::New);
+  CHECK(r.rows[2].judged);
+  CHECK(*r.rows[2].score == 2.0);
+  CHECK(r.rows[3].kind == Kind::New);
+  CHECK(!r.rows[3].score);
+  // the merged row and both new ones landed; the row in review did not
+  CHECK(j.landed_.size() == 3);
+}
+
+TEST_CASE("resolver: two records at merge_at send the row to review; an exact key is never asked about") {
+  std::vector<KnownRecord> known{{"10", {{"111"}}}, {"11", {{"222"}}}};
+  TableJudge j;
+  j.tier = 2;
+  j.merge_at = 10;
+  j.review_at = 5;
+  j.score = {{{0, 12.0}, {1, 11.0}}, {{0, 30.0}}};
+  auto r = resolve_rows({{std::nullopt}, {K("222")}}, known, 1, &j);
+  CHECK(r.rows[0].kind == Kind::Review);
+  CHECK(r.rows[0].candidates.size() == 2);
+  CHECK(r.rows[1].kind == Kind::Match);  // by its ssn, at tier 1, whatever the fuzzy score
+  CHECK(r.rows[1].record == 1);
+  CHECK(r.rows[1].tier == 1);
+  CHECK(!r.rows[1].judged);
+}
