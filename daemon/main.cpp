@@ -104,7 +104,7 @@ void add_operator_commands(CLI::App& app, CommandLine& cl) {
   auto* distinct =
       with_config(cl.review->add_subcommand("distinct", "The item is a different person: create a record for it"), cl);
   cl.review_merge->add_option("id", cl.review_id, "review item id")->required();
-  cl.review_merge->add_option("--into", cl.review_into, "record id to merge into")->required();
+  cl.review_merge->add_option("--into", cl.review_into, "record id to merge into (default: the candidate a fuzzy tier named)");
   distinct->add_option("id", cl.review_id, "review item id")->required();
 
   cl.explain = with_config(app.add_subcommand("explain", "Why a row landed where it did (BATCH ROW), or which rows made "

@@ -22,8 +22,16 @@ void print_row(const json& j) {
   std::vector<std::vector<std::string>> rows;
   for (const auto& e : j["entities"])
     rows.push_back({show(e["entity"]), show(e["table"]), show(e["record_id"]), show(e["action"]), show(e["tier"]),
-                    show(e["tier_fields"])});
-  if (!rows.empty()) print_table({"ENTITY", "TABLE", "RECORD", "ACTION", "TIER", "TIER FIELDS"}, rows);
+                    show(e["tier_fields"]), show(e.value("score", json()))});
+  if (!rows.empty()) print_table({"ENTITY", "TABLE", "RECORD", "ACTION", "TIER", "TIER FIELDS", "SCORE"}, rows);
+  for (const auto& e : j["entities"])
+    for (const auto& p : e.value("fuzzy", json::array())) {
+      std::cout << "  " << show(e["entity"]) << " " << show(p["decision"]) << " with record " << show(p["record_id"])
+                << ", match weight " << show(p["score"]) << ":\n";
+      std::vector<std::vector<std::string>> fields;
+      for (const auto& f : p["fields"]) fields.push_back({show(f["field"]), show(f["level"]), show(f["weight"])});
+      print_table({"  FIELD", "LEVEL", "WEIGHT"}, fields);
+    }
   for (const auto& e : j["entities"])
     for (const auto& c : e.value("batch_changes", json::array()))
       std::cout << "  " << show(e["entity"]) << " " << show(e["record_id"]) << ": " << show(c["column"]) << " "

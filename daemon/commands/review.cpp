@@ -28,6 +28,7 @@ struct ReviewTarget {
 struct ReviewItem {
   std::string batch, table, dataset_or_job;
   json candidate;
+  std::string suggested;  // the fuzzy tier's best candidate record, "" = none
 };
 
 /// The entity a review item belongs to: the one of the batch's dataset writing its table.
@@ -62,7 +63,8 @@ int list_items(pqxx::transaction_base& tx, const std::string& bk) {
 /// The item `id` when it is open; otherwise says why not and returns nothing.
 std::optional<ReviewItem> lock_open_item(pqxx::transaction_base& tx, const std::string& bk, int64_t id) {
   auto item =
-      tx.exec_params("SELECT q.batch_id::text, q.table_name, q.candidate::text, q.status, b.dataset_or_job FROM " + bk +
+      tx.exec_params("SELECT q.batch_id::text, q.table_name, q.candidate::text, q.status, b.dataset_or_job, q.record_id "
+                     "FROM " + bk +
                          ".review_queue q LEFT JOIN " + bk +
                          ".batches b ON b.id = q.batch_id WHERE q.id = $1 "
                          "FOR UPDATE OF q",
@@ -75,7 +77,8 @@ std::optional<ReviewItem> lock_open_item(pqxx::transaction_base& tx, const std::
     std::cerr << "ingestd review: item " << id << " is already " << text(item[0][3]) << "\n";
     return std::nullopt;
   }
-  return ReviewItem{text(item[0][0]), text(item[0][1]), text(item[0][4]), json::parse(text(item[0][2]))};
+  return ReviewItem{text(item[0][0]), text(item[0][1]), text(item[0][4]), json::parse(text(item[0][2])),
+                    text(item[0][5])};
 }
 
 /// A candidate's value as the text a parameter carries.
@@ -104,7 +107,7 @@ std::string insert_distinct(pqxx::transaction_base& tx, const ReviewTarget& t, c
 int merge_into(pqxx::transaction_base& tx, const std::string& bk, const ReviewTarget& t, const ReviewItem& item,
                const std::string& into) {
   if (into.empty()) {
-    std::cerr << "ingestd review merge: --into RECORD names the record to merge into\n";
+    std::cerr << "ingestd review merge: --into RECORD names the record to merge into (the item names no candidate)\n";
     return 2;
   }
   const std::string tq = t.table.quoted, idq = tx.quote_name(t.entity->id_column);
@@ -159,11 +162,12 @@ int cmd_review(const config::Config& cfg, const std::string& action, int64_t id,
     std::cerr << "ingestd review: the config no longer has the dataset entity that writes " << item->table << "\n";
     return 1;
   }
-  std::string record = into;
+  // without --into, a row the fuzzy tier sent to review merges into its best candidate
+  std::string record = into.empty() ? item->suggested : into;
   if (action == "distinct") {
     record = insert_distinct(tx, t, item->candidate);
   } else if (action == "merge") {
-    if (int rc = merge_into(tx, bk, t, *item, into); rc != 0) return rc;
+    if (int rc = merge_into(tx, bk, t, *item, record); rc != 0) return rc;
   } else {
     std::cerr << "ingestd review: unknown action " << action << " (list, merge, distinct)\n";
     return 2;

@@ -20,8 +20,11 @@ std::string action_word(const std::string& code) {
 json tier_fields(const config::Dataset* ds, const std::string& entity, const pqxx::field& tier) {
   if (!ds || tier.is_null()) return nullptr;
   const int t = tier.as<int>();
-  for (const auto& e : ds->entities)
-    if (e.name == entity && t >= 1 && size_t(t) <= e.identity.size()) return e.identity[size_t(t - 1)];
+  for (const auto& e : ds->entities) {
+    if (e.name != entity) continue;
+    if (t >= 1 && size_t(t) <= e.identity.size()) return e.identity[size_t(t - 1)];
+    if (e.fuzzy && size_t(t) == e.identity.size() + 1) return "fuzzy";
+  }
   return nullptr;
 }
 
@@ -35,6 +38,20 @@ json changes_of(pqxx::transaction_base& tx, const std::string& bk, const std::st
   for (const auto& c : r)
     out.push_back({{"batch_id", text(c[0])}, {"column", text(c[1])}, {"before", maybe(c[2])}, {"after", maybe(c[3])},
                    {"at", text(c[4])}});
+  return out;
+}
+
+/// The pairs a fuzzy tier scored for a row (merged, or in review): each candidate's match
+/// weight and every field's comparison level and weight.
+json fuzzy_pairs(pqxx::transaction_base& tx, const std::string& bk, const std::string& batch, const std::string& entity,
+                 int64_t row) {
+  json out = json::array();
+  for (const auto& m : tx.exec_params("SELECT record_id, decision, score, fields::text FROM " + bk +
+                                          ".match_scores WHERE batch_id::text = $1 AND row_number = $2 AND entity = $3 "
+                                          "ORDER BY score DESC, record_id",
+                                      batch, row, entity))
+    out.push_back({{"record_id", text(m[0])}, {"decision", text(m[1])}, {"score", m[2].as<double>()},
+                   {"fields", json::parse(text(m[3]))}});
   return out;
 }
 
@@ -62,6 +79,7 @@ json explain_row(pqxx::transaction_base& tx, const config::Config& cfg, const st
               {"tier_fields", tier_fields(ds, text(l[0]), l[4])},
               {"score", l[5].is_null() ? json(nullptr) : json(l[5].as<double>())}};
     if (!l[2].is_null()) e["batch_changes"] = changes_of(tx, bk, text(l[1]), text(l[2]), batch_id);
+    if (!l[5].is_null()) e["fuzzy"] = fuzzy_pairs(tx, bk, batch_id, text(l[0]), row);
     out["entities"].push_back(e);
   }
   for (const auto& e : tx.exec_params("SELECT field, code, message FROM " + bk +

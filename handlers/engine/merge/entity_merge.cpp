@@ -1,5 +1,6 @@
 #include "handlers/engine/merge/entity_merge.hpp"
 
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <set>
@@ -277,7 +278,7 @@ void EntityMerge::record_scores(const StagedPart& part, const Decisions& d, Enti
     for (size_t f = 0; f < e.fields.size(); ++f)
       fields.push_back({{"field", tier.compare[f].field},
                         {"level", e.fields[f].level < 0 ? "missing" : level_name(tier.compare[f], size_t(e.fields[f].level))},
-                        {"weight", e.fields[f].weight}});
+                        {"weight", std::round(e.fields[f].weight * 100) / 100}});
     line = sql_.batch() + '\t';
     append_copy_value(line, entity_.name);
     line += '\t';

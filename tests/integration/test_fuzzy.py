@@ -1,0 +1,149 @@
+"""Fuzzy matching end to end (the fuzzy issue): a typo'd name with the same birth date and
+postcode merges, the same person with a different national ID never does, a middle score goes
+to review; the scores are explained, counted in the result and on /metrics, and a review
+decision is remembered by the next load."""
+
+import json
+import subprocess
+
+import pytest
+
+from conftest import BIN, Daemon
+
+CONFIG = """
+kafka:
+  brokers: ${INGESTD_BROKERS}
+  group_id: ${INGESTD_GROUP}
+  embedded_address_file: ${INGESTD_STATE}/kafka.address
+postgres: {url: "${INGESTD_DATABASE_URL}"}
+http: {listen: "${INGESTD_HTTP}"}
+files: {allowed_roots: ["${INGESTD_STATE}/inbox"], rejects_dir: "${INGESTD_STATE}/rejects"}
+processing: {chunk_rows: "${INGESTD_CHUNK_ROWS}", max_attempts: 3, retry_base_seconds: 0.2}
+datasets:
+  patients:
+    entities:
+      patient:
+        table: public.patients
+        identity:
+          - [national_id]
+          - [given_name, surname, birth_date]
+          - fuzzy:
+              blocking: [[postcode], [birth_date], ["dmetaphone(surname)"]]
+              compare:
+                # weights log2(m/u): given 6.41 / 3.32 / 0 / -5.57; surname 7.41 / 3.32 / -4.30;
+                # birth_date 9.73 / 8.97 / 2.32 / -4.31; postcode 6.49 / -3.31
+                given_name: {jaro_winkler: [0.9], initial: true, m: [0.85, 0.1, 0.03, 0.02], u: [0.01, 0.01, 0.03, 0.95]}
+                surname:    {jaro_winkler: [0.9], m: [0.85, 0.1, 0.05], u: [0.005, 0.01, 0.985]}
+                birth_date: {date: [31], transposed: true, m: [0.85, 0.05, 0.05, 0.05], u: [0.001, 0.0001, 0.01, 0.9889]}
+                postcode:   {exact: , m: [0.9, 0.1], u: [0.01, 0.99]}
+              never_across: [national_id]
+              merge_at: 20
+              review_at: 10
+        fields:
+          national_id: {column: national_id, from: ID, normalize: digits}
+          given_name:  {column: given_name, from: Given, normalize: name}
+          surname:     {column: surname, from: Surname, normalize: name}
+          birth_date:  {column: birth_date, from: Born, type: date, formats: ["%d/%m/%Y"]}
+          postcode:    {column: postcode, from: Postcode}
+          phone:       {column: phone, from: Phone}
+"""
+
+SCHEMA = """
+CREATE TABLE public.patients (id bigserial PRIMARY KEY, national_id text, given_name text, surname text,
+                              birth_date date, postcode text, phone text);
+"""
+
+HEAD = "ID,Given,Surname,Born,Postcode,Phone"
+SECOND = [HEAD,
+          ",Katharine,Smith,17/05/1980,2000,0299990000",   # typo'd name, same birth date and postcode: 26.95
+          ",K,Smith,17/05/1980,3000,",                     # initial only, another postcode: 13.83, review
+          "222,Katherine,Smith,17/05/1980,2000,"]          # a different national ID: never the same person
+
+
+def cli(d, *args):
+    return subprocess.run([str(BIN), *args, "-c", str(d.config)], env=d.env, capture_output=True, text=True,
+                          timeout=60)
+
+
+def load(d, name, content):
+    p = d.inbox_file(name, content)
+    return d.result(d.publish(d.file_event(p, dataset="patients"), key="patients")["event_id"], timeout=120)
+
+
+@pytest.fixture
+def clinic(pg, broker, tmp_path):
+    db = pg.create_db()
+    d = Daemon(pg, broker, tmp_path, db=db, chunk_rows=2, config_text=CONFIG, indexes=False)
+    d.sql(SCHEMA)
+    made = d.create_indexes()
+    assert made.returncode == 0, made.stdout + made.stderr
+    d.start()
+    yield d
+    assert d.stop() == 0, d.log.read_text()[-3000:]
+
+
+def test_typo_merges_other_id_never_middle_goes_to_review_and_the_decision_is_remembered(clinic):
+    d = clinic
+    # check names the index behind every blocking rule (it made them above, with fuzzystrmatch)
+    chk = cli(d, "check")
+    assert chk.returncode == 0, chk.stderr
+    for i in range(3):
+        assert f"identity[2].fuzzy.blocking[{i}]: public.patients index patients_ingestd_block{i + 1}" in chk.stdout, \
+            chk.stdout
+
+    r1 = load(d, "first.csv", HEAD + "\n111,Katherine,Smith,17/05/1980,2000,\n")
+    assert r1["counts"]["patient"]["inserted"] == 1
+    orig = d.sql("SELECT id FROM patients")[0][0]
+
+    r2 = load(d, "second.csv", "\n".join(SECOND) + "\n")
+    assert r2["status"] == "completed", r2
+    c = r2["counts"]["patient"]
+    assert (c["inserted"], c["updated"], c["unchanged"], c["review"]) == (1, 1, 0, 1), c
+    assert c["matched_by_tier"] == {"3": 1}, c
+    assert c["fuzzy"] == {"merged": 1, "review": 1, "new": 1}, c
+
+    # the typo merged into the record (filling its phone); the other national ID is its own person
+    assert d.sql("SELECT id, given_name, phone FROM patients WHERE national_id = '111'") == \
+        [(orig, "Katherine", "0299990000")]
+    assert d.sql("SELECT count(*) FROM patients WHERE national_id = '222' AND given_name = 'Katherine'")[0][0] == 1
+    assert d.sql("SELECT count(*) FROM patients")[0][0] == 2
+
+    lineage = d.sql("SELECT row_number, record_id, action, tier, score::float8 FROM ingestd.row_lineage "
+                    "WHERE batch_id = %s ORDER BY row_number", (r2["batch_id"],))
+    assert lineage[0] == (1, str(orig), "updated", 3, pytest.approx(26.95, abs=0.02))
+    assert lineage[1][:4] == (2, None, "review", None) and float(lineage[1][4]) == pytest.approx(13.83, abs=0.02)
+    assert lineage[2][2] == "inserted"
+
+    # explain: the score and every field's level and weight
+    ex = cli(d, "explain", r2["batch_id"], "1", "--json")
+    assert ex.returncode == 0, ex.stderr
+    person = json.loads(ex.stdout)["entities"][0]
+    assert person["tier_fields"] == "fuzzy"
+    pair = person["fuzzy"][0]
+    assert pair["decision"] == "merged" and pair["record_id"] == str(orig)
+    levels = {f["field"]: (f["level"], f["weight"]) for f in pair["fields"]}
+    assert levels == {"given_name": ("jaro_winkler>=0.9", 3.32), "surname": ("exact", 7.41),
+                      "birth_date": ("exact", 9.73), "postcode": ("exact", 6.49)}, levels
+    table = cli(d, "explain", r2["batch_id"], "1")
+    assert "jaro_winkler>=0.9" in table.stdout and "SCORE" in table.stdout, table.stdout
+
+    # the row in review names its candidate, its weight and why
+    item, record, score, reasons = d.sql("SELECT id, record_id, score, reasons FROM ingestd.review_queue "
+                                         "WHERE status = 'open'")[0]
+    assert record == str(orig) and score == pytest.approx(13.83, abs=0.02)
+    assert "given_name initial +0.00" in reasons and "postcode disagrees -3.31" in reasons, reasons
+
+    # the weights histogram: the two rows that had candidates (the third's only one was ruled out)
+    status, metrics = d.http("/metrics")
+    assert 'ingestd_match_weight_count{dataset="patients",entity="patient"} 2' in metrics, metrics[-3000:]
+
+    # merge without --into takes the candidate the tier named; the decision teaches identity memory
+    merged = cli(d, "review", "merge", str(item))
+    assert merged.returncode == 0, merged.stderr
+    assert json.loads(merged.stdout)["record_id"] == str(orig)
+
+    # the same rows again (another file: CRLF line ends): nothing new, nothing in review
+    r3 = load(d, "second-again.csv", "\r\n".join(SECOND) + "\r\n")
+    c3 = r3["counts"]["patient"]
+    assert (c3["inserted"], c3["review"]) == (0, 0), c3
+    assert d.sql("SELECT count(*) FROM patients")[0][0] == 2
