@@ -22,7 +22,7 @@ struct CommandLine {
   std::string log_level = "info";
   CLI::App *run = nullptr, *check = nullptr, *load = nullptr, *submit_file = nullptr, *submit_job = nullptr;
   CLI::App *rollback = nullptr, *status = nullptr, *review = nullptr, *review_list = nullptr, *review_merge = nullptr;
-  CLI::App *dlq_replay = nullptr, *broker = nullptr, *explain = nullptr, *name_key = nullptr;
+  CLI::App *dlq_replay = nullptr, *broker = nullptr, *explain = nullptr, *name_key = nullptr, *train = nullptr;
   bool check_offline = false, check_create_indexes = false;
   std::vector<std::string> explain_args;
   bool explain_record = false, explain_json = false;
@@ -37,6 +37,8 @@ struct CommandLine {
   int64_t review_id = 0;
   int64_t dlq_limit = 1000000;
   bool dlq_dry = false;
+  std::string train_dataset, train_file, train_output;
+  size_t train_max_rows = 200000;
   EmbeddedBrokerOptions broker_options;
 };
 
@@ -116,6 +118,12 @@ void add_operator_commands(CLI::App& app, CommandLine& cl) {
   // keys as the engine makes them, one value a line on stdin (diagnosis and tests)
   cl.name_key = app.add_subcommand("name-key", "Print the identity key of each name read from stdin")->group("");
 
+  cl.train = with_config(app.add_subcommand("train", "Estimate a dataset's fuzzy match weights (m/u) from a file"), cl);
+  cl.train->add_option("dataset", cl.train_dataset, "dataset name")->required();
+  cl.train->add_option("file", cl.train_file, "a file of the dataset's data")->required();
+  cl.train->add_option("--output", cl.train_output, "weights file to write (default: the tier's weights:)");
+  cl.train->add_option("--max-rows", cl.train_max_rows, "read at most this many rows")->capture_default_str();
+
   auto* dlq = app.add_subcommand("dlq", "Dead letters");
   dlq->require_subcommand(1);
   cl.dlq_replay = with_config(dlq->add_subcommand("replay", "Republish dead letters to the topics they came from"), cl);
@@ -152,6 +160,7 @@ int dispatch(const CommandLine& cl, const config::Config& cfg) {
     return cmd_review(cfg, action, cl.review_id, cl.review_into, cli_actor());
   }
   if (cl.dlq_replay->parsed()) return cmd_dlq_replay(cfg, cl.dlq_limit, cl.dlq_dry);
+  if (cl.train->parsed()) return cmd_train(cfg, cl.train_dataset, cl.train_file, cl.train_output, cl.train_max_rows);
   if (cl.rollback->parsed()) return cmd_rollback(cfg, cl.rollback_batch, cl.rollback_dry, cli_actor());
   if (cl.submit_file->parsed()) return cmd_submit_file(cfg, cl.submit);
   if (cl.submit_job->parsed()) return cmd_submit_job(cfg, cl.submit);

@@ -50,6 +50,11 @@ int cmd_status(const config::Config& cfg, const std::string& batch, bool as_json
 int cmd_review(const config::Config& cfg, const std::string& action, int64_t id, const std::string& into,
                const std::string& actor);
 
+/// `ingestd train DATASET FILE`: m/u weights of the dataset's fuzzy tier, estimated from FILE
+/// (at most max_rows rows), written to `output` (default: the file the tier names).
+int cmd_train(const config::Config& cfg, const std::string& dataset, const std::string& file, std::string output,
+              size_t max_rows);
+
 /// `ingestd dlq replay`: republishes dead letters to the topics they came from (header
 /// source_topic), up to `limit`, and commits its own position so nothing is replayed twice.
 int cmd_dlq_replay(const config::Config& cfg, int64_t limit, bool dry_run);

@@ -147,3 +147,30 @@ def test_typo_merges_other_id_never_middle_goes_to_review_and_the_decision_is_re
     c3 = r3["counts"]["patient"]
     assert (c3["inserted"], c3["review"]) == (0, 0), c3
     assert d.sql("SELECT count(*) FROM patients")[0][0] == 2
+
+
+def test_train_writes_the_same_weights_twice_from_the_same_file(clinic, tmp_path):
+    d = clinic
+    rows = [HEAD]
+    given = ["Katherine", "Katharine", "John", "Jon", "Maria", "Mariah", "Peter", "Petra", "Lucas", "Luke"]
+    for i in range(400):  # people and near-copies of them, sharing postcodes and birth dates
+        g, born = given[i % 10], f"{1 + i % 28:02d}/{1 + i % 12:02d}/{1950 + i % 40}"
+        rows.append(f",{g},Smith{i // 4},{born},{2000 + i % 50},")
+    data = d.inbox_file("train.csv", "\n".join(rows) + "\n")
+    outs = []
+    for n in (1, 2):
+        out = tmp_path / f"weights{n}.yaml"
+        r = cli(d, "train", "patients", str(data), "--output", str(out))
+        assert r.returncode == 0, r.stderr
+        assert "trained on 400 rows" in r.stdout and "given_name" in r.stdout, r.stdout
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+    text = outs[0].decode()
+    for field in ("given_name", "surname", "birth_date", "postcode"):
+        assert f"  {field}: {{m: [" in text, text
+    # the file is what the tier reads: a config naming it loads, with these weights
+    cfg = d.config.read_text().replace("review_at: 10", f"review_at: 10\n              weights: {tmp_path / 'weights1.yaml'}")
+    (tmp_path / "trained.yaml").write_text(cfg)
+    chk = subprocess.run([str(BIN), "check", "--offline", "-c", str(tmp_path / "trained.yaml")], env=d.env,
+                         capture_output=True, text=True, timeout=60)
+    assert chk.returncode == 0, chk.stderr

@@ -4,10 +4,12 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <random>
 
 #include "config/loader.hpp"
 #include "handlers/engine/identity/compare.hpp"
 #include "handlers/engine/identity/resolver.hpp"
+#include "handlers/engine/identity/training.hpp"
 
 using namespace ingestd::engine;
 namespace cfg = ingestd::config;
@@ -249,4 +251,41 @@ TEST_CASE("resolver: two records at merge_at send the row to review; an exact ke
   CHECK(r.rows[1].record == 1);
   CHECK(r.rows[1].tier == 1);
   CHECK(!r.rows[1].judged);
+}
+
+TEST_CASE("training: EM finds the levels that matches show, from pairs alone, the same every time") {
+  cfg::FuzzyTier tier;
+  for (int k = 0; k < 4; ++k) tier.compare.push_back(comparison(cfg::FuzzyComparison::Method::Exact, {}));
+  // blocked pairs: 10% matches, each field agreeing with probability 0.9; non-matches and
+  // random pairs agree by chance with probability 0.05
+  std::mt19937 gen(7);
+  std::bernoulli_distribution match_agrees(0.9), chance(0.05);
+  auto pair = [&](std::bernoulli_distribution& agree) {
+    LevelVector v;
+    for (int k = 0; k < 4; ++k) v.push_back(agree(gen) ? 0 : 1);
+    return v;
+  };
+  std::vector<LevelVector> blocked, random;
+  for (int i = 0; i < 20000; ++i) blocked.push_back(i % 10 == 0 ? pair(match_agrees) : pair(chance));
+  for (int i = 0; i < 50000; ++i) random.push_back(pair(chance));
+  const auto w = estimate_weights(tier, blocked, random);
+  CHECK(w.converged);
+  CHECK(w.lambda == doctest::Approx(0.1).epsilon(0.1));
+  for (int k = 0; k < 4; ++k) {
+    CHECK(w.m[size_t(k)][0] == doctest::Approx(0.9).epsilon(0.05));
+    CHECK(w.u[size_t(k)][0] == doctest::Approx(0.05).epsilon(0.1));
+  }
+  // a pair agreeing on all four is a match beyond doubt; the weight thresholds say so
+  CHECK(w.weight_for(0.99) > w.weight_for(0.5));
+  const auto again = estimate_weights(tier, blocked, random);
+  CHECK(weights_yaml(tier, w, "d", "e") == weights_yaml(tier, again, "d", "e"));
+  CHECK(random_pairs(1000, 300) == random_pairs(1000, 300));
+  CHECK(random_pairs(4, 100).size() == 6);  // all pairs when there are fewer
+}
+
+TEST_CASE("training: blocked pairs are each pair sharing a block key once, blocks cut at max_block") {
+  std::vector<std::vector<K>> keys = {{K("a"), K("x")}, {K("a"), K("x")}, {K("b"), K("x")}, {std::nullopt, K("y")}};
+  auto pairs = blocked_pairs(keys, 100);
+  CHECK(pairs == std::vector<std::pair<uint32_t, uint32_t>>{{0, 1}, {0, 2}, {1, 2}});
+  CHECK(blocked_pairs(keys, 2) == std::vector<std::pair<uint32_t, uint32_t>>{{0, 1}});
 }

@@ -1,0 +1,139 @@
+// `ingestd train DATASET FILE [--output PATH] [--max-rows N]`: estimates the m/u weights of the
+// dataset's fuzzy tier from a file of its data and writes the weights file the tier names
+// (identity/training.hpp). The phonetic codes of blocking rules come from PostgreSQL, as at load.
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+
+#include <pqxx/pqxx>
+
+#include "daemon/commands/commands.hpp"
+#include "handlers/engine/identity/compare.hpp"
+#include "handlers/engine/identity/training.hpp"
+#include "handlers/engine/row_builder.hpp"
+#include "handlers/engine/source/record_source.hpp"
+
+namespace ingestd {
+
+namespace {
+
+using Keys = std::vector<std::optional<std::string>>;
+
+/// Every row's field keys of entity `e` (rejected rows skipped), at most `max_rows`.
+std::vector<Keys> read_keys(const config::Dataset& ds, size_t e, const std::string& file, size_t max_rows) {
+  auto src = engine::open_file_source(file, {ds.format, ds.csv});
+  const std::map<std::string, std::string> vars;
+  engine::RowBuilder builder(ds, src->header(), vars);
+  std::vector<Keys> out;
+  engine::Record rec;
+  engine::RowErrors errors;
+  for (int64_t n = 1; out.size() < max_rows && src->next(rec); ++n) {
+    engine::Row row;
+    builder.build(rec, n, row, errors);
+    if (!row.rejected) out.push_back(std::move(row.keys[e]));
+  }
+  return out;
+}
+
+/// A term's key per row: the field's key, or its phonetic code as PostgreSQL computes it.
+std::vector<std::optional<std::string>> term_keys(pqxx::connection* db, const config::BlockingTerm& term, int field,
+                                                  const std::vector<Keys>& rows) {
+  std::vector<std::optional<std::string>> out;
+  for (const auto& r : rows) out.push_back(r[size_t(field)]);
+  if (term.function.empty()) return out;
+  if (!db) throw std::runtime_error("blocking on " + term.function + "() needs the database (postgres.url)");
+  pqxx::work tx(*db);
+  auto where = tx.exec_params("SELECT quote_ident(n.nspname) FROM pg_proc p JOIN pg_namespace n ON n.oid = "
+                              "p.pronamespace WHERE p.proname = $1 ORDER BY n.nspname = 'public' DESC LIMIT 1",
+                              term.function);
+  if (where.empty())
+    throw std::runtime_error(term.function + "() is not installed: CREATE EXTENSION fuzzystrmatch (or `ingestd check "
+                             "--create-indexes`)");
+  std::map<std::string, std::string> code;
+  for (auto& k : out) {
+    if (!k) continue;
+    auto it = code.find(*k);
+    if (it == code.end()) {
+      auto r = tx.exec_params(
+          "SELECT " + where[0][0].as<std::string>() + "." + tx.quote_name(term.function) + "($1::text)", *k);
+      it = code.emplace(*k, r[0][0].is_null() ? "" : r[0][0].as<std::string>()).first;
+    }
+    k = it->second.empty() ? std::nullopt : std::optional<std::string>(it->second);
+  }
+  return out;
+}
+
+int field_of(const config::Entity& ent, const std::string& name) {
+  for (size_t k = 0; k < ent.fields.size(); ++k)
+    if (ent.fields[k].name == name) return int(k);
+  return -1;
+}
+
+void print_weights(const config::FuzzyTier& tier, const engine::TrainedWeights& w) {
+  std::printf("%-16s %-24s %10s %10s %8s\n", "FIELD", "LEVEL", "M", "U", "WEIGHT");
+  for (size_t k = 0; k < tier.compare.size(); ++k)
+    for (size_t l = 0; l < w.m[k].size(); ++l)
+      std::printf("%-16s %-24s %10.4g %10.4g %+8.2f\n", tier.compare[k].field.c_str(),
+                  engine::level_name(tier.compare[k], l).c_str(), w.m[k][l], w.u[k][l], std::log2(w.m[k][l] / w.u[k][l]));
+  std::printf("pairs: %zu blocked, %zu random; matches among blocked pairs %.4f; EM rounds %d%s\n", w.blocked_pairs,
+              w.random_pairs, w.lambda, w.iterations, w.converged ? "" : " (not converged)");
+  std::printf("match weight for a posterior of 0.5: %.2f, 0.99: %.2f, 0.999: %.2f (merge_at %.2f, review_at %.2f now)\n",
+              w.weight_for(0.5), w.weight_for(0.99), w.weight_for(0.999), tier.merge_at, tier.review_at);
+}
+
+}  // namespace
+
+int cmd_train(const config::Config& cfg, const std::string& dataset, const std::string& file, std::string output,
+              size_t max_rows) {
+  const auto ds = cfg.datasets.find(dataset);
+  if (ds == cfg.datasets.end()) {
+    std::cerr << "ingestd train: no dataset " << dataset << "\n";
+    return 2;
+  }
+  size_t e = 0;
+  while (e < ds->second.entities.size() && !ds->second.entities[e].fuzzy) ++e;
+  if (e == ds->second.entities.size()) {
+    std::cerr << "ingestd train: dataset " << dataset << " has no fuzzy identity tier\n";
+    return 2;
+  }
+  const config::Entity& ent = ds->second.entities[e];
+  const config::FuzzyTier& tier = *ent.fuzzy;
+  if (output.empty()) output = tier.weights;
+  if (output.empty()) {
+    std::cerr << "ingestd train: datasets." << dataset << ".entities." << ent.name << " fuzzy tier names no weights "
+              << "file (weights: PATH); or give --output\n";
+    return 2;
+  }
+  const auto rows = read_keys(ds->second, e, file, max_rows);
+  std::unique_ptr<pqxx::connection> db;
+  if (!cfg.postgres.url.empty()) db = std::make_unique<pqxx::connection>(cfg.postgres.url);
+  std::vector<std::vector<std::optional<std::string>>> block(rows.size(), std::vector<std::optional<std::string>>());
+  for (const auto& rule : tier.blocking) {
+    std::vector<std::optional<std::string>> key(rows.size(), std::string());
+    for (const auto& term : rule) {
+      const auto part = term_keys(db.get(), term, field_of(ent, term.field), rows);
+      for (size_t i = 0; i < rows.size(); ++i)
+        key[i] = key[i] && part[i] ? std::optional<std::string>(*key[i] + '\x1f' + *part[i]) : std::nullopt;
+    }
+    for (size_t i = 0; i < rows.size(); ++i) block[i].push_back(key[i]);
+  }
+  std::vector<Keys> cmp;
+  for (const auto& r : rows) {
+    Keys c;
+    for (const auto& x : tier.compare) c.push_back(r[size_t(field_of(ent, x.field))]);
+    cmp.push_back(std::move(c));
+  }
+  std::vector<engine::LevelVector> blocked, random;
+  for (const auto& [i, j] : engine::blocked_pairs(block, 1000)) blocked.push_back(engine::pair_levels(tier, cmp[i], cmp[j]));
+  for (const auto& [i, j] : engine::random_pairs(rows.size(), 200000))
+    random.push_back(engine::pair_levels(tier, cmp[i], cmp[j]));
+  const auto w = engine::estimate_weights(tier, blocked, random);
+  std::ofstream(output) << engine::weights_yaml(tier, w, dataset, ent.name);
+  std::printf("trained on %zu rows of %s; wrote %s\n", rows.size(), file.c_str(), output.c_str());
+  print_weights(tier, w);
+  return 0;
+}
+
+}  // namespace ingestd
