@@ -40,6 +40,9 @@ struct CommandLine {
   std::string train_dataset, train_file, train_output;
   size_t train_max_rows = 200000;
   EmbeddedBrokerOptions broker_options;
+  CLI::App* merge = nullptr;
+  std::string merge_table, merge_loser, merge_into;
+  bool merge_dry = false, merge_json = false;
 };
 
 /// A subcommand taking `-c/--config`.
@@ -142,6 +145,17 @@ void add_embedded_broker(CLI::App& app, CommandLine& cl) {
   cl.broker->add_option("--address-file", b.address_file, "write the bootstrap address here");
 }
 
+void add_merge(CLI::App& app, CommandLine& cl) {
+  cl.merge = with_config(app.add_subcommand("merge", "Merge two records of an entity's table: fill the winner by the "
+                                                     "merge policy, repoint references, delete the loser"),
+                         cl);
+  cl.merge->add_option("table", cl.merge_table, "table a dataset entity writes, e.g. public.persons")->required();
+  cl.merge->add_option("loser", cl.merge_loser, "id of the record that goes away")->required();
+  cl.merge->add_option("--into", cl.merge_into, "id of the record that stays")->required();
+  cl.merge->add_flag("--dry-run", cl.merge_dry, "do everything, report it, then roll back");
+  cl.merge->add_flag("--json", cl.merge_json, "print one JSON line");
+}
+
 /// Who a command acts for in the audit trail.
 std::string cli_actor() {
   const char* user = std::getenv("USER");
@@ -160,6 +174,8 @@ int dispatch(const CommandLine& cl, const config::Config& cfg) {
     return cmd_review(cfg, action, cl.review_id, cl.review_into, cli_actor());
   }
   if (cl.dlq_replay->parsed()) return cmd_dlq_replay(cfg, cl.dlq_limit, cl.dlq_dry);
+  if (cl.merge->parsed())
+    return cmd_merge(cfg, cl.merge_table, cl.merge_loser, cl.merge_into, cl.merge_dry, cl.merge_json, cli_actor());
   if (cl.train->parsed()) return cmd_train(cfg, cl.train_dataset, cl.train_file, cl.train_output, cl.train_max_rows);
   if (cl.rollback->parsed()) return cmd_rollback(cfg, cl.rollback_batch, cl.rollback_dry, cli_actor());
   if (cl.submit_file->parsed()) return cmd_submit_file(cfg, cl.submit);
@@ -178,6 +194,7 @@ int main(int argc, char** argv) {
   add_run_check_load(app, cl);
   add_submit(app, cl);
   add_operator_commands(app, cl);
+  add_merge(app, cl);
   add_embedded_broker(app, cl);
   try {
     app.parse(argc, argv);

@@ -55,6 +55,11 @@ int cmd_review(const config::Config& cfg, const std::string& action, int64_t id,
 int cmd_train(const config::Config& cfg, const std::string& dataset, const std::string& file, std::string output,
               size_t max_rows);
 
+/// `ingestd merge TABLE LOSER --into WINNER [--dry-run] [--json]`: two records of an entity's
+/// table become one, as one batch that `ingestd rollback` undoes (0 merged, 1 refused, 2 usage).
+int cmd_merge(const config::Config& cfg, const std::string& table, const std::string& loser, const std::string& winner,
+              bool dry_run, bool json_output, const std::string& actor);
+
 /// `ingestd dlq replay`: republishes dead letters to the topics they came from (header
 /// source_topic), up to `limit`, and commits its own position so nothing is replayed twice.
 int cmd_dlq_replay(const config::Config& cfg, int64_t limit, bool dry_run);

@@ -26,6 +26,15 @@ std::string_view to_string(ResultStatus s) {
   return "failed";
 }
 
+std::string_view to_string(BatchKind k) {
+  switch (k) {
+    case BatchKind::File: return "file";
+    case BatchKind::Job: return "job";
+    case BatchKind::Merge: return "merge";
+  }
+  return "file";
+}
+
 BatchStatus batch_status_of(ResultStatus s) {
   switch (s) {
     case ResultStatus::Completed: return BatchStatus::Completed;
@@ -51,7 +60,7 @@ std::string Bookkeeping::create(pqxx::transaction_base& tx, const NewBatch& b) c
                           " (id, kind, dataset_or_job, uri, sha256, size_bytes, source_system, program, dry_run, status, "
                           "submitted_by, event_id, owner, heartbeat_at) VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, $6, "
                           "$7, $8, 'running', $9, $10, $11, now()) RETURNING id::text",
-                      std::string(b.kind == BatchKind::File ? "file" : "job"), b.target, b.uri, b.sha256, b.size_bytes,
+                      std::string(to_string(b.kind)), b.target, b.uri, b.sha256, b.size_bytes,
                       b.source_system, b.program, b.dry_run, b.submitted_by, opt(b.event_id), b.owner)[0]
           .as<std::string>();
   if (!b.event_id.empty())

@@ -22,8 +22,9 @@ std::string_view to_string(ResultStatus s);
 /// The batch status a terminal result leaves (Duplicate leaves none: it has no batch of its own).
 BatchStatus batch_status_of(ResultStatus s);
 
-/// @brief batches.kind.
-enum class BatchKind { File, Job };
+/// @brief batches.kind: what made the batch (a file, a job, or `ingestd merge` of two records).
+enum class BatchKind { File, Job, Merge };
+std::string_view to_string(BatchKind k);
 
 /// @brief What a new batch row says about its origin.
 struct NewBatch {

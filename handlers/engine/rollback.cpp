@@ -5,6 +5,7 @@
 
 #include "handlers/engine/errors.hpp"
 #include "handlers/engine/catalog.hpp"
+#include "handlers/engine/record_merge.hpp"
 
 namespace ingestd::engine {
 
@@ -166,10 +167,11 @@ RollbackResult rollback_batch(pqxx::connection& conn, const config::Config& cfg,
   std::string dataset;
   if (auto why = refusal(tx, books, batch_id, dataset); !why.empty()) return refuse(tx, why);
   out.errors = later_changes(tx, books, batch_id);
+  for (auto& m : later_merges(tx, books, batch_id)) out.errors.push_back(std::move(m));
   if (!out.errors.empty()) {
     out.errors.insert(out.errors.begin(), "refused: " + std::to_string(out.errors.size()) +
-                                              " value(s) written by this batch were changed later; roll those batches "
-                                              "back first");
+                                              " value(s) or record(s) written by this batch were changed or merged "
+                                              "later; roll those batches back first");
     books.audit(tx, actor, "rollback_refused", batch_id, nlohmann::json(out.errors));
     out.status = ResultStatus::Failed;
     if (final_step) final_step(tx, out);
@@ -178,15 +180,25 @@ RollbackResult rollback_batch(pqxx::connection& conn, const config::Config& cfg,
   }
   nlohmann::json stats = nlohmann::json::object();
   try {
-    for (const auto& u : undo_order(tx, books, cfg, batch_id, dataset)) {
-      auto s = undo_table(tx, books, batch_id, u);
-      if (!s.empty()) stats[u.table] = s;
+    if (has_record_merges(tx, books, batch_id)) {
+      stats = undo_record_merges(tx, books, batch_id);  // a merge batch: its own reverse order
+    } else {
+      for (const auto& u : undo_order(tx, books, cfg, batch_id, dataset)) {
+        auto s = undo_table(tx, books, batch_id, u);
+        if (!s.empty()) stats[u.table] = s;
+      }
     }
   } catch (const pqxx::foreign_key_violation& e) {
     tx.abort();
     pqxx::work tx2(conn);
     out.errors.clear();
     return refuse(tx2, "refused: records inserted by this batch are referenced by other rows (" + first_line(e.what()) + ")");
+  } catch (const pqxx::integrity_constraint_violation& e) {
+    // a merge's loser whose unique value a later row took, say
+    tx.abort();
+    pqxx::work tx2(conn);
+    out.errors.clear();
+    return refuse(tx2, "refused: the database does not allow undoing this batch (" + first_line(e.what()) + ")");
   }
   forget_batch(tx, books, batch_id, stats);
   BatchFinish fin;
