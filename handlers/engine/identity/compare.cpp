@@ -46,39 +46,51 @@ std::string num(double v) {
 
 }  // namespace
 
-double jaro_winkler(std::string_view a8, std::string_view b8) {
-  const std::u32string a = code_points(a8), b = code_points(b8);
+namespace {
+
+bool ascii(std::string_view s) {
+  for (char c : s)
+    if (static_cast<unsigned char>(c) >= 0x80) return false;
+  return true;
+}
+
+/// Jaro–Winkler over two sequences of characters (bytes for ASCII, code points otherwise).
+template <class S>
+double jaro_winkler_of(const S& a, const S& b) {
   if (a.empty() && b.empty()) return 1;
   if (a.empty() || b.empty()) return 0;
   const size_t window = std::max(a.size(), b.size()) / 2 > 0 ? std::max(a.size(), b.size()) / 2 - 1 : 0;
-  std::vector<bool> ma(a.size()), mb(b.size());
+  thread_local std::vector<char> ma, mb;  // scoring runs millions of pairs: no allocation each
+  ma.assign(a.size(), 0);
+  mb.assign(b.size(), 0);
   size_t matches = 0;
   for (size_t i = 0; i < a.size(); ++i) {
     const size_t lo = i > window ? i - window : 0, hi = std::min(b.size(), i + window + 1);
     for (size_t j = lo; j < hi; ++j)
       if (!mb[j] && a[i] == b[j]) {
-        ma[i] = mb[j] = true;
+        ma[i] = mb[j] = 1;
         ++matches;
         break;
       }
   }
   if (!matches) return 0;
-  size_t half_transpositions = 0;
+  size_t out_of_order = 0;
   for (size_t i = 0, j = 0; i < a.size(); ++i) {
     if (!ma[i]) continue;
     while (!mb[j]) ++j;
-    half_transpositions += a[i] != b[j++];
+    out_of_order += a[i] != b[j++];
   }
   const double m = double(matches);
-  const double jaro = (m / double(a.size()) + m / double(b.size()) + (m - double(half_transpositions / 2)) / m) / 3;
+  const double jaro = (m / double(a.size()) + m / double(b.size()) + (m - double(out_of_order / 2)) / m) / 3;
   size_t prefix = 0;
   while (prefix < 4 && prefix < a.size() && prefix < b.size() && a[prefix] == b[prefix]) ++prefix;
   return jaro + double(prefix) * 0.1 * (1 - jaro);
 }
 
-size_t levenshtein(std::string_view a8, std::string_view b8) {
-  const std::u32string a = code_points(a8), b = code_points(b8);
-  std::vector<size_t> row(b.size() + 1);
+template <class S>
+size_t levenshtein_of(const S& a, const S& b) {
+  thread_local std::vector<size_t> row;
+  row.resize(b.size() + 1);
   for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
   for (size_t i = 1; i <= a.size(); ++i) {
     size_t diag = row[0];
@@ -90,6 +102,18 @@ size_t levenshtein(std::string_view a8, std::string_view b8) {
     }
   }
   return row[b.size()];
+}
+
+}  // namespace
+
+double jaro_winkler(std::string_view a, std::string_view b) {
+  if (ascii(a) && ascii(b)) return jaro_winkler_of(a, b);
+  return jaro_winkler_of(code_points(a), code_points(b));
+}
+
+size_t levenshtein(std::string_view a, std::string_view b) {
+  if (ascii(a) && ascii(b)) return levenshtein_of(a, b);
+  return levenshtein_of(code_points(a), code_points(b));
 }
 
 size_t comparison_level(const config::FuzzyComparison& c, std::string_view a, std::string_view b) {
@@ -173,8 +197,7 @@ PairScorer::PairScorer(const config::FuzzyTier& tier) : tier_(tier) {
   }
 }
 
-std::vector<FieldScore> PairScorer::fields(const std::vector<std::optional<std::string>>& a,
-                                           const std::vector<std::optional<std::string>>& b) const {
+std::vector<FieldScore> PairScorer::fields(const KeyRefs& a, const KeyRefs& b) const {
   std::vector<FieldScore> out(tier_.compare.size());
   for (size_t i = 0; i < out.size(); ++i) {
     if (!a[i] || !b[i]) continue;
@@ -182,6 +205,16 @@ std::vector<FieldScore> PairScorer::fields(const std::vector<std::optional<std::
     out[i] = {int(l), weights_[i][l]};
   }
   return out;
+}
+
+std::vector<FieldScore> PairScorer::fields(const std::vector<std::optional<std::string>>& a,
+                                           const std::vector<std::optional<std::string>>& b) const {
+  auto refs = [](const std::vector<std::optional<std::string>>& v) {
+    KeyRefs out;
+    for (const auto& k : v) out.push_back(k ? &*k : nullptr);
+    return out;
+  };
+  return fields(refs(a), refs(b));
 }
 
 double PairScorer::total(const std::vector<FieldScore>& f) {

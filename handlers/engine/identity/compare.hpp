@@ -28,6 +28,10 @@ struct FieldScore {
   double weight = 0;   // log2(m/u) of the level
 };
 
+/// Keys by reference, one per comparison (nullptr: missing): scoring millions of pairs copies
+/// no strings.
+using KeyRefs = std::vector<const std::string*>;
+
 /// @brief A fuzzy tier's comparisons with their weights, ready to score pairs.
 class PairScorer {
  public:
@@ -35,6 +39,7 @@ class PairScorer {
   /// The weights per comparison and level: log2(m/u), from the tier's m/u or the defaults.
   const std::vector<std::vector<double>>& weights() const { return weights_; }
   /// Scores two sides' keys, one per comparison (in the tier's order); the sum is the match weight.
+  std::vector<FieldScore> fields(const KeyRefs& a, const KeyRefs& b) const;
   std::vector<FieldScore> fields(const std::vector<std::optional<std::string>>& a,
                                  const std::vector<std::optional<std::string>>& b) const;
   static double total(const std::vector<FieldScore>& f);

@@ -39,109 +39,149 @@ FuzzyMatcher::FuzzyMatcher(const config::Entity& entity, MatchTarget target, std
   for (const auto& n : tier_.never_across) never_fields_.push_back(field_index(entity, n));
 }
 
-std::vector<std::optional<std::string>> FuzzyMatcher::compare_keys(const FieldKeys& keys) const {
-  std::vector<std::optional<std::string>> out;
-  out.reserve(compare_fields_.size());
-  for (int f : compare_fields_) out.push_back(size_t(f) < keys.size() ? keys[size_t(f)] : std::nullopt);
+FuzzySide FuzzyMatcher::side(const FieldKeys& keys) const {
+  FuzzySide out;
+  auto key = [&](int f) -> const std::string* {
+    return size_t(f) < keys.size() && keys[size_t(f)] ? &*keys[size_t(f)] : nullptr;
+  };
+  for (int f : compare_fields_) out.compare.push_back(key(f));
+  for (int f : never_fields_) out.never.push_back(key(f));
   return out;
 }
 
-bool FuzzyMatcher::conflicts(const FieldKeys& a, const FieldKeys& b) const {
-  for (int f : never_fields_) {
-    const auto k = size_t(f);
-    if (k < a.size() && k < b.size() && a[k] && b[k] && *a[k] != *b[k]) return true;
-  }
+bool FuzzyMatcher::conflicts(const FuzzySide& a, const FuzzySide& b) {
+  for (size_t k = 0; k < a.never.size() && k < b.never.size(); ++k)
+    if (a.never[k] && b.never[k] && *a.never[k] != *b.never[k]) return true;
   return false;
+}
+
+std::vector<std::string> Blocks::known_ids() const {
+  std::set<std::string> ids;
+  for (const auto& rule : known)
+    for (const auto& [key, holders] : rule) ids.insert(holders.begin(), holders.end());
+  return {ids.begin(), ids.end()};
 }
 
 Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& rows) const {
   Blocks out;
-  out.known.resize(rows.size());
-  out.earlier.resize(rows.size());
+  out.keys.assign(rows.size(), std::vector<std::optional<std::string>>(rules_.size()));
+  out.known.resize(rules_.size());
+  out.rows.resize(rules_.size());
   if (rows.empty() || rules_.empty()) return out;
-  const size_t width = column_of_.size();
-  const std::string probe = "pg_temp.ingestd_fprobe_" + std::to_string(width);
+  const std::string probe = stage_probe(sql, rows);
   auto col = [&](int field) { return "p.k" + std::to_string(column_of_.at(field)); };
-  sql.exec("DO $ingestd$ BEGIN IF to_regclass('" + probe + "') IS NULL THEN CREATE TEMP TABLE " + probe.substr(8) +
-               " (i int, " + sql::join_n(width, ", ", [](size_t i) { return "k" + std::to_string(i + 1) + " text"; }) +
-               ") ON COMMIT DELETE ROWS; END IF; END $ingestd$; DELETE FROM " + probe,
-           "candidates");
-  {
-    std::vector<std::string> cols{"i"};
-    for (size_t i = 0; i < width; ++i) cols.push_back("k" + std::to_string(i + 1));
-    CopyIn copy(sql.tx(), probe, cols);
-    std::string line;
-    for (size_t i = 0; i < rows.size(); ++i) {
-      line = std::to_string(i);
-      std::vector<std::optional<std::string>> ks(width);
-      for (const auto& [f, c] : column_of_) ks[c - 1] = (*rows[i])[size_t(f)];
-      for (const auto& k : ks) {
-        line += '\t';
-        append_copy_value(line, k);
-      }
-      copy.line(line);
-    }
-    copy.complete();
-  }
-  // the target's records in each row's blocks: one probe of the rule's index per row, the
-  // lowest ids first (the index ends with the id)
   std::vector<std::string> known_sql, block_keys;
-  for (const auto& rule : rules_) {
-    std::string present;
-    for (int f : rule.tier.fields) present += " AND " + col(f) + " IS NOT NULL";
-    known_sql.push_back("SELECT p.i, x.rid FROM " + probe + " p CROSS JOIN LATERAL (SELECT t." + target_.id +
-                        "::text AS rid FROM " + target_.table + " t WHERE " +
-                        rule.condition([&](size_t i) { return col(rule.tier.fields[i]); }) + " ORDER BY t." +
-                        target_.id + " LIMIT " + std::to_string(tier_.max_candidates) + ") x WHERE true" + present);
-    block_keys.push_back(sql::join_n(rule.fields.size(), " || E'\\x1f' || ",
-                                     [&](size_t i) { return "(" + rule.probe(i, col(rule.tier.fields[i])) + ")::text"; }));
+  for (size_t r = 0; r < rules_.size(); ++r) {
+    const auto& rule = rules_[r];
+    std::vector<std::string> cols;
+    for (int f : rule.tier.fields) cols.push_back("k" + std::to_string(column_of_.at(f)));
+    const std::string key = sql::join_n(rule.fields.size(), " || E'\\x1f' || ", [&](size_t i) {
+      return "(" + rule.probe(i, col(rule.tier.fields[i])) + ")::text";
+    });
+    block_keys.push_back(key);
+    // each distinct key once: one probe of the rule's index, the lowest ids first (the
+    // index ends with the id), cut at max_candidates
+    known_sql.push_back("SELECT " + std::to_string(r) + ", " + key + ", x.rid FROM (SELECT DISTINCT " +
+                        sql::join(cols, ", ") + " FROM " + probe + " WHERE " +
+                        sql::join_n(cols.size(), " AND ", [&](size_t i) { return cols[i] + " IS NOT NULL"; }) +
+                        ") p CROSS JOIN LATERAL (SELECT t." + target_.id + "::text AS rid FROM " + target_.table +
+                        " t WHERE " + rule.condition([&](size_t i) { return col(rule.tier.fields[i]); }) +
+                        " ORDER BY t." + target_.id + " LIMIT " + std::to_string(tier_.max_candidates) + ") x");
   }
-  for (const auto& row : sql.probe(sql::join(known_sql, " UNION ") + " ORDER BY 1, 2", "candidates"))
-    out.known[row[0].as<size_t>()].push_back(row[1].as<std::string>());
-  // the chunk's own rows in each row's blocks: the latest max_candidates before it
+  for (const auto& row : sql.probe(sql::join(known_sql, " UNION ALL "), "candidates"))
+    if (!row[1].is_null()) out.known[row[0].as<size_t>()][row[1].as<std::string>()].push_back(row[2].as<std::string>());
   auto keys = sql.exec("SELECT p.i, " + sql::join(block_keys, ", ") + " FROM " + probe + " p ORDER BY p.i", "candidates");
-  std::vector<std::unordered_map<std::string, std::vector<int>>> groups(rules_.size());
-  const auto cap = size_t(tier_.max_candidates);
   for (const auto& row : keys) {
     const auto i = row[0].as<size_t>();
-    std::set<int> earlier;
     for (size_t r = 0; r < rules_.size(); ++r) {
       if (row[int(r) + 1].is_null()) continue;
-      auto& g = groups[r][row[int(r) + 1].as<std::string>()];
-      for (size_t j = g.size() > cap ? g.size() - cap : 0; j < g.size(); ++j) earlier.insert(g[j]);
-      g.push_back(int(i));
+      out.keys[i][r] = row[int(r) + 1].as<std::string>();
+      out.rows[r][*out.keys[i][r]].push_back(int(i));
     }
-    out.earlier[i].assign(earlier.begin(), earlier.end());
   }
   return out;
 }
 
+std::string FuzzyMatcher::stage_probe(StepSql& sql, const std::vector<const FieldKeys*>& rows) const {
+  const size_t width = column_of_.size();
+  const std::string probe = "pg_temp.ingestd_fprobe_" + std::to_string(width);
+  sql.exec("DO $ingestd$ BEGIN IF to_regclass('" + probe + "') IS NULL THEN CREATE TEMP TABLE " + probe.substr(8) +
+               " (i int, " + sql::join_n(width, ", ", [](size_t i) { return "k" + std::to_string(i + 1) + " text"; }) +
+               ") ON COMMIT DELETE ROWS; END IF; END $ingestd$; DELETE FROM " + probe,
+           "candidates");
+  std::vector<std::string> cols{"i"};
+  for (size_t i = 0; i < width; ++i) cols.push_back("k" + std::to_string(i + 1));
+  CopyIn copy(sql.tx(), probe, cols);
+  std::string line;
+  std::vector<std::optional<std::string>> ks(width);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    line = std::to_string(i);
+    for (const auto& [f, c] : column_of_) ks[c - 1] = (*rows[i])[size_t(f)];
+    for (const auto& k : ks) {
+      line += '\t';
+      append_copy_value(line, k);
+    }
+    copy.line(line);
+  }
+  copy.complete();
+  return probe;
+}
+
 FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vector<std::string>& known_ids,
                    const std::vector<const FieldKeys*>& known_keys, const std::vector<const FieldKeys*>& rows)
-    : m_(m), blocks_(blocks), rows_(rows) {
+    : m_(m), blocks_(blocks) {
   tier = 0;
   merge_at = m.tier().merge_at;
   review_at = m.tier().review_at;
+  std::unordered_map<std::string, int> index;
   for (size_t k = 0; k < known_ids.size(); ++k) {
-    known_index_.emplace(known_ids[k], int(k));
-    records_.push_back(*known_keys[k]);
+    index.emplace(known_ids[k], int(k));
+    records_.push_back(m.side(*known_keys[k]));
   }
+  // each block's target records as the resolver numbers them, looked up once per block
+  known_.resize(blocks.known.size());
+  for (size_t r = 0; r < blocks.known.size(); ++r)
+    for (const auto& [key, ids] : blocks.known[r]) {
+      auto& out = known_[r][key];
+      for (const auto& id : ids)
+        if (auto it = index.find(id); it != index.end()) out.push_back(it->second);
+    }
+  rows_.reserve(rows.size());
+  for (const auto* r : rows) rows_.push_back(m.side(*r));
+}
+
+std::vector<int> FuzzyRun::blocked_records(size_t row, const std::vector<int>& row_records) {
+  std::vector<int> out;
+  const auto cap = size_t(m_.tier().max_candidates);
+  seen_.resize(records_.size(), -1);
+  auto add = [&](int record) {
+    if (seen_[size_t(record)] == int(row)) return;
+    seen_[size_t(record)] = int(row);
+    out.push_back(record);
+  };
+  for (size_t r = 0; r < blocks_.keys[row].size(); ++r) {
+    const auto& key = blocks_.keys[row][r];
+    if (!key) continue;
+    if (auto it = known_[r].find(*key); it != known_[r].end())
+      for (int k : it->second) add(k);
+    // the chunk's earlier rows in the block: the latest max_candidates of them
+    const auto& group = blocks_.rows[r].at(*key);
+    const auto end = std::lower_bound(group.begin(), group.end(), int(row));
+    for (auto j = end - std::min<ptrdiff_t>(end - group.begin(), ptrdiff_t(cap)); j != end; ++j)
+      if (row_records[size_t(*j)] >= 0) add(row_records[size_t(*j)]);
+  }
+  std::sort(out.begin(), out.end());  // the same order whatever the blocks' order
+  return out;
 }
 
 std::vector<std::pair<int, double>> FuzzyRun::candidates(size_t row, const std::vector<int>& row_records) {
-  std::set<int> records;
-  for (const auto& id : blocks_.known[row])
-    if (auto it = known_index_.find(id); it != known_index_.end()) records.insert(it->second);
-  for (int j : blocks_.earlier[row])
-    if (row_records[size_t(j)] >= 0) records.insert(row_records[size_t(j)]);
-  const FieldKeys& keys = *rows_[row];
-  const auto mine = m_.compare_keys(keys);
+  const FuzzySide& mine = rows_[row];
   std::vector<std::pair<int, double>> out;
   std::vector<PairExplanation> shown;
-  for (int r : records) {
-    const FieldKeys& theirs = records_[size_t(r)];
-    if (m_.conflicts(keys, theirs)) continue;
-    PairExplanation e{r, 0, m_.scorer().fields(mine, m_.compare_keys(theirs))};
+  for (int r : blocked_records(row, row_records)) {
+    const FuzzySide& theirs = records_[size_t(r)];
+    if (FuzzyMatcher::conflicts(mine, theirs)) continue;
+    PairExplanation e{r, 0, m_.scorer().fields(mine.compare, theirs.compare)};
     e.score = PairScorer::total(e.fields);
     out.emplace_back(r, e.score);
     if (e.score >= review_at) shown.push_back(std::move(e));
@@ -153,11 +193,15 @@ std::vector<std::pair<int, double>> FuzzyRun::candidates(size_t row, const std::
 
 void FuzzyRun::landed(size_t row, int record) {
   if (size_t(record) >= records_.size()) records_.resize(size_t(record) + 1);
-  FieldKeys& held = records_[size_t(record)];
-  const FieldKeys& keys = *rows_[row];
-  if (held.size() < keys.size()) held.resize(keys.size());
-  for (size_t f = 0; f < keys.size(); ++f)
-    if (!held[f] && keys[f]) held[f] = keys[f];
+  FuzzySide& held = records_[size_t(record)];
+  const FuzzySide& keys = rows_[row];
+  auto fill = [](auto& into, const auto& from) {
+    if (into.size() < from.size()) into.resize(from.size());
+    for (size_t k = 0; k < from.size(); ++k)
+      if (!into[k] && from[k]) into[k] = from[k];
+  };
+  fill(held.compare, keys.compare);
+  fill(held.never, keys.never);
 }
 
 }  // namespace ingestd::engine

@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "config/model.hpp"
@@ -18,10 +19,19 @@
 
 namespace ingestd::engine {
 
-/// @brief For each row of a chunk, what its blocks hold.
+/// @brief A chunk's blocks: each row's key per rule, and who else holds each key — target
+/// records (each distinct key probed once) and the chunk's own rows.
 struct Blocks {
-  std::vector<std::vector<std::string>> known;  // [row] ids of target records in one of its blocks
-  std::vector<std::vector<int>> earlier;        // [row] earlier rows in one of its blocks
+  std::vector<std::vector<std::optional<std::string>>> keys;                    // [row][rule]
+  std::vector<std::unordered_map<std::string, std::vector<std::string>>> known;  // [rule] key -> ids, lowest first
+  std::vector<std::unordered_map<std::string, std::vector<int>>> rows;          // [rule] key -> rows, ascending
+  /// Every target record some block names, once each, ascending.
+  std::vector<std::string> known_ids() const;
+};
+
+/// @brief What a fuzzy tier compares of a row or record: comparison keys, never_across keys.
+struct FuzzySide {
+  KeyRefs compare, never;  // into field keys that outlive it (rows, fetched records)
 };
 
 /// Fields an entity's fuzzy tier reads (blocking, comparisons, never_across), ascending; their
@@ -38,12 +48,15 @@ class FuzzyMatcher {
   const std::vector<int>& fields() const { return fields_; }
   /// The blocks of each row (its field keys), each cut at max_candidates per rule.
   Blocks block(StepSql& sql, const std::vector<const FieldKeys*>& rows) const;
-  /// The keys the comparisons read, in the tier's order.
-  std::vector<std::optional<std::string>> compare_keys(const FieldKeys& keys) const;
+  /// The keys the comparisons and never_across read, in the tier's order.
+  FuzzySide side(const FieldKeys& keys) const;
   /// Two sides hold different values of a never_across field: never one record.
-  bool conflicts(const FieldKeys& a, const FieldKeys& b) const;
+  static bool conflicts(const FuzzySide& a, const FuzzySide& b);
 
  private:
+  /// Copies the rows' blocking keys into a temp table; returns its name.
+  std::string stage_probe(StepSql& sql, const std::vector<const FieldKeys*>& rows) const;
+
   const config::FuzzyTier& tier_;
   MatchTarget target_;
   std::vector<TierSql> rules_;
@@ -73,11 +86,15 @@ class FuzzyRun : public FuzzyJudge {
   const std::map<size_t, std::vector<PairExplanation>>& explanations() const { return explained_; }
 
  private:
+  /// The records row `row`'s blocks lead to, as the resolver numbers them, once each.
+  std::vector<int> blocked_records(size_t row, const std::vector<int>& row_records);
+
   const FuzzyMatcher& m_;
   const Blocks& blocks_;
-  const std::vector<const FieldKeys*>& rows_;
-  std::map<std::string, int> known_index_;
-  std::vector<FieldKeys> records_;  // [record] keys it holds so far (fill nulls)
+  std::vector<FuzzySide> rows_;     // [row]
+  std::vector<std::unordered_map<std::string, std::vector<int>>> known_;  // [rule] key -> known records
+  std::vector<FuzzySide> records_;  // [record] what it holds so far (fill nulls)
+  std::vector<int> seen_;           // [record] the last row that listed it
   std::map<size_t, std::vector<PairExplanation>> explained_;
 };
 

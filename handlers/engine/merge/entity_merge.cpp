@@ -129,12 +129,12 @@ EntityMerge::Decisions EntityMerge::decide(const StagedPart& part) {
   if (fuzzy) {
     // the records the fuzzy tier's blocks lead to, that no exact key found
     blocks = fuzzy->block(sql_, row_keys);
-    std::set<std::string> have, more;
+    std::set<std::string> have;
+    std::vector<std::string> more;
     for (const auto& f : found) have.insert(f.id);
-    for (const auto& ids : blocks.known)
-      for (const auto& id : ids)
-        if (!have.count(id)) more.insert(id);
-    for (auto& f : matcher_.fetch(sql_, {more.begin(), more.end()})) found.push_back(std::move(f));
+    for (auto& id : blocks.known_ids())
+      if (!have.count(id)) more.push_back(std::move(id));
+    for (auto& f : matcher_.fetch(sql_, more)) found.push_back(std::move(f));
   }
   std::vector<KnownRecord> known;
   for (auto& f : found) {
