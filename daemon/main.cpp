@@ -34,6 +34,7 @@ struct CommandLine {
   std::string status_batch;
   bool status_json = false;
   std::string review_into;
+  ReviewListOptions review_page;
   int64_t review_id = 0;
   int64_t dlq_limit = 1000000;
   bool dlq_dry = false;
@@ -103,7 +104,11 @@ void add_operator_commands(CLI::App& app, CommandLine& cl) {
 
   cl.review = app.add_subcommand("review", "The review queue: rows that matched two different records");
   cl.review->require_subcommand(1);
-  cl.review_list = with_config(cl.review->add_subcommand("list", "Open review items"), cl);
+  cl.review_list = with_config(cl.review->add_subcommand("list", "Open review items, oldest first, each row beside "
+                                                               "the records that claim it"), cl);
+  cl.review_list->add_option("--after", cl.review_page.after, "show the items after this id (the next page)");
+  cl.review_list->add_option("--limit", cl.review_page.limit, "items per page")->capture_default_str();
+  cl.review_list->add_flag("--json", cl.review_page.json, "one JSON object per item and line");
   cl.review_merge =
       with_config(cl.review->add_subcommand("merge", "Merge an item into a record (fills what it lacks)"), cl);
   auto* distinct =
@@ -171,7 +176,7 @@ int dispatch(const CommandLine& cl, const config::Config& cfg) {
   if (cl.status->parsed()) return cmd_status(cfg, cl.status_batch, cl.status_json);
   if (cl.review->parsed()) {
     const std::string action = cl.review_list->parsed() ? "list" : cl.review_merge->parsed() ? "merge" : "distinct";
-    return cmd_review(cfg, action, cl.review_id, cl.review_into, cli_actor());
+    return cmd_review(cfg, action, cl.review_id, cl.review_into, cli_actor(), cl.review_page);
   }
   if (cl.dlq_replay->parsed()) return cmd_dlq_replay(cfg, cl.dlq_limit, cl.dlq_dry);
   if (cl.merge->parsed())

@@ -1,5 +1,6 @@
 // `ingestd check`: the config was loaded and validated by main; here its datasets are checked
 // against the database's tables and columns.
+#include <filesystem>
 #include <iostream>
 
 #include <pqxx/pqxx>
@@ -49,10 +50,21 @@ void check_identity_indexes(pqxx::connection& c, const config::Config& cfg, bool
   }
 }
 
+/// A fuzzy tier whose weights file is not written yet scores with the default m/u: say so.
+void warn_untrained(const config::Config& cfg, const std::string& config_path) {
+  for (const auto& [name, ds] : cfg.datasets)
+    for (const auto& e : ds.entities)
+      if (e.fuzzy && !e.fuzzy->weights.empty() && !std::filesystem::exists(e.fuzzy->weights))
+        std::cerr << config_path << ": warning: datasets." << name << ".entities." << e.name << " fuzzy tier: weights "
+                  << "file " << e.fuzzy->weights << " does not exist yet, so the default m/u are used; write it with "
+                  << "`ingestd train " << name << " FILE`\n";
+}
+
 }  // namespace
 
 int cmd_check(const config::Config& cfg, const std::string& config_path, bool offline, bool create_indexes) {
   std::vector<std::string> problems = format_problems(cfg);
+  warn_untrained(cfg, config_path);
   if (offline || !problems.empty()) {
     for (auto& p : problems) std::cerr << config_path << ": " << p << "\n";
     if (problems.empty()) std::cout << config_path << ": ok (offline)\n";

@@ -46,9 +46,14 @@ int cmd_rollback(const config::Config& cfg, const std::string& batch, bool dry_r
 /// `ingestd status [BATCH]`: running and recent batches as a table (or JSON), or one batch.
 int cmd_status(const config::Config& cfg, const std::string& batch, bool as_json);
 
-/// `ingestd review list|merge ID --into RECORD|distinct ID`.
+/// @brief The options of `ingestd review list`: a page of open items, oldest first.
+struct ReviewListOptions {
+  int64_t after = 0, limit = 20;
+  bool json = false;  // one JSON object per item and line
+};
+/// `ingestd review list|merge ID [--into RECORD]|distinct ID`.
 int cmd_review(const config::Config& cfg, const std::string& action, int64_t id, const std::string& into,
-               const std::string& actor);
+               const std::string& actor, const ReviewListOptions& list = {});
 
 /// `ingestd train DATASET FILE`: m/u weights of the dataset's fuzzy tier, estimated from FILE
 /// (at most max_rows rows), written to `output` (default: the file the tier names).

@@ -1,5 +1,6 @@
-// `ingestd review list|merge ID --into RECORD|distinct ID`: the review queue, where rows that
-// matched two different records wait for a person's decision.
+// `ingestd review list|merge ID [--into RECORD]|distinct ID`: the review queue, where rows that
+// two records claim, or that a fuzzy tier scored between review_at and merge_at, wait for a
+// person's decision.
 #include <iostream>
 #include <optional>
 
@@ -48,15 +49,42 @@ ReviewTarget review_target(pqxx::transaction_base& tx, const config::Config& cfg
   return t;
 }
 
-int list_items(pqxx::transaction_base& tx, const std::string& bk) {
-  auto r = tx.exec("SELECT q.id, q.batch_id::text, q.table_name, q.candidate::text, q.reasons FROM " + bk +
-                   ".review_queue q WHERE q.status = 'open' ORDER BY q.id");
+std::string show(const json& v) { return v.is_null() ? "" : v.is_string() ? v.get<std::string>() : v.dump(); }
+
+/// One item as a person reads it: the row beside each record that claims it, field by field,
+/// with the level and weight the fuzzy tier gave the field.
+void print_item(const json& it) {
+  std::cout << "review item " << it["id"] << ": batch " << show(it["batch_id"]) << " row " << it["row"] << ", "
+            << show(it["table"]) << "\n  " << show(it["reasons"]) << "\n";
+  std::vector<std::string> head{"FIELD", "ROW"};
+  for (const auto& c : it["candidates"])
+    head.push_back("RECORD " + show(c["record_id"]) +
+                   (c.contains("score") ? " (" + show(c["score"]).substr(0, 6) + ")" : " (tier " + show(c["tier"]) + ")"));
   std::vector<std::vector<std::string>> rows;
-  for (const auto& x : r) rows.push_back({text(x[0]), text(x[1]), text(x[2]), text(x[3]), text(x[4])});
-  if (rows.empty())
-    std::cout << "review queue is empty\n";
-  else
-    print_table({"ID", "BATCH", "TABLE", "CANDIDATE", "WHY"}, rows);
+  for (const auto& [field, value] : it["values"].items()) {
+    std::vector<std::string> line{field, show(value)};
+    for (const auto& c : it["candidates"]) {
+      std::string cell = c.contains("values") && c["values"].is_object() ? show(c["values"].value(field, json())) : "";
+      for (const auto& f : c.value("fields", json::array()))
+        if (f["field"] == field) cell += "  [" + show(f["level"]) + " " + show(f["weight"]) + "]";
+      line.push_back(cell);
+    }
+    rows.push_back(std::move(line));
+  }
+  print_table(head, rows);
+}
+
+int list_items(pqxx::transaction_base& tx, const config::Config& cfg, const ReviewListOptions& o) {
+  const json items = engine::review_items(tx, cfg, {o.after, o.limit});
+  if (o.json) {
+    for (const auto& it : items) std::cout << it.dump() << "\n";
+    return 0;
+  }
+  if (items.empty()) std::cout << "review queue is empty" << (o.after ? " after item " + std::to_string(o.after) : "")
+                               << "\n";
+  for (const auto& it : items) print_item(it);
+  if (int64_t(items.size()) == o.limit)
+    std::cout << "more: ingestd review list --after " << items.back()["id"] << "\n";
   return 0;
 }
 
@@ -150,11 +178,11 @@ void record_decision(pqxx::transaction_base& tx, const engine::Bookkeeping& book
 }  // namespace
 
 int cmd_review(const config::Config& cfg, const std::string& action, int64_t id, const std::string& into,
-               const std::string& actor) {
+               const std::string& actor, const ReviewListOptions& list) {
   auto c = connect_migrated(cfg);
   pqxx::work tx(*c);
   const std::string bk = tx.quote_name(cfg.postgres.bookkeeping_schema);
-  if (action == "list") return list_items(tx, bk);
+  if (action == "list") return list_items(tx, cfg, list);
   const std::optional<ReviewItem> item = lock_open_item(tx, bk, id);
   if (!item) return 1;
   ReviewTarget t = review_target(tx, cfg, item->dataset_or_job, item->table);

@@ -1,6 +1,7 @@
 #include "handlers/engine/loader.hpp"
 
 #include <chrono>
+#include <filesystem>
 #include <unordered_map>
 
 #include <spdlog/spdlog.h>
@@ -90,6 +91,9 @@ void LoadRun::plan() {
     for (const auto& r : entity_indexes(tx, ds_, ds_.entities[e], t, bk))
       if (r.index.empty()) problems.push_back(missing_index_problem(r));
     if (!problems.empty()) continue;
+    if (const auto& fz = ds_.entities[e].fuzzy; fz && !fz->weights.empty() && !std::filesystem::exists(fz->weights))
+      log_->warn("dataset {}: entity {}: fuzzy weights file {} does not exist; scoring with the default m/u (write it "
+                 "with `ingestd train {} FILE`)", ds_.name, ds_.entities[e].name, fz->weights, ds_.name);
     const MatchTarget target{bk, t.quoted, tx.quote_name(ds_.entities[e].id_column), t.id_type};
     matchers_.push_back(make_matcher(tx, ds_.entities[e], t, target));
     for (const auto& f : ds_.entities[e].fields)

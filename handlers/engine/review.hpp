@@ -1,5 +1,5 @@
-// What a review decision changes in the bookkeeping: the keys the record learns, and the row's
-// lineage (`ingestd review merge|distinct`).
+// The review queue in the bookkeeping: the open items as people read them, and what a decision
+// changes — the keys the record learns, and the row's lineage (`ingestd review`).
 #pragma once
 
 #include <cstdint>
@@ -12,6 +12,17 @@
 #include "handlers/engine/catalog.hpp"
 
 namespace ingestd::engine {
+
+/// @brief A page of open review items: those after id `after`, oldest first.
+struct ReviewPage {
+  int64_t after = 0;
+  int64_t limit = 20;
+};
+
+/// Open review items (review_list.cpp): each row's values beside every record that claims it
+/// (its values now, and the fuzzy tier's score and per-field levels and weights where it scored
+/// the pair), as JSON.
+nlohmann::json review_items(pqxx::transaction_base& tx, const config::Config& cfg, const ReviewPage& page);
 
 /// Remembers the candidate's identity keys that `record_id` does not hold in its own columns
 /// (after the decision changed them), so the next row with them finds it. `table` must have

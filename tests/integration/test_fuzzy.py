@@ -133,6 +133,22 @@ def test_typo_merges_other_id_never_middle_goes_to_review_and_the_decision_is_re
     assert record == str(orig) and score == pytest.approx(13.83, abs=0.02)
     assert "given_name initial +0.00" in reasons and "postcode disagrees -3.31" in reasons, reasons
 
+    # review list: the row beside its candidate, field by field, with the tier's levels and weights
+    listed = cli(d, "review", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    items = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [i["id"] for i in items] == [item] and items[0]["row"] == 2 and items[0]["entity"] == "patient"
+    assert items[0]["values"]["given_name"] == "K" and items[0]["values"]["postcode"] == "3000"
+    cand = items[0]["candidates"]
+    assert [c["record_id"] for c in cand] == [str(orig)] and cand[0]["score"] == pytest.approx(13.83, abs=0.02)
+    assert cand[0]["values"]["given_name"] == "Katherine" and cand[0]["values"]["postcode"] == "2000"
+    assert {f["field"]: f["level"] for f in cand[0]["fields"]}["postcode"] == "disagrees"
+    table = cli(d, "review", "list")
+    assert f"RECORD {orig} (13.83" in table.stdout and "[initial 0" in table.stdout, table.stdout
+    assert "K " in table.stdout and "Katherine" in table.stdout
+    paged = cli(d, "review", "list", "--after", str(item))
+    assert "review queue is empty after item" in paged.stdout, paged.stdout
+
     # the weights histogram: the two rows that had candidates (the third's only one was ruled out)
     status, metrics = d.http("/metrics")
     assert 'ingestd_match_weight_count{dataset="patients",entity="patient"} 2' in metrics, metrics[-3000:]

@@ -107,8 +107,8 @@ std::vector<std::string> EntityMerge::draw_ids(size_t n) {
   return ids;
 }
 
-EntityMerge::Decisions EntityMerge::decide(const StagedPart& part) {
-  Decisions d;
+std::vector<FoundRecord> EntityMerge::find_known(const StagedPart& part, const std::vector<const FieldKeys*>& row_keys,
+                                                 Blocks& blocks) {
   const size_t tiers = matcher_.tiers().size();
   // the keys the chunk looks for, once each
   std::vector<ProbeKey> probes;
@@ -121,13 +121,9 @@ EntityMerge::Decisions EntityMerge::decide(const StagedPart& part) {
       for (int f : matcher_.tiers()[t].fields) p.parts.push_back(*part.rows[i]->keys[part.entity][size_t(f)]);
       probes.push_back(std::move(p));
     }
-  std::vector<const FieldKeys*> row_keys;
-  for (Row* r : part.rows) row_keys.push_back(&r->keys[part.entity]);
   auto found = matcher_.find(sql_, probes);
-  const FuzzyMatcher* fuzzy = matcher_.fuzzy();
-  Blocks blocks;
-  if (fuzzy) {
-    // the records the fuzzy tier's blocks lead to, that no exact key found
+  if (const FuzzyMatcher* fuzzy = matcher_.fuzzy()) {
+    // and the records the fuzzy tier's blocks lead to, that no exact key found
     blocks = fuzzy->block(sql_, row_keys);
     std::set<std::string> have;
     std::vector<std::string> more;
@@ -136,8 +132,17 @@ EntityMerge::Decisions EntityMerge::decide(const StagedPart& part) {
       if (!have.count(id)) more.push_back(std::move(id));
     for (auto& f : matcher_.fetch(sql_, more)) found.push_back(std::move(f));
   }
+  return found;
+}
+
+EntityMerge::Decisions EntityMerge::decide(const StagedPart& part) {
+  Decisions d;
+  const size_t tiers = matcher_.tiers().size();
+  std::vector<const FieldKeys*> row_keys;
+  for (Row* r : part.rows) row_keys.push_back(&r->keys[part.entity]);
+  Blocks blocks;
   std::vector<KnownRecord> known;
-  for (auto& f : found) {
+  for (auto& f : find_known(part, row_keys, blocks)) {
     KnownRecord k{f.id, f.memory};
     k.keys.resize(tiers);
     const auto own = matcher_.keys(f.own);
@@ -146,7 +151,7 @@ EntityMerge::Decisions EntityMerge::decide(const StagedPart& part) {
     known.push_back(std::move(k));
     d.known.push_back({std::move(f.own), std::move(f.memory)});
   }
-  if (fuzzy) {
+  if (const FuzzyMatcher* fuzzy = matcher_.fuzzy()) {
     std::vector<std::string> ids;
     std::vector<const FieldKeys*> keys;
     for (size_t k = 0; k < known.size(); ++k) {
@@ -169,11 +174,7 @@ EntityMerge::Decisions EntityMerge::decide(const StagedPart& part) {
   return d;
 }
 
-void EntityMerge::stage(const StagedPart& part, const Decisions& d) {
-  std::vector<std::string> cols{"row_number", "record_id", "is_new", "action", "tier", "rec_tier", "founds", "reasons",
-                                "score", "review_record"};
-  for (size_t k = 0; k < entity_.fields.size(); ++k) cols.push_back("f" + std::to_string(k));
-  for (size_t k : deferred_) cols.push_back("d" + std::to_string(k));
+std::vector<int> EntityMerge::record_tiers(const Decisions& d) {
   // $tier: a new record's highest tier it holds a key at; a matched one's best tier of its rows
   std::vector<int> rec_tier(d.res.records.size(), 0);
   for (size_t r = 0; r < d.res.records.size(); ++r)
@@ -183,6 +184,15 @@ void EntityMerge::stage(const StagedPart& part, const Decisions& d) {
       int& t = rec_tier[size_t(row.record)];
       if (!t || row.tier < t) t = row.tier;
     }
+  return rec_tier;
+}
+
+void EntityMerge::stage(const StagedPart& part, const Decisions& d) {
+  std::vector<std::string> cols{"row_number", "record_id", "is_new", "action", "tier", "rec_tier", "founds", "reasons",
+                                "score", "review_record"};
+  for (size_t k = 0; k < entity_.fields.size(); ++k) cols.push_back("f" + std::to_string(k));
+  for (size_t k : deferred_) cols.push_back("d" + std::to_string(k));
+  const std::vector<int> rec_tier = record_tiers(d);
   rows_out_.clear();
   CopyIn copy(sql_.tx(), "pg_temp." + stg_, cols);
   std::string line;
@@ -230,81 +240,6 @@ void EntityMerge::stage(const StagedPart& part, const Decisions& d) {
   }
   for (Row* r : part.waiting)
     row_line(*r, std::nullopt, false, "review", std::nullopt, std::nullopt, false, std::nullopt, false, nullptr);
-  copy.complete();
-}
-
-std::string EntityMerge::review_reason(const Decisions& d, size_t row) const {
-  const RowDecision& rd = d.res.rows[row];
-  std::string why;
-  if (!rd.score) {
-    why = "matches ";
-    for (size_t c = 0; c < rd.candidates.size(); ++c)
-      why += (c ? ", " : "") + d.ids[size_t(rd.candidates[c].first)] + " (tier " + std::to_string(rd.candidates[c].second) +
-             ")";
-    return why;
-  }
-  why = "fuzzy match weight between review_at and merge_at, or more than one record at merge_at: ";
-  const auto it = d.explained.find(row);
-  for (size_t c = 0; c < rd.candidates.size(); ++c) {
-    const int rec = rd.candidates[c].first;
-    why += c ? "; " : "";
-    if (it == d.explained.end()) continue;
-    for (const auto& e : it->second)
-      if (e.record == rec) why += explain_pair(e, d.ids[size_t(rec)]);
-  }
-  return why;
-}
-
-std::string EntityMerge::explain_pair(const PairExplanation& e, const std::string& id) const {
-  const auto& tier = matcher_.fuzzy()->tier();
-  char buf[32];
-  snprintf(buf, sizeof buf, "%.2f", e.score);
-  std::string out = id + " (" + buf + ":";
-  for (size_t f = 0; f < e.fields.size(); ++f) {
-    if (e.fields[f].level < 0) continue;
-    snprintf(buf, sizeof buf, "%+.2f", e.fields[f].weight);
-    out += " " + tier.compare[f].field + " " + level_name(tier.compare[f], size_t(e.fields[f].level)) + " " + buf;
-  }
-  return out + ")";
-}
-
-void EntityMerge::record_scores(const StagedPart& part, const Decisions& d, EntityCounts& counts) {
-  const auto& tier = matcher_.fuzzy()->tier();
-  CopyIn copy(sql_.tx(), bk_ + ".match_scores",
-              {"batch_id", "entity", "table_name", "row_number", "record_id", "decision", "score", "fields"});
-  std::string line;
-  auto add = [&](size_t row, const PairExplanation& e, const char* decision) {
-    nlohmann::json fields = nlohmann::json::array();
-    for (size_t f = 0; f < e.fields.size(); ++f)
-      fields.push_back({{"field", tier.compare[f].field},
-                        {"level", e.fields[f].level < 0 ? "missing" : level_name(tier.compare[f], size_t(e.fields[f].level))},
-                        {"weight", std::round(e.fields[f].weight * 100) / 100}});
-    line = sql_.batch() + '\t';
-    append_copy_value(line, entity_.name);
-    line += '\t';
-    append_copy_value(line, sql_.table());
-    line += '\t' + std::to_string(part.rows[row]->number) + '\t';
-    append_copy_value(line, d.ids[size_t(e.record)]);
-    line += std::string("\t") + decision + '\t' + std::to_string(e.score) + '\t';
-    append_copy_value(line, fields.dump());
-    copy.line(line);
-  };
-  for (size_t i = 0; i < d.res.rows.size(); ++i) {
-    const RowDecision& rd = d.res.rows[i];
-    if (!rd.judged) continue;
-    const char* band = rd.kind == RowDecision::Kind::New ? "new" : rd.kind == RowDecision::Kind::Review ? "review" : "merged";
-    ++counts.fuzzy_bands[band];
-    if (metrics_ && rd.score) metrics_->observe_match_weight(dataset_, entity_.name, *rd.score);
-    const auto it = d.explained.find(i);
-    if (it == d.explained.end() || rd.kind == RowDecision::Kind::New) continue;
-    for (const auto& e : it->second) {
-      const bool merged = rd.kind == RowDecision::Kind::Match && e.record == rd.record;
-      const bool listed = rd.kind == RowDecision::Kind::Review &&
-                          std::any_of(rd.candidates.begin(), rd.candidates.end(),
-                                      [&](const auto& c) { return c.first == e.record; });
-      if (merged || listed) add(i, e, merged ? "merged" : "review");
-    }
-  }
   copy.complete();
 }
 

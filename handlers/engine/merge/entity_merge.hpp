@@ -59,8 +59,14 @@ class EntityMerge {
   void create_work_tables();
   void tune();
   Decisions decide(const StagedPart& part);
+  /// The records known before the chunk that its rows may be: those holding one of its exact
+  /// keys, and those in the fuzzy tier's blocks (filled in `blocks`).
+  std::vector<FoundRecord> find_known(const StagedPart& part, const std::vector<const FieldKeys*>& row_keys,
+                                      Blocks& blocks);
   std::vector<std::string> draw_ids(size_t n);
   void stage(const StagedPart& part, const Decisions& d);
+  /// Per record, the tier `$tier` names (DESIGN §3 variables).
+  static std::vector<int> record_tiers(const Decisions& d);
   void aggregate();
   EntityCounts record_lineage();
   void insert_new();
