@@ -46,6 +46,8 @@ FuzzySide FuzzyMatcher::side(const FieldKeys& keys) const {
   };
   for (int f : compare_fields_) out.compare.push_back(key(f));
   for (int f : never_fields_) out.never.push_back(key(f));
+  out.block.resize(column_of_.size());
+  for (const auto& [f, c] : column_of_) out.block[c - 1] = key(f);
   return out;
 }
 
@@ -64,42 +66,81 @@ std::vector<std::string> Blocks::known_ids() const {
 
 Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& rows) const {
   Blocks out;
-  out.keys.assign(rows.size(), std::vector<std::optional<std::string>>(rules_.size()));
   out.known.resize(rules_.size());
-  out.rows.resize(rules_.size());
   if (rows.empty() || rules_.empty()) return out;
+  add_codes(sql, out, rows);
   const std::string probe = stage_probe(sql, rows);
   auto col = [&](int field) { return "p.k" + std::to_string(column_of_.at(field)); };
-  std::vector<std::string> known_sql, block_keys;
+  size_t widest = 0;  // UNION ALL: every rule's query returns as many key columns
+  for (const auto& rule : rules_) widest = std::max(widest, rule.fields.size());
+  std::vector<std::string> known_sql;
   for (size_t r = 0; r < rules_.size(); ++r) {
     const auto& rule = rules_[r];
     std::vector<std::string> cols;
     for (int f : rule.tier.fields) cols.push_back("k" + std::to_string(column_of_.at(f)));
-    const std::string key = sql::join_n(rule.fields.size(), " || E'\\x1f' || ", [&](size_t i) {
-      return "(" + rule.probe(i, col(rule.tier.fields[i])) + ")::text";
-    });
-    block_keys.push_back(key);
-    // each distinct key once: one probe of the rule's index, the lowest ids first (the
-    // index ends with the id), cut at max_candidates
-    known_sql.push_back("SELECT " + std::to_string(r) + ", " + key + ", x.rid FROM (SELECT DISTINCT " +
-                        sql::join(cols, ", ") + " FROM " + probe + " WHERE " +
+    // each distinct key once: one probe of the rule's index, the lowest ids first (the index
+    // ends with the id), cut at max_candidates; the key's values come back as sent
+    known_sql.push_back("SELECT " + std::to_string(r) + ", x.rid, " +
+                        sql::join_n(cols.size(), ", ", [&](size_t i) { return "p." + cols[i] + "::text"; }) +
+                        sql::join_n(widest - cols.size(), "", [](size_t) { return ", NULL::text"; }) +
+                        " FROM (SELECT DISTINCT " + sql::join(cols, ", ") + " FROM " + probe + " WHERE " +
                         sql::join_n(cols.size(), " AND ", [&](size_t i) { return cols[i] + " IS NOT NULL"; }) +
                         ") p CROSS JOIN LATERAL (SELECT t." + target_.id + "::text AS rid FROM " + target_.table +
                         " t WHERE " + rule.condition([&](size_t i) { return col(rule.tier.fields[i]); }) +
                         " ORDER BY t." + target_.id + " LIMIT " + std::to_string(tier_.max_candidates) + ") x");
   }
-  for (const auto& row : sql.probe(sql::join(known_sql, " UNION ALL "), "candidates"))
-    if (!row[1].is_null()) out.known[row[0].as<size_t>()][row[1].as<std::string>()].push_back(row[2].as<std::string>());
-  auto keys = sql.exec("SELECT p.i, " + sql::join(block_keys, ", ") + " FROM " + probe + " p ORDER BY p.i", "candidates");
-  for (const auto& row : keys) {
-    const auto i = row[0].as<size_t>();
-    for (size_t r = 0; r < rules_.size(); ++r) {
-      if (row[int(r) + 1].is_null()) continue;
-      out.keys[i][r] = row[int(r) + 1].as<std::string>();
-      out.rows[r][*out.keys[i][r]].push_back(int(i));
-    }
+  FuzzySide probe_side;
+  probe_side.block.resize(column_of_.size());
+  for (const auto& row : sql.probe(sql::join(known_sql, " UNION ALL "), "candidates")) {
+    const auto r = row[0].as<size_t>();
+    std::vector<std::string> values;
+    for (size_t i = 0; i < rules_[r].tier.fields.size(); ++i) values.push_back(row[int(i) + 2].as<std::string>());
+    for (size_t i = 0; i < values.size(); ++i) probe_side.block[column_of_.at(rules_[r].tier.fields[i]) - 1] = &values[i];
+    if (auto key = rule_key(r, probe_side, out)) out.known[r][*key].push_back(row[1].as<std::string>());
   }
   return out;
+}
+
+void FuzzyMatcher::add_codes(StepSql& sql, Blocks& blocks, const std::vector<const FieldKeys*>& sides) const {
+  for (const auto& rule : rules_)
+    for (const auto& term : rule.fields) {
+      if (term.probe_function.empty()) continue;
+      auto& codes = blocks.codes[term.probe_function];
+      std::set<std::string> missing;
+      for (const auto* s : sides)
+        if (size_t(term.field) < s->size() && (*s)[size_t(term.field)] && !codes.count(*(*s)[size_t(term.field)]))
+          missing.insert(*(*s)[size_t(term.field)]);
+      if (missing.empty()) continue;
+      std::string array = "{";  // a text[] parameter: values quoted, never SQL text
+      for (const auto& v : missing) {
+        array += array.size() > 1 ? ",\"" : "\"";
+        for (char c : v) array += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
+        array += '"';
+      }
+      array += '}';
+      for (const auto& row : sql.tx().exec_params("SELECT v, " + term.probe_function + "(v) FROM unnest($1::text[]) v",
+                                                  array))
+        codes[row[0].as<std::string>()] = row[1].is_null() ? "" : row[1].as<std::string>();
+    }
+}
+
+std::optional<std::string> FuzzyMatcher::rule_key(size_t r, const FuzzySide& side, const Blocks& blocks) const {
+  std::string key;
+  const auto& rule = rules_[r];
+  for (size_t i = 0; i < rule.fields.size(); ++i) {
+    const std::string* v = side.block[column_of_.at(rule.tier.fields[i]) - 1];
+    if (!v) return std::nullopt;
+    if (i) key += '\x1f';
+    if (rule.fields[i].probe_function.empty()) {
+      key += *v;
+      continue;
+    }
+    const auto& codes = blocks.codes.at(rule.fields[i].probe_function);
+    const auto it = codes.find(*v);
+    if (it == codes.end() || it->second.empty()) return std::nullopt;
+    key += it->second;
+  }
+  return key;
 }
 
 std::string FuzzyMatcher::stage_probe(StepSql& sql, const std::vector<const FieldKeys*>& rows) const {
@@ -137,9 +178,13 @@ FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vecto
   for (size_t k = 0; k < known_ids.size(); ++k) {
     index.emplace(known_ids[k], int(k));
     records_.push_back(m.side(*known_keys[k]));
+    // a key its stored values make is found through the target's index, not registered here
+    keyed_.emplace_back(m.rules());
+    for (size_t r = 0; r < m.rules(); ++r) keyed_.back()[r] = m.rule_key(r, records_.back(), blocks).has_value();
   }
   // each block's target records as the resolver numbers them, looked up once per block
   known_.resize(blocks.known.size());
+  chunk_.resize(blocks.known.size());
   for (size_t r = 0; r < blocks.known.size(); ++r)
     for (const auto& [key, ids] : blocks.known[r]) {
       auto& out = known_[r][key];
@@ -150,25 +195,27 @@ FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vecto
   for (const auto* r : rows) rows_.push_back(m.side(*r));
 }
 
-std::vector<int> FuzzyRun::blocked_records(size_t row, const std::vector<int>& row_records) {
+std::vector<int> FuzzyRun::blocked_records(size_t row, const std::vector<int>&) {
+  // A block as the target would hold it had every earlier row been loaded before: its stored
+  // records (lowest ids first), then those that came to hold the key in this chunk, in order;
+  // the first max_candidates of them. So cutting a file into chunks changes nothing.
   std::vector<int> out;
   const auto cap = size_t(m_.tier().max_candidates);
   seen_.resize(records_.size(), -1);
-  auto add = [&](int record) {
-    if (seen_[size_t(record)] == int(row)) return;
-    seen_[size_t(record)] = int(row);
-    out.push_back(record);
-  };
-  for (size_t r = 0; r < blocks_.keys[row].size(); ++r) {
-    const auto& key = blocks_.keys[row][r];
+  for (size_t r = 0; r < m_.rules(); ++r) {
+    const auto key = m_.rule_key(r, rows_[row], blocks_);
     if (!key) continue;
-    if (auto it = known_[r].find(*key); it != known_[r].end())
-      for (int k : it->second) add(k);
-    // the chunk's earlier rows in the block: the latest max_candidates of them
-    const auto& group = blocks_.rows[r].at(*key);
-    const auto end = std::lower_bound(group.begin(), group.end(), int(row));
-    for (auto j = end - std::min<ptrdiff_t>(end - group.begin(), ptrdiff_t(cap)); j != end; ++j)
-      if (row_records[size_t(*j)] >= 0) add(row_records[size_t(*j)]);
+    size_t taken = 0;
+    for (const auto* list : {&known_[r], &chunk_[r]}) {
+      const auto it = list->find(*key);
+      if (it == list->end()) continue;
+      for (int k : it->second) {
+        if (taken++ == cap) break;
+        if (seen_[size_t(k)] == int(row)) continue;
+        seen_[size_t(k)] = int(row);
+        out.push_back(k);
+      }
+    }
   }
   std::sort(out.begin(), out.end());  // the same order whatever the blocks' order
   return out;
@@ -192,7 +239,10 @@ std::vector<std::pair<int, double>> FuzzyRun::candidates(size_t row, const std::
 }
 
 void FuzzyRun::landed(size_t row, int record) {
-  if (size_t(record) >= records_.size()) records_.resize(size_t(record) + 1);
+  if (size_t(record) >= records_.size()) {
+    records_.resize(size_t(record) + 1);
+    keyed_.resize(size_t(record) + 1, std::vector<bool>(m_.rules(), false));
+  }
   FuzzySide& held = records_[size_t(record)];
   const FuzzySide& keys = rows_[row];
   auto fill = [](auto& into, const auto& from) {
@@ -202,6 +252,19 @@ void FuzzyRun::landed(size_t row, int record) {
   };
   fill(held.compare, keys.compare);
   fill(held.never, keys.never);
+  fill(held.block, keys.block);
+  register_keys(record);
+}
+
+void FuzzyRun::register_keys(int record) {
+  // fill_nulls only completes keys, never changes one: a key, once registered, stays right
+  for (size_t r = 0; r < m_.rules(); ++r) {
+    if (keyed_[size_t(record)][r]) continue;
+    if (auto key = m_.rule_key(r, records_[size_t(record)], blocks_)) {
+      chunk_[r][*key].push_back(record);
+      keyed_[size_t(record)][r] = true;
+    }
+  }
 }
 
 }  // namespace ingestd::engine

@@ -19,19 +19,19 @@
 
 namespace ingestd::engine {
 
-/// @brief A chunk's blocks: each row's key per rule, and who else holds each key — target
-/// records (each distinct key probed once) and the chunk's own rows.
+/// @brief A chunk's blocks: the target records holding each block key the chunk's rows have
+/// (each distinct key probed once), and the phonetic codes of the values the chunk met, so a
+/// block key is made the same way for rows and records, in C++.
 struct Blocks {
-  std::vector<std::vector<std::optional<std::string>>> keys;                    // [row][rule]
   std::vector<std::unordered_map<std::string, std::vector<std::string>>> known;  // [rule] key -> ids, lowest first
-  std::vector<std::unordered_map<std::string, std::vector<int>>> rows;          // [rule] key -> rows, ascending
+  std::map<std::string, std::unordered_map<std::string, std::string>> codes;    // function -> value -> code
   /// Every target record some block names, once each, ascending.
   std::vector<std::string> known_ids() const;
 };
 
-/// @brief What a fuzzy tier compares of a row or record: comparison keys, never_across keys.
+/// @brief What a fuzzy tier reads of a row or record: comparison, never_across and blocking keys.
 struct FuzzySide {
-  KeyRefs compare, never;  // into field keys that outlive it (rows, fetched records)
+  KeyRefs compare, never, block;  // into field keys that outlive it (rows, fetched records)
 };
 
 /// Fields an entity's fuzzy tier reads (blocking, comparisons, never_across), ascending; their
@@ -46,8 +46,15 @@ class FuzzyMatcher {
   const PairScorer& scorer() const { return scorer_; }
   /// Fields whose keys the tier reads (blocking, comparisons, never_across), ascending.
   const std::vector<int>& fields() const { return fields_; }
-  /// The blocks of each row (its field keys), each cut at max_candidates per rule.
+  /// The target's records in the blocks of the rows (their field keys), each block cut at
+  /// max_candidates, lowest ids first.
   Blocks block(StepSql& sql, const std::vector<const FieldKeys*>& rows) const;
+  /// Adds to `blocks` the phonetic codes of the blocking values `sides` hold (PostgreSQL's
+  /// functions, the ones the indexes hold).
+  void add_codes(StepSql& sql, Blocks& blocks, const std::vector<const FieldKeys*>& sides) const;
+  /// The block key of rule `r` for a side (nullopt: a term is missing).
+  std::optional<std::string> rule_key(size_t r, const FuzzySide& side, const Blocks& blocks) const;
+  size_t rules() const { return rules_.size(); }
   /// The keys the comparisons and never_across read, in the tier's order.
   FuzzySide side(const FieldKeys& keys) const;
   /// Two sides hold different values of a never_across field: never one record.
@@ -62,7 +69,7 @@ class FuzzyMatcher {
   std::vector<TierSql> rules_;
   PairScorer scorer_;
   std::vector<int> fields_, compare_fields_, never_fields_;
-  std::map<int, size_t> column_of_;  // field -> probe column (k1…)
+  std::map<int, size_t> column_of_;  // field -> probe column (k1…); FuzzySide::block[column - 1]
 };
 
 /// @brief A pair's score, as explanations show it.
@@ -92,7 +99,12 @@ class FuzzyRun : public FuzzyJudge {
   const FuzzyMatcher& m_;
   const Blocks& blocks_;
   std::vector<FuzzySide> rows_;     // [row]
+  /// Registers a record under the block keys its held values now complete.
+  void register_keys(int record);
+
   std::vector<std::unordered_map<std::string, std::vector<int>>> known_;  // [rule] key -> known records
+  std::vector<std::unordered_map<std::string, std::vector<int>>> chunk_;  // [rule] key -> records that got it here
+  std::vector<std::vector<bool>> keyed_;  // [record][rule] its key for the rule is registered (or stored)
   std::vector<FuzzySide> records_;  // [record] what it holds so far (fill nulls)
   std::vector<int> seen_;           // [record] the last row that listed it
   std::map<size_t, std::vector<PairExplanation>> explained_;

@@ -131,6 +131,9 @@ std::vector<FoundRecord> EntityMerge::find_known(const StagedPart& part, const s
     for (auto& id : blocks.known_ids())
       if (!have.count(id)) more.push_back(std::move(id));
     for (auto& f : matcher_.fetch(sql_, more)) found.push_back(std::move(f));
+    std::vector<const FieldKeys*> stored;
+    for (const auto& f : found) stored.push_back(&f.own);
+    fuzzy->add_codes(sql_, blocks, stored);  // the block keys their stored values make
   }
   return found;
 }
