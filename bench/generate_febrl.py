@@ -9,9 +9,10 @@ Columns are FEBRL's (bench/febrl/febrl.yaml): rec_id, given_name, surname, stree
 address_1, address_2, suburb, postcode, state, date_of_birth, soc_sec_id. rec_id carries the
 truth (rec-P-org, rec-P-dup-K) as in FEBRL; ingestd does not read it.
 
-* Names, streets and suburbs come from syllable pools with a skewed (Zipf-like) choice, so a
-  few names are very common (a phonetic block of a common surname holds thousands of people in
-  1M rows) and most are rare; about 600 suburbs with their postcodes, 8 states.
+* Names, streets and suburbs come from syllable pools, half of the draws Zipf-distributed over
+  1,000 of them and half uniform, so a few names are common (the most common about 7%: a
+  phonetic block of a common surname holds tens of thousands of people in 1M rows) and most are
+  rare; about 600 suburbs with their postcodes, 8 states.
 * A share --dup-share of the people get 1 to 3 duplicates. A duplicate carries 1 to 3
   corruptions: a typo in a name, street or suburb (insert, delete, substitute or swap a letter),
   a field left empty, one digit of the birth date, postcode, street number or soc_sec_id
@@ -58,9 +59,35 @@ POSTCODES = {s: str(2000 + (i * 37) % 6000) for i, s in enumerate(SUBURBS)}
 
 
 def skewed(rng, items):
-    """A log-uniform rank: a few items very common, a long tail of rare ones."""
-    i = int(len(items) ** rng.random()) - 1  # log-uniform rank: a few very common, a long tail
-    return items[max(0, min(i, len(items) - 1))]
+    """Zipf (s = 1) over the first 1000 items for half the draws, uniform otherwise: the most
+    common name is about 7% of people (as "Smith" or "María" are in some populations), and a
+    long tail is rare."""
+    if rng.random() < 0.5:
+        return items[uniform_rank(rng, min(len(items), 1000)) - 1]
+    return rng.choice(items)
+
+
+def uniform_rank(rng, n):
+    # inverse of the Zipf CDF by bisection over the harmonic numbers, computed once per n
+    if n not in _HARMONIC:
+        total, table = 0.0, []
+        for k in range(1, n + 1):
+            total += 1 / k
+            table.append(total)
+        _HARMONIC[n] = table
+    table = _HARMONIC[n]
+    u = rng.random() * table[-1]
+    lo, hi = 0, n - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if table[mid] < u:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo + 1
+
+
+_HARMONIC = {}
 
 
 def person(seed, p):
