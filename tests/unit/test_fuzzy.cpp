@@ -289,3 +289,19 @@ TEST_CASE("training: blocked pairs are each pair sharing a block key once, block
   CHECK(pairs == std::vector<std::pair<uint32_t, uint32_t>>{{0, 1}, {0, 2}, {1, 2}});
   CHECK(blocked_pairs(keys, 2) == std::vector<std::pair<uint32_t, uint32_t>>{{0, 1}});
 }
+
+TEST_CASE("resolver: a record only the fuzzy tier found keeps its stored keys once a row lands on it") {
+  // tiers: cedula, email. Record 10 holds cedula 111 and was found by blocks alone.
+  std::vector<KnownRecord> known{{"10", {{"111"}, {}}, true}};
+  TableJudge j;
+  j.tier = 3;
+  j.merge_at = 10;
+  j.review_at = 5;
+  j.score = {{{0, 30.0}}, {}};
+  // row 0 (no cedula, e-mail a@x) merges by score; row 1 shares that e-mail but has another
+  // cedula: the record's stored cedula blocks the e-mail match, so row 1 is a new person
+  auto r = resolve_rows({{std::nullopt, K("a@x")}, {K("222"), K("a@x")}}, known, 2, &j);
+  CHECK(r.rows[0].kind == Kind::Match);
+  CHECK(r.rows[0].record == 0);
+  CHECK(r.rows[1].kind == Kind::New);
+}

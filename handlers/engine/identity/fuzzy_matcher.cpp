@@ -58,10 +58,12 @@ bool FuzzyMatcher::conflicts(const FuzzySide& a, const FuzzySide& b) {
 }
 
 std::vector<std::string> Blocks::known_ids() const {
-  std::set<std::string> ids;
+  std::vector<std::string> ids;
   for (const auto& rule : known)
-    for (const auto& [key, holders] : rule) ids.insert(holders.begin(), holders.end());
-  return {ids.begin(), ids.end()};
+    for (const auto& [key, holders] : rule) ids.insert(ids.end(), holders.begin(), holders.end());
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return ids;
 }
 
 Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& rows) const {
@@ -128,7 +130,8 @@ std::optional<std::string> FuzzyMatcher::rule_key(size_t r, const FuzzySide& sid
   std::string key;
   const auto& rule = rules_[r];
   for (size_t i = 0; i < rule.fields.size(); ++i) {
-    const std::string* v = side.block[column_of_.at(rule.tier.fields[i]) - 1];
+    const size_t pos = column_of_.at(rule.tier.fields[i]) - 1;
+    const std::string* v = pos < side.block.size() ? side.block[pos] : nullptr;  // a new record holds none yet
     if (!v) return std::nullopt;
     if (i) key += '\x1f';
     if (rule.fields[i].probe_function.empty()) {
@@ -175,13 +178,13 @@ FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vecto
   merge_at = m.tier().merge_at;
   review_at = m.tier().review_at;
   std::unordered_map<std::string, int> index;
-  for (size_t k = 0; k < known_ids.size(); ++k) {
-    index.emplace(known_ids[k], int(k));
-    records_.push_back(m.side(*known_keys[k]));
-    // a key its stored values make is found through the target's index, not registered here
-    keyed_.emplace_back(m.rules());
-    for (size_t r = 0; r < m.rules(); ++r) keyed_.back()[r] = m.rule_key(r, records_.back(), blocks).has_value();
-  }
+  index.reserve(known_ids.size());
+  for (size_t k = 0; k < known_ids.size(); ++k) index.emplace(known_ids[k], int(k));
+  // a known record's side is made when a row first meets it: most are never met
+  known_keys_ = known_keys;
+  records_.resize(known_ids.size());
+  built_.assign(known_ids.size(), 0);
+  keyed_.resize(known_ids.size());
   // each block's target records as the resolver numbers them, looked up once per block
   known_.resize(blocks.known.size());
   chunk_.resize(blocks.known.size());
@@ -226,7 +229,7 @@ std::vector<std::pair<int, double>> FuzzyRun::candidates(size_t row, const std::
   std::vector<std::pair<int, double>> out;
   std::vector<PairExplanation> shown;
   for (int r : blocked_records(row, row_records)) {
-    const FuzzySide& theirs = records_[size_t(r)];
+    const FuzzySide& theirs = side_of(r);
     if (FuzzyMatcher::conflicts(mine, theirs)) continue;
     PairExplanation e{r, 0, m_.scorer().fields(mine.compare, theirs.compare)};
     e.score = PairScorer::total(e.fields);
@@ -238,12 +241,29 @@ std::vector<std::pair<int, double>> FuzzyRun::candidates(size_t row, const std::
   return out;
 }
 
+const FuzzySide& FuzzyRun::side_of(int record) {
+  const auto r = size_t(record);
+  if (r < built_.size() && !built_[r]) {
+    records_[r] = m_.side(*known_keys_[r]);
+    built_[r] = 1;
+  }
+  return records_[r];
+}
+
 void FuzzyRun::landed(size_t row, int record) {
   if (size_t(record) >= records_.size()) {
     records_.resize(size_t(record) + 1);
-    keyed_.resize(size_t(record) + 1, std::vector<bool>(m_.rules(), false));
+    keyed_.resize(size_t(record) + 1);
   }
+  side_of(record);
   FuzzySide& held = records_[size_t(record)];
+  auto& keyed = keyed_[size_t(record)];
+  if (keyed.empty()) {
+    // the keys its values make before this row: a known record is found by them through the
+    // target's index already; a new record has none yet
+    keyed.resize(m_.rules());
+    for (size_t r = 0; r < m_.rules(); ++r) keyed[r] = m_.rule_key(r, held, blocks_).has_value();
+  }
   const FuzzySide& keys = rows_[row];
   auto fill = [](auto& into, const auto& from) {
     if (into.size() < from.size()) into.resize(from.size());

@@ -101,11 +101,15 @@ class FuzzyRun : public FuzzyJudge {
   std::vector<FuzzySide> rows_;     // [row]
   /// Registers a record under the block keys its held values now complete.
   void register_keys(int record);
+  /// A record's side, made for a known record when first needed.
+  const FuzzySide& side_of(int record);
 
   std::vector<std::unordered_map<std::string, std::vector<int>>> known_;  // [rule] key -> known records
   std::vector<std::unordered_map<std::string, std::vector<int>>> chunk_;  // [rule] key -> records that got it here
   std::vector<std::vector<bool>> keyed_;  // [record][rule] its key for the rule is registered (or stored)
   std::vector<FuzzySide> records_;  // [record] what it holds so far (fill nulls)
+  std::vector<const FieldKeys*> known_keys_;  // [known record] its stored keys
+  std::vector<char> built_;                    // [known record] records_ holds its side
   std::vector<int> seen_;           // [record] the last row that listed it
   std::map<size_t, std::vector<PairExplanation>> explained_;
 };

@@ -53,6 +53,7 @@ struct FoundRecord {
   std::string id;
   FieldKeys own;                                 // [field] key of each identity field's stored value
   std::vector<std::vector<std::string>> memory;  // [tier] keys identity memory holds for it
+  bool by_blocks = false;  // found only by the fuzzy tier's blocks, not by an exact key
 };
 
 /// @brief A way of finding which existing records a chunk's rows may be.

@@ -86,11 +86,15 @@ Resolution resolve_rows(const std::vector<TierKeys>& rows, const std::vector<Kno
                         FuzzyJudge* fuzzy) {
   Resolution res;
   KeyIndex index(tiers);
+  auto index_known = [&](int r) {
+    const auto& k = known[size_t(r)];
+    for (size_t t = 0; t < tiers && t < k.keys.size(); ++t)
+      for (const auto& key : k.keys[t]) index.add(r, t, key);
+  };
   for (size_t k = 0; k < known.size(); ++k) {
-    const int r = index.add_record();
+    index.add_record();
     res.records.push_back({int(k), -1});
-    for (size_t t = 0; t < tiers && t < known[k].keys.size(); ++t)
-      for (const auto& key : known[k].keys[t]) index.add(r, t, key);
+    if (!known[k].fuzzy_only) index_known(int(k));
   }
   res.rows.reserve(rows.size());
   std::vector<int> row_records;  // where each row landed so far (-1: review), for the fuzzy tier
@@ -123,7 +127,10 @@ Resolution resolve_rows(const std::vector<TierKeys>& rows, const std::vector<Kno
       d.record = cands[0].first;
       d.tier = cands[0].second;
       auto& rec = res.records[size_t(d.record)];
-      if (rec.first_row < 0) rec.first_row = int(i);
+      if (rec.first_row < 0) {
+        rec.first_row = int(i);
+        if (rec.known >= 0 && known[size_t(rec.known)].fuzzy_only) index_known(d.record);
+      }
     }
     for (size_t t = 0; t < tiers; ++t)
       if (rows[i][t]) index.add(d.record, t, *rows[i][t]);

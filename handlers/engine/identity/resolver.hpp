@@ -18,6 +18,9 @@ using TierKeys = std::vector<std::optional<std::string>>;
 struct KnownRecord {
   std::string id;
   std::vector<std::vector<std::string>> keys;  // [tier] -> keys
+  /// Found only by a fuzzy tier's blocks: no row holds one of its keys, so they matter only
+  /// once a row lands on it (then they are indexed, for the conflicts of later rows).
+  bool fuzzy_only = false;
 };
 
 /// @brief What became of one row.

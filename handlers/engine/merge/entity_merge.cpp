@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <functional>
 #include <set>
+#include <unordered_set>
 
 #include <nlohmann/json.hpp>
 
@@ -125,12 +126,15 @@ std::vector<FoundRecord> EntityMerge::find_known(const StagedPart& part, const s
   if (const FuzzyMatcher* fuzzy = matcher_.fuzzy()) {
     // and the records the fuzzy tier's blocks lead to, that no exact key found
     blocks = fuzzy->block(sql_, row_keys);
-    std::set<std::string> have;
+    std::unordered_set<std::string> have;
     std::vector<std::string> more;
     for (const auto& f : found) have.insert(f.id);
     for (auto& id : blocks.known_ids())
       if (!have.count(id)) more.push_back(std::move(id));
-    for (auto& f : matcher_.fetch(sql_, more)) found.push_back(std::move(f));
+    for (auto& f : matcher_.fetch(sql_, more)) {
+      f.by_blocks = true;
+      found.push_back(std::move(f));
+    }
     std::vector<const FieldKeys*> stored;
     for (const auto& f : found) stored.push_back(&f.own);
     fuzzy->add_codes(sql_, blocks, stored);  // the block keys their stored values make
@@ -146,7 +150,7 @@ EntityMerge::Decisions EntityMerge::decide(const StagedPart& part) {
   Blocks blocks;
   std::vector<KnownRecord> known;
   for (auto& f : find_known(part, row_keys, blocks)) {
-    KnownRecord k{f.id, f.memory};
+    KnownRecord k{f.id, f.memory, f.by_blocks};
     k.keys.resize(tiers);
     const auto own = matcher_.keys(f.own);
     for (size_t t = 0; t < tiers; ++t)
