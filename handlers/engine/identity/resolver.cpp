@@ -102,20 +102,16 @@ Resolution resolve_rows(const std::vector<TierKeys>& rows, const std::vector<Kno
   for (size_t i = 0; i < rows.size(); ++i) {
     RowDecision d;
     auto cands = candidates(rows[i], index, tiers);
+    if (cands.empty() && fuzzy && judge(*fuzzy, i, row_records, d) && d.kind == RowDecision::Kind::Match)
+      cands.emplace_back(d.record, d.tier);
     if (cands.size() > 1) {
       d.kind = RowDecision::Kind::Review;
       d.candidates = std::move(cands);
+    }
+    if (d.kind == RowDecision::Kind::Review) {  // two records claim it, or its score is in between
       row_records.push_back(-1);
       res.rows.push_back(std::move(d));
       continue;
-    }
-    if (cands.empty() && fuzzy && judge(*fuzzy, i, row_records, d)) {
-      if (d.kind == RowDecision::Kind::Review) {
-        row_records.push_back(-1);
-        res.rows.push_back(std::move(d));
-        continue;
-      }
-      cands.emplace_back(d.record, d.tier);
     }
     if (cands.empty()) {
       d.kind = RowDecision::Kind::New;
