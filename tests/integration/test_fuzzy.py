@@ -190,3 +190,28 @@ def test_train_writes_the_same_weights_twice_from_the_same_file(clinic, tmp_path
     chk = subprocess.run([str(BIN), "check", "--offline", "-c", str(tmp_path / "trained.yaml")], env=d.env,
                          capture_output=True, text=True, timeout=60)
     assert chk.returncode == 0, chk.stderr
+
+
+def test_check_names_what_a_blocking_rule_needs_and_the_load_refuses_without_it(pg, broker, tmp_path):
+    db = pg.create_db()
+    d = Daemon(pg, broker, tmp_path, db=db, chunk_rows=2, config_text=CONFIG, indexes=False)
+    d.sql(SCHEMA)
+    # no index and no fuzzystrmatch yet: a load refuses, naming the rule (it migrates the
+    # bookkeeping schema first), and writes nothing
+    p = d.inbox_file("one.csv", HEAD + "\n111,Ana,Pérez,01/02/1990,2000,\n")
+    r = cli(d, "load", str(p), "--dataset", "patients")
+    assert r.returncode == 1 and "serves this blocking rule" in (r.stdout + r.stderr), r.stdout + r.stderr
+    assert d.sql("SELECT count(*) FROM patients")[0][0] == 0
+    # check names every rule without an index and prints what makes it
+    chk = cli(d, "check")
+    assert chk.returncode == 2, chk.stdout + chk.stderr
+    assert "identity[2].fuzzy.blocking[2]: no index on public.patients serves this blocking rule" in chk.stderr, \
+        chk.stderr
+    assert "CREATE EXTENSION IF NOT EXISTS fuzzystrmatch; CREATE INDEX CONCURRENTLY IF NOT EXISTS " \
+           "\"patients_ingestd_block3\"" in chk.stderr, chk.stderr
+    assert "identity[2].fuzzy.blocking[0]: no index" in chk.stderr and "(\"postcode\", \"id\")" in chk.stderr
+    # --create-indexes makes the extension and the indexes; then the load goes through
+    assert cli(d, "check", "--create-indexes").returncode == 0
+    r = cli(d, "load", str(p), "--dataset", "patients")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert d.sql("SELECT count(*) FROM patients")[0][0] == 1
