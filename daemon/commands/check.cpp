@@ -44,7 +44,8 @@ void check_identity_indexes(pqxx::connection& c, const config::Config& cfg, bool
     if (create) engine::create_identity_indexes(c, reports);
     for (const auto& r : reports) {
       if (r.created) std::cout << r.where << ": created: " << r.create_index << "\n";
-      else if (!r.index.empty()) std::cout << r.where << ": " << r.table << " index " << r.index << "\n";
+      else if (!r.index.empty())
+        std::cout << r.where << ": " << r.table << " index " << r.index << engine::block_size_note(r) << "\n";
       else problems.push_back(engine::missing_index_problem(r));
     }
   }

@@ -215,3 +215,14 @@ def test_check_names_what_a_blocking_rule_needs_and_the_load_refuses_without_it(
     r = cli(d, "load", str(p), "--dataset", "patients")
     assert r.returncode == 0, r.stdout + r.stderr
     assert d.sql("SELECT count(*) FROM patients")[0][0] == 1
+    # with statistics, check tells each rule's block size, and names a rule whose blocks outgrow
+    # max_candidates (5,000 people in one postcode, each born on another day)
+    d.sql("INSERT INTO patients (given_name, surname, birth_date, postcode) SELECT 'P' || g, 'S' || g, "
+          "date '1900-01-01' + g, '4000' FROM generate_series(1, 5000) g; ANALYZE patients")
+    chk = cli(d, "check")
+    assert chk.returncode == 0, chk.stderr
+    lines = {ln.split(":")[0]: ln for ln in chk.stdout.splitlines() if "fuzzy.blocking" in ln}
+    postcode = lines["datasets.patients.entities.patient.identity[2].fuzzy.blocking[0]"]
+    assert "rows a key" in postcode and "over max_candidates 50" in postcode, chk.stdout
+    born = lines["datasets.patients.entities.patient.identity[2].fuzzy.blocking[1]"]
+    assert "(about 1 rows a key at the table's size)" in born, chk.stdout

@@ -1,9 +1,13 @@
 #include "handlers/engine/identity/index_check.hpp"
 
+#include <cstdio>
 #include <set>
+
+#include <nlohmann/json.hpp>
 
 #include "handlers/engine/catalog.hpp"
 #include "handlers/engine/identity/tier_sql.hpp"
+#include "handlers/engine/merge/sql_builder.hpp"
 
 namespace ingestd::engine {
 
@@ -17,26 +21,77 @@ std::string missing_index_problem(const TierIndexReport& r) {
          r.create_index;
 }
 
+namespace {
+
+/// Rows a key of `rule` holds by the planner's statistics (a generic plan of its probe), or
+/// nothing when the table has none yet.
+std::optional<double> block_rows(pqxx::transaction_base& tx, const TableInfo& t, const TierSql& rule) {
+  auto rel = tx.exec_params("SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)", t.quoted);
+  if (rel.empty() || rel[0][0].as<double>() < 1) return std::nullopt;  // never analyzed, or empty
+  try {
+    pqxx::subtransaction sub(dynamic_cast<pqxx::dbtransaction&>(tx), "block_rows");
+    const size_t n = rule.fields.size();
+    sub.exec("SET LOCAL plan_cache_mode = force_generic_plan");
+    sub.exec("PREPARE ingestd_block_rows(" + sql::join_n(n, ", ", [](size_t) { return "text"; }) +
+             ") AS SELECT 1 FROM " + t.quoted + " t WHERE " +
+             rule.condition([](size_t i) { return "$" + std::to_string(i + 1); }));
+    auto plan = sub.exec("EXPLAIN (FORMAT JSON) EXECUTE ingestd_block_rows(" +
+                         sql::join_n(n, ", ", [](size_t) { return "NULL"; }) + ")");
+    sub.exec("DEALLOCATE ingestd_block_rows");
+    const auto j = nlohmann::json::parse(plan[0][0].c_str());
+    sub.commit();
+    return j.at(0).at("Plan").at("Plan Rows").get<double>();
+  } catch (const std::exception&) {
+    return std::nullopt;  // an estimate is a courtesy: the check goes on without it
+  }
+}
+
+TierIndexReport report(std::string where, const TableInfo& t, const TierIndex& ti) {
+  TierIndexReport r;
+  r.where = std::move(where);
+  r.table = t.canonical;
+  r.index = ti.index;
+  r.create_index = ti.create_index;
+  return r;
+}
+
+}  // namespace
+
+std::string block_size_note(const TierIndexReport& r) {
+  if (!r.block_rows) return "";
+  char buf[64];
+  snprintf(buf, sizeof buf, "%.0f", *r.block_rows);
+  std::string note = std::string(" (about ") + buf + " rows a key at the table's size";
+  if (*r.block_rows > r.max_candidates)
+    note += "; over max_candidates " + std::to_string(r.max_candidates) + ", so its blocks are cut at the lowest ids: "
+            "combine it with another field to keep them small";
+  return note + ")";
+}
+
 std::vector<TierIndexReport> entity_indexes(pqxx::transaction_base& tx, const config::Dataset& ds,
-                                            const config::Entity& ent, const TableInfo& t, const std::string& bk) {
+                                            const config::Entity& ent, const TableInfo& t, const std::string& bk,
+                                            bool estimate) {
   std::vector<TierIndexReport> out;
   for (const auto& tier : tier_sql(tx, ent, t, bk)) {
     TierIndex ti = tier_index(tx, t, tier);
-    out.push_back({tier_where(ds, ent, tier.tier.number), t.canonical, ti.index, ti.create_index, false, false, ""});
+    out.push_back(report(tier_where(ds, ent, tier.tier.number), t, ti));
   }
   std::vector<std::string> missing;
   for (const auto& rule : blocking_sql(tx, ent, t, bk, missing)) {
     // the id last: a big block is cut at the lowest ids, read in order from the index
     TierIndex ti = tier_index(tx, t, rule, "block", tx.quote_name(ent.id_column));
-    TierIndexReport r{tier_where(ds, ent, int(ent.identity.size()) + 1) + ".fuzzy.blocking[" +
-                          std::to_string(rule.tier.number - 1) + "]",
-                      t.canonical, ti.index, ti.create_index, false, true, ""};
+    TierIndexReport r = report(tier_where(ds, ent, int(ent.identity.size()) + 1) + ".fuzzy.blocking[" +
+                                   std::to_string(rule.tier.number - 1) + "]",
+                               t, ti);
+    r.blocking = true;
     for (const auto& f : rule.fields)
       if (!f.probe_function.empty() && f.probe_function.find('.') == std::string::npos) {
         // the phonetic functions come with PostgreSQL's fuzzystrmatch (a trusted extension)
         r.before = "CREATE EXTENSION IF NOT EXISTS fuzzystrmatch";
         r.index.clear();
       }
+    r.max_candidates = ent.fuzzy->max_candidates;
+    if (estimate && !r.index.empty()) r.block_rows = block_rows(tx, t, rule);
     out.push_back(std::move(r));
   }
   return out;
@@ -50,7 +105,7 @@ std::vector<TierIndexReport> identity_indexes(pqxx::connection& conn, const conf
   for (const auto& ent : ds.entities) {
     TableInfo t = describe_table(tx, ent.table);
     if (!t.exists) continue;  // the schema checks report it
-    for (auto& r : entity_indexes(tx, ds, ent, t, bk)) out.push_back(std::move(r));
+    for (auto& r : entity_indexes(tx, ds, ent, t, bk, true)) out.push_back(std::move(r));
   }
   return out;
 }

@@ -2,6 +2,7 @@
 // would make a missing one, and `--create-indexes` to make them.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,8 @@ struct TierIndexReport {
   bool created = false;      // made by this run (--create-indexes)
   bool blocking = false;     // a fuzzy tier's blocking rule, not an exact tier
   std::string before;        // a statement the index needs first (CREATE EXTENSION …), "" = none
+  std::optional<double> block_rows;  // blocking rule: the planner's rows a key at the table's size
+  int max_candidates = 0;            // blocking rule: where its blocks are cut
 };
 
 /// The config path of an entity's tier: `datasets.D.entities.E.identity[i]`, i from 0.
@@ -30,9 +33,14 @@ std::string tier_where(const config::Dataset& ds, const config::Entity& ent, int
 /// that makes the index.
 std::string missing_index_problem(const TierIndexReport& r);
 
-/// The index behind every tier and blocking rule of one entity over its (described) table.
+/// The index behind every tier and blocking rule of one entity over its (described) table;
+/// with `estimate`, the planner's rows per key of each blocking rule (`ingestd check`).
 std::vector<TierIndexReport> entity_indexes(pqxx::transaction_base& tx, const config::Dataset& ds,
-                                            const config::Entity& ent, const TableInfo& t, const std::string& bk);
+                                            const config::Entity& ent, const TableInfo& t, const std::string& bk,
+                                            bool estimate = false);
+
+/// How `check` tells a blocking rule's block size: "" when unknown (no statistics yet).
+std::string block_size_note(const TierIndexReport& r);
 
 /// The index behind every tier of every entity of `ds` whose table exists.
 std::vector<TierIndexReport> identity_indexes(pqxx::connection& conn, const config::Dataset& ds,
