@@ -52,6 +52,11 @@ def test_review_merge_and_distinct(ice):
     assert listing.returncode == 0 and "55666777" in listing.stdout
     item = ice.sql("SELECT id FROM ingestd.review_queue WHERE status = 'open'")[0][0]
     ana = ice.sql("SELECT id FROM persons WHERE cedula = '55666777'")[0][0]
+    # two records claim the row by exact keys: neither is a better guess, so merge names one
+    # (regression: the first claimant was suggested and taken without --into)
+    assert ice.sql("SELECT record_id FROM ingestd.review_queue WHERE id = %s", (item,)) == [(None,)]
+    guess = cli(ice, "review", "merge", str(item))
+    assert guess.returncode != 0 and "--into" in guess.stderr, guess
     merged = cli(ice, "review", "merge", str(item), "--into", str(ana))
     assert merged.returncode == 0, merged.stderr
     assert json.loads(merged.stdout)["status"] == "merged"

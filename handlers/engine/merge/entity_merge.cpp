@@ -219,8 +219,11 @@ void EntityMerge::stage(const StagedPart& part, const Decisions& d) {
     line += '\t';
     append_copy_value(line, rd && rd->score ? std::optional<std::string>(std::to_string(*rd->score)) : std::nullopt);
     line += '\t';
-    append_copy_value(line, rd && !rd->candidates.empty() ? std::optional<std::string>(d.ids[size_t(rd->candidates[0].first)])
-                                                          : std::nullopt);
+    // Only a scored (fuzzy) review names a best candidate: a row that two records claim by exact
+    // keys has no better one, and `review merge` without --into must not pick the first.
+    append_copy_value(line, rd && rd->score && !rd->candidates.empty()
+                                ? std::optional<std::string>(d.ids[size_t(rd->candidates[0].first)])
+                                : std::nullopt);
     for (const auto& v : r.values[part.entity]) {
       line += '\t';
       append_copy_value(line, values ? v : std::nullopt);
