@@ -161,14 +161,15 @@ void Runtime::init_metrics() {
     metrics_.retries.Add({{"reason", reason}});
   metrics_.reloads.Add({{"outcome", "success"}});
   metrics_.reloads.Add({{"outcome", "failure"}});
-  // The last success survives a restart: it is in the batches table.
+  // The last success survives a restart: it is in the batches table. A record merge (by hand,
+  // `ingestd merge`) loads nothing: it says nothing of how fresh the data is.
   pqxx::read_transaction tx(worker_.db());
   std::string builtin;
   for (const auto& h : handler_registry())
     for (const auto& t : h.builtin_targets) builtin += (builtin.empty() ? "" : ", ") + tx.quote(t);
   auto r = tx.exec("SELECT dataset_or_job, extract(epoch FROM max(finished_at))::float8 FROM " +
                    tx.quote_name(cfg_.postgres.bookkeeping_schema) +
-                   ".batches WHERE status IN ('completed', 'completed_with_rejects') AND NOT dry_run AND " +
+                   ".batches WHERE status IN ('completed', 'completed_with_rejects') AND NOT dry_run AND kind <> 'merge' AND " +
                    (builtin.empty() ? "" : "dataset_or_job NOT IN (" + builtin + ") AND ") +
                    "finished_at IS NOT NULL GROUP BY 1");
   for (const auto& row : r) metrics_.last_success.Add({{"dataset", row[0].as<std::string>()}}).Set(row[1].as<double>());

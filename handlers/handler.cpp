@@ -23,6 +23,7 @@ EntityCounts& EntityCounts::operator+=(const EntityCounts& o) {
   skipped += o.skipped;
   for (auto& [t, n] : o.tier_matches) tier_matches[t] += n;
   for (auto& [b, n] : o.fuzzy_bands) fuzzy_bands[b] += n;
+  match_weights.insert(match_weights.end(), o.match_weights.begin(), o.match_weights.end());
   return *this;
 }
 

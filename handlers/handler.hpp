@@ -37,6 +37,9 @@ struct EntityCounts {
   int64_t skipped = 0;  // rows that carry nothing for a dependent entity (a person who is no student)
   std::map<int, int64_t> tier_matches;  // tier (1-based) -> rows matched at it
   std::map<std::string, int64_t> fuzzy_bands;  // rows a fuzzy tier judged: merged | review | new
+  /// A chunk's fuzzy match weights, observed on /metrics once the chunk commits (a retried or
+  /// dry-run chunk is not counted); not part of the result.
+  std::vector<double> match_weights;
   nlohmann::json to_json() const;
   EntityCounts& operator+=(const EntityCounts& o);
 };

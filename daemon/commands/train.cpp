@@ -1,16 +1,21 @@
 // `ingestd train DATASET FILE [--output PATH] [--max-rows N]`: estimates the m/u weights of the
 // dataset's fuzzy tier from a file of its data and writes the weights file the tier names
 // (identity/training.hpp). The phonetic codes of blocking rules come from PostgreSQL, as at load.
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <set>
+#include <unordered_map>
 
 #include <pqxx/pqxx>
 
 #include "daemon/commands/commands.hpp"
 #include "handlers/engine/identity/compare.hpp"
+#include "handlers/engine/identity/fuzzy_matcher.hpp"
 #include "handlers/engine/identity/training.hpp"
 #include "handlers/engine/row_builder.hpp"
 #include "handlers/engine/source/record_source.hpp"
@@ -28,16 +33,17 @@ std::vector<Keys> read_keys(const config::Dataset& ds, size_t e, const std::stri
   engine::RowBuilder builder(ds, src->header(), vars);
   std::vector<Keys> out;
   engine::Record rec;
-  engine::RowErrors errors;
   for (int64_t n = 1; out.size() < max_rows && src->next(rec); ++n) {
     engine::Row row;
+    engine::RowErrors errors;  // a rejected row is left out of training; its reasons are the load's to report
     builder.build(rec, n, row, errors);
     if (!row.rejected) out.push_back(std::move(row.keys[e]));
   }
   return out;
 }
 
-/// A term's key per row: the field's key, or its phonetic code as PostgreSQL computes it.
+/// A term's key per row: the field's key, or its phonetic code as PostgreSQL computes it for
+/// the load (the same function, found the same way).
 std::vector<std::optional<std::string>> term_keys(pqxx::connection* db, const config::BlockingTerm& term, int field,
                                                   const std::vector<Keys>& rows) {
   std::vector<std::optional<std::string>> out;
@@ -45,23 +51,17 @@ std::vector<std::optional<std::string>> term_keys(pqxx::connection* db, const co
   if (term.function.empty()) return out;
   if (!db) throw std::runtime_error("blocking on " + term.function + "() needs the database (postgres.url)");
   pqxx::work tx(*db);
-  auto where = tx.exec_params("SELECT quote_ident(n.nspname) FROM pg_proc p JOIN pg_namespace n ON n.oid = "
-                              "p.pronamespace WHERE p.proname = $1 ORDER BY n.nspname = 'public' DESC LIMIT 1",
-                              term.function);
-  if (where.empty())
+  const std::string function = engine::qualified_function(tx, term.function);
+  if (function.empty())
     throw std::runtime_error(term.function + "() is not installed: CREATE EXTENSION fuzzystrmatch (or `ingestd check "
                              "--create-indexes`)");
-  std::map<std::string, std::string> code;
-  for (auto& k : out) {
-    if (!k) continue;
-    auto it = code.find(*k);
-    if (it == code.end()) {
-      auto r = tx.exec_params(
-          "SELECT " + where[0][0].as<std::string>() + "." + tx.quote_name(term.function) + "($1::text)", *k);
-      it = code.emplace(*k, r[0][0].is_null() ? "" : r[0][0].as<std::string>()).first;
-    }
-    k = it->second.empty() ? std::nullopt : std::optional<std::string>(it->second);
-  }
+  std::set<std::string> values;
+  for (const auto& k : out)
+    if (k) values.insert(*k);
+  std::unordered_map<std::string, std::string> code;
+  engine::phonetic_codes(tx, function, values, code);
+  for (auto& k : out)
+    if (k) k = code[*k].empty() ? std::nullopt : std::optional<std::string>(code[*k]);
   return out;
 }
 
@@ -115,7 +115,8 @@ int cmd_train(const config::Config& cfg, const std::string& dataset, const std::
     for (const auto& term : rule) {
       const auto part = term_keys(db.get(), term, field_of(ent, term.field), rows);
       for (size_t i = 0; i < rows.size(); ++i)
-        key[i] = key[i] && part[i] ? std::optional<std::string>(*key[i] + '\x1f' + *part[i]) : std::nullopt;
+        key[i] = key[i] && part[i] ? std::optional<std::string>(*key[i] + engine::kBlockKeySeparator + *part[i])
+                                   : std::nullopt;
     }
     for (size_t i = 0; i < rows.size(); ++i) block[i].push_back(key[i]);
   }
@@ -130,7 +131,13 @@ int cmd_train(const config::Config& cfg, const std::string& dataset, const std::
   for (const auto& [i, j] : engine::random_pairs(rows.size(), 200000))
     random.push_back(engine::pair_levels(tier, cmp[i], cmp[j]));
   const auto w = engine::estimate_weights(tier, blocked, random);
-  std::ofstream(output) << engine::weights_yaml(tier, w, dataset, ent.name);
+  std::ofstream out(output);
+  out << engine::weights_yaml(tier, w, dataset, ent.name);
+  out.close();
+  if (!out) {
+    std::cerr << "ingestd train: cannot write " << output << ": " << std::strerror(errno) << "\n";
+    return 1;
+  }
   std::printf("trained on %zu rows of %s; wrote %s\n", rows.size(), file.c_str(), output.c_str());
   print_weights(tier, w);
   return 0;

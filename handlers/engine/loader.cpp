@@ -53,6 +53,8 @@ class LoadRun {
   void read_chunk(Chunk& c, int64_t& number, const std::atomic<bool>& cancel);
   void commit_chunk(pqxx::transaction_base& tx, Chunk& chunk, bool final, const BeforeFinal& before_final);
   void checkpoint(pqxx::transaction_base& tx);
+  /// The match weights of the chunks just committed, on /metrics.
+  void observe_weights();
   void process_rows(pqxx::transaction_base& tx, std::vector<Row*> rows, std::map<std::string, EntityCounts>& out,
                     RowErrors& errors);
   void run_entities(pqxx::transaction_base& tx, const std::vector<Row*>& rows, std::map<std::string, EntityCounts>& out);
@@ -72,6 +74,7 @@ class LoadRun {
   std::unique_ptr<Writeback> writeback_;
   RejectWriter rejects_;
   LoadResult result_;
+  std::vector<std::pair<std::string, std::vector<double>>> weights_;  // entity -> match weights not yet committed
   int64_t last_row_ = 0;
   uint64_t bytes_ = 0;
 };
@@ -147,7 +150,11 @@ void LoadRun::commit_chunk(pqxx::transaction_base& tx, Chunk& chunk, bool final,
   for (Row& r : chunk.rows)
     if (!r.rejected) good.push_back(&r);
   process_rows(tx, good, delta, chunk.errors);
-  for (auto& [k, v] : delta) result_.counts[k] += v;
+  for (auto& [k, v] : delta) {
+    if (!v.match_weights.empty()) weights_.emplace_back(k, std::move(v.match_weights));
+    v.match_weights.clear();
+    result_.counts[k] += v;
+  }
   if (writeback_) {
     std::vector<Row*> ok;
     for (Row& r : chunk.rows)
@@ -186,6 +193,12 @@ void LoadRun::checkpoint(pqxx::transaction_base& tx) {
   books_.checkpoint(tx, req_.batch_id, cp);
 }
 
+void LoadRun::observe_weights() {
+  for (const auto& [entity, weights] : weights_)
+    for (double w : weights) svc_.metrics.observe_match_weight(ds_.name, entity, w);
+  weights_.clear();
+}
+
 LoadResult LoadRun::run(const FinalStep& final_step, const BeforeFinal& before_final) {
   plan();
   const bool single_tx = req_.dry_run || req_.atomic;
@@ -207,6 +220,7 @@ LoadResult LoadRun::run(const FinalStep& final_step, const BeforeFinal& before_f
       commit_chunk(tx, chunk, chunk.last, before_final);
       if (chunk.last && final_step) final_step(tx, result_);
       tx.commit();
+      observe_weights();
     }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     svc_.metrics.observe_db("chunk", secs);
@@ -224,6 +238,7 @@ LoadResult LoadRun::run(const FinalStep& final_step, const BeforeFinal& before_f
   if (!single_tx) return result_;
   if (!req_.dry_run) {
     outer->commit();
+    observe_weights();
     return result_;
   }
   outer->abort();
@@ -279,7 +294,7 @@ void LoadRun::run_entities(pqxx::transaction_base& tx, const std::vector<Row*>& 
     const StagedPart part = select_rows(m, rows, c);
     if (part.rows.empty() && part.waiting.empty()) continue;
     EntityMerge merge(tx, &svc_.metrics, tables_[m.index].table, *m.cfg, *matchers_[m.index], req_.bookkeeping_schema,
-                      req_.batch_id, req_.vars, ds_.name);
+                      req_.batch_id, req_.vars);
     c += merge.run(part);
     if (referenced_[m.index]) {
       std::unordered_map<int64_t, Row*> by_number;

@@ -65,9 +65,9 @@ def cli(d, *args):
                           timeout=60)
 
 
-def load(d, name, content):
+def load(d, name, content, **extra):
     p = d.inbox_file(name, content)
-    return d.result(d.publish(d.file_event(p, dataset="patients"), key="patients")["event_id"], timeout=120)
+    return d.result(d.publish(d.file_event(p, dataset="patients", **extra), key="patients")["event_id"], timeout=120)
 
 
 @pytest.fixture
@@ -95,6 +95,9 @@ def test_typo_merges_other_id_never_middle_goes_to_review_and_the_decision_is_re
     assert r1["counts"]["patient"]["inserted"] == 1
     orig = d.sql("SELECT id FROM patients")[0][0]
 
+    # a dry run scores the same rows and counts its bands, but its weights are not on /metrics
+    dry = load(d, "second-dry.csv", "\n".join(SECOND) + "\n", dry_run=True)
+    assert dry["status"] == "dry_run" and dry["counts"]["patient"]["fuzzy"]["merged"] == 1, dry
     r2 = load(d, "second.csv", "\n".join(SECOND) + "\n")
     assert r2["status"] == "completed", r2
     c = r2["counts"]["patient"]

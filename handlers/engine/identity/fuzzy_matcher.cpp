@@ -103,27 +103,33 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
   return out;
 }
 
+void phonetic_codes(pqxx::transaction_base& tx, const std::string& function, const std::set<std::string>& values,
+                    std::unordered_map<std::string, std::string>& codes) {
+  if (values.empty()) return;
+  std::string array = "{";  // a text[] parameter: values quoted, never SQL text
+  for (const auto& v : values) {
+    array += array.size() > 1 ? ",\"" : "\"";
+    for (char c : v) array += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
+    array += '"';
+  }
+  array += '}';
+  for (const auto& row : tx.exec_params("SELECT v, " + function + "(v) FROM unnest($1::text[]) v", array))
+    codes[row[0].as<std::string>()] = row[1].is_null() ? "" : row[1].as<std::string>();
+}
+
 void FuzzyMatcher::add_codes(StepSql& sql, Blocks& blocks, const std::vector<const FieldKeys*>& sides) const {
-  for (const auto& rule : rules_)
-    for (const auto& term : rule.fields) {
-      if (term.probe_function.empty()) continue;
-      auto& codes = blocks.codes[term.probe_function];
-      std::set<std::string> missing;
-      for (const auto* s : sides)
-        if (size_t(term.field) < s->size() && (*s)[size_t(term.field)] && !codes.count(*(*s)[size_t(term.field)]))
-          missing.insert(*(*s)[size_t(term.field)]);
-      if (missing.empty()) continue;
-      std::string array = "{";  // a text[] parameter: values quoted, never SQL text
-      for (const auto& v : missing) {
-        array += array.size() > 1 ? ",\"" : "\"";
-        for (char c : v) array += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
-        array += '"';
+  sql.timed("candidates", [&] {
+    for (const auto& rule : rules_)
+      for (const auto& term : rule.fields) {
+        if (term.probe_function.empty()) continue;
+        auto& codes = blocks.codes[term.probe_function];
+        std::set<std::string> missing;
+        for (const auto* s : sides)
+          if (size_t(term.field) < s->size() && (*s)[size_t(term.field)] && !codes.count(*(*s)[size_t(term.field)]))
+            missing.insert(*(*s)[size_t(term.field)]);
+        phonetic_codes(sql.tx(), term.probe_function, missing, codes);
       }
-      array += '}';
-      for (const auto& row : sql.tx().exec_params("SELECT v, " + term.probe_function + "(v) FROM unnest($1::text[]) v",
-                                                  array))
-        codes[row[0].as<std::string>()] = row[1].is_null() ? "" : row[1].as<std::string>();
-    }
+  });
 }
 
 std::optional<std::string> FuzzyMatcher::rule_key(size_t r, const FuzzySide& side, const Blocks& blocks) const {
@@ -133,7 +139,7 @@ std::optional<std::string> FuzzyMatcher::rule_key(size_t r, const FuzzySide& sid
     const size_t pos = column_of_.at(rule.tier.fields[i]) - 1;
     const std::string* v = pos < side.block.size() ? side.block[pos] : nullptr;  // a new record holds none yet
     if (!v) return std::nullopt;
-    if (i) key += '\x1f';
+    if (i) key += kBlockKeySeparator;
     if (rule.fields[i].probe_function.empty()) {
       key += *v;
       continue;

@@ -6,6 +6,7 @@
 
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -28,6 +29,14 @@ struct Blocks {
   /// Every target record some block names, once each, ascending.
   std::vector<std::string> known_ids() const;
 };
+
+/// Separates the terms of a block key (a control character no key holds).
+inline constexpr char kBlockKeySeparator = '\x1f';
+
+/// Adds to `codes` the code `function` (schema-qualified) gives each of `values`, from
+/// PostgreSQL: "" when it gives none.
+void phonetic_codes(pqxx::transaction_base& tx, const std::string& function, const std::set<std::string>& values,
+                    std::unordered_map<std::string, std::string>& codes);
 
 /// @brief What a fuzzy tier reads of a row or record: comparison, never_across and blocking keys.
 struct FuzzySide {

@@ -54,11 +54,18 @@ std::vector<TierSql> tier_sql(pqxx::transaction_base& tx, const config::Entity& 
   return out;
 }
 
+std::string qualified_function(pqxx::transaction_base& tx, const std::string& function) {
+  auto r = tx.exec_params("SELECT n.nspname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                          "WHERE p.proname = $1 ORDER BY n.nspname = 'public' DESC, n.nspname LIMIT 1",
+                          function);
+  return r.empty() ? "" : tx.quote_name(r[0][0].as<std::string>()) + "." + function;
+}
+
 std::vector<TierSql> blocking_sql(pqxx::transaction_base& tx, const config::Entity& entity, const TableInfo& table,
                                   const std::string& bookkeeping, std::vector<std::string>& missing_functions) {
   std::vector<TierSql> out;
   if (!entity.fuzzy) return out;
-  std::map<std::string, std::string> schema_of;  // function -> its quoted schema, "" = not installed
+  std::map<std::string, std::string> schema_of;  // function -> schema.function, "" = not installed
   for (const auto& rule : entity.fuzzy->blocking) {
     TierSql ts;
     ts.tier.number = int(out.size()) + 1;
@@ -70,13 +77,10 @@ std::vector<TierSql> blocking_sql(pqxx::transaction_base& tx, const config::Enti
       TierFieldSql fs = field_sql(tx, entity, k, table, bookkeeping);
       if (!term.function.empty()) {
         if (!schema_of.count(term.function)) {
-          auto r = tx.exec_params("SELECT n.nspname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
-                                  "WHERE p.proname = $1 ORDER BY n.nspname = 'public' DESC, n.nspname LIMIT 1",
-                                  term.function);
-          schema_of[term.function] = r.empty() ? "" : tx.quote_name(r[0][0].as<std::string>());
-          if (r.empty()) missing_functions.push_back(term.function);
+          schema_of[term.function] = qualified_function(tx, term.function);
+          if (schema_of[term.function].empty()) missing_functions.push_back(term.function);
         }
-        const std::string fn = (schema_of[term.function].empty() ? "" : schema_of[term.function] + ".") + term.function;
+        const std::string fn = schema_of[term.function].empty() ? term.function : schema_of[term.function];
         // the phonetic code of the key (a name's case- and accent-folded key)
         fs.key_expr = fn + "(" + fs.key_expr + "::text)";
         fs.index_expr = fn + "(" + fs.index_expr + "::text)";

@@ -57,6 +57,10 @@ std::vector<TierSql> tier_sql(pqxx::transaction_base& tx, const config::Entity& 
 TierFieldSql field_sql(pqxx::transaction_base& tx, const config::Entity& entity, int field, const TableInfo& table,
                        const std::string& bookkeeping);
 
+/// `function` (a name the config allows) qualified by the quoted schema it is installed in
+/// (public first); "" when it is not installed (fuzzystrmatch's dmetaphone and soundex).
+std::string qualified_function(pqxx::transaction_base& tx, const std::string& function);
+
 /// The blocking rules of the entity's fuzzy tier as tiers (number = the rule's, from 1): a
 /// term with a phonetic function wraps the key in it, on both sides. A function PostgreSQL
 /// does not have (fuzzystrmatch not installed) is added to `missing_functions`.

@@ -16,9 +16,8 @@ using config::MergePolicy;
 
 EntityMerge::EntityMerge(pqxx::transaction_base& tx, Metrics* metrics, const TableInfo& table,
                          const config::Entity& entity, const Matcher& matcher, const std::string& bookkeeping_schema,
-                         const std::string& batch_id, const std::map<std::string, std::string>& vars, std::string dataset)
-    : sql_(tx, metrics, table.canonical, batch_id, entity.name, vars), metrics_(metrics), dataset_(std::move(dataset)),
-      table_(table), entity_(entity), matcher_(matcher),
+                         const std::string& batch_id, const std::map<std::string, std::string>& vars)
+    : sql_(tx, metrics, table.canonical, batch_id, entity.name, vars), table_(table), entity_(entity), matcher_(matcher),
       bk_(tx.quote_name(bookkeeping_schema)) {
   for (size_t k = 0; k < entity_.fields.size(); ++k)
     if (entity_.fields[k].lookup && entity_.fields[k].on_missing == config::OnMissing::Defer) deferred_.push_back(k);

@@ -38,7 +38,7 @@ class EntityMerge {
  public:
   EntityMerge(pqxx::transaction_base& tx, Metrics* metrics, const TableInfo& table, const config::Entity& entity,
               const Matcher& matcher, const std::string& bookkeeping_schema, const std::string& batch_id,
-              const std::map<std::string, std::string>& vars, std::string dataset);
+              const std::map<std::string, std::string>& vars);
 
   /// All steps in order; returns this chunk's counts for the entity.
   EntityCounts run(const StagedPart& part);
@@ -85,8 +85,6 @@ class EntityMerge {
   std::vector<size_t> mergeable_fields() const;
 
   StepSql sql_;
-  Metrics* metrics_;
-  std::string dataset_;
   const TableInfo& table_;
   const config::Entity& entity_;
   const Matcher& matcher_;

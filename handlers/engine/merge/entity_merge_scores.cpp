@@ -78,7 +78,7 @@ void EntityMerge::record_scores(const StagedPart& part, const Decisions& d, Enti
     if (!rd.judged) continue;
     const char* band = rd.kind == RowDecision::Kind::New ? "new" : rd.kind == RowDecision::Kind::Review ? "review" : "merged";
     ++counts.fuzzy_bands[band];
-    if (metrics_ && rd.score) metrics_->observe_match_weight(dataset_, entity_.name, *rd.score);
+    if (rd.score) counts.match_weights.push_back(*rd.score);
     const auto it = d.explained.find(i);
     if (it == d.explained.end() || rd.kind == RowDecision::Kind::New) continue;
     for (const auto& e : it->second) {
