@@ -20,13 +20,15 @@ namespace {
 struct CommandLine {
   std::string config_path = "/etc/ingestd/ingestd.yaml";
   std::string log_level = "info";
-  CLI::App *run = nullptr, *check = nullptr, *load = nullptr, *submit_file = nullptr, *submit_job = nullptr;
+  CLI::App *run = nullptr, *check = nullptr, *load = nullptr, *run_job = nullptr, *submit_file = nullptr,
+           *submit_job = nullptr;
   CLI::App *rollback = nullptr, *status = nullptr, *review = nullptr, *review_list = nullptr, *review_merge = nullptr;
   CLI::App *dlq_replay = nullptr, *broker = nullptr, *explain = nullptr, *name_key = nullptr, *train = nullptr;
   bool check_offline = false, check_create_indexes = false;
   std::vector<std::string> explain_args;
   bool explain_record = false, explain_json = false;
   std::string load_file, load_dataset;
+  SubmitOptions job;  // run-job
   bool load_dry = false;
   SubmitOptions submit;
   std::string rollback_batch;
@@ -62,6 +64,11 @@ void add_run_check_load(CLI::App& app, CommandLine& cl) {
   cl.load->add_option("file", cl.load_file, "CSV file")->required();
   cl.load->add_option("--dataset", cl.load_dataset, "dataset name")->required();
   cl.load->add_flag("--dry-run", cl.load_dry, "run everything, then roll back; report what would happen");
+  cl.run_job = with_config(app.add_subcommand("run-job", "Run one configured job (or rollback, checks) without Kafka"), cl);
+  cl.run_job->add_option("name", cl.job.job, "job name")->required();
+  cl.run_job->add_option("--mode", cl.job.mode, "full or incremental");
+  cl.run_job->add_option("--param", cl.job.params, "KEY=VALUE, repeatable");
+  cl.run_job->add_flag("--dry-run", cl.job.dry_run, "run everything, then roll back; report what would happen");
 }
 
 void add_submit(CLI::App& app, CommandLine& cl) {
@@ -173,6 +180,11 @@ int dispatch(const CommandLine& cl, const config::Config& cfg) {
   if (cl.explain->parsed())
     return cmd_explain(cfg, cl.explain_args.at(0), cl.explain_args.at(1), cl.explain_record, cl.explain_json);
   if (cl.load->parsed()) return cmd_load(cfg, cl.load_file, cl.load_dataset, cl.load_dry);
+  if (cl.run_job->parsed()) {
+    SubmitOptions job = cl.job;
+    job.submitted_by = cli_actor();
+    return cmd_run_job(cfg, job);
+  }
   if (cl.status->parsed()) return cmd_status(cfg, cl.status_batch, cl.status_json);
   if (cl.review->parsed()) {
     const std::string action = cl.review_list->parsed() ? "list" : cl.review_merge->parsed() ? "merge" : "distinct";

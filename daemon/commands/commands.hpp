@@ -4,8 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "config/model.hpp"
 
@@ -27,7 +30,7 @@ int cmd_name_key();
 /// `ingestd load FILE --dataset NAME [--dry-run]`: one file through the pipeline, without Kafka.
 int cmd_load(const config::Config& cfg, const std::string& file, const std::string& dataset, bool dry_run);
 
-/// @brief The options of `ingestd submit file|job`.
+/// @brief The options of `ingestd submit file|job` (and of run-job).
 struct SubmitOptions {
   std::string path, dataset, source_system, program, submitted_by = "ingestd-submit", event_id, delimiter, encoding;
   std::string job, mode;
@@ -39,6 +42,13 @@ struct SubmitOptions {
 int cmd_submit_file(const config::Config& cfg, SubmitOptions o);
 /// `ingestd submit job NAME`: publishes a job.requested event.
 int cmd_submit_job(const config::Config& cfg, SubmitOptions o);
+/// The job.requested event of `o` (job, mode, params from KEY=VALUE, dry_run, submitted_by);
+/// nullopt with `error` for a malformed --param. A new event id is `event_id_prefix` + a UUID.
+std::optional<nlohmann::json> job_request(const SubmitOptions& o, const std::string& event_id_prefix,
+                                          std::string& error);
+/// `ingestd run-job NAME [--mode M] [--param K=V] [--dry-run]`: one job through the pipeline,
+/// without Kafka; the result message on stdout, exit codes as load.
+int cmd_run_job(const config::Config& cfg, const SubmitOptions& o);
 
 /// `ingestd rollback BATCH [--dry-run]`.
 int cmd_rollback(const config::Config& cfg, const std::string& batch, bool dry_run, const std::string& actor);

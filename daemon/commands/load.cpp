@@ -1,6 +1,7 @@
-// `ingestd load FILE --dataset NAME [--dry-run]`: one file through its dataset without Kafka.
-// The event goes through the same inbox, worker and retries as in the daemon; in a terminal a
-// progress bar follows the batch's checkpoints.
+// `ingestd load FILE --dataset NAME [--dry-run]` and `ingestd run-job NAME [--mode M] [--param
+// K=V] [--dry-run]`: one file or one job through the pipeline without Kafka. The event an
+// uploader would have sent goes through the same inbox, worker and retries as in the daemon; in
+// a terminal a progress line follows the batch's checkpoints.
 #include <unistd.h>
 
 #include <atomic>
@@ -51,8 +52,8 @@ class ProgressBar {
         auto r = tx.exec_params("SELECT b.rows_done, b.bytes_done, b.size_bytes FROM " + qs + ".events e JOIN " + qs +
                                     ".batches b ON b.id = e.batch_id WHERE e.event_id = $1",
                                 event_id_);
-        if (r.empty() || r[0][2].is_null() || r[0][2].as<int64_t>() == 0) continue;
-        draw(r[0][0].as<int64_t>(), r[0][1].as<int64_t>(), r[0][2].as<int64_t>());
+        if (r.empty()) continue;
+        draw(r[0][0].as<int64_t>(), r[0][1].as<int64_t>(), r[0][2].is_null() ? 0 : r[0][2].as<int64_t>());
       }
       fprintf(stderr, "\n");
     } catch (const std::exception&) {
@@ -60,10 +61,16 @@ class ProgressBar {
     }
   }
 
+  /// A bar when the input's size is known (a file), else rows and their rate (a job).
   void draw(int64_t rows, int64_t bytes, int64_t size) const {
+    double secs = std::chrono::duration<double>(Clock::now() - t0_).count();
+    if (size <= 0) {
+      fprintf(stderr, "\r%lld rows  %.0f rows/s  %.0f s ", (long long)rows, secs > 0 ? double(rows) / secs : 0.0, secs);
+      fflush(stderr);
+      return;
+    }
     double frac = std::min(1.0, double(bytes) / double(size));
     int filled = int(frac * 40);
-    double secs = std::chrono::duration<double>(Clock::now() - t0_).count();
     fprintf(stderr, "\r[%s%s] %3d%%  %lld rows  %.0f rows/s ", std::string(size_t(filled), '#').c_str(),
             std::string(size_t(40 - filled), '.').c_str(), int(frac * 100), (long long)rows,
             secs > 0 ? double(rows) / secs : 0.0);
@@ -88,22 +95,28 @@ Event load_event(const std::string& instance, const std::string& abs, const std:
   return ev;
 }
 
-}  // namespace
+/// Exit codes of the commands that run an event (DESIGN §6): 0 completed (or a dry run), 1
+/// failed, 3 completed with rejects.
+int exit_code(engine::ResultStatus status) {
+  switch (status) {
+    case engine::ResultStatus::Failed: return 1;
+    case engine::ResultStatus::CompletedWithRejects: return 3;
+    default: return 0;
+  }
+}
 
-int cmd_load(const config::Config& cfg, const std::string& file, const std::string& dataset, bool dry_run) {
+/// Runs `ev` as the daemon would, in this process, and prints its result message. `extra_root`:
+/// a directory the operator named by hand, allowed for this run only.
+int run_locally(const config::Config& cfg, const Event& ev, const std::string& command, const std::string& extra_root) {
   const std::string instance = instance_id();
-  std::error_code ec;
-  const std::string abs = std::filesystem::absolute(file, ec).string();
-  // The operator names the file by hand: its own directory is an allowed root for this run.
   config::Config local = cfg;
-  local.files.allowed_roots.push_back(std::filesystem::path(abs).parent_path().string());
+  if (!extra_root.empty()) local.files.allowed_roots.push_back(extra_root);
   Metrics metrics;
   Inbox inbox(local);
   Worker worker(local, metrics, inbox, instance, [] {});
   prepare_bookkeeping(worker.db(), cfg);
-  const Event ev = load_event(instance, abs, dataset, dry_run);
   if (auto why = validate_event(cfg, ev); !why.empty()) {
-    std::cerr << "ingestd load: " << why << "\n";
+    std::cerr << "ingestd " << command << ": " << why << "\n";
     return 2;
   }
   {
@@ -119,13 +132,38 @@ int cmd_load(const config::Config& cfg, const std::string& file, const std::stri
     run = worker.run(*find_handler(ev.type), ev);
   }
   if (run.outcome.kind != Outcome::Kind::Done) {
-    std::cerr << "ingestd load: " << (run.last_reason.empty() ? "interrupted" : run.last_reason) << "\n";
+    std::cerr << "ingestd " << command << ": " << (run.last_reason.empty() ? "interrupted" : run.last_reason) << "\n";
     return 1;
   }
   worker.settle(ev, run);
   std::cout << result_message(ev, run.outcome, std::chrono::duration<double>(Clock::now() - t0).count()).dump(2)
             << std::endl;
-  return run.outcome.status == engine::ResultStatus::Failed ? 1 : 0;
+  return exit_code(run.outcome.status);
+}
+
+}  // namespace
+
+int cmd_load(const config::Config& cfg, const std::string& file, const std::string& dataset, bool dry_run) {
+  std::error_code ec;
+  const std::string abs = std::filesystem::absolute(file, ec).string();
+  // The operator names the file by hand: its own directory is an allowed root for this run.
+  return run_locally(cfg, load_event(instance_id(), abs, dataset, dry_run), "load",
+                     std::filesystem::path(abs).parent_path().string());
+}
+
+int cmd_run_job(const config::Config& cfg, const SubmitOptions& o) {
+  std::string error;
+  auto payload = job_request(o, "cli", error);
+  if (!payload) {
+    std::cerr << "ingestd run-job: " << error << "\n";
+    return 2;
+  }
+  Event ev;
+  ev.event_id = (*payload)["event_id"];
+  ev.type = "job.requested";
+  ev.topic = "cli";
+  ev.payload = std::move(*payload);
+  return run_locally(cfg, ev, "run-job", "");
 }
 
 }  // namespace ingestd

@@ -3,7 +3,8 @@
 #include <chrono>
 #include <filesystem>
 #include <iostream>
-#include <random>
+
+#include <openssl/rand.h>
 
 #include <nlohmann/json.hpp>
 
@@ -18,10 +19,13 @@ namespace {
 
 using json = nlohmann::json;
 
+/// A version-4 UUID from 128 bits of OpenSSL's CSPRNG: event ids must not collide (a
+/// collision is answered `duplicate`), and one 32-bit seed made that likely at scale.
 std::string new_uuid() {
-  std::random_device rd;
-  std::mt19937_64 g(rd());
-  uint64_t a = g(), b = g();
+  uint64_t a = 0, b = 0;
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(&a), sizeof a) != 1 ||
+      RAND_bytes(reinterpret_cast<unsigned char*>(&b), sizeof b) != 1)
+    throw std::runtime_error("no random bytes for an event id (OpenSSL RAND_bytes failed)");
   a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
   b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
   char buf[40];
@@ -91,21 +95,35 @@ int cmd_submit_file(const config::Config& cfg, SubmitOptions o) {
   return publish(cfg, brokers, cfg.kafka.topics.files, o.dataset, ev, o);
 }
 
-int cmd_submit_job(const config::Config& cfg, SubmitOptions o) {
-  const std::string brokers = resolve_brokers(cfg);
-  if (o.event_id.empty()) o.event_id = new_uuid();
-  json ev = {{"event_id", o.event_id}, {"type", "job.requested"},        {"job", o.job},
-             {"dry_run", o.dry_run},   {"submitted_by", o.submitted_by}, {"params", json::object()}};
+std::optional<json> job_request(const SubmitOptions& o, const std::string& event_id_prefix, std::string& error) {
+  json ev = {{"event_id", o.event_id.empty() ? event_id_prefix + new_uuid() : o.event_id},
+             {"type", "job.requested"},
+             {"job", o.job},
+             {"dry_run", o.dry_run},
+             {"submitted_by", o.submitted_by},
+             {"params", json::object()}};
   if (!o.mode.empty()) ev["mode"] = o.mode;
   for (const auto& kv : o.params) {
     auto eq = kv.find('=');
-    if (eq == std::string::npos) {
-      std::cerr << "ingestd submit job: --param needs KEY=VALUE, got " << kv << "\n";
-      return 2;
+    if (eq == std::string::npos || eq == 0) {
+      error = "--param needs KEY=VALUE, got " + kv;
+      return std::nullopt;
     }
     ev["params"][kv.substr(0, eq)] = kv.substr(eq + 1);
   }
-  return publish(cfg, brokers, cfg.kafka.topics.jobs, o.job, ev, o);
+  return ev;
+}
+
+int cmd_submit_job(const config::Config& cfg, SubmitOptions o) {
+  const std::string brokers = resolve_brokers(cfg);
+  std::string error;
+  auto ev = job_request(o, "", error);
+  if (!ev) {
+    std::cerr << "ingestd submit job: " << error << "\n";
+    return 2;
+  }
+  o.event_id = (*ev)["event_id"];
+  return publish(cfg, brokers, cfg.kafka.topics.jobs, o.job, *ev, o);
 }
 
 }  // namespace ingestd

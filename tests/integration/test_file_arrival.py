@@ -318,7 +318,7 @@ def test_load_cli_runs_the_pipeline_without_kafka(pg, broker, tmp_path):
     assert json.loads(dry.stdout)["status"] == "dry_run"
     assert d.sql("SELECT count(*) FROM persons")[0][0] == 0
     real = subprocess.run(cmd, env=d.env, capture_output=True, text=True, timeout=60)
-    assert real.returncode == 0, real.stderr
+    assert real.returncode == 3, real.stderr  # DESIGN §6: 3 = completed with rejects
     r = json.loads(real.stdout)
     assert r["status"] == "completed_with_rejects" and r["counts"] == json.loads(dry.stdout)["counts"]
     assert d.sql("SELECT count(*) FROM persons")[0][0] == 5

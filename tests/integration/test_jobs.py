@@ -3,12 +3,14 @@ two-phase student import, legacy migration (second database, full then increment
 ingestion batches for program instances. Jobs are requested as an operator would: a
 job.requested event on the jobs topic; the checks are SQL on the target."""
 
+import json
+import subprocess
 import uuid
 
 import psycopg2
 import pytest
 
-from conftest import EXAMPLES, Daemon
+from conftest import BIN, EXAMPLES, Daemon
 
 
 def job(d, name, **extra):
@@ -195,3 +197,37 @@ def test_ingestion_batches_for_program_instances(pg, broker, tmp_path):
         assert "no-such-program" in unknown["errors"][0]
     finally:
         assert d.stop() == 0
+
+
+def test_run_job_without_kafka_matches_the_event_driven_run(pg, broker, tmp_path):
+    # the one-off migration workflow: a person at a terminal, no broker involved
+    d = Daemon(pg, broker, tmp_path, example="backfill", chunk_rows=3)  # config and database; no daemon
+
+    def run_job(*args):
+        return subprocess.run([str(BIN), "run-job", *args, "-c", str(d.config)], env=d.env, capture_output=True,
+                              text=True, timeout=120)
+
+    dry = run_job("backfill_customers", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["status"] == "dry_run"
+    assert d.sql("SELECT count(*) FROM customers")[0][0] == 0
+    real = run_job("backfill_customers", "--mode", "full")
+    assert real.returncode == 0, real.stderr
+    r = json.loads(real.stdout)
+    # the same result as test_customer_backfill's event-driven run
+    assert r["status"] == "completed" and r["counts"] == json.loads(dry.stdout)["counts"]
+    assert r["statistics"] == {"created": 4, "reused": 4, "linked": 8, "already_linked": 0, "errors": 0, "rows": 8,
+                               "mode": "full"}
+    assert all(c["passed"] for c in r["checks"])
+    groups = d.sql("SELECT array_agg(id ORDER BY id) FROM leads GROUP BY customer_id ORDER BY min(id)")
+    assert [g[0] for g in groups] == [[1, 2, 3, 4], [5, 7], [6], [8]]
+    assert d.sql("SELECT kind, status, submitted_by LIKE 'cli:%%' FROM ingestd.batches WHERE id = %s",
+                 (r["batch_id"],)) == [("job", "completed", True)]
+    # built-ins too: the rollback refuses while `after` pointed jobs at the customers (exit 1)
+    refused = run_job("rollback", "--param", f"batch_id={r['batch_id']}")
+    assert refused.returncode == 1 and json.loads(refused.stdout)["status"] == "failed"
+    # usage errors: exit 2, nothing run
+    assert run_job("no_such_job").returncode == 2
+    bad = run_job("backfill_customers", "--param", "novalue")
+    assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr
+    assert d.sql("SELECT count(*) FROM ingestd.batches")[0][0] == 2
