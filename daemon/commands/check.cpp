@@ -1,5 +1,5 @@
 // `ingestd check`: the config was loaded and validated by main; here its datasets are checked
-// against the database's tables and columns.
+// against the database's tables and columns, and its jobs' statements (check_jobs.cpp).
 #include <filesystem>
 #include <iostream>
 
@@ -76,6 +76,7 @@ int cmd_check(const config::Config& cfg, const std::string& config_path, bool of
   auto c = create_indexes ? connect_migrated(cfg) : std::make_unique<pqxx::connection>(cfg.postgres.url);
   for (const auto& [name, ds] : cfg.datasets)
     for (auto& p : engine::check_dataset_schema(*c, ds)) problems.push_back(p);
+  for (auto& p : check_job_statements(cfg, *c)) problems.push_back(p);
   if (problems.empty()) {
     if (!bookkeeping_ready(*c, cfg.postgres.bookkeeping_schema))
       problems.push_back("postgres.bookkeeping_schema: " + cfg.postgres.bookkeeping_schema + " is not migrated yet, so "

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
 
 #include "config/model.hpp"
 
@@ -26,6 +27,11 @@ int cmd_explain(const config::Config& cfg, const std::string& a, const std::stri
 
 /// `ingestd name-key`: the identity key of each name on stdin, one a line (hidden; diagnosis, tests).
 int cmd_name_key();
+
+/// Problems of the config's jobs that only the databases can tell (`ingestd check`, online):
+/// an unreachable source database, a source query, `after` statement or check that does not
+/// plan; each named by its key path.
+std::vector<std::string> check_job_statements(const config::Config& cfg, pqxx::connection& target);
 
 /// `ingestd load FILE --dataset NAME [--dry-run]`: one file through the pipeline, without Kafka.
 int cmd_load(const config::Config& cfg, const std::string& file, const std::string& dataset, bool dry_run);

@@ -231,3 +231,31 @@ def test_run_job_without_kafka_matches_the_event_driven_run(pg, broker, tmp_path
     bad = run_job("backfill_customers", "--param", "novalue")
     assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr
     assert d.sql("SELECT count(*) FROM ingestd.batches")[0][0] == 2
+
+
+def test_check_plans_every_job_statement_before_a_run(pg, broker, tmp_path):
+    d = Daemon(pg, broker, tmp_path, example="backfill", chunk_rows=3)
+    good = d.config.read_text()
+
+    def check(text):
+        d.config.write_text(text)
+        return subprocess.run([str(BIN), "check", "-c", str(d.config)], env=d.env, capture_output=True, text=True,
+                              timeout=60)
+
+    ok = check(good)
+    assert ok.returncode == 0, ok.stderr
+    # a typo in each statement a job runs: named by its key path, nothing run
+    bad = check(good.replace("SELECT id, psid, phone", "SELECT id, psidd, phone")
+                .replace("UPDATE jobs j SET", "UPDATE jobz j SET")
+                .replace("FROM jobs WHERE customer_id IS NULL", "FROM jobs WHERE customerid IS NULL"))
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    assert "jobs.backfill_customers.source.sql: ERROR:  column \"psidd\" does not exist" in bad.stderr, bad.stderr
+    assert "jobs.backfill_customers.after[0]: ERROR:  relation \"jobz\" does not exist" in bad.stderr, bad.stderr
+    assert "jobs.backfill_customers.checks[1] (jobs_without_customer): ERROR:  column \"customerid\"" in bad.stderr
+    assert d.sql("SELECT count(*) FROM customers")[0][0] == 0
+    # a source database that cannot be reached
+    unreachable = good.replace("jobs:\n", "sources:\n  old: {url: \"postgresql://127.0.0.1:1/nothing\"}\njobs:\n", 1) \
+                      .replace("    source: {sql:", "    source: {database: old, sql:", 1)
+    out = check(unreachable)
+    assert out.returncode == 2 and "jobs.backfill_customers.source.database: cannot connect to sources.old" in out.stderr, \
+        out.stderr

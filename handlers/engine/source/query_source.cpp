@@ -81,12 +81,8 @@ class CursorSource : public QueryRecordSource {
 
  private:
   void declare() {
-    std::string sql = q_.sql;
     bool has_param = false;
-    for (size_t p = 0; (p = sql.find(":watermark", p)) != std::string::npos;) {
-      sql.replace(p, 10, "$1");
-      has_param = true;
-    }
+    const std::string sql = watermark_as_parameter(q_.sql, has_param);
     try {
       if (has_param)
         tx_->exec_params("DECLARE ingestd_src NO SCROLL CURSOR FOR " + sql, q_.watermark.value_or("-infinity"));
@@ -117,5 +113,15 @@ class CursorSource : public QueryRecordSource {
 }  // namespace
 
 std::unique_ptr<QueryRecordSource> open_query_source(const QuerySource& q) { return std::make_unique<CursorSource>(q); }
+
+std::string watermark_as_parameter(const std::string& sql, bool& has_param) {
+  std::string out = sql;
+  has_param = false;
+  for (size_t p = 0; (p = out.find(":watermark", p)) != std::string::npos;) {
+    out.replace(p, 10, "$1");
+    has_param = true;
+  }
+  return out;
+}
 
 }  // namespace ingestd::engine

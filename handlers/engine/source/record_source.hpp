@@ -57,6 +57,9 @@ class QueryRecordSource : public RecordSource {
   virtual const std::optional<std::string>& max_watermark() const = 0;
 };
 
+/// A job's source query as it is sent: `:watermark` becomes the parameter $1 (`has_param`).
+std::string watermark_as_parameter(const std::string& sql, bool& has_param);
+
 /// Runs the query (a cursor in a REPEATABLE READ snapshot of its own). Throws BatchError.
 std::unique_ptr<QueryRecordSource> open_query_source(const QuerySource& q);
 
