@@ -264,6 +264,22 @@ void load_identity(Reader& r, const YAML::Node& n, const std::string& path, Enti
   }
 }
 
+/// on_insert / on_update: column -> literal or one of DESIGN §3's variables. A value that starts
+/// with `$` must be exactly a variable: it becomes a bound parameter, and anything after the
+/// name would otherwise reach the SQL text.
+std::vector<std::pair<std::string, std::string>> stamp_values(Reader& r, const YAML::Node& n, const std::string& path) {
+  static const std::vector<std::string> kVariables = {"$batch_id", "$now",  "$source_system",
+                                                       "$program",  "$tier", "$submitted_by"};
+  auto out = r.scalar_map(n, path);
+  for (const auto& [column, value] : out) {
+    if (value.empty() || value[0] != '$') continue;
+    if (std::find(kVariables.begin(), kVariables.end(), value) == kVariables.end())
+      r.problem(n[column], child(path, column),
+                "unknown variable '" + value.substr(0, 80) + "'; the variables are " + join(kVariables, ", "));
+  }
+  return out;
+}
+
 Entity load_entity(Reader& r, const Entry& e, const std::string& path, const EntityNames& names) {
   Entity ent;
   ent.name = e.key;
@@ -277,8 +293,8 @@ Entity load_entity(Reader& r, const Entry& e, const std::string& path, const Ent
   m.read_name("id", ent.id_column);
   if (auto v = m.get("merge"))
     if (auto p = r.choice(*v, m.path("merge"), kMergeWords)) ent.merge = *p;
-  if (auto v = m.get("on_insert")) ent.on_insert = r.scalar_map(*v, m.path("on_insert"));
-  if (auto v = m.get("on_update")) ent.on_update = r.scalar_map(*v, m.path("on_update"));
+  if (auto v = m.get("on_insert")) ent.on_insert = stamp_values(r, *v, m.path("on_insert"));
+  if (auto v = m.get("on_update")) ent.on_update = stamp_values(r, *v, m.path("on_update"));
 
   if (auto v = m.get("fields")) {
     if (auto es = r.entries(*v, m.path("fields")))

@@ -331,6 +331,13 @@ jobs:
                   "ingestd.yaml:2: postgres.url: unterminated");
   }
 
+  TEST_CASE("a $ value must be exactly a variable: nothing after its name reaches the SQL") {
+    const auto p = problems_of(with_dataset("        on_insert: {note: \"$program||(select current_user)\", who: $uploader}\n"));
+    CHECK(has_problem(p, {"on_insert.note", "unknown variable '$program||(select current_user)'", "$batch_id, $now"}));
+    CHECK(has_problem(p, {"on_insert.who", "unknown variable '$uploader'"}));
+    CHECK(problems_of(with_dataset("        on_insert: {who: $submitted_by, cost: \"12$\"}\n")).empty());
+  }
+
   TEST_CASE("runtime variables like $batch_id are not environment variables") {
     unsetenv("batch_id");
     const cfg::Config c = cfg::load_config_text(

@@ -438,7 +438,7 @@ std::string EntityMerge::value_expr(const std::string& column, const std::string
   if (spec == "$now") e = "now()";
   else if (spec == "$batch_id") e = ":batch";
   else if (spec == "$tier") e = tier_expr;
-  else if (spec.size() > 1 && spec[0] == '$') e = ":var_" + spec.substr(1);
+  else if (spec == "$source_system" || spec == "$program" || spec == "$submitted_by") e = ":var_" + spec.substr(1);
   else e = sql_.tx().quote(spec);
   return "(" + e + ")::" + table_.column_types.at(column);
 }
