@@ -34,7 +34,10 @@ struct HttpServer::Impl {
 
 HttpServer::HttpServer(const std::string& listen, HttpEndpoints endpoints) : impl_(std::make_unique<Impl>()) {
   impl_->ep = std::move(endpoints);
-  std::string ports = listen;
+  // A port alone binds loopback: /metrics and /status have no authentication, so listening on
+  // every interface must be asked for by address (0.0.0.0:PORT).
+  const bool port_only = !listen.empty() && listen.find_first_not_of("0123456789") == std::string::npos;
+  std::string ports = port_only ? "127.0.0.1:" + listen : listen;
   std::vector<std::string> opts{"listening_ports", ports, "num_threads", "4"};
   try {
     impl_->server = std::make_unique<CivetServer>(opts);

@@ -333,7 +333,7 @@ def test_sysusers_and_tmpfiles_make_the_state_directories(tmp_path):
     uid = int(passwd["ingestd"][2])
     subprocess.run([tmpfiles, f"--root={root}", "--create", "-"], input=TMPFILES.read_text(), text=True, check=True,
                    capture_output=True)
-    for d, mode in [("", 0o750), ("inbox", 0o2770), ("rejects", 0o750)]:
+    for d, mode in [("", 0o750), ("inbox", 0o3770), ("rejects", 0o750)]:
         st = (root / "var/lib/ingestd" / d).stat()
         assert (st.st_uid, oct(st.st_mode & 0o7777)) == (uid, oct(mode)), d
 
@@ -464,3 +464,31 @@ def test_sighup_reloads_datasets_and_keeps_old_ones_on_error(pg, broker, tmp_pat
         assert d.stop(signal.SIGTERM) == 0
         if not d.logf.closed:
             d.logf.close()
+
+
+def host_address():
+    """A non-loopback IPv4 address of this host, or None (a sandbox with loopback only)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.connect(("10.255.255.255", 1))  # no packet is sent: this only picks the route's source
+        addr = s.getsockname()[0]
+    except OSError:
+        return None
+    finally:
+        s.close()
+    return None if addr.startswith("127.") else addr
+
+
+def test_http_listen_port_alone_binds_loopback_only(pg, broker, tmp_path):
+    addr = host_address()
+    if addr is None:
+        pytest.skip("this host has no address but loopback")
+    d = Daemon(pg, broker, tmp_path)
+    d.env["INGESTD_HTTP"] = str(d.http_port)  # `listen: PORT`, no address
+    d.start()
+    try:
+        assert d.http("/healthz")[0] == 200
+        with pytest.raises(OSError):
+            socket.create_connection((addr, d.http_port), timeout=3).close()
+    finally:
+        assert d.stop() == 0
