@@ -10,6 +10,7 @@
 
 #include "daemon/commands/commands.hpp"
 #include "daemon/kafka.hpp"
+#include "handlers/handler.hpp"
 
 namespace ingestd {
 
@@ -49,7 +50,11 @@ int cmd_dlq_replay(const config::Config& cfg, int64_t limit, bool dry_run) {
   c->subscribe({cfg.kafka.topics.dead_letter});
   std::unique_ptr<Producer> producer;
   if (!dry_run) producer = std::make_unique<Producer>(cfg, brokers);
-  std::map<std::string, int64_t> replayed;
+  // Only to a topic this config consumes: the source_topic header is whatever the dead letter's
+  // producer wrote, and a replay must not become a way to publish anywhere.
+  std::set<std::string> allowed;
+  for (const auto& [key, topic] : consumed_topics(cfg)) allowed.insert(topic);
+  std::map<std::string, int64_t> replayed, refused;
   std::set<int32_t> eof;
   int64_t n = 0;
   auto idle_since = std::chrono::steady_clock::now();
@@ -69,7 +74,13 @@ int cmd_dlq_replay(const config::Config& cfg, int64_t limit, bool dry_run) {
     if (m->err() != RdKafka::ERR_NO_ERROR) continue;
     idle_since = std::chrono::steady_clock::now();
     const std::string source = source_topic(*m);
-    if (source.empty()) continue;
+    if (!allowed.count(source)) {
+      const std::string shown = source.empty() ? "(no source_topic header)" : source.substr(0, 200);
+      std::cerr << "ingestd dlq replay: offset " << m->offset() << ": not replayed: " << shown
+                << " is not a topic this config consumes\n";
+      ++refused[shown];
+      continue;
+    }
     std::string payload(static_cast<const char*>(m->payload()), m->len());
     std::string key = m->key() ? *m->key() : "";
     if (!dry_run) {
@@ -81,7 +92,7 @@ int cmd_dlq_replay(const config::Config& cfg, int64_t limit, bool dry_run) {
     ++n;
   }
   c->close();
-  nlohmann::json out = {{"replayed", n}, {"by_topic", replayed}, {"dry_run", dry_run}};
+  nlohmann::json out = {{"replayed", n}, {"by_topic", replayed}, {"refused", refused}, {"dry_run", dry_run}};
   std::cout << out.dump(2) << std::endl;
   return 0;
 }

@@ -115,13 +115,14 @@ class Broker:
         answer = self.proc.stdout.readline().strip()
         assert answer == "ok", f"embedded broker: {cmd!r}: {answer or 'no answer'}"
 
-    def publish(self, topic, payload, key="k"):
+    def publish(self, topic, payload, key="k", headers=None):
         data = payload if isinstance(payload, (str, bytes)) else json.dumps(payload)
         if isinstance(data, str):
             data = data.encode()
+        hdrs = [a for k, v in (headers or {}).items() for a in ("-H", f"{k}={v}")]
         # kcat is the independent client: what an uploader would use
-        subprocess.run(["kcat", "-b", self.bootstrap, "-P", "-t", topic, "-k", key, "-X", "api.version.request=true"],
-                       input=data, check=True, timeout=30)
+        subprocess.run(["kcat", "-b", self.bootstrap, "-P", "-t", topic, "-k", key, "-X", "api.version.request=true",
+                        *hdrs], input=data, check=True, timeout=30)
 
     def consume(self, topic):
         out = subprocess.run(["kcat", "-b", self.bootstrap, "-C", "-t", topic, "-o", "beginning", "-e", "-q",

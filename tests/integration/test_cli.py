@@ -96,8 +96,12 @@ def test_dlq_replay_republishes_to_source_topic(pg, broker, tmp_path):
         deadline = time.time() + 10
         while time.time() < deadline and 'ingestd_reloads_total{outcome="success"} 1' not in d.http("/metrics")[1]:
             time.sleep(0.2)
+        # a dead letter whose source_topic header names a topic this config does not consume is
+        # not published there (anyone who can write the dead-letter topic could forge one)
+        d.broker.publish("ingest.dead-letter", ev, key="x", headers={"source_topic": "payments.commands"})
         dry = cli(d, "dlq", "replay", "--dry-run")
         assert dry.returncode == 0 and json.loads(dry.stdout)["replayed"] == 1
+        assert json.loads(dry.stdout)["refused"] == {"payments.commands": 1}
         out = cli(d, "dlq", "replay")
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["by_topic"] == {"ingest.files": 1}
