@@ -8,6 +8,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -25,6 +26,8 @@ ConfigError::ConfigError(std::vector<std::string> p)
 namespace {
 
 using detail::child;
+using detail::join;
+using detail::line_of;
 using detail::MapView;
 using detail::Reader;
 
@@ -73,12 +76,30 @@ void load_files(Reader& r, const YAML::Node& n, const std::string& path, Files& 
 }
 
 void load_processing(Reader& r, const YAML::Node& n, const std::string& path, Processing& p) {
-  MapView m(r, n, path, {"chunk_rows", "max_attempts", "retry_base_seconds"});
+  MapView m(r, n, path, {"chunk_rows", "max_attempts", "retry_base_seconds", "event_jobs"});
   if (!m.ok()) return;
+  if (auto v = m.get("event_jobs")) {
+    p.event_jobs = r.string_list(*v, m.path("event_jobs"));
+    p.event_jobs_line = line_of(*v);
+  }
   m.read_int<int64_t>("chunk_rows", p.chunk_rows, 1);
   m.read_int("max_attempts", p.max_attempts, 1);
   if (auto v = m.get("retry_base_seconds"))
     if (auto d = r.number(*v, m.path("retry_base_seconds"), 0.0)) p.retry_base_seconds = *d;
+}
+
+/// Check: every job processing.event_jobs names exists (a typo would refuse a job silently).
+void check_event_jobs(Reader& r, const Config& c) {
+  if (!c.processing.event_jobs) return;
+  const auto& list = *c.processing.event_jobs;
+  for (size_t i = 0; i < list.size(); ++i) {
+    const bool builtin = std::find(kBuiltinJobs.begin(), kBuiltinJobs.end(), list[i]) != kBuiltinJobs.end();
+    if (builtin || c.jobs.count(list[i])) continue;
+    std::vector<std::string> known = kBuiltinJobs;
+    for (const auto& [name, job] : c.jobs) known.push_back(name);
+    r.problem(c.processing.event_jobs_line, "processing.event_jobs[" + std::to_string(i) + "]",
+              "no job " + list[i] + "; the jobs: " + join(known, ", "));
+  }
 }
 
 void load_sources(Reader& r, const YAML::Node& n, const std::string& path,
@@ -128,6 +149,7 @@ Config load(Reader& r, const YAML::Node& root) {
       for (const auto& e : *es)
         c.jobs.emplace(e.key, detail::load_job(r, e, child("jobs", e.key), c));
   }
+  check_event_jobs(r, c);
   return c;
 }
 

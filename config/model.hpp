@@ -189,10 +189,17 @@ struct Files {
   std::string rejects_dir = "/var/lib/ingestd/rejects";
 };
 
+/// The jobs every ingestd has besides the configured ones (handlers/migration_request).
+inline const std::vector<std::string> kBuiltinJobs = {"rollback", "checks"};
+
 struct Processing {
   int64_t chunk_rows = 50000;
   int max_attempts = 5;
   double retry_base_seconds = 0.5;
+  /// Jobs a job.requested event may run; unset = every configured job and `checks` (never
+  /// `rollback` unless listed). The CLI (run-job, rollback) may run any.
+  std::optional<std::vector<std::string>> event_jobs;
+  int event_jobs_line = 0;
 };
 
 struct Source { std::string name, url; };

@@ -155,7 +155,7 @@ void Runtime::init_metrics() {
     for (const char* outcome : {"completed", "completed_with_rejects", "failed", "duplicate", "dry_run", "dead_letter"})
       metrics_.events.Add({{"topic", topic}, {"outcome", outcome}});
   for (const char* reason : {"malformed", "missing_field", "wrong_type", "unknown_type", "wrong_topic",
-                             "unknown_target", "too_large", "attempts_exhausted"})
+                             "unknown_target", "not_allowed", "too_large", "attempts_exhausted"})
     metrics_.dead_letters.Add({{"reason", reason}});
   for (const char* reason : {"connection", "serialization", "in_doubt", "busy", "infrastructure"})
     metrics_.retries.Add({{"reason", reason}});

@@ -29,6 +29,7 @@ struct Event {
   int32_t partition = -1;
   int64_t offset = -1;
   nlohmann::json payload;
+  bool from_cli = false;  // run by the operator at a terminal (load, run-job), not read from Kafka
 };
 
 /// @brief Per-entity row counts (the result message and ingestd_rows_total).

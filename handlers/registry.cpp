@@ -91,7 +91,9 @@ EventVetting vet_event(const config::Config& cfg, Event& ev, const std::string& 
       return refuse("field " + f + " must be a non-empty string", "wrong_type");
   }
   if (auto why = validate_event(cfg, ev); !why.empty())
-    return refuse(why, why.rfind("unknown", 0) == 0 ? "unknown_target" : "wrong_type");
+    return refuse(why, why.rfind("unknown", 0) == 0       ? "unknown_target"
+                       : why.rfind("not allowed", 0) == 0 ? "not_allowed"
+                                                          : "wrong_type");
   return v;
 }
 

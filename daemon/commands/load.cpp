@@ -90,6 +90,7 @@ Event load_event(const std::string& instance, const std::string& abs, const std:
   ev.event_id = "cli-load-" + instance + "-" + std::to_string(std::time(nullptr));
   ev.type = "file.arrived";
   ev.topic = "cli";
+  ev.from_cli = true;
   ev.payload = {{"event_id", ev.event_id}, {"type", ev.type},      {"dataset", dataset}, {"uri", abs},
                 {"dry_run", dry_run},      {"submitted_by", "cli"}};
   return ev;
@@ -162,6 +163,7 @@ int cmd_run_job(const config::Config& cfg, const SubmitOptions& o) {
   ev.event_id = (*payload)["event_id"];
   ev.type = "job.requested";
   ev.topic = "cli";
+  ev.from_cli = true;
   ev.payload = std::move(*payload);
   return run_locally(cfg, ev, "run-job", "");
 }

@@ -259,3 +259,22 @@ def test_check_plans_every_job_statement_before_a_run(pg, broker, tmp_path):
     out = check(unreachable)
     assert out.returncode == 2 and "jobs.backfill_customers.source.database: cannot connect to sources.old" in out.stderr, \
         out.stderr
+
+
+def test_events_run_only_the_jobs_the_config_lists(pg, broker, tmp_path):
+    d = Daemon(pg, broker, tmp_path, example="backfill", chunk_rows=3)
+    d.config.write_text(d.config.read_text().replace("event_jobs: [backfill_customers, checks, rollback]",
+                                                     "event_jobs: [checks]"))
+    d.start()
+    try:
+        r = job(d, "backfill_customers")
+        assert r["status"] == "failed" and "processing.event_jobs" in r["errors"][0], r
+        assert d.sql("SELECT count(*) FROM customers")[0][0] == 0
+        assert 'ingestd_dead_letters_total{reason="not_allowed"} 1' in d.http("/metrics")[1]
+        assert job(d, "checks", params={"job": "backfill_customers"})["status"] in ("completed", "failed")
+    finally:
+        assert d.stop() == 0
+    # the operator at a terminal may run it
+    out = subprocess.run([str(BIN), "run-job", "backfill_customers", "-c", str(d.config)], env=d.env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr

@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include "handlers/handler.hpp"
+#include "handlers/migration_request/migration_request.hpp"
 
 using namespace ingestd;
 
@@ -42,4 +43,28 @@ TEST_CASE("vet_event refuses with the reason the dead letter carries") {
         "field dry_run must be a boolean");
   CHECK(vet(R"({"type":"job.requested","event_id":"e","job":"x"})").metric == "wrong_topic");
   CHECK(vet(R"({"type":"job.requested","event_id":"e","job":"x"})", "jobs").reason == "unknown job x");
+}
+
+TEST_CASE("which jobs an event may run is the config's: rollback only when listed, any from the CLI") {
+  config::Config cfg = people_config();
+  cfg.jobs["backfill"] = config::Job{};
+  auto vet_job = [&](const std::string& job, bool from_cli = false) {
+    Event ev;
+    ev.topic = "ingest.jobs";
+    ev.from_cli = from_cli;
+    return vet_event(cfg, ev, R"({"type":"job.requested","event_id":"e","job":")" + job + R"("})", "jobs");
+  };
+  CHECK(vet_job("backfill").reason == "");
+  CHECK(vet_job("checks").reason == "");
+  CHECK(vet_job("rollback").metric == "not_allowed");
+  CHECK(vet_job("rollback").reason.find("ingestd run-job rollback") != std::string::npos);
+  CHECK(vet_job("rollback", true).reason == "");
+  cfg.processing.event_jobs = std::vector<std::string>{"rollback"};
+  CHECK(vet_job("rollback").reason == "");
+  CHECK(vet_job("backfill").metric == "not_allowed");
+  CHECK(vet_job("backfill", true).reason == "");
+}
+
+TEST_CASE("the built-in jobs the config knows are the ones the handler runs") {
+  CHECK(migration_request::builtin_jobs() == config::kBuiltinJobs);
 }
