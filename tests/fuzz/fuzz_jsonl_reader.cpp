@@ -12,8 +12,10 @@
 namespace {
 
 const std::vector<ingestd::engine::JsonlColumn>& columns() {
-  static const std::vector<ingestd::engine::JsonlColumn> c{
-      {{"a"}}, {{"a.b"}, {"b"}}, {{"person.email", "email"}}, {{"x.y.z"}}, {{"tags"}}};
+  using ingestd::engine::JsonlColumn;
+  static const std::vector<JsonlColumn> c{JsonlColumn{{"a"}}, JsonlColumn{{"a.b", "b"}},
+                                          JsonlColumn{{"person.email", "email"}}, JsonlColumn{{"x.y.z"}},
+                                          JsonlColumn{{"tags"}}};
   return c;
 }
 
