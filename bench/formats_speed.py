@@ -136,21 +136,22 @@ def main():
         subprocess.run([sys.executable, str(HERE / "generate_people.py"), "--rows", str(a.rows), "--out",
                         str(files["csv"])], check=True, stdout=subprocess.DEVNULL)
         to_jsonl(files["csv"], files["jsonl"])
-        for base in ("csv", "jsonl"):
-            files[base + ".gz"] = Path(tmp) / f"people.{base}.gz"
-            files[base + ".gz"].write_bytes(gzip.compress(files[base].read_bytes(), 6))
+        for plain in ("csv", "jsonl"):
+            files[plain + ".gz"] = Path(tmp) / f"people.{plain}.gz"
+            files[plain + ".gz"].write_bytes(gzip.compress(files[plain].read_bytes(), 6))
         b = Bench(a, tmp)
         try:
             runs = [b.load(f, files[f], "people_jsonl" if f.startswith("jsonl") else "people") for f in formats]
         finally:
             b.pg.stop()
     print(f"\n{a.rows:,} bench people, chunk_rows {a.chunk_rows}, {b.settings}\n")
-    print("| input | file MiB | load s | µs/row | vs csv | peak RSS MiB | inserted / updated / review |")
+    base = next((r for r in runs if r["label"] == "csv"), runs[0])
+    print(f"| input | file MiB | load s | µs/row | vs {base['label']} | peak RSS MiB | inserted / updated / review |")
     print("|---|---:|---:|---:|---:|---:|---|")
     for r in runs:
         c = r["counts"]
         print(f"| {r['label']} | {r['bytes'] / 2**20:.1f} | {r['seconds']:.1f} | {r['seconds'] / a.rows * 1e6:.0f} | "
-              f"{r['seconds'] / runs[0]['seconds']:.2f}× | {r['rss_mib']} | "
+              f"{r['seconds'] / base['seconds']:.2f}× | {r['rss_mib']} | "
               f"{c['inserted']} / {c['updated']} / {c['review']} |")
     same = all(r["counts"] == runs[0]["counts"] for r in runs)
     print(f"\nsame person counts in every format: {'yes' if same else 'NO'}")
