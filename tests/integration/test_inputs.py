@@ -162,6 +162,11 @@ def test_gzip_jsonl_through_the_daemon_with_bad_lines_and_a_truncated_file(pg, b
         assert d.sql("SELECT row_number, code FROM ingestd.row_errors ORDER BY 1") == \
             [(2, "invalid_json"), (3, "not_an_object")]
 
+        # CSV options for a JSON Lines dataset would do nothing: the event is refused, saying so
+        opt = d.publish(d.file_event(path, dataset="people_jsonl", options={"encoding": "latin1"}), key="people_jsonl")
+        r = d.result(opt["event_id"])
+        assert r["status"] == "failed" and "options.encoding applies to csv datasets" in json.dumps(r), r
+
         # a gzip file cut short (an interrupted upload): the batch fails saying so; the daemon goes on
         many = "".join(json.dumps({"person": {"cedula": 70000000 + i, "name": {"first": f"P{i}"}}}) + "\n"
                        for i in range(4000))
