@@ -1,7 +1,6 @@
 // Unit tests for compressed input (handlers/engine/source/input_stream.hpp): gzip and zstd are
 // detected by their magic bytes and inflated; truncation is an error naming the byte, not EOF.
 #include <doctest/doctest.h>
-
 #include <zlib.h>
 #include <zstd.h>
 
@@ -68,7 +67,7 @@ TEST_CASE("input: plain bytes pass through, whatever they are") {
   CHECK(inflate_all("a,b\n1,2\n", &c) == "a,b\n1,2\n");
   CHECK(c == Compression::None);
   CHECK(inflate_all("") == "");
-  CHECK(inflate_all("\x1f") == "\x1f");  // one byte of a magic is no magic
+  CHECK(inflate_all("\x1f") == "\x1f");   // one byte of a magic is no magic
   const std::string big = sample(20000);  // several blocks
   CHECK(inflate_all(big) == big);
 }
@@ -93,9 +92,11 @@ TEST_CASE("input: a truncated gzip or zstd stream is an error naming the byte, n
   const std::string plain = sample(20000);
   const std::string gz = gzip(plain), zs = zstd(plain);
   const std::string gz_cut = gz.substr(0, gz.size() / 2), zs_cut = zs.substr(0, zs.size() / 2);
-  CHECK_THROWS_WITH_AS(inflate_all(gz_cut), doctest::Contains(("truncated gzip stream at byte " + std::to_string(gz_cut.size())).c_str()),
+  CHECK_THROWS_WITH_AS(inflate_all(gz_cut),
+                       doctest::Contains(("truncated gzip stream at byte " + std::to_string(gz_cut.size())).c_str()),
                        BatchError);
-  CHECK_THROWS_WITH_AS(inflate_all(zs_cut), doctest::Contains(("truncated zstd stream at byte " + std::to_string(zs_cut.size())).c_str()),
+  CHECK_THROWS_WITH_AS(inflate_all(zs_cut),
+                       doctest::Contains(("truncated zstd stream at byte " + std::to_string(zs_cut.size())).c_str()),
                        BatchError);
   // only the 8-byte trailer missing: still truncated
   CHECK_THROWS_AS(inflate_all(gz.substr(0, gz.size() - 4)), BatchError);

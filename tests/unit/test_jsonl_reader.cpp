@@ -50,7 +50,9 @@ TEST_CASE("jsonl: keys and dotted paths fill the columns in header order") {
 }
 
 TEST_CASE("jsonl: a key that holds the dots itself matches the path too") {
-  auto recs = read_all(R"({"contact.email":"a@x.co"})" "\n", cols({{"contact.email"}}));
+  auto recs = read_all(R"({"contact.email":"a@x.co"})"
+                       "\n",
+                       cols({{"contact.email"}}));
   REQUIRE(recs.size() == 1);
   CHECK(recs[0].fields == Fields{"a@x.co"});
 }
@@ -67,7 +69,9 @@ TEST_CASE("jsonl: numbers keep their literal text, booleans and null map to text
 
 TEST_CASE("jsonl: a nested object or array is kept as its JSON text") {
   const auto c = cols({{"tags"}, {"meta"}, {"meta.k"}});
-  auto recs = read_all(R"({"tags":["a","b\"q",1.10,{"x":null}],"meta":{"k":"v","n":[1,2],"f":false}})" "\n", c);
+  auto recs = read_all(R"({"tags":["a","b\"q",1.10,{"x":null}],"meta":{"k":"v","n":[1,2],"f":false}})"
+                       "\n",
+                       c);
   REQUIRE(recs.size() == 1);
   CHECK(recs[0].fields[0] == R"(["a","b\"q",1.10,{"x":null}])");
   CHECK(recs[0].fields[1] == R"({"k":"v","n":[1,2],"f":false})");
@@ -75,15 +79,21 @@ TEST_CASE("jsonl: a nested object or array is kept as its JSON text") {
 }
 
 TEST_CASE("jsonl: paths do not reach into arrays") {
-  auto recs = read_all(R"({"list":[{"email":"in@array.co"}],"email":"top@x.co"})" "\n", cols({{"email"}}));
+  auto recs = read_all(R"({"list":[{"email":"in@array.co"}],"email":"top@x.co"})"
+                       "\n",
+                       cols({{"email"}}));
   REQUIRE(recs.size() == 1);
   CHECK(recs[0].fields == Fields{"top@x.co"});
 }
 
 TEST_CASE("jsonl: alternative paths: the first present, non-null one wins") {
   const auto c = cols({{"Email", "Correo"}});
-  auto recs = read_all(R"({"Correo":"c@x.co"})" "\n" R"({"Correo":"c@x.co","Email":"e@x.co"})" "\n"
-                       R"({"Email":null,"Correo":"c@x.co"})" "\n",
+  auto recs = read_all(R"({"Correo":"c@x.co"})"
+                       "\n"
+                       R"({"Correo":"c@x.co","Email":"e@x.co"})"
+                       "\n"
+                       R"({"Email":null,"Correo":"c@x.co"})"
+                       "\n",
                        c);
   REQUIRE(recs.size() == 3);
   CHECK(recs[0].fields == Fields{"c@x.co"});
@@ -102,13 +112,14 @@ TEST_CASE("jsonl: blank lines are skipped; CRLF, a BOM and a last line without n
 }
 
 TEST_CASE("jsonl: a bad line is a row error with its line number and reason; the rest reads on") {
-  const std::string text = "{\"a\":\"1\"}\n"
-                           "{\"a\": oops}\n"
-                           "[1,2]\n"
-                           "\"just a string\"\n"
-                           "{\"a\":\"2\"} trailing\n"
-                           "{\"a\":\"\xff\"}\n"
-                           "{\"a\":\"5\"}\n";
+  const std::string text =
+      "{\"a\":\"1\"}\n"
+      "{\"a\": oops}\n"
+      "[1,2]\n"
+      "\"just a string\"\n"
+      "{\"a\":\"2\"} trailing\n"
+      "{\"a\":\"\xff\"}\n"
+      "{\"a\":\"5\"}\n";
   auto recs = read_all(text, cols({{"a"}}));
   REQUIRE(recs.size() == 7);
   CHECK(recs[0].error.empty());

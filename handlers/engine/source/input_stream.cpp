@@ -70,7 +70,8 @@ class GzipDecoder : public DecompressingBuf::Decoder {
     const int rc = inflate(&z_, Z_NO_FLUSH);
     const uint64_t used = uint64_t(reinterpret_cast<const char*>(z_.next_in) - in);
     in += used;
-    if (rc == Z_STREAM_END) ended_ = true;
+    if (rc == Z_STREAM_END)
+      ended_ = true;
     else if (rc != Z_OK && rc != Z_BUF_ERROR)
       throw BatchError("corrupt gzip stream" + at_byte(at + used) + ": " + (z_.msg ? z_.msg : "inflate failed"));
     return cap - z_.avail_out;
@@ -99,7 +100,8 @@ class ZstdDecoder : public DecompressingBuf::Decoder {
     ZSTD_outBuffer dst{out, cap, 0};
     const size_t rc = ZSTD_decompressStream(ctx_, &dst, &src);
     in += src.pos;
-    if (ZSTD_isError(rc)) throw BatchError("corrupt zstd stream" + at_byte(at + src.pos) + ": " + ZSTD_getErrorName(rc));
+    if (ZSTD_isError(rc))
+      throw BatchError("corrupt zstd stream" + at_byte(at + src.pos) + ": " + ZSTD_getErrorName(rc));
     // 0: a frame is complete and flushed; anything else: the frame goes on.
     if (src.pos > 0 || dst.pos > 0) frame_done_ = rc == 0;
     return dst.pos;
@@ -120,9 +122,12 @@ class ZstdDecoder : public DecompressingBuf::Decoder {
 
 std::string_view to_string(Compression c) {
   switch (c) {
-    case Compression::None: return "none";
-    case Compression::Gzip: return "gzip";
-    case Compression::Zstd: return "zstd";
+    case Compression::None:
+      return "none";
+    case Compression::Gzip:
+      return "gzip";
+    case Compression::Zstd:
+      return "zstd";
   }
   return "?";
 }
@@ -133,14 +138,19 @@ Compression sniff_compression(std::string_view head) {
   return Compression::None;
 }
 
-DecompressingBuf::DecompressingBuf(std::istream& raw)
-    : raw_(raw), in_(new char[kInBlock]), out_(new char[kOutBlock]) {
+DecompressingBuf::DecompressingBuf(std::istream& raw) : raw_(raw), in_(new char[kInBlock]), out_(new char[kOutBlock]) {
   refill();
   compression_ = sniff_compression(std::string_view(in_pos_, size_t(in_end_ - in_pos_)));
   switch (compression_) {
-    case Compression::None: decoder_ = std::make_unique<PlainDecoder>(); break;
-    case Compression::Gzip: decoder_ = std::make_unique<GzipDecoder>(); break;
-    case Compression::Zstd: decoder_ = std::make_unique<ZstdDecoder>(); break;
+    case Compression::None:
+      decoder_ = std::make_unique<PlainDecoder>();
+      break;
+    case Compression::Gzip:
+      decoder_ = std::make_unique<GzipDecoder>();
+      break;
+    case Compression::Zstd:
+      decoder_ = std::make_unique<ZstdDecoder>();
+      break;
   }
 }
 
@@ -183,10 +193,11 @@ InputFile::InputFile(const std::string& path)
 }
 
 void InputFile::check_unchanged() const {
-  struct stat now{};
+  struct stat now {};
   if (stat(path_.c_str(), &now) != 0 || now.st_size != st_.st_size || now.st_mtim.tv_sec != st_.st_mtim.tv_sec ||
       now.st_mtim.tv_nsec != st_.st_mtim.tv_nsec || now.st_ino != st_.st_ino)
-    throw BatchError("file " + path_ + " changed while it was being read (size, time or inode); rows committed "
+    throw BatchError("file " + path_ +
+                     " changed while it was being read (size, time or inode); rows committed "
                      "so far stay in this batch, which can be rolled back");
 }
 

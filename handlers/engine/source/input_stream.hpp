@@ -71,7 +71,7 @@ class InputFile {
  private:
   std::string path_;
   std::ifstream file_;
-  struct stat st_{};
+  struct stat st_ {};
   DecompressingBuf buf_;
   std::istream in_;
 };

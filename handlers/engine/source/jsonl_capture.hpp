@@ -5,12 +5,11 @@
 
 #include <climits>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace ingestd::engine::detail {
 
@@ -72,12 +71,12 @@ class PathCapture {
   const Paths& paths_;
   size_t columns_;
   std::vector<std::string>* fields_ = nullptr;
-  std::vector<int> rank_;             // [column] rank of the path that filled it, INT_MAX: none
+  std::vector<int> rank_;  // [column] rank of the path that filled it, INT_MAX: none
   std::vector<Frame> frames_;
   const std::vector<Target>* pending_ = nullptr;  // the targets the next value fills
-  std::string key_path_;              // dotted path of the last key
-  std::vector<Capture> captures_;     // nested containers being kept as JSON text
-  std::string text_;                  // their text, from the outermost one
+  std::string key_path_;                          // dotted path of the last key
+  std::vector<Capture> captures_;                 // nested containers being kept as JSON text
+  std::string text_;                              // their text, from the outermost one
   std::string error_;
   const char* code_ = "";
 };

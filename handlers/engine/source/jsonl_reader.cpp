@@ -37,7 +37,10 @@ struct JsonlReader::Impl {
   uint64_t bytes = 0;
 
   Impl(std::istream& in_, std::vector<JsonlColumn> cols, size_t max_line_bytes)
-      : in(in_), columns(std::move(cols)), max_line(max_line_bytes), paths(index(columns)),
+      : in(in_),
+        columns(std::move(cols)),
+        max_line(max_line_bytes),
+        paths(index(columns)),
         capture(paths, columns.size()) {}
 
   static detail::PathCapture::Paths index(const std::vector<JsonlColumn>& cols) {

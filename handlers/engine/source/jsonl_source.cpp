@@ -14,7 +14,8 @@ namespace {
 class JsonlFileSource : public RecordSource {
  public:
   JsonlFileSource(const std::string& path, const FileSourceOptions& opts)
-      : file_(path), reader_(file_.stream(), opts.jsonl_columns, size_t(opts.jsonl.max_line_bytes)),
+      : file_(path),
+        reader_(file_.stream(), opts.jsonl_columns, size_t(opts.jsonl.max_line_bytes)),
         header_(reader_.header()) {
     if (header_.empty()) throw BatchError("the dataset names no `from:` paths to read from " + path);
   }
