@@ -1,4 +1,4 @@
-// Loads datasets.NAME (DESIGN §3): format, csv options, entities in order, their fields,
+// Loads datasets.NAME (DESIGN §3): format, csv / jsonl options, entities in order, their fields,
 // normalizers and lookups, and the checks that need only the dataset itself (a ref to a later
 // entity, an identity tier naming an unknown field, two fields writing one column, …).
 #include <algorithm>
@@ -347,13 +347,29 @@ void load_csv(Reader& r, const YAML::Node& n, const std::string& path, CsvOption
     r.problem(n, path, "delimiter and quote must be different characters");
 }
 
+void load_jsonl(Reader& r, const YAML::Node& n, const std::string& path, JsonlOptions& jsonl) {
+  MapView m(r, n, path, {"max_line_bytes"});
+  if (!m.ok()) return;
+  m.read_int<int64_t>("max_line_bytes", jsonl.max_line_bytes, 2);
+}
+
+/// Check: a format's options block given to a dataset of another format is a mistake (a
+/// `csv: {delimiter: ";"}` that would silently do nothing), not a harmless extra.
+void check_format_options(Reader& r, const MapView& m, const Dataset& d) {
+  for (auto [key, format] : {std::pair{"csv", Format::Csv}, std::pair{"jsonl", Format::Jsonl}})
+    if (auto v = m.get(key); v && d.format != format)
+      r.problem(*v, m.path(key),
+                std::string(key) + " options apply to format " + key + "; this dataset's format is " +
+                    std::string(to_string(d.format)));
+}
+
 }  // namespace
 
 Dataset load_dataset(Reader& r, const Entry& e, const std::string& path) {
   Dataset d;
   d.name = e.key;
   d.line = line_of(e.key_node);
-  MapView m(r, e.value, path, {"format", "csv", "atomic", "null_values", "entities"});
+  MapView m(r, e.value, path, {"format", "csv", "jsonl", "atomic", "null_values", "entities"});
   if (!m.ok()) return d;
   // xlsx is a Format the model knows but no reader handles yet, so it is not accepted here.
   if (auto v = m.get("format"))
@@ -361,6 +377,8 @@ Dataset load_dataset(Reader& r, const Entry& e, const std::string& path) {
                                   {{"csv", Format::Csv}, {"jsonl", Format::Jsonl}}))
       d.format = *f;
   if (auto v = m.get("csv")) load_csv(r, *v, m.path("csv"), d.csv);
+  if (auto v = m.get("jsonl")) load_jsonl(r, *v, m.path("jsonl"), d.jsonl);
+  check_format_options(r, m, d);
   m.read_bool("atomic", d.atomic);
   if (auto v = m.get("null_values")) d.null_values = r.string_list(*v, m.path("null_values"));
 

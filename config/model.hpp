@@ -117,10 +117,16 @@ struct CsvOptions {
   char quote = '"';
 };
 
+/// @brief `jsonl:` options of a dataset (format jsonl).
+struct JsonlOptions {
+  int64_t max_line_bytes = 16 << 20;  // a longer line is a row error, not a memory spike
+};
+
 struct Dataset {
   std::string name;
   Format format = Format::Csv;
   CsvOptions csv;
+  JsonlOptions jsonl;
   bool atomic = false;
   std::vector<std::string> null_values;  // placeholders read as NULL before normalizing
   std::vector<Entity> entities;     // in order

@@ -61,7 +61,7 @@ void add_run_check_load(CLI::App& app, CommandLine& cl) {
   cl.check->add_flag("--create-indexes", cl.check_create_indexes,
                      "create the indexes identity tiers lack (CONCURRENTLY), and report them");
   cl.load = with_config(app.add_subcommand("load", "Load one file through a dataset, without Kafka"), cl);
-  cl.load->add_option("file", cl.load_file, "CSV file")->required();
+  cl.load->add_option("file", cl.load_file, "input file (the dataset's format; gzip/zstd too)")->required();
   cl.load->add_option("--dataset", cl.load_dataset, "dataset name")->required();
   cl.load->add_flag("--dry-run", cl.load_dry, "run everything, then roll back; report what would happen");
   cl.run_job = with_config(app.add_subcommand("run-job", "Run one configured job (or rollback, checks) without Kafka"), cl);

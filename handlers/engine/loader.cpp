@@ -41,7 +41,7 @@ class LoadRun {
  public:
   LoadRun(pqxx::connection& conn, const LoadRequest& req, Services& svc, RecordSource& source)
       : conn_(conn), req_(req), svc_(svc), ds_(*req.dataset), source_(source), books_(req.bookkeeping_schema),
-        rejects_(req.reject_path, source.reject_delimiter()) {
+        rejects_(req.reject_path, source.reject_delimiter(), source.reject_layout()) {
     log_ = spdlog::get("engine");
     if (!log_) log_ = spdlog::default_logger();
   }
@@ -345,7 +345,7 @@ void LoadRun::process_rows(pqxx::transaction_base& tx, std::vector<Row*> rows, s
 
 LoadResult load_file(pqxx::connection& conn, const LoadRequest& req, Services& svc, const FinalStep& final_step,
                      const BeforeFinal& before_final) {
-  FileSourceOptions opts;
+  FileSourceOptions opts = file_source_options(*req.dataset);
   opts.format = req.format;
   opts.csv = req.csv;
   auto source = open_file_source(req.path, opts);

@@ -2,6 +2,8 @@
 
 #include <filesystem>
 
+#include <nlohmann/json.hpp>
+
 #include "handlers/engine/catalog.hpp"
 #include "handlers/engine/errors.hpp"
 
@@ -24,10 +26,16 @@ void RejectWriter::open(const std::string& header_raw, bool truncate) {
   std::filesystem::create_directories(std::filesystem::path(path_).parent_path());
   out_.open(path_, truncate ? std::ios::trunc : std::ios::app);
   if (!out_) throw BatchError("cannot write reject file " + path_);
-  if (truncate) out_ << header_raw << delim_ << "_ingestd_row" << delim_ << "_ingestd_error\n";
+  if (truncate && layout_ == RejectLayout::Delimited)
+    out_ << header_raw << delim_ << "_ingestd_row" << delim_ << "_ingestd_error\n";
 }
 
 void RejectWriter::write(int64_t row, const std::string& raw, const std::string& reason) {
+  if (layout_ == RejectLayout::JsonLines) {
+    const nlohmann::ordered_json line = {{"_ingestd_row", row}, {"_ingestd_error", reason}, {"_ingestd_line", raw}};
+    out_ << line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << '\n';
+    return;
+  }
   out_ << raw << delim_ << row << delim_ << csv_quote(reason) << '\n';
 }
 

@@ -1,5 +1,7 @@
 // Where refused rows go (DESIGN §5 rule 8): row_errors in the bookkeeping schema, and the
-// reject file — the original line plus `_ingestd_row` and `_ingestd_error` — next to it.
+// reject file — the original line plus `_ingestd_row` and `_ingestd_error` — next to it. For
+// JSON Lines input the reject file is JSON Lines too: {"_ingestd_row", "_ingestd_error",
+// "_ingestd_line"} per refused line, the line as a string (it may not be valid JSON).
 #pragma once
 
 #include <cstdint>
@@ -9,14 +11,16 @@
 #include <pqxx/pqxx>
 
 #include "handlers/engine/row.hpp"
+#include "handlers/engine/source/record_source.hpp"
 
 namespace ingestd::engine {
 
 /// @brief The batch's reject file.
 class RejectWriter {
  public:
-  RejectWriter(std::string path, char delimiter) : path_(std::move(path)), delim_(delimiter) {}
-  /// Opens the file; `truncate` starts it anew with the header line.
+  RejectWriter(std::string path, char delimiter, RejectLayout layout = RejectLayout::Delimited)
+      : path_(std::move(path)), delim_(delimiter), layout_(layout) {}
+  /// Opens the file; `truncate` starts it anew (with the header line when delimited).
   void open(const std::string& header_raw, bool truncate);
   void write(int64_t row, const std::string& raw, const std::string& reason);
   /// Appends a chunk's rejects (after the chunk committed).
@@ -30,6 +34,7 @@ class RejectWriter {
  private:
   std::string path_;
   char delim_;
+  RejectLayout layout_;
   std::ofstream out_;
 };
 

@@ -12,6 +12,12 @@ std::string validate(const config::Config& cfg, const Event& ev) {
     if (o.contains("delimiter") && (!o["delimiter"].is_string() || o["delimiter"].get<std::string>().size() != 1))
       return "options.delimiter must be a one-character string";
     if (o.contains("encoding") && !o["encoding"].is_string()) return "options.encoding must be a string";
+    // CSV's options would be silently ignored by another format's reader: say so instead.
+    const config::Format format = cfg.datasets.at(ds).format;
+    for (const char* key : {"delimiter", "encoding"})
+      if (o.contains(key) && format != config::Format::Csv)
+        return std::string("options.") + key + " applies to csv datasets; dataset " + ds + " reads " +
+               std::string(config::to_string(format)) + " (JSON Lines are UTF-8)";
   }
   return "";
 }

@@ -101,7 +101,7 @@ sources:
   legacy: {url: "postgresql://legacy/db"}
 datasets:
   ice_leads:
-    format: jsonl
+    format: csv
     csv: {delimiter: "\t", encoding: latin1, header: false, quote: "'"}
     atomic: true
     entities:
@@ -174,7 +174,7 @@ jobs:
     const cfg::Dataset& d = c.datasets.at("ice_leads");
     CHECK(d.name == "ice_leads");
     CHECK(d.line == 15);
-    CHECK(d.format == cfg::Format::Jsonl);
+    CHECK(d.format == cfg::Format::Csv);
     CHECK(d.csv.delimiter == '\t');
     CHECK(d.csv.encoding == "latin1");
     CHECK(d.csv.header == false);
@@ -306,6 +306,24 @@ jobs:
                                    "datasets:\n  d:\n    csv: {delimiter: ';;'}\n    entities:\n   "
                                    "   e: {table: t, fields: {a: {from: A}}}\n");
     CHECK_PROBLEM(probs, "ingestd.yaml:5: datasets.d.csv.delimiter: expected a single character");
+  }
+
+  TEST_CASE("jsonl: format and max_line_bytes load; another format's options are refused with the key path") {
+    const std::string ents = "    entities:\n      e: {table: t, fields: {a: {from: person.email}}}\n";
+    const auto c = cfg::load_config_text(
+        kBase + "datasets:\n  d:\n    format: jsonl\n    jsonl: {max_line_bytes: 1024}\n" + ents, "x.yaml");
+    CHECK(c.datasets.at("d").format == cfg::Format::Jsonl);
+    CHECK(c.datasets.at("d").jsonl.max_line_bytes == 1024);
+    CHECK(cfg::load_config_text(kBase + "datasets:\n  d:\n    format: jsonl\n" + ents, "x.yaml")
+              .datasets.at("d")
+              .jsonl.max_line_bytes == 16 << 20);
+    CHECK_PROBLEM(problems_of(kBase + "datasets:\n  d:\n    format: jsonl\n    csv: {delimiter: ';'}\n" + ents),
+                  "ingestd.yaml:6: datasets.d.csv: csv options apply to format csv; this dataset's format is jsonl");
+    CHECK_PROBLEM(problems_of(kBase + "datasets:\n  d:\n    jsonl: {max_line_bytes: 10}\n" + ents),
+                  "datasets.d.jsonl: jsonl options apply to format jsonl; this dataset's format is csv");
+    CHECK_PROBLEM(problems_of(kBase + "datasets:\n  d:\n    format: jsonl\n    jsonl: {max_line: 10}\n" + ents),
+                  "datasets.d.jsonl.max_line: unknown key");
+    CHECK_PROBLEM(problems_of(kBase + "datasets:\n  d:\n    format: parquet\n" + ents), "datasets.d.format");
   }
 
   TEST_CASE("${VAR} is replaced from the environment") {

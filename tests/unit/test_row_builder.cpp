@@ -157,3 +157,23 @@ datasets:
   CHECK(bad_mail.keys[0][2] == std::optional<std::string>("3001234567"));
   CHECK(errors.list.back().field == "Email");
 }
+
+TEST_CASE("row builder: a record its source could not read is rejected with the source's code and reason") {
+  auto cfg = test_config();
+  const std::map<std::string, std::string> vars;
+  RowBuilder b(cfg.datasets.at("leads"), {"Cedula", "Email", "Nombre", "Fecha"}, vars);
+  Row row;
+  RowErrors errors;
+  auto rec = record({"", "", "", ""});
+  rec.raw = "{\"Nombre\": oops";
+  rec.error_code = "invalid_json";
+  rec.error = "line 4: not valid JSON: column 12: syntax error";
+  b.build(rec, 3, row, errors);
+  CHECK(row.rejected);
+  REQUIRE(errors.list.size() == 1);  // only the source's reason, not "required field … is empty" too
+  CHECK(errors.list[0].row == 3);
+  CHECK(errors.list[0].code == "invalid_json");
+  CHECK(errors.list[0].message == "line 4: not valid JSON: column 12: syntax error");
+  CHECK(errors.list[0].raw == "{\"Nombre\": oops");
+  CHECK(errors.rows == 1);
+}

@@ -1,10 +1,8 @@
-// CSV files (RFC 4180, any ICU encoding) as a record source.
-#include <sys/stat.h>
-
-#include <fstream>
-
+// CSV files (RFC 4180, any ICU encoding, plain or compressed) as a record source, and the factory
+// that picks a file's source by the dataset's format.
 #include "handlers/engine/errors.hpp"
 #include "handlers/engine/source/csv_reader.hpp"
+#include "handlers/engine/source/input_stream.hpp"
 #include "handlers/engine/source/record_source.hpp"
 
 namespace ingestd::engine {
@@ -13,11 +11,8 @@ namespace {
 
 class CsvFileSource : public RecordSource {
  public:
-  CsvFileSource(const std::string& path, const config::CsvOptions& opts)
-      : path_(path), in_(path, std::ios::binary), delimiter_(opts.delimiter) {
-    if (!in_) throw BatchError("cannot open " + path);
-    if (stat(path.c_str(), &st_) != 0) throw BatchError("cannot stat " + path);
-    reader_ = std::make_unique<CsvReader>(in_, opts);
+  CsvFileSource(const std::string& path, const config::CsvOptions& opts) : file_(path), delimiter_(opts.delimiter) {
+    reader_ = std::make_unique<CsvReader>(file_.stream(), opts);
     Record head;
     if (!next(head)) throw BatchError("file is empty: no header row");
     header_ = std::move(head.fields);
@@ -35,24 +30,15 @@ class CsvFileSource : public RecordSource {
     }
     // The hash was checked before reading; a file rewritten meanwhile is not the file that
     // was announced. Checked every few thousand records and at the end.
-    if (!more || ++records_ % 4096 == 0) check_unchanged();
+    if (!more || ++records_ % 4096 == 0) file_.check_unchanged();
     return more;
   }
-  uint64_t bytes_read() const override { return reader_->bytes_read(); }
+  // of the file as stored (compressed or not), to compare with its size
+  uint64_t bytes_read() const override { return file_.bytes_read(); }
 
  private:
-  void check_unchanged() const {
-    struct stat now{};
-    if (stat(path_.c_str(), &now) != 0 || now.st_size != st_.st_size || now.st_mtim.tv_sec != st_.st_mtim.tv_sec ||
-        now.st_mtim.tv_nsec != st_.st_mtim.tv_nsec || now.st_ino != st_.st_ino)
-      throw BatchError("file " + path_ + " changed while it was being read (size, time or inode); rows committed "
-                       "so far stay in this batch, which can be rolled back");
-  }
-
-  std::string path_;
-  std::ifstream in_;
+  InputFile file_;
   char delimiter_;
-  struct stat st_{};
   int64_t records_ = 0;
   std::unique_ptr<CsvReader> reader_;
   std::vector<std::string> header_;
@@ -61,13 +47,35 @@ class CsvFileSource : public RecordSource {
 
 }  // namespace
 
-bool has_file_source(config::Format format) { return format == config::Format::Csv; }
+FileSourceOptions file_source_options(const config::Dataset& ds) {
+  FileSourceOptions o;
+  o.format = ds.format;
+  o.csv = ds.csv;
+  o.jsonl = ds.jsonl;
+  // One column per distinct `from:` list; the row builder finds each field's column by the
+  // list's first name, and the JSONL reader fills it from whichever path a line has.
+  for (const auto& ent : ds.entities)
+    for (const auto& f : ent.fields) {
+      if (f.from.empty() || f.from.front().starts_with('$')) continue;
+      bool known = false;
+      for (const auto& c : o.jsonl_columns) known |= c.paths.front() == f.from.front();
+      if (!known) o.jsonl_columns.push_back(JsonlColumn{f.from});
+    }
+  return o;
+}
+
+std::string reject_file_suffix(config::Format format) {
+  return format == config::Format::Jsonl ? ".rejects.jsonl" : ".rejects.csv";
+}
+
+bool has_file_source(config::Format format) { return format == config::Format::Csv || format == config::Format::Jsonl; }
 
 std::unique_ptr<RecordSource> open_file_source(const std::string& path, const FileSourceOptions& opts) {
   switch (opts.format) {
     case config::Format::Csv:
       return std::make_unique<CsvFileSource>(path, opts.csv);
     case config::Format::Jsonl:
+      return open_jsonl_source(path, opts);
     case config::Format::Xlsx:
       break;
   }

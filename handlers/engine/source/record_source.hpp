@@ -9,9 +9,14 @@
 #include <vector>
 
 #include "config/model.hpp"
+#include "handlers/engine/source/jsonl_reader.hpp"
 #include "handlers/engine/source/record.hpp"
 
 namespace ingestd::engine {
+
+/// How a source's refused records are written to the reject file (rejects.hpp): its own lines
+/// with `_ingestd_row` and `_ingestd_error` appended (CSV), or one JSON object per line.
+enum class RejectLayout { Delimited, JsonLines };
 
 /// @brief A stream of records in header order. Throws BatchError for what sinks the whole
 /// input (an unreadable file, an unterminated quote, a failed query).
@@ -24,6 +29,7 @@ class RecordSource {
   virtual std::string header_raw() const = 0;
   /// The separator of the reject file's added columns (`_ingestd_row`, `_ingestd_error`).
   virtual char reject_delimiter() const { return ','; }
+  virtual RejectLayout reject_layout() const { return RejectLayout::Delimited; }
   /// The next record; false at the end.
   virtual bool next(Record& rec) = 0;
   /// Input consumed so far, for progress.
@@ -34,13 +40,27 @@ class RecordSource {
 struct FileSourceOptions {
   config::Format format = config::Format::Csv;
   config::CsvOptions csv;
+  config::JsonlOptions jsonl;
+  /// jsonl: the record's columns, one per distinct `from:` of the dataset's fields (the header
+  /// a JSON Lines file does not have).
+  std::vector<JsonlColumn> jsonl_columns;
 };
+
+/// A dataset's options for its files (the event's overrides are applied by the caller).
+FileSourceOptions file_source_options(const config::Dataset& ds);
+
+/// The reject file's name after the batch id: `.rejects.csv`, `.rejects.jsonl`.
+std::string reject_file_suffix(config::Format format);
 
 /// True when `format` has a source (ingestd check refuses the formats that do not).
 bool has_file_source(config::Format format);
 
-/// Opens a file of the given format and reads its header. Throws BatchError.
+/// Opens a file of the given format (gzip or zstd compressed or not) and reads its header.
+/// Throws BatchError.
 std::unique_ptr<RecordSource> open_file_source(const std::string& path, const FileSourceOptions& opts);
+
+/// JSON Lines (jsonl_source.cpp); open_file_source picks it for format jsonl.
+std::unique_ptr<RecordSource> open_jsonl_source(const std::string& path, const FileSourceOptions& opts);
 
 /// @brief Rows of a SQL query, read through a cursor on its own connection and snapshot.
 struct QuerySource {
