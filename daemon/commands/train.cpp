@@ -23,7 +23,7 @@ using Keys = std::vector<std::optional<std::string>>;
 
 /// Every row's field keys of entity `e` (rejected rows skipped), at most `max_rows`.
 std::vector<Keys> read_keys(const config::Dataset& ds, size_t e, const std::string& file, size_t max_rows) {
-  auto src = engine::open_file_source(file, {ds.format, ds.csv});
+  auto src = engine::open_file_source(file, {ds.format, ds.csv, ds.xlsx});
   const std::map<std::string, std::string> vars;
   engine::RowBuilder builder(ds, src->header(), vars);
   std::vector<Keys> out;

@@ -121,6 +121,10 @@ void RowBuilder::build(Record& rec, int64_t number, Row& row, RowErrors& errors)
     reject(errors, row, "", "invalid_encoding", "row is not valid UTF-8 (set csv.encoding or options.encoding)");
     return;
   }
+  if (!rec.error.empty()) {
+    reject(errors, row, "", "invalid_cell", rec.error);
+    return;
+  }
   if (rec.fields.size() != header_.size()) {
     reject(errors, row, "", "ragged_row",
            "row has " + std::to_string(rec.fields.size()) + " fields, the header has " + std::to_string(header_.size()));

@@ -61,14 +61,17 @@ class CsvFileSource : public RecordSource {
 
 }  // namespace
 
-bool has_file_source(config::Format format) { return format == config::Format::Csv; }
+bool has_file_source(config::Format format) {
+  return format == config::Format::Csv || format == config::Format::Xlsx;
+}
 
 std::unique_ptr<RecordSource> open_file_source(const std::string& path, const FileSourceOptions& opts) {
   switch (opts.format) {
     case config::Format::Csv:
       return std::make_unique<CsvFileSource>(path, opts.csv);
-    case config::Format::Jsonl:
     case config::Format::Xlsx:
+      return open_xlsx_source(path, opts.xlsx);
+    case config::Format::Jsonl:
       break;
   }
   throw BatchError("format " + std::string(config::to_string(opts.format)) + " has no reader in this version of ingestd");

@@ -14,6 +14,8 @@ struct Record {
   std::string raw;           // original record text (UTF-8) without the line terminator
   int64_t line = 0;          // 1-based physical line where the record starts (0: not a file)
   bool invalid_utf8 = false; // the input's bytes were not valid UTF-8
+  int64_t number = 0;        // the source's own row number (an xlsx sheet row); 0: counted 1, 2, ...
+  std::string error;         // why the source refuses this record (an Excel error cell); empty: none
 };
 
 }  // namespace ingestd::engine

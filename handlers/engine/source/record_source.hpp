@@ -1,5 +1,5 @@
 // The seam for input formats: a stream of records with a header. One implementation per
-// format (csv_source, query_source); the factory picks it by the dataset's format.
+// format (csv_source, xlsx_source, query_source); the factory picks it by the dataset's format.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +34,7 @@ class RecordSource {
 struct FileSourceOptions {
   config::Format format = config::Format::Csv;
   config::CsvOptions csv;
+  config::XlsxOptions xlsx;
 };
 
 /// True when `format` has a source (ingestd check refuses the formats that do not).
@@ -41,6 +42,9 @@ bool has_file_source(config::Format format);
 
 /// Opens a file of the given format and reads its header. Throws BatchError.
 std::unique_ptr<RecordSource> open_file_source(const std::string& path, const FileSourceOptions& opts);
+
+/// Opens one sheet of an .xlsx workbook (xlsx_source.cpp). Throws BatchError.
+std::unique_ptr<RecordSource> open_xlsx_source(const std::string& path, const config::XlsxOptions& opts);
 
 /// @brief Rows of a SQL query, read through a cursor on its own connection and snapshot.
 struct QuerySource {
