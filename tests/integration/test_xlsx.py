@@ -57,8 +57,8 @@ def openpyxl_workbook(path):
 
 
 def xlsxwriter_workbook(path):
-    """Shared strings (xlsxwriter's default), the data on a second sheet, a styled empty row
-    and a formula below the data that must not become a record."""
+    """Shared strings (xlsxwriter's default), the data on a second sheet, a formatted empty row
+    below the data (skipped, not a record)."""
     header, rows = leads()
     wb = xlsxwriter.Workbook(str(path))
     wb.add_worksheet("Notes").write(0, 0, "exported by the CRM")
