@@ -371,7 +371,13 @@ Dataset load_dataset(Reader& r, const Entry& e, const std::string& path) {
                                   {{"csv", Format::Csv}, {"jsonl", Format::Jsonl}, {"xlsx", Format::Xlsx}}))
       d.format = *f;
   if (auto v = m.get("csv")) load_csv(r, *v, m.path("csv"), d.csv);
-  if (auto v = m.get("xlsx")) load_xlsx(r, *v, m.path("xlsx"), d.xlsx);
+  if (auto v = m.get("xlsx")) {
+    load_xlsx(r, *v, m.path("xlsx"), d.xlsx);
+    // Check: sheet options on a CSV dataset mean the format line was forgotten.
+    if (d.format != Format::Xlsx)
+      r.problem(*v, m.path("xlsx"), "xlsx options apply only to format: xlsx; this dataset's format is " +
+                                        std::string(to_string(d.format)));
+  }
   m.read_bool("atomic", d.atomic);
   if (auto v = m.get("null_values")) d.null_values = r.string_list(*v, m.path("null_values"));
 

@@ -212,6 +212,10 @@ TEST_SUITE("xlsx") {
   }
 
   TEST_CASE("config: xlsx options load strictly with key paths") {
+    const std::string csv_ds = "postgres: {url: x}\ndatasets:\n  d:\n    xlsx: {sheet: A}\n"
+                               "    entities: {e: {table: t, fields: {a: {from: A}}}}\n";
+    CHECK_THROWS_WITH(ingestd::config::load_config_text(csv_ds, "i.yaml"),
+                      "i.yaml:4: datasets.d.xlsx: xlsx options apply only to format: xlsx; this dataset's format is csv");
     const std::string base = "postgres: {url: x}\ndatasets:\n  d:\n    format: xlsx\n";
     const std::string ents = "    entities: {e: {table: t, fields: {a: {from: A}}}}\n";
     auto cfg = ingestd::config::load_config_text(base + "    xlsx: {sheet: People, header_row: 3}\n" + ents, "i.yaml");
@@ -235,6 +239,7 @@ TEST_SUITE("xlsx") {
     CHECK(problems("    xlsx: {sheet: 0}\n") ==
           "i.yaml:5: datasets.d.xlsx.sheet: expected a sheet name or a 1-based sheet index, got '0'");
     CHECK(problems("    xlsx: {header_row: 0}\n") == "i.yaml:5: datasets.d.xlsx.header_row: expected an integer >= 1, got '0'");
+    CHECK(ingestd::config::load_config_text(base + ents, "i.yaml").datasets.at("d").xlsx.header_row == 1);
     CHECK(problems("    xlsx: {shet: A}\n").find("i.yaml:5: datasets.d.xlsx.shet: unknown key; allowed: sheet, header_row") == 0);
   }
 }
