@@ -7,20 +7,22 @@ import csv
 import datetime
 import io
 import json
+import signal
 import subprocess
 
 import openpyxl
 import xlsxwriter
 
 from conftest import BIN, EXAMPLES, Daemon
+from faults import people_config, slow_trigger, wait_committed
 
 LEADS_1 = (EXAMPLES / "people" / "leads_2025_11.csv").read_text(encoding="utf-8")
 PEOPLE_YAML = (EXAMPLES / "people" / "people.yaml").read_text()
 
 
-def config_for(xlsx_options):
+def config_for(xlsx_options, base=PEOPLE_YAML):
     """The people example with its dataset read from a workbook."""
-    return PEOPLE_YAML.replace('    csv: {delimiter: ",", encoding: utf-8, header: true}\n',
+    return base.replace('    csv: {delimiter: ",", encoding: utf-8, header: true}\n',
                                f"    format: xlsx\n    xlsx: {xlsx_options}\n")
 
 
@@ -159,3 +161,37 @@ def test_workbook_through_the_daemon_and_what_is_refused(pg, broker, tmp_path):
         assert d.http("/readyz")[0] == 200
     finally:
         assert d.stop() == 0
+
+
+def test_kill9_mid_workbook_resumes_after_the_last_committed_sheet_row(pg, broker, tmp_path):
+    """Records are sheet rows 3, 5, 7, ... (an empty row between each): the checkpoint is a sheet
+    row, rows_total a count of records, and a restart after kill -9 loads each row once."""
+    # short Kafka session: the killed member leaves the group in seconds
+    d = Daemon(pg, broker, tmp_path, chunk_rows=150, config_text=config_for("{}", people_config()))
+    slow_trigger(d)  # each chunk's insert sleeps, so the kill lands mid-file
+    d.start()
+    n = 1500
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["Cedula", "Nombre", "Apellido"])
+    for i in range(n):
+        ws.cell(row=3 + 2 * i, column=1, value=30000000 + i)
+        if i % 250 != 7:  # every 250th row lacks its required name: a reject
+            ws.cell(row=3 + 2 * i, column=2, value=f"Nombre{i}")
+    wb.save(d.state / "inbox" / "big.xlsx")
+    ev = d.publish(d.file_event(d.state / "inbox" / "big.xlsx"))
+    wait_committed(d, 400, timeout=60)
+    d.stop(sig=signal.SIGKILL)
+    done = d.sql("SELECT last_row_committed FROM ingestd.batches")[0][0]
+    assert done < 3 + 2 * (n - 1) and done % 2 == 1  # a sheet row of a record, mid-file
+    assert d.sql("SELECT count(*) FROM persons")[0][0] < n - 6
+    d.start()
+    r = d.result(ev["event_id"], timeout=120)
+    assert r["status"] == "completed_with_rejects" and r["rows"] == n
+    rejected = [3 + 2 * i for i in range(n) if i % 250 == 7]
+    assert d.sql("SELECT count(*), count(DISTINCT cedula) FROM persons")[0] == (n - 6, n - 6)
+    assert d.sql("SELECT row_number FROM ingestd.row_errors ORDER BY 1") == [(x,) for x in rejected]
+    assert [int(x[-2]) for x in rejects(r)[1:]] == rejected
+    assert d.sql("SELECT rows_total, last_row_committed FROM ingestd.batches") == [(n, 3 + 2 * (n - 1))]
+    assert len(d.results(ev["event_id"])) == 1
+    assert d.stop() == 0
