@@ -52,8 +52,9 @@ using Cells = std::vector<std::string>;
 TEST_SUITE("xlsx") {
   TEST_CASE("shared strings, inline strings, formula strings, booleans and formulas' cached values") {
     WorkbookSpec spec;
-    spec.shared_strings = "<si><t>José</t></si><si><r><t>Gar</t></r><r><rPr/><t>cía</t></r><rPh><t>ガ</t></rPh></si>"
-                          "<si><t xml:space=\"preserve\"> a &amp; b </t></si>";
+    spec.shared_strings =
+        "<si><t>José</t></si><si><r><t>Gar</t></r><r><rPr/><t>cía</t></r><rPh><t>ガ</t></rPh></si>"
+        "<si><t xml:space=\"preserve\"> a &amp; b </t></si>";
     auto rows = read_sheet(
         R"(<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c><c r="C1" t="s"><v>2</v></c></row>)"
         R"(<row r="2"><c r="A2" t="inlineStr"><is><t>inline, "quoted"</t></is></c><c r="B2" t="str"><f>A1&amp;"x"</f><v>Joséx</v></c>)"
@@ -65,10 +66,11 @@ TEST_SUITE("xlsx") {
   }
 
   TEST_CASE("numbers keep their written value without float noise") {
-    auto rows = read_sheet(R"(<row r="1"><c r="A1"><v>52987654</v></c><c r="B1"><v>0.1</v></c>)"
-                           R"(<c r="C1"><v>5.2987654E7</v></c><c r="D1"><v>0.30000000000000004</v></c>)"
-                           R"(<c r="E1"><v>1E-3</v></c><c r="F1"><v>-2.5</v></c><c r="G1"><v>12345678901234567890</v></c>)"
-                           R"(<c r="H1"><v>1.5E+20</v></c></row>)");
+    auto rows =
+        read_sheet(R"(<row r="1"><c r="A1"><v>52987654</v></c><c r="B1"><v>0.1</v></c>)"
+                   R"(<c r="C1"><v>5.2987654E7</v></c><c r="D1"><v>0.30000000000000004</v></c>)"
+                   R"(<c r="E1"><v>1E-3</v></c><c r="F1"><v>-2.5</v></c><c r="G1"><v>12345678901234567890</v></c>)"
+                   R"(<c r="H1"><v>1.5E+20</v></c></row>)");
     REQUIRE(rows.size() == 1);
     CHECK(rows[0].cells == Cells{"52987654", "0.1", "52987654", "0.3", "0.001", "-2.5", "12345678901234567890",
                                  "150000000000000000000"});
@@ -77,13 +79,15 @@ TEST_SUITE("xlsx") {
 
   TEST_CASE("date cells by built-in and custom formats, in the 1900 and 1904 systems") {
     WorkbookSpec spec;
-    spec.num_fmts = R"(<numFmt numFmtId="164" formatCode="dd/mm/yyyy\ hh:mm"/><numFmt numFmtId="165" formatCode="&quot;day &quot;0"/>)"
-                    R"(<numFmt numFmtId="166" formatCode="[Red]0.00;[Blue]\-0.00"/>)";
+    spec.num_fmts =
+        R"(<numFmt numFmtId="164" formatCode="dd/mm/yyyy\ hh:mm"/><numFmt numFmtId="165" formatCode="&quot;day &quot;0"/>)"
+        R"(<numFmt numFmtId="166" formatCode="[Red]0.00;[Blue]\-0.00"/>)";
     spec.xf_formats = {0, 14, 164, 165, 166, 22};
-    auto rows = read_sheet(R"(<row r="1"><c r="A1" s="1"><v>32947</v></c><c r="B1" s="2"><v>32947.5</v></c>)"
-                           R"(<c r="C1" s="3"><v>32947</v></c><c r="D1" s="4"><v>32947</v></c><c r="E1" s="5"><v>45351.25</v></c>)"
-                           R"(<c r="F1" s="0"><v>32947</v></c><c r="G1" s="1"><v>-1</v></c><c r="H1" s="1"><v>59</v></c></row>)",
-                           spec);
+    auto rows = read_sheet(
+        R"(<row r="1"><c r="A1" s="1"><v>32947</v></c><c r="B1" s="2"><v>32947.5</v></c>)"
+        R"(<c r="C1" s="3"><v>32947</v></c><c r="D1" s="4"><v>32947</v></c><c r="E1" s="5"><v>45351.25</v></c>)"
+        R"(<c r="F1" s="0"><v>32947</v></c><c r="G1" s="1"><v>-1</v></c><c r="H1" s="1"><v>59</v></c></row>)",
+        spec);
     REQUIRE(rows.size() == 1);
     CHECK(rows[0].cells == Cells{"1990-03-15", "1990-03-15 12:00:00", "32947", "32947", "2024-02-29 06:00:00", "32947",
                                  "-1", "1900-02-28"});
@@ -98,9 +102,10 @@ TEST_SUITE("xlsx") {
   }
 
   TEST_CASE("cells land by reference: sparse rows, empty rows skipped, sheet row numbers kept") {
-    auto rows = read_sheet(R"(<row r="1"><c r="A1" t="inlineStr"><is><t>a</t></is></c><c r="C1"><v>3</v></c></row>)"
-                           R"(<row r="2" s="1" customFormat="1"/><row r="3"><c r="A3" s="0"/><c r="B3" t="inlineStr"><is><t></t></is></c></row>)"
-                           R"(<row r="7"><c r="B7"><v>7</v></c></row><row><c><v>1</v></c><c><v>2</v></c></row>)");
+    auto rows = read_sheet(
+        R"(<row r="1"><c r="A1" t="inlineStr"><is><t>a</t></is></c><c r="C1"><v>3</v></c></row>)"
+        R"(<row r="2" s="1" customFormat="1"/><row r="3"><c r="A3" s="0"/><c r="B3" t="inlineStr"><is><t></t></is></c></row>)"
+        R"(<row r="7"><c r="B7"><v>7</v></c></row><row><c><v>1</v></c><c><v>2</v></c></row>)");
     REQUIRE(rows.size() == 3);
     CHECK(rows[0].number == 1);
     CHECK(rows[0].cells == Cells{"a", "", "3"});
@@ -128,7 +133,8 @@ TEST_SUITE("xlsx") {
 
   TEST_CASE("the sheet by name or 1-based index; a missing one lists the sheets") {
     WorkbookSpec spec;
-    spec.sheets = {{"Notes", R"(<row r="1"><c r="A1"><v>1</v></c></row>)"}, {"People", R"(<row r="1"><c r="A1"><v>2</v></c></row>)"}};
+    spec.sheets = {{"Notes", R"(<row r="1"><c r="A1"><v>1</v></c></row>)"},
+                   {"People", R"(<row r="1"><c r="A1"><v>2</v></c></row>)"}};
     const std::string wb = ingestd::test::make_workbook(spec);
     CHECK(read_rows(wb)[0].cells == Cells{"1"});
     XlsxOptions by_name;
@@ -155,7 +161,8 @@ TEST_SUITE("xlsx") {
     one.sheets = {{"S", ""}};
     auto parts = ingestd::test::workbook_parts(one);
     parts[1].second = "<worksheet><sheetData><row r=\"1\"><c r=\"A1\"><v>1</c></row>";  // sheet1.xml
-    CHECK(error_of(ingestd::test::make_zip(parts)).find("xl/worksheets/sheet1.xml in the workbook is malformed: line 1") == 0);
+    CHECK(error_of(ingestd::test::make_zip(parts))
+              .find("xl/worksheets/sheet1.xml in the workbook is malformed: line 1") == 0);
     parts[1].second = "<!DOCTYPE x [<!ENTITY a \"aaaa\">]><worksheet><sheetData/></worksheet>";
     CHECK(error_of(ingestd::test::make_zip(parts)).find("a DTD or entity reference") != std::string::npos);
   }
@@ -164,7 +171,8 @@ TEST_SUITE("xlsx") {
     WorkbookSpec spec;
     spec.shared_strings = "<si><t>only</t></si>";
     spec.sheets = {{"S", R"(<row r="2"><c r="B2" t="s"><v>5</v></c></row>)"}};
-    CHECK(error_of(ingestd::test::make_workbook(spec)) == "sheet 'S' cell B2: shared string 5 does not exist (the table has 1)");
+    CHECK(error_of(ingestd::test::make_workbook(spec)) ==
+          "sheet 'S' cell B2: shared string 5 does not exist (the table has 1)");
     spec.sheets = {{"S", R"(<row r="2"><c r="XFE2"><v>5</v></c></row>)"}};
     CHECK(error_of(ingestd::test::make_workbook(spec)) == "sheet 'S' cell XFE2: beyond the limit of 16384 columns");
     spec.shared_strings = std::string("<si><t>") + std::string(2000, 'x') + "</t></si>";
@@ -178,11 +186,13 @@ TEST_SUITE("xlsx") {
 
   TEST_CASE("the record source: header at header_row, records numbered by sheet row, CSV raw text") {
     WorkbookSpec spec;
-    spec.sheets = {{"People", R"(<row r="1"><c r="A1" t="inlineStr"><is><t>Export of 2025-11</t></is></c></row>)"
-                              R"(<row r="2"><c r="A2" t="inlineStr"><is><t>Cedula</t></is></c><c r="B2" t="inlineStr"><is><t>Nombre</t></is></c></row>)"
-                              R"(<row r="4"><c r="A4"><v>1023456789</v></c><c r="B4" t="inlineStr"><is><t>García, José</t></is></c></row>)"
-                              R"(<row r="5"><c r="B5" t="inlineStr"><is><t>Ana</t></is></c><c r="D5"><v>9</v></c></row>)"
-                              R"(<row r="6"><c r="A6" t="e"><v>#N/A</v></c></row>)"}};
+    spec.sheets = {
+        {"People",
+         R"(<row r="1"><c r="A1" t="inlineStr"><is><t>Export of 2025-11</t></is></c></row>)"
+         R"(<row r="2"><c r="A2" t="inlineStr"><is><t>Cedula</t></is></c><c r="B2" t="inlineStr"><is><t>Nombre</t></is></c></row>)"
+         R"(<row r="4"><c r="A4"><v>1023456789</v></c><c r="B4" t="inlineStr"><is><t>García, José</t></is></c></row>)"
+         R"(<row r="5"><c r="B5" t="inlineStr"><is><t>Ana</t></is></c><c r="D5"><v>9</v></c></row>)"
+         R"(<row r="6"><c r="A6" t="e"><v>#N/A</v></c></row>)"}};
     const auto path = std::filesystem::temp_directory_path() / ("test_xlsx_" + std::to_string(getpid()) + ".xlsx");
     std::ofstream(path, std::ios::binary) << ingestd::test::make_workbook(spec);
     ingestd::engine::FileSourceOptions opts;
@@ -212,10 +222,12 @@ TEST_SUITE("xlsx") {
   }
 
   TEST_CASE("config: xlsx options load strictly with key paths") {
-    const std::string csv_ds = "postgres: {url: x}\ndatasets:\n  d:\n    xlsx: {sheet: A}\n"
-                               "    entities: {e: {table: t, fields: {a: {from: A}}}}\n";
-    CHECK_THROWS_WITH(ingestd::config::load_config_text(csv_ds, "i.yaml"),
-                      "i.yaml:4: datasets.d.xlsx: xlsx options apply only to format: xlsx; this dataset's format is csv");
+    const std::string csv_ds =
+        "postgres: {url: x}\ndatasets:\n  d:\n    xlsx: {sheet: A}\n"
+        "    entities: {e: {table: t, fields: {a: {from: A}}}}\n";
+    CHECK_THROWS_WITH(
+        ingestd::config::load_config_text(csv_ds, "i.yaml"),
+        "i.yaml:4: datasets.d.xlsx: xlsx options apply only to format: xlsx; this dataset's format is csv");
     const std::string base = "postgres: {url: x}\ndatasets:\n  d:\n    format: xlsx\n";
     const std::string ents = "    entities: {e: {table: t, fields: {a: {from: A}}}}\n";
     auto cfg = ingestd::config::load_config_text(base + "    xlsx: {sheet: People, header_row: 3}\n" + ents, "i.yaml");
@@ -238,8 +250,10 @@ TEST_SUITE("xlsx") {
     };
     CHECK(problems("    xlsx: {sheet: 0}\n") ==
           "i.yaml:5: datasets.d.xlsx.sheet: expected a sheet name or a 1-based sheet index, got '0'");
-    CHECK(problems("    xlsx: {header_row: 0}\n") == "i.yaml:5: datasets.d.xlsx.header_row: expected an integer >= 1, got '0'");
+    CHECK(problems("    xlsx: {header_row: 0}\n") ==
+          "i.yaml:5: datasets.d.xlsx.header_row: expected an integer >= 1, got '0'");
     CHECK(ingestd::config::load_config_text(base + ents, "i.yaml").datasets.at("d").xlsx.header_row == 1);
-    CHECK(problems("    xlsx: {shet: A}\n").find("i.yaml:5: datasets.d.xlsx.shet: unknown key; allowed: sheet, header_row") == 0);
+    CHECK(problems("    xlsx: {shet: A}\n")
+              .find("i.yaml:5: datasets.d.xlsx.shet: unknown key; allowed: sheet, header_row") == 0);
   }
 }

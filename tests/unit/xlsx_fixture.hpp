@@ -42,9 +42,9 @@ inline std::string make_zip(const Parts& parts, bool store = false) {
 /// @brief The parts of a workbook that tests vary; the rest is the boilerplate Excel writes.
 struct WorkbookSpec {
   std::vector<std::pair<std::string, std::string>> sheets;  // name -> <sheetData> content
-  std::string shared_strings;  // <si> elements; empty: no sharedStrings.xml
-  std::string num_fmts;        // <numFmt> elements
-  std::vector<int> xf_formats{0};  // numFmtId of each cellXfs entry (style index = position)
+  std::string shared_strings;                               // <si> elements; empty: no sharedStrings.xml
+  std::string num_fmts;                                     // <numFmt> elements
+  std::vector<int> xf_formats{0};                           // numFmtId of each cellXfs entry (style index = position)
   bool date1904 = false;
 };
 
@@ -58,15 +58,18 @@ inline Parts workbook_parts(const WorkbookSpec& spec) {
   const std::string ns = R"(xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main")";
   const std::string rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships";
   Parts p;
-  p.emplace_back("_rels/.rels", R"(<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type=")" +
-                                    rel + R"(/officeDocument" Target="xl/workbook.xml"/></Relationships>)");
+  p.emplace_back(
+      "_rels/.rels",
+      R"(<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type=")" +
+          rel + R"(/officeDocument" Target="xl/workbook.xml"/></Relationships>)");
   std::string wb = "<workbook " + ns + " xmlns:r=\"" + rel + "\">" +
                    (spec.date1904 ? "<workbookPr date1904=\"1\"/>" : "<workbookPr/>") + "<sheets>";
   std::string rels = R"(<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">)";
   for (size_t i = 0; i < spec.sheets.size(); ++i) {
     const std::string n = std::to_string(i + 1);
     wb += "<sheet name=\"" + spec.sheets[i].first + "\" sheetId=\"" + n + "\" r:id=\"rId" + n + "\"/>";
-    rels += "<Relationship Id=\"rId" + n + "\" Type=\"" + rel + "/worksheet\" Target=\"worksheets/sheet" + n + ".xml\"/>";
+    rels +=
+        "<Relationship Id=\"rId" + n + "\" Type=\"" + rel + "/worksheet\" Target=\"worksheets/sheet" + n + ".xml\"/>";
     p.emplace_back("xl/worksheets/sheet" + n + ".xml", sheet_xml(spec.sheets[i].second));
   }
   p.emplace_back("xl/workbook.xml", wb + "</sheets></workbook>");

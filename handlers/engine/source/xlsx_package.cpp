@@ -1,12 +1,11 @@
 #include "handlers/engine/source/xlsx_package.hpp"
 
+#include <libxml/xmlreader.h>
 #include <zip.h>
 
 #include <cstring>
 #include <fstream>
 #include <mutex>
-
-#include <libxml/xmlreader.h>
 
 namespace ingestd::engine::xlsx {
 
@@ -45,8 +44,7 @@ Package::Package(const std::string& path) {
   refuse_ole(std::string_view(head, size_t(in.gcount())));
   int err = 0;
   zip_ = zip_open(path.c_str(), ZIP_RDONLY, &err);
-  if (!zip_)
-    throw XlsxError("not an .xlsx workbook (" + zip_message(err) + "): save it from Excel as .xlsx");
+  if (!zip_) throw XlsxError("not an .xlsx workbook (" + zip_message(err) + "): save it from Excel as .xlsx");
   open_checked(path);
 }
 
@@ -72,11 +70,9 @@ Package::~Package() {
 
 void Package::open_checked(const std::string& label) {
   try {
-    if (has("xl/workbook.bin"))
-      throw XlsxError(label + " is an .xlsb (binary) workbook: save it as .xlsx");
+    if (has("xl/workbook.bin")) throw XlsxError(label + " is an .xlsb (binary) workbook: save it as .xlsx");
     find_workbook();
-    if (!has(workbook_))
-      throw XlsxError(label + " is a zip but not an Excel workbook (no " + workbook_ + ")");
+    if (!has(workbook_)) throw XlsxError(label + " is a zip but not an Excel workbook (no " + workbook_ + ")");
   } catch (...) {
     zip_discard(zip_);
     zip_ = nullptr;
@@ -115,7 +111,8 @@ XmlPart::XmlPart(const Package& pkg, const std::string& name) : name_(name) {
     throw XlsxError("cannot read " + name + " in the workbook: " + zip_message(code));
   }
   // No network, no entity expansion (entities are refused below), no DTD loading.
-  reader_ = xmlReaderForIO(&XmlPart::on_read, nullptr, this, name.c_str(), nullptr, XML_PARSE_NONET | XML_PARSE_NOCDATA);
+  reader_ =
+      xmlReaderForIO(&XmlPart::on_read, nullptr, this, name.c_str(), nullptr, XML_PARSE_NONET | XML_PARSE_NOCDATA);
   if (!reader_) {
     zip_fclose(file_);
     throw XlsxError("cannot parse " + name);
@@ -196,8 +193,6 @@ uint64_t XmlPart::compressed_read() const {
   return uint64_t(double(read_) * double(comp_size_) / double(size_));
 }
 
-void XmlPart::fail(const std::string& why) const {
-  throw XlsxError(name_ + " in the workbook is malformed: " + why);
-}
+void XmlPart::fail(const std::string& why) const { throw XlsxError(name_ + " in the workbook is malformed: " + why); }
 
 }  // namespace ingestd::engine::xlsx

@@ -81,8 +81,7 @@ static int ref_column(std::string_view ref) {
 }
 
 struct XlsxReader::Impl {
-  Impl(std::unique_ptr<xlsx::Package> p, const config::XlsxOptions& opts, XlsxLimits l)
-      : pkg(std::move(p)), limits(l) {
+  Impl(std::unique_ptr<xlsx::Package> p, const config::XlsxOptions& opts, XlsxLimits l) : pkg(std::move(p)), limits(l) {
     read_workbook(opts);
     read_styles();
     read_shared_strings();
@@ -132,7 +131,8 @@ void XlsxReader::Impl::read_workbook(const config::XlsxOptions& opts) {
     }
   }
   std::string names;
-  for (size_t i = 0; i < sheets.size(); ++i) names += (i ? ", " : "") + std::to_string(i + 1) + " '" + sheets[i].name + "'";
+  for (size_t i = 0; i < sheets.size(); ++i)
+    names += (i ? ", " : "") + std::to_string(i + 1) + " '" + sheets[i].name + "'";
   const SheetEntry* chosen = nullptr;
   if (!opts.sheet_name.empty()) {
     for (const auto& s : sheets)
@@ -193,12 +193,16 @@ std::string XlsxReader::Impl::read_rich_text(xlsx::XmlPart& part, std::string_vi
   while (part.read()) {
     const auto name = part.local_name();
     if (part.is_start() && !part.is_empty_element()) {
-      if (name == "t") in_t = true;
-      else if (name == "rPh") in_ph = true;
+      if (name == "t")
+        in_t = true;
+      else if (name == "rPh")
+        in_ph = true;
     } else if (part.is_end()) {
       if (name == end) return text;
-      if (name == "t") in_t = false;
-      else if (name == "rPh") in_ph = false;
+      if (name == "t")
+        in_t = false;
+      else if (name == "rPh")
+        in_ph = false;
     } else if (part.is_text() && in_t && !in_ph) {
       text += part.value();
       if (text.size() > limits.max_cell_bytes)
@@ -211,7 +215,8 @@ std::string XlsxReader::Impl::read_rich_text(xlsx::XmlPart& part, std::string_vi
 void XlsxReader::Impl::read_shared_strings() {
   std::string part;
   // The table's part is named by a relationship; every writer seen so far calls it this.
-  if (pkg->has(part_dir(pkg->workbook_part()) + "sharedStrings.xml")) part = part_dir(pkg->workbook_part()) + "sharedStrings.xml";
+  if (pkg->has(part_dir(pkg->workbook_part()) + "sharedStrings.xml"))
+    part = part_dir(pkg->workbook_part()) + "sharedStrings.xml";
   if (part.empty()) return;
   xlsx::XmlPart sst(*pkg, part);
   while (sst.read()) {

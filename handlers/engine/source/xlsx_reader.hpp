@@ -26,15 +26,15 @@ struct XlsxLimits {
   // random); 128 MiB of text is far beyond what a sheet of people holds and keeps a load
   // within the daemon's memory target.
   size_t shared_strings_bytes = size_t(128) << 20;
-  int max_columns = 16384;               // Excel's own limit (column XFD)
+  int max_columns = 16384;                  // Excel's own limit (column XFD)
   size_t max_cell_bytes = size_t(1) << 20;  // Excel stops at 32767 characters
 };
 
 /// @brief One sheet row that holds at least one value.
 struct SheetRow {
-  int64_t number = 0;                // the sheet's row number (1-based, as Excel shows it)
-  std::vector<std::string> cells;    // by column (A = 0), up to the last cell with a value
-  std::string error;                 // a cell that holds an Excel error (#DIV/0!, #N/A, ...)
+  int64_t number = 0;              // the sheet's row number (1-based, as Excel shows it)
+  std::vector<std::string> cells;  // by column (A = 0), up to the last cell with a value
+  std::string error;               // a cell that holds an Excel error (#DIV/0!, #N/A, ...)
 };
 
 /// @brief Rows of one worksheet, in sheet order; empty rows are skipped.

@@ -59,15 +59,16 @@ class XlsxFileSource : public RecordSource {
     }
   }
   void check_unchanged() const {
-    struct stat now{};
+    struct stat now {};
     if (stat(path_.c_str(), &now) != 0 || now.st_size != st_.st_size || now.st_mtim.tv_sec != st_.st_mtim.tv_sec ||
         now.st_mtim.tv_nsec != st_.st_mtim.tv_nsec || now.st_ino != st_.st_ino)
-      throw BatchError("file " + path_ + " changed while it was being read (size, time or inode); rows committed "
+      throw BatchError("file " + path_ +
+                       " changed while it was being read (size, time or inode); rows committed "
                        "so far stay in this batch, which can be rolled back");
   }
 
   std::string path_;
-  struct stat st_{};
+  struct stat st_ {};
   std::unique_ptr<XlsxReader> reader_;
   SheetRow row_;
   std::vector<std::string> header_;
@@ -77,8 +78,9 @@ class XlsxFileSource : public RecordSource {
 void XlsxFileSource::read_header(int64_t header_row) {
   const std::string sheet = "sheet '" + reader_->sheet_name() + "'";
   do {
-    if (!next_row()) throw BatchError(path_ + ": " + sheet + " has no header: row " + std::to_string(header_row) +
-                                      " (header_row) is missing or empty");
+    if (!next_row())
+      throw BatchError(path_ + ": " + sheet + " has no header: row " + std::to_string(header_row) +
+                       " (header_row) is missing or empty");
   } while (row_.number < header_row);
   if (row_.number != header_row)
     throw BatchError(path_ + ": " + sheet + " has no header: row " + std::to_string(header_row) +

@@ -93,8 +93,9 @@ std::string xlsx_date(std::string_view v, bool date1904) {
   using namespace std::chrono;
   // 1900 system: serial 1 is 1900-01-01, and Excel counts a 29 February 1900 that never was
   // (serial 60), so serials from 61 on are days since 1899-12-30.
-  sys_days epoch = date1904 ? sys_days(year{1904} / January / 1)
-                            : (whole >= 61 ? sys_days(year{1899} / December / 30) : sys_days(year{1899} / December / 31));
+  sys_days epoch = date1904
+                       ? sys_days(year{1904} / January / 1)
+                       : (whole >= 61 ? sys_days(year{1899} / December / 30) : sys_days(year{1899} / December / 31));
   const year_month_day ymd(epoch + days(int64_t(whole)));
   char buf[40];
   if (secs == 0)
@@ -120,8 +121,14 @@ bool is_date_format(std::string_view code) {
       ++i;
     } else {
       switch (std::tolower(static_cast<unsigned char>(c))) {
-        case 'd': case 'm': case 'y': case 'h': case 's': return true;
-        default: break;
+        case 'd':
+        case 'm':
+        case 'y':
+        case 'h':
+        case 's':
+          return true;
+        default:
+          break;
       }
     }
   }
