@@ -3,6 +3,7 @@
 // entity, an identity tier naming an unknown field, two fields writing one column, …).
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 
 #include "config/load_sections.hpp"
 
@@ -347,6 +348,32 @@ void load_csv(Reader& r, const YAML::Node& n, const std::string& path, CsvOption
     r.problem(n, path, "delimiter and quote must be different characters");
 }
 
+// ---- xlsx options ------------------------------------------------------------------------
+
+void load_xlsx(Reader& r, const YAML::Node& n, const std::string& path, XlsxOptions& x) {
+  MapView m(r, n, path, {"sheet", "header_row"});
+  if (!m.ok()) return;
+  // A plain integer is a 1-based position; anything else (a quoted "2024" too) is a name.
+  if (auto v = m.get("sheet")) {
+    const bool quoted = v->Tag() == "!";
+    auto s = r.text(*v, m.path("sheet"), "a sheet name or a 1-based sheet index");
+    int idx = 0;
+    const bool digits = s && !s->empty() && std::all_of(s->begin(), s->end(), [](unsigned char c) { return std::isdigit(c); });
+    if (s && !quoted && digits) {
+      auto [p, ec] = std::from_chars(s->data(), s->data() + s->size(), idx);
+      if (ec != std::errc() || idx < 1)
+        r.problem(*v, m.path("sheet"), "expected a sheet name or a 1-based sheet index, got '" + *s + "'");
+      else
+        x.sheet_index = idx;
+    } else if (s && s->empty()) {
+      r.problem(*v, m.path("sheet"), "expected a sheet name or a 1-based sheet index, got an empty string");
+    } else if (s) {
+      x.sheet_name = *s;
+    }
+  }
+  m.read_int<int64_t>("header_row", x.header_row, 1);
+}
+
 void load_jsonl(Reader& r, const YAML::Node& n, const std::string& path, JsonlOptions& jsonl) {
   MapView m(r, n, path, {"max_line_bytes"});
   if (!m.ok()) return;
@@ -356,7 +383,7 @@ void load_jsonl(Reader& r, const YAML::Node& n, const std::string& path, JsonlOp
 /// Check: a format's options block given to a dataset of another format is a mistake (a
 /// `csv: {delimiter: ";"}` that would silently do nothing), not a harmless extra.
 void check_format_options(Reader& r, const MapView& m, const Dataset& d) {
-  for (auto [key, format] : {std::pair{"csv", Format::Csv}, std::pair{"jsonl", Format::Jsonl}})
+  for (auto [key, format] : {std::pair{"csv", Format::Csv}, std::pair{"jsonl", Format::Jsonl}, std::pair{"xlsx", Format::Xlsx}})
     if (auto v = m.get(key); v && d.format != format)
       r.problem(*v, m.path(key),
                 std::string(key) + " options apply to format " + key + "; this dataset's format is " +
@@ -369,15 +396,15 @@ Dataset load_dataset(Reader& r, const Entry& e, const std::string& path) {
   Dataset d;
   d.name = e.key;
   d.line = line_of(e.key_node);
-  MapView m(r, e.value, path, {"format", "csv", "jsonl", "atomic", "null_values", "entities"});
+  MapView m(r, e.value, path, {"format", "csv", "jsonl", "xlsx", "atomic", "null_values", "entities"});
   if (!m.ok()) return d;
-  // xlsx is a Format the model knows but no reader handles yet, so it is not accepted here.
   if (auto v = m.get("format"))
     if (auto f = r.choice<Format>(*v, m.path("format"),
-                                  {{"csv", Format::Csv}, {"jsonl", Format::Jsonl}}))
+                                  {{"csv", Format::Csv}, {"jsonl", Format::Jsonl}, {"xlsx", Format::Xlsx}}))
       d.format = *f;
   if (auto v = m.get("csv")) load_csv(r, *v, m.path("csv"), d.csv);
   if (auto v = m.get("jsonl")) load_jsonl(r, *v, m.path("jsonl"), d.jsonl);
+  if (auto v = m.get("xlsx")) load_xlsx(r, *v, m.path("xlsx"), d.xlsx);
   check_format_options(r, m, d);
   m.read_bool("atomic", d.atomic);
   if (auto v = m.get("null_values")) d.null_values = r.string_list(*v, m.path("null_values"));

@@ -97,8 +97,7 @@ struct Entity {
   int line = 0;
 };
 
-/// @brief How a dataset's files are encoded (DESIGN §3). The loader accepts csv and jsonl;
-/// xlsx is in the design but refused until something reads it.
+/// @brief How a dataset's files are encoded (DESIGN §3).
 enum class Format { Csv, Jsonl, Xlsx };
 
 constexpr std::string_view to_string(Format f) {
@@ -122,11 +121,19 @@ struct JsonlOptions {
   int64_t max_line_bytes = 16 << 20;  // a longer line is a row error, not a memory spike
 };
 
+/// @brief Which sheet of a workbook to read and where its header is (`xlsx:`).
+struct XlsxOptions {
+  std::string sheet_name;   // empty: by index
+  int sheet_index = 1;      // 1-based, in workbook order; used when sheet_name is empty
+  int64_t header_row = 1;   // sheet row of the column names; rows above it are ignored
+};
+
 struct Dataset {
   std::string name;
   Format format = Format::Csv;
   CsvOptions csv;
   JsonlOptions jsonl;
+  XlsxOptions xlsx;
   bool atomic = false;
   std::vector<std::string> null_values;  // placeholders read as NULL before normalizing
   std::vector<Entity> entities;     // in order

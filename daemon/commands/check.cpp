@@ -31,7 +31,7 @@ std::vector<std::string> format_problems(const config::Config& cfg) {
   for (const auto& [name, ds] : cfg.datasets)
     if (!engine::has_file_source(ds.format))
       out.push_back("datasets." + name + ".format: " + std::string(config::to_string(ds.format)) +
-                    " has no reader in this version of ingestd; the formats it reads: csv, jsonl");
+                    " has no reader in this version of ingestd; the formats it reads: csv, jsonl, xlsx");
   return out;
 }
 

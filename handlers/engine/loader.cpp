@@ -120,6 +120,8 @@ void LoadRun::resume() {
   if (stats.contains("counts"))
     for (auto& [k, v] : stats["counts"].items()) result_.counts[k] = counts_from_json(v);
   result_.rows_rejected = stats.value("rows_rejected", int64_t{0});
+  // rows read differ from the last row's number where a source numbers its own rows (xlsx)
+  result_.rows_read = stats.value("rows_read", req_.resume_after_row);
   if (stats.contains("first_errors")) result_.first_errors = stats["first_errors"].get<std::vector<std::string>>();
   if (!req_.dry_run) rejects_.rebuild(tx, books_.table(tx, "row_errors"), req_.batch_id, source_.header_raw());
   tx.commit();
@@ -131,7 +133,8 @@ void LoadRun::read_chunk(Chunk& c, int64_t& number, const std::atomic<bool>& can
   Record rec;
   c.rows.reserve(size_t(std::min<int64_t>(req_.chunk_rows, 1 << 20)));
   while (!cancel && source_.next(rec)) {
-    ++number;
+    // A sheet row keeps its own number (rows may be skipped); other records are counted.
+    number = rec.number > 0 ? rec.number : number + 1;
     if (number <= req_.resume_after_row) continue;
     builder_->build(rec, number, c.rows.emplace_back(), c.errors);
     if (int64_t(c.rows.size()) >= req_.chunk_rows) {
@@ -169,7 +172,7 @@ void LoadRun::commit_chunk(pqxx::transaction_base& tx, Chunk& chunk, bool final,
   for (auto& name : result_.entity_order) result_.counts[name].rejected += errs.rows;
   store_row_errors(tx, books_.table(tx, "row_errors"), req_.batch_id, errs);
   if (!chunk.rows.empty()) last_row_ = chunk.rows.back().number;
-  result_.rows_read = last_row_;
+  result_.rows_read += int64_t(chunk.rows.size());
   checkpoint(tx);
   if (!final) return;
   if (writeback_) result_.extra["writeback"] = writeback_->stats();
@@ -189,7 +192,10 @@ void LoadRun::checkpoint(pqxx::transaction_base& tx) {
   cp.unchanged = total.unchanged;
   cp.rejected = result_.rows_rejected;
   cp.review = total.review;
-  cp.stats = {{"counts", counts}, {"rows_rejected", result_.rows_rejected}, {"first_errors", result_.first_errors}};
+  cp.stats = {{"counts", counts},
+              {"rows_rejected", result_.rows_rejected},
+              {"rows_read", result_.rows_read},
+              {"first_errors", result_.first_errors}};
   books_.checkpoint(tx, req_.batch_id, cp);
 }
 
@@ -348,6 +354,7 @@ LoadResult load_file(pqxx::connection& conn, const LoadRequest& req, Services& s
   FileSourceOptions opts = file_source_options(*req.dataset);
   opts.format = req.format;
   opts.csv = req.csv;
+  opts.xlsx = req.xlsx;
   auto source = open_file_source(req.path, opts);
   return LoadRun(conn, req, svc, *source).run(final_step, before_final);
 }

@@ -27,6 +27,7 @@ struct LoadRequest {
   std::string path;                 // file to read
   config::Format format = config::Format::Csv;
   config::CsvOptions csv;           // dataset defaults overridden by event options
+  config::XlsxOptions xlsx;
   bool dry_run = false;
   int64_t resume_after_row = 0;     // rows <= this were committed by an earlier owner
   int64_t chunk_rows = 50000;

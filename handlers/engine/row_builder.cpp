@@ -117,7 +117,7 @@ size_t RowBuilder::pass_through(const std::string& column, const std::string& ne
 void RowBuilder::build(Record& rec, int64_t number, Row& row, RowErrors& errors) const {
   row.number = number;
   row.raw = std::move(rec.raw);
-  if (!rec.error.empty()) {  // the source could not read the record (a line that is no JSON object)
+  if (!rec.error.empty()) {  // the source could not read the record (no JSON object, an Excel error)
     reject(errors, row, "", rec.error_code.empty() ? "invalid_record" : rec.error_code, rec.error);
     return;
   }

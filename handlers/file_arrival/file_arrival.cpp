@@ -258,6 +258,7 @@ engine::LoadRequest load_request(const Event& ev, Services& svc, const VerifiedF
   req.path = f.path;
   req.format = ds.format;
   req.csv = ds.csv;
+  req.xlsx = ds.xlsx;
   if (p.contains("options") && p["options"].is_object()) {
     const auto& o = p["options"];
     if (o.contains("delimiter")) req.csv.delimiter = o["delimiter"].get<std::string>()[0];

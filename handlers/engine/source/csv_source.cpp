@@ -52,6 +52,7 @@ FileSourceOptions file_source_options(const config::Dataset& ds) {
   o.format = ds.format;
   o.csv = ds.csv;
   o.jsonl = ds.jsonl;
+  o.xlsx = ds.xlsx;
   // One column per distinct `from:` list; the row builder finds each field's column by the
   // list's first name, and the JSONL reader fills it from whichever path a line has.
   for (const auto& ent : ds.entities)
@@ -68,7 +69,9 @@ std::string reject_file_suffix(config::Format format) {
   return format == config::Format::Jsonl ? ".rejects.jsonl" : ".rejects.csv";
 }
 
-bool has_file_source(config::Format format) { return format == config::Format::Csv || format == config::Format::Jsonl; }
+bool has_file_source(config::Format format) {
+  return format == config::Format::Csv || format == config::Format::Jsonl || format == config::Format::Xlsx;
+}
 
 std::unique_ptr<RecordSource> open_file_source(const std::string& path, const FileSourceOptions& opts) {
   switch (opts.format) {
@@ -77,7 +80,7 @@ std::unique_ptr<RecordSource> open_file_source(const std::string& path, const Fi
     case config::Format::Jsonl:
       return open_jsonl_source(path, opts);
     case config::Format::Xlsx:
-      break;
+      return open_xlsx_source(path, opts.xlsx);
   }
   throw BatchError("format " + std::string(config::to_string(opts.format)) + " has no reader in this version of ingestd");
 }

@@ -1,5 +1,5 @@
 // The seam for input formats: a stream of records with a header. One implementation per
-// format (csv_source, query_source); the factory picks it by the dataset's format.
+// format (csv_source, xlsx_source, query_source); the factory picks it by the dataset's format.
 #pragma once
 
 #include <cstdint>
@@ -44,6 +44,7 @@ struct FileSourceOptions {
   /// jsonl: the record's columns, one per distinct `from:` of the dataset's fields (the header
   /// a JSON Lines file does not have).
   std::vector<JsonlColumn> jsonl_columns;
+  config::XlsxOptions xlsx;
 };
 
 /// A dataset's options for its files (the event's overrides are applied by the caller).
@@ -61,6 +62,8 @@ std::unique_ptr<RecordSource> open_file_source(const std::string& path, const Fi
 
 /// JSON Lines (jsonl_source.cpp); open_file_source picks it for format jsonl.
 std::unique_ptr<RecordSource> open_jsonl_source(const std::string& path, const FileSourceOptions& opts);
+/// Opens one sheet of an .xlsx workbook (xlsx_source.cpp). Throws BatchError.
+std::unique_ptr<RecordSource> open_xlsx_source(const std::string& path, const config::XlsxOptions& opts);
 
 /// @brief Rows of a SQL query, read through a cursor on its own connection and snapshot.
 struct QuerySource {
