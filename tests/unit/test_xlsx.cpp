@@ -227,7 +227,7 @@ TEST_SUITE("xlsx") {
         "    entities: {e: {table: t, fields: {a: {from: A}}}}\n";
     CHECK_THROWS_WITH(
         ingestd::config::load_config_text(csv_ds, "i.yaml"),
-        "i.yaml:4: datasets.d.xlsx: xlsx options apply only to format: xlsx; this dataset's format is csv");
+        "i.yaml:4: datasets.d.xlsx: xlsx options apply to format xlsx; this dataset's format is csv");
     const std::string base = "postgres: {url: x}\ndatasets:\n  d:\n    format: xlsx\n";
     const std::string ents = "    entities: {e: {table: t, fields: {a: {from: A}}}}\n";
     auto cfg = ingestd::config::load_config_text(base + "    xlsx: {sheet: People, header_row: 3}\n" + ents, "i.yaml");
