@@ -115,30 +115,6 @@ std::string str(const nlohmann::json& p, const char* k) {
   return p.contains(k) && p[k].is_string() ? p[k].get<std::string>() : "";
 }
 
-/// Session lock held on the worker connection while it owns the batch (rule 4).
-class BatchOwnership {
- public:
-  BatchOwnership(pqxx::connection& c, const std::string& id) : c_(c), id_(id) {
-    pqxx::nontransaction tx(c_);
-    held_ = tx.exec_params1("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", id_)[0].as<bool>();
-  }
-  ~BatchOwnership() {
-    if (!held_) return;
-    try {
-      pqxx::nontransaction tx(c_);
-      tx.exec_params("SELECT pg_advisory_unlock(hashtextextended($1, 0))", id_);
-    } catch (...) {
-      // a broken connection released the lock with the session
-    }
-  }
-  bool held() const { return held_; }
-
- private:
-  pqxx::connection& c_;
-  std::string id_;
-  bool held_ = false;
-};
-
 Outcome busy(std::string why) {
   Outcome o;
   o.kind = Outcome::Kind::Retry;
@@ -283,7 +259,7 @@ Outcome handle(const Event& ev, Services& svc, EventCommit& commit) {
   if (!file.error.empty()) return Outcome::failed(file.error);
   const BatchStart start = open_batch(ev, svc, commit, file);
   if (start.answer) return *start.answer;
-  BatchOwnership own(svc.db, start.batch_id);
+  engine::BatchOwnership own(svc.db, start.batch_id);
   if (!own.held()) return busy("batch " + start.batch_id + " is being processed by another instance");
 
   const engine::LoadRequest req = load_request(ev, svc, file, start);

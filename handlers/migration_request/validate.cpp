@@ -9,7 +9,7 @@ std::string validate(const config::Config& cfg, const Event& ev) {
   const std::string job = ev.payload["job"].get<std::string>();
   const auto& builtin = builtin_jobs();
   if (!cfg.jobs.count(job) && std::find(builtin.begin(), builtin.end(), job) == builtin.end())
-    return "unknown job " + job;
+    return "unknown job " + excerpt(job);
   return "";
 }
 
