@@ -122,6 +122,11 @@ std::vector<std::string> Bookkeeping::fail_abandoned(pqxx::transaction_base& tx,
   return ids;
 }
 
+void lock_new_batch(pqxx::transaction_base& tx, const std::string& batch_id) {
+  // a session lock: it outlives the commit (nobody else knows the id yet, so it never waits)
+  tx.exec_params("SELECT pg_advisory_lock(hashtextextended($1, 0))", batch_id);
+}
+
 BatchOwnership::BatchOwnership(pqxx::connection& c, const std::string& batch_id) : c_(c), id_(batch_id) {
   pqxx::nontransaction tx(c_);
   held_ = tx.exec_params1("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", id_)[0].as<bool>();

@@ -59,7 +59,11 @@ struct BatchFinish {
 /// process owns the batch (rule 4). A batch that is `running` with its lock free has no owner.
 class BatchOwnership {
  public:
+  /// Tries to take the lock of an existing batch (held() says whether it got it).
   BatchOwnership(pqxx::connection& c, const std::string& batch_id);
+  /// Takes over the lock that lock_new_batch() took in the batch's creating transaction.
+  struct Adopt {};
+  BatchOwnership(pqxx::connection& c, const std::string& batch_id, Adopt) : c_(c), id_(batch_id), held_(true) {}
   ~BatchOwnership();
   BatchOwnership(const BatchOwnership&) = delete;
   BatchOwnership& operator=(const BatchOwnership&) = delete;
@@ -70,6 +74,11 @@ class BatchOwnership {
   std::string id_;
   bool held_ = false;
 };
+
+/// Takes a new batch's session lock inside the transaction that creates it, so the batch is
+/// never visible as `running` without an owner (another instance would take it for abandoned,
+/// or load the same file beside it). Adopt it with BatchOwnership(c, id, BatchOwnership::Adopt{}).
+void lock_new_batch(pqxx::transaction_base& tx, const std::string& batch_id);
 
 /// @brief Batch and audit rows of one bookkeeping schema.
 class Bookkeeping {

@@ -155,6 +155,7 @@ VerifiedFile verify_file(const nlohmann::json& p, const config::Config& cfg) {
 struct BatchStart {
   std::string batch_id;
   int64_t resume_after = 0;
+  bool locked = false;            // a new batch: its lock was taken with its creation
   std::optional<Outcome> answer;  // duplicate content (committed) or busy
 };
 
@@ -220,6 +221,8 @@ BatchStart open_batch(const Event& ev, Services& svc, EventCommit& commit, const
   nb.owner = svc.instance_id;
   nb.dry_run = dry_run;
   start.batch_id = books.create(tx, nb);
+  engine::lock_new_batch(tx, start.batch_id);
+  start.locked = true;
   tx.commit();
   return start;
 }
@@ -259,7 +262,9 @@ Outcome handle(const Event& ev, Services& svc, EventCommit& commit) {
   if (!file.error.empty()) return Outcome::failed(file.error);
   const BatchStart start = open_batch(ev, svc, commit, file);
   if (start.answer) return *start.answer;
-  engine::BatchOwnership own(svc.db, start.batch_id);
+  const engine::BatchOwnership own = start.locked
+                                        ? engine::BatchOwnership(svc.db, start.batch_id, engine::BatchOwnership::Adopt{})
+                                        : engine::BatchOwnership(svc.db, start.batch_id);
   if (!own.held()) return busy("batch " + start.batch_id + " is being processed by another instance");
 
   const engine::LoadRequest req = load_request(ev, svc, file, start);
