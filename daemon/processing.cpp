@@ -88,7 +88,7 @@ void Runtime::conclude(RdKafka::Message& msg, const Event& ev, const HandlerSpec
     // PostgreSQL is gone: nothing about this event is wrong. The main loop rewinds to it and
     // tries again once the database answers (and /readyz says false meanwhile).
     throw engine::Unavailable("PostgreSQL unreachable after " + std::to_string(run.attempts) +
-                             " attempts: " + run.last_reason);
+                              " attempts: " + run.last_reason);
   }
   if (o.kind == Outcome::Kind::Retry)
     return dead_letter(msg, ev, "gave up after " + std::to_string(run.attempts) + " attempts: " + run.last_reason,

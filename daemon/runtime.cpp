@@ -59,12 +59,14 @@ void Runtime::fail_abandoned_batches() {
   // A batch a killed process left `running` would stay so for good, and rollback refuses a
   // running batch: fail those nothing will resume, now that their owner is gone (issue 16).
   pqxx::work tx(worker_.db());
-  const auto ids =
-      engine::Bookkeeping(cfg_.postgres.bookkeeping_schema).fail_abandoned(tx, "interrupted: the process running it stopped");
+  const auto ids = engine::Bookkeeping(cfg_.postgres.bookkeeping_schema)
+                       .fail_abandoned(tx, "interrupted: the process running it stopped");
   tx.commit();
   for (const auto& id : ids)
-    log_->warn("batch {} was left running by a process that stopped: marked failed (`ingestd rollback {}` undoes "
-               "what it wrote)", id, id);
+    log_->warn(
+        "batch {} was left running by a process that stopped: marked failed (`ingestd rollback {}` undoes "
+        "what it wrote)",
+        id, id);
 }
 
 std::string Runtime::start_embedded_broker() {

@@ -43,10 +43,6 @@ nlohmann::json EntityCounts::to_json() const {
   return j;
 }
 
-}  // namespace ingestd
-
-namespace ingestd {
-
 std::string excerpt(const std::string& s, size_t max) {
   if (s.size() <= max) return s;
   size_t cut = max;
@@ -64,7 +60,6 @@ class EventShape : public nlohmann::json_sax<nlohmann::json> {
   std::string problem;
   bool malformed = false;
   std::string event_id, type;  // top-level strings seen before the problem, to answer the uploader
-
 
   bool null() override { return other(); }
   bool boolean(bool) override { return other(); }
@@ -105,8 +100,8 @@ class EventShape : public nlohmann::json_sax<nlohmann::json> {
   }
   bool no_nul(const string_t& s, const char* what) {
     if (s.find('\0') == string_t::npos) return true;
-    problem = std::string(what) + " contains a NUL character (\\u0000), which PostgreSQL cannot store: " +
-              excerpt(s, 100);
+    problem =
+        std::string(what) + " contains a NUL character (\\u0000), which PostgreSQL cannot store: " + excerpt(s, 100);
     for (auto& c : problem)
       if (c == '\0') c = '?';  // the reason itself travels as a header and a text column
     return false;

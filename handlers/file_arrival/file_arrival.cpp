@@ -262,9 +262,9 @@ Outcome handle(const Event& ev, Services& svc, EventCommit& commit) {
   if (!file.error.empty()) return Outcome::failed(file.error);
   const BatchStart start = open_batch(ev, svc, commit, file);
   if (start.answer) return *start.answer;
-  const engine::BatchOwnership own = start.locked
-                                        ? engine::BatchOwnership(svc.db, start.batch_id, engine::BatchOwnership::Adopt{})
-                                        : engine::BatchOwnership(svc.db, start.batch_id);
+  const engine::BatchOwnership own =
+      start.locked ? engine::BatchOwnership(svc.db, start.batch_id, engine::BatchOwnership::Adopt{})
+                   : engine::BatchOwnership(svc.db, start.batch_id);
   if (!own.held()) return busy("batch " + start.batch_id + " is being processed by another instance");
 
   const engine::LoadRequest req = load_request(ev, svc, file, start);

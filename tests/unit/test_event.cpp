@@ -77,12 +77,14 @@ TEST_CASE("vet_event refuses nesting deeper than 64 without building it") {
 
 TEST_CASE("vet_event refuses an event_id longer than 255 bytes and forgets it") {
   Event ev;
-  const std::string payload = R"({"event_id":")" + std::string(10240, 'x') + R"(","type":"file.arrived","dataset":"people","uri":"file:///x"})";
+  const std::string payload =
+      R"({"event_id":")" + std::string(10240, 'x') + R"(","type":"file.arrived","dataset":"people","uri":"file:///x"})";
   auto v = vet_event(people_config(), ev, payload, "files");
   CHECK(v.reason.rfind("field event_id is 10240 bytes; the limit is 255", 0) == 0);
   CHECK(v.reason.size() < 200);
   CHECK(ev.event_id.empty());
-  CHECK(vet(R"({"event_id":")" + std::string(255, 'x') + R"(","type":"file.arrived","dataset":"people","uri":"file:///x"})")
+  CHECK(vet(R"({"event_id":")" + std::string(255, 'x') +
+            R"(","type":"file.arrived","dataset":"people","uri":"file:///x"})")
             .reason == "");
 }
 
