@@ -52,16 +52,23 @@ void Inbox::finish(pqxx::transaction_base& tx, const Event& ev, const Outcome& o
   store_offset(tx, ev);
 }
 
-void Inbox::dead_letter(pqxx::transaction_base& tx, const Event& ev, const std::string& reason, int attempts) const {
+bool Inbox::dead_letter(pqxx::transaction_base& tx, const Event& ev, const std::string& reason, int attempts) const {
+  bool recorded = false;
   if (!ev.event_id.empty()) {
-    tx.exec_params("INSERT INTO " + tx.quote_name(schema_) +
-                       ".events (event_id, topic, \"partition\", \"offset\", type, status, attempts, "
-                       "last_error, finished_at) VALUES ($1, $2, $3, $4, $5, 'dead_letter', $6, $7, now()) "
-                       "ON CONFLICT (event_id) DO UPDATE SET status = 'dead_letter', attempts = excluded.attempts, "
-                       "last_error = excluded.last_error, finished_at = now()",
-                   ev.event_id, ev.topic, ev.partition, ev.offset, ev.type, attempts, reason);
+    // An existing row is taken over only by this event's own attempts running out (it was
+    // received, then failed): a refused message reusing the id of another event — finished or
+    // not — must not rewrite that event's row (issue 16).
+    recorded = tx.exec_params("INSERT INTO " + tx.quote_name(schema_) +
+                                  ".events (event_id, topic, \"partition\", \"offset\", type, status, attempts, "
+                                  "last_error, finished_at) VALUES ($1, $2, $3, $4, $5, 'dead_letter', $6, $7, now()) "
+                                  "ON CONFLICT (event_id) DO UPDATE SET status = 'dead_letter', attempts = "
+                                  "excluded.attempts, last_error = excluded.last_error, finished_at = now() "
+                                  "WHERE events.status IN ('received', 'processing') AND excluded.attempts > 0",
+                              ev.event_id, ev.topic, ev.partition, ev.offset, excerpt(ev.type), attempts, reason)
+                   .affected_rows() > 0;
   }
   store_offset(tx, ev);
+  return recorded;
 }
 
 void Inbox::store_offset(pqxx::transaction_base& tx, const Event& ev) const {
@@ -103,7 +110,10 @@ json result_message(const Event& ev, const Outcome& o, double seconds) {
   // The target under its own field name; a dead-lettered event may have no handler, so every
   // handler's target field is copied from the payload when present.
   for (const auto& h : handler_registry())
-    if (ev.payload.contains(h.target_field)) r[h.target_field] = ev.payload[h.target_field];
+    if (ev.payload.contains(h.target_field)) {
+      const auto& t = ev.payload[h.target_field];
+      r[h.target_field] = t.is_string() ? json(excerpt(t.get<std::string>())) : t;
+    }
   for (auto& [k, v] : o.extra.items()) r[k] = v;
   return r;
 }
@@ -112,6 +122,11 @@ void publish_dead_letter(Producer& producer, const std::string& topic, RdKafka::
                          int attempts) {
   std::string key = msg.key() ? *msg.key() : "";
   std::string payload(static_cast<const char*>(msg.payload()), msg.len());
+  // A key is a dataset or job name: past 1 KiB it is itself the problem, and with the payload
+  // it could exceed what the broker accepts, which would leave the event unanswered.
+  constexpr size_t kMaxDeadLetterKey = 1024;
+  const size_t key_bytes = key.size();
+  if (key_bytes > kMaxDeadLetterKey) key.resize(kMaxDeadLetterKey);
   std::vector<std::pair<std::string, std::string>> headers{{"error", reason},
                                                            {"attempts", std::to_string(attempts)},
                                                            {"source_topic", msg.topic_name()},
@@ -119,6 +134,7 @@ void publish_dead_letter(Producer& producer, const std::string& topic, RdKafka::
                                                            {"source_offset", std::to_string(msg.offset())}};
   // A payload the broker would refuse must not block its partition: keep its head, say so;
   // the original stays in the source topic at the offset named in the headers.
+  if (key_bytes > kMaxDeadLetterKey) headers.emplace_back("key_truncated_from_bytes", std::to_string(key_bytes));
   constexpr size_t kMaxDeadLetter = 256 * 1024;
   if (payload.size() > kMaxDeadLetter) {
     headers.emplace_back("truncated_from_bytes", std::to_string(payload.size()));

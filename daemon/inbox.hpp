@@ -33,8 +33,10 @@ class Inbox {
   std::optional<Outcome> answer_if_finished(pqxx::transaction_base& tx, const Event& ev, const std::string& why) const;
   /// The event's terminal state and its offset.
   void finish(pqxx::transaction_base& tx, const Event& ev, const Outcome& o, int attempts) const;
-  /// A dead-lettered event's terminal state (it may have no row yet) and its offset.
-  void dead_letter(pqxx::transaction_base& tx, const Event& ev, const std::string& reason, int attempts) const;
+  /// A dead-lettered event's terminal state (it may have no row yet) and its offset. An existing
+  /// row is kept unless this event's own attempts ran out (attempts > 0 and it is unfinished);
+  /// returns whether the row now says dead_letter.
+  bool dead_letter(pqxx::transaction_base& tx, const Event& ev, const std::string& reason, int attempts) const;
 
   /// @brief A partition's position as stored with the work.
   struct StoredOffset {

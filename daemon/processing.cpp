@@ -28,11 +28,23 @@ void identify_oversized(Event& ev, const std::string& payload) {
 }  // namespace
 
 void Runtime::process(RdKafka::Message& msg) {
-  const auto t0 = Clock::now();
   Event ev;
   ev.topic = msg.topic_name();
   ev.partition = msg.partition();
   ev.offset = msg.offset();
+  try {
+    answer(msg, ev);
+  } catch (const std::exception& e) {
+    if (engine::transient_failure(e)) throw;  // the main loop rewinds and reads it again
+    // Anything else is about this event (say, a value PostgreSQL refuses to store): retrying
+    // it would stall its partition for good, so it is answered like any other bad event.
+    log_->error("event at {}[{}]@{} refused: {}", msg.topic_name(), msg.partition(), msg.offset(), e.what());
+    dead_letter(msg, ev, "event refused: " + first_line(e.what()), 1, "refused");
+  }
+}
+
+void Runtime::answer(RdKafka::Message& msg, Event& ev) {
+  const auto t0 = Clock::now();
   std::string payload(static_cast<const char*>(msg.payload()), msg.len());
   if (msg.len() > 1024 * 1024) {
     identify_oversized(ev, payload);
@@ -75,8 +87,8 @@ void Runtime::conclude(RdKafka::Message& msg, const Event& ev, const HandlerSpec
   if (o.kind == Outcome::Kind::Retry && o.infrastructure) {
     // PostgreSQL is gone: nothing about this event is wrong. The main loop rewinds to it and
     // tries again once the database answers (and /readyz says false meanwhile).
-    throw std::runtime_error("PostgreSQL unreachable after " + std::to_string(run.attempts) +
-                             " attempts: " + run.last_reason);
+    throw engine::Unavailable("PostgreSQL unreachable after " + std::to_string(run.attempts) +
+                              " attempts: " + run.last_reason);
   }
   if (o.kind == Outcome::Kind::Retry)
     return dead_letter(msg, ev, "gave up after " + std::to_string(run.attempts) + " attempts: " + run.last_reason,
@@ -110,25 +122,45 @@ void Runtime::count_rows(const std::string& target, const Outcome& o) {
   }
 }
 
-void Runtime::dead_letter(RdKafka::Message& msg, const Event& ev, const std::string& reason, int attempts,
+void Runtime::dead_letter(RdKafka::Message& msg, const Event& ev, const std::string& full_reason, int attempts,
                           const std::string& metric_reason) {
+  const std::string reason = excerpt(full_reason, kMaxReasonBytes);
   log_->warn("dead-lettering {}[{}]@{}: {}", msg.topic_name(), msg.partition(), msg.offset(), reason);
   try {
     publish_dead_letter(*producer_, cfg_.kafka.topics.dead_letter, msg, reason, attempts);
   } catch (const std::exception& e) {
-    // Not acknowledged: do not store the offset, the event comes back after a restart.
+    // Not acknowledged: do not store the offset, the event comes back once the brokers answer.
     log_->error("dead letter not published ({}); the event stays unconsumed", e.what());
-    throw;
+    throw engine::Unavailable(std::string("dead letter not published: ") + e.what());
   }
   metrics_.dead_letter(metric_reason);
-  {
-    pqxx::work tx(worker_.db());
-    inbox_.dead_letter(tx, ev, reason, attempts);
-    tx.commit();
-  }
-  if (!ev.event_id.empty()) publish_result(ev, Outcome::failed(reason), 0);
+  if (record_dead_letter(ev, reason, attempts)) publish_result(ev, Outcome::failed(reason), 0);
   metrics_.event(ev.topic, "dead_letter");
   commit_to_kafka(msg);
+}
+
+bool Runtime::record_dead_letter(const Event& ev, const std::string& reason, int attempts) {
+  try {
+    pqxx::work tx(worker_.db());
+    const bool recorded = inbox_.dead_letter(tx, ev, reason, attempts);
+    tx.commit();
+    if (!recorded && !ev.event_id.empty())
+      log_->warn("event id {} already has an inbox row; it is kept, and this dead letter gets no result of its own",
+                 excerpt(ev.event_id, 64));
+    return recorded;
+  } catch (const std::exception& e) {
+    if (engine::transient_failure(e)) throw;
+    // The inbox refused even the dead letter's row: move past the event all the same, with its
+    // offset alone, or its partition would stall on it.
+    log_->error("inbox refused the dead letter of event {} ({}); storing its offset only", excerpt(ev.event_id, 64),
+                first_line(e.what()));
+    Event anonymous = ev;
+    anonymous.event_id.clear();
+    pqxx::work tx(worker_.db());
+    inbox_.dead_letter(tx, anonymous, reason, attempts);
+    tx.commit();
+    return false;
+  }
 }
 
 void Runtime::publish_result(const Event& ev, const Outcome& o, double seconds) {

@@ -42,6 +42,7 @@ void Runtime::start() {
   log_->info("http listening on port {}", http_->port());
 
   prepare_bookkeeping(worker_.db(), cfg_);
+  fail_abandoned_batches();
   init_metrics();
 
   const std::string brokers = cfg_.kafka.brokers == "embedded" ? start_embedded_broker() : cfg_.kafka.brokers;
@@ -52,6 +53,20 @@ void Runtime::start() {
   sd_notify(0, "READY=1\nSTATUS=consuming");
   log_->info("ingestd {} ready: group {}, topics {} and {}", INGESTD_VERSION, cfg_.kafka.group_id,
              cfg_.kafka.topics.files, cfg_.kafka.topics.jobs);
+}
+
+void Runtime::fail_abandoned_batches() {
+  // A batch a killed process left `running` would stay so for good, and rollback refuses a
+  // running batch: fail those nothing will resume, now that their owner is gone (issue 16).
+  pqxx::work tx(worker_.db());
+  const auto ids = engine::Bookkeeping(cfg_.postgres.bookkeeping_schema)
+                       .fail_abandoned(tx, "interrupted: the process running it stopped");
+  tx.commit();
+  for (const auto& id : ids)
+    log_->warn(
+        "batch {} was left running by a process that stopped: marked failed (`ingestd rollback {}` undoes "
+        "what it wrote)",
+        id, id);
 }
 
 std::string Runtime::start_embedded_broker() {
@@ -155,9 +170,9 @@ void Runtime::init_metrics() {
     for (const char* outcome : {"completed", "completed_with_rejects", "failed", "duplicate", "dry_run", "dead_letter"})
       metrics_.events.Add({{"topic", topic}, {"outcome", outcome}});
   for (const char* reason : {"malformed", "missing_field", "wrong_type", "unknown_type", "wrong_topic",
-                             "unknown_target", "not_allowed", "too_large", "attempts_exhausted"})
+                             "unknown_target", "not_allowed", "too_large", "attempts_exhausted", "refused"})
     metrics_.dead_letters.Add({{"reason", reason}});
-  for (const char* reason : {"connection", "serialization", "in_doubt", "busy", "infrastructure"})
+  for (const char* reason : {"connection", "serialization", "resources", "in_doubt", "busy", "infrastructure"})
     metrics_.retries.Add({{"reason", reason}});
   metrics_.reloads.Add({{"outcome", "success"}});
   metrics_.reloads.Add({{"outcome", "failure"}});

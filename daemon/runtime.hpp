@@ -40,6 +40,8 @@ class Runtime : public RdKafka::RebalanceCb, public RdKafka::EventCb {
 
   // runtime.cpp: lifecycle
   void start();
+  /// Fails the running batches whose owner is gone and that nothing resumes (at start).
+  void fail_abandoned_batches();
   std::string start_embedded_broker();
   void shutdown();
   void reload();
@@ -58,6 +60,13 @@ class Runtime : public RdKafka::RebalanceCb, public RdKafka::EventCb {
 
   // processing.cpp: one event from message to result
   void process(RdKafka::Message& msg);
+  /// The body of process(): vetting, the inbox, the handler, the result. Throws what it cannot answer.
+  void answer(RdKafka::Message& msg, Event& ev);
+  /// Writes a dead letter's inbox row and offset; false when no failed result should follow (no
+  /// usable event id, or the id's existing inbox row was kept).
+  bool record_dead_letter(const Event& ev, const std::string& reason, int attempts);
+  /// A dead letter's reason is at most this long (header, inbox row, result).
+  static constexpr size_t kMaxReasonBytes = 4000;
   void conclude(RdKafka::Message& msg, const Event& ev, const HandlerSpec& spec, const Worker::Run& run,
                 Clock::time_point t0);
   void count_rows(const std::string& target, const Outcome& o);

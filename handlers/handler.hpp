@@ -140,6 +140,27 @@ std::string topic_key_of(const config::Config& cfg, const std::string& topic);
 /// must be dead-lettered, or "".
 std::string validate_event(const config::Config& cfg, const Event& ev);
 
+/// A string echoed into a reason: itself when short, otherwise its first `max` bytes (cut on a
+/// UTF-8 character boundary) and "… (N bytes)", so an 800 KB dataset name stays out of reasons,
+/// logs and results.
+std::string excerpt(const std::string& s, size_t max = 200);
+
+/// Limits an event's JSON is held to before it is parsed into a tree or stored (issue 16): jsonb
+/// refuses a NUL character (\u0000) and PostgreSQL's parser a deep enough nesting, and the inbox
+/// key must fit its index.
+inline constexpr int kMaxEventDepth = 64;
+inline constexpr size_t kMaxEventIdBytes = 255;
+
+/// @brief Why a payload cannot be an event, and what of it could still be read.
+struct EventShapeProblem {
+  std::string reason;          // "" = none
+  bool malformed = false;      // a syntax error (then nothing else is trusted)
+  std::string event_id, type;  // top-level strings read before the problem, so the uploader gets a result
+};
+/// Checks `payload` in one streaming pass without building it: malformed JSON, a NUL character in
+/// a string or a key, nesting deeper than kMaxEventDepth.
+EventShapeProblem event_shape_problem(const std::string& payload);
+
 /// @brief Why a consumed message must be dead-lettered ("" = it is a valid event), and its handler.
 struct EventVetting {
   std::string reason;  // for the dead-letter header and the failed result

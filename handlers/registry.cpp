@@ -69,6 +69,13 @@ EventVetting vet_event(const config::Config& cfg, Event& ev, const std::string& 
     v.spec = nullptr;
     return v;
   };
+  // Shape first, without building the tree: a NUL or a 20k-deep nesting that reached the inbox
+  // would be refused by PostgreSQL there, looking like an outage (issue 16).
+  if (const EventShapeProblem shape = event_shape_problem(payload); !shape.reason.empty()) {
+    ev.event_id = shape.event_id;
+    ev.type = shape.type;
+    return refuse(shape.reason, "malformed");
+  }
   try {
     ev.payload = nlohmann::json::parse(payload);
   } catch (const nlohmann::json::exception& e) {
@@ -78,11 +85,18 @@ EventVetting vet_event(const config::Config& cfg, Event& ev, const std::string& 
   if (!ev.payload.is_object()) return refuse("event is not a JSON object", "malformed");
   if (ev.payload.contains("event_id") && ev.payload["event_id"].is_string())
     ev.event_id = ev.payload["event_id"].get<std::string>();
+  if (ev.event_id.size() > kMaxEventIdBytes) {
+    // Too long to be an inbox key or a result's key: answered by its dead letter alone.
+    const std::string why = "field event_id is " + std::to_string(ev.event_id.size()) + " bytes; the limit is " +
+                            std::to_string(kMaxEventIdBytes) + ": " + excerpt(ev.event_id, 64);
+    ev.event_id.clear();
+    return refuse(why, "too_large");
+  }
   if (!ev.payload.contains("type") || !ev.payload["type"].is_string())
     return refuse("missing required field type", "missing_field");
   ev.type = ev.payload["type"].get<std::string>();
   v.spec = find_handler(ev.type);
-  if (!v.spec) return refuse("unknown event type " + ev.type, "unknown_type");
+  if (!v.spec) return refuse("unknown event type " + excerpt(ev.type), "unknown_type");
   if (v.spec->topic_key != topic_key)
     return refuse("event type " + ev.type + " does not belong on topic " + ev.topic, "wrong_topic");
   for (const auto& f : v.spec->required_strings) {

@@ -1,5 +1,6 @@
-// The batch wrapper every handler runs its work in: a BatchError or a refused statement fails
-// the batch (recorded, result written); a retryable database error goes up to be retried.
+// The batch wrapper every handler runs its work in: a BatchError, a refused statement or any
+// other error that retrying cannot fix fails the batch (recorded, result written); a retryable
+// database error goes up to be retried.
 #include <spdlog/spdlog.h>
 
 #include "handlers/handler.hpp"
@@ -30,6 +31,13 @@ Outcome run_batch(Services& svc, EventCommit& commit, const std::string& batch_i
     const std::string why = describe(e);
     spdlog::error("batch {}: the database refused it: {}", batch_id, why);
     return fail_batch(svc, commit, batch_id, why);
+  } catch (const std::exception& e) {
+    // Everything else the work can throw (an unknown encoding, a rejects_dir that cannot be
+    // created, a parser's own error) is as final: left to the worker it would fail the event
+    // but leave its batch `running`, which rollback then refuses (issue 16).
+    if (engine::transient_failure(e)) throw;
+    spdlog::error("batch {}: {}", batch_id, e.what());
+    return fail_batch(svc, commit, batch_id, excerpt(first_line(e.what()), 4000));
   }
 }
 

@@ -101,6 +101,47 @@ void Bookkeeping::fail(pqxx::transaction_base& tx, const std::string& batch_id, 
   finish(tx, batch_id, f);
 }
 
+std::vector<std::string> Bookkeeping::fail_abandoned(pqxx::transaction_base& tx, const std::string& why) const {
+  // The lock is tried only on the batches nothing resumes, and held to commit: an owner cannot
+  // take the batch back between the test and the update. A command-line load's event is never
+  // delivered again: it ends with its batch.
+  const std::string batches = table(tx, "batches"), events = table(tx, "events");
+  auto r = tx.exec_params(
+      "WITH unresumable AS MATERIALIZED (SELECT c.id FROM " + batches + " c WHERE c.status = 'running' AND NOT "
+      "(c.kind = 'file' AND EXISTS (SELECT 1 FROM " + events + " e WHERE e.event_id = c.event_id AND "
+      "e.status IN ('received', 'processing') AND e.\"partition\" >= 0))), "
+      "ownerless AS MATERIALIZED (SELECT id FROM unresumable WHERE pg_try_advisory_xact_lock(hashtextextended(id::text, 0))), "
+      "failed AS (UPDATE " + batches + " b SET status = 'failed', error_summary = jsonb_build_array($1::text), "
+      "finished_at = clock_timestamp() FROM ownerless o WHERE b.id = o.id RETURNING b.id), "
+      "cli AS (UPDATE " + events + " SET status = 'failed', last_error = $1, finished_at = now() WHERE batch_id IN "
+      "(SELECT id FROM failed) AND status IN ('received', 'processing') AND \"partition\" < 0) "
+      "SELECT id::text FROM failed ORDER BY 1",
+      why);
+  std::vector<std::string> ids;
+  for (const auto& row : r) ids.push_back(row[0].as<std::string>());
+  return ids;
+}
+
+void lock_new_batch(pqxx::transaction_base& tx, const std::string& batch_id) {
+  // a session lock: it outlives the commit (nobody else knows the id yet, so it never waits)
+  tx.exec_params("SELECT pg_advisory_lock(hashtextextended($1, 0))", batch_id);
+}
+
+BatchOwnership::BatchOwnership(pqxx::connection& c, const std::string& batch_id) : c_(c), id_(batch_id) {
+  pqxx::nontransaction tx(c_);
+  held_ = tx.exec_params1("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", id_)[0].as<bool>();
+}
+
+BatchOwnership::~BatchOwnership() {
+  if (!held_) return;
+  try {
+    pqxx::nontransaction tx(c_);
+    tx.exec_params("SELECT pg_advisory_unlock(hashtextextended($1, 0))", id_);
+  } catch (...) {
+    // a broken connection released the lock with the session
+  }
+}
+
 void Bookkeeping::audit(pqxx::transaction_base& tx, const std::string& actor, const std::string& action,
                         const std::string& batch_id, const nlohmann::json& payload) const {
   tx.exec_params("INSERT INTO " + table(tx, "audit") +

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
@@ -54,6 +55,31 @@ struct BatchFinish {
   std::optional<nlohmann::json> errors;                  // batches.error_summary
 };
 
+/// @brief The session advisory lock on a batch id, held on the worker connection while this
+/// process owns the batch (rule 4). A batch that is `running` with its lock free has no owner.
+class BatchOwnership {
+ public:
+  /// Tries to take the lock of an existing batch (held() says whether it got it).
+  BatchOwnership(pqxx::connection& c, const std::string& batch_id);
+  /// Takes over the lock that lock_new_batch() took in the batch's creating transaction.
+  struct Adopt {};
+  BatchOwnership(pqxx::connection& c, const std::string& batch_id, Adopt) : c_(c), id_(batch_id), held_(true) {}
+  ~BatchOwnership();
+  BatchOwnership(const BatchOwnership&) = delete;
+  BatchOwnership& operator=(const BatchOwnership&) = delete;
+  bool held() const { return held_; }
+
+ private:
+  pqxx::connection& c_;
+  std::string id_;
+  bool held_ = false;
+};
+
+/// Takes a new batch's session lock inside the transaction that creates it, so the batch is
+/// never visible as `running` without an owner (another instance would take it for abandoned,
+/// or load the same file beside it). Adopt it with BatchOwnership(c, id, BatchOwnership::Adopt{}).
+void lock_new_batch(pqxx::transaction_base& tx, const std::string& batch_id);
+
 /// @brief Batch and audit rows of one bookkeeping schema.
 class Bookkeeping {
  public:
@@ -74,6 +100,11 @@ class Bookkeeping {
   /// Ends a batch as failed with its reason; `extra` is merged into its stats.
   void fail(pqxx::transaction_base& tx, const std::string& batch_id, const std::string& why,
             const nlohmann::json& extra = nlohmann::json::object()) const;
+  /// Fails the `running` batches nobody owns (their lock is free: the process running them
+  /// stopped) that nothing will resume: jobs, and loads whose event Kafka will not deliver again
+  /// (from the command line, or already answered). A file batch whose Kafka event is unfinished
+  /// stays: the redelivered event resumes it from its checkpoint. Returns the failed ids.
+  std::vector<std::string> fail_abandoned(pqxx::transaction_base& tx, const std::string& why) const;
   /// Appends an audit row (batch_id may be empty).
   void audit(pqxx::transaction_base& tx, const std::string& actor, const std::string& action,
              const std::string& batch_id, const nlohmann::json& payload) const;

@@ -20,6 +20,7 @@ DbFailure by_sqlstate(const std::string& s) {
   if (cls == "40") return DbFailure::Transient;   // transaction rollback (serialization, deadlock)
   if (s == "55P03" || s == "57014") return DbFailure::Transient;  // lock not available, query canceled
   if (s == "57P01" || s == "57P02" || s == "57P03") return DbFailure::Connection;  // server shutting down
+  if (cls == "53") return DbFailure::Transient;  // insufficient resources: disk full, out of memory, too many connections
   if (cls == "22" || cls == "23") return DbFailure::Row;  // data exception, integrity constraint
   return DbFailure::Fatal;
 }
@@ -50,11 +51,15 @@ DbError classify_db_error(const std::exception& e) {
     out.sqlstate = se->sqlstate();
     out.kind = by_sqlstate(out.sqlstate);
     if (out.kind == DbFailure::Connection) out.reason = "connection";
-    if (out.kind == DbFailure::Transient) out.reason = "serialization";
+    if (out.kind == DbFailure::Transient) out.reason = out.sqlstate.rfind("53", 0) == 0 ? "resources" : "serialization";
     return out;
   }
   out.kind = DbFailure::Fatal;
   return out;
+}
+
+bool transient_failure(const std::exception& e) {
+  return dynamic_cast<const Unavailable*>(&e) != nullptr || classify_db_error(e).retry();
 }
 
 DbError classify_current_db_error() {

@@ -14,6 +14,13 @@ struct BatchError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// @brief A dependency the event needs (PostgreSQL, the Kafka brokers) is unavailable. Nothing
+/// about the event is wrong: the runtime rewinds to it and reads it again once things recover.
+/// Every other failure while processing an event is answered (dead letter, failed result).
+struct Unavailable : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 /// @brief What a database failure means for the work that hit it.
 enum class DbFailure {
   Connection,  // the connection broke: reconnect, retry (the infrastructure, not the event)
@@ -26,7 +33,7 @@ enum class DbFailure {
 /// @brief A classified failure: its kind, the metric reason and a one-line message.
 struct DbError {
   DbFailure kind = DbFailure::Fatal;
-  std::string reason;   // ingestd_retries_total{reason}: connection | in_doubt | serialization | ""
+  std::string reason;   // ingestd_retries_total{reason}: connection | in_doubt | serialization | resources | ""
   std::string message;  // the database's first line
   std::string sqlstate; // "" when there is none (broken connection, non-SQL exception)
   bool retry() const { return kind == DbFailure::Connection || kind == DbFailure::InDoubt || kind == DbFailure::Transient; }
@@ -36,6 +43,10 @@ struct DbError {
 /// transaction_rollback is not an sql_error) and 7 (where it is): classes are tested from the
 /// most specific, and the SQLSTATE decides where the class hierarchy does not.
 DbError classify_db_error(const std::exception& e);
+
+/// True for what is worth trying again later: an Unavailable dependency or a database failure
+/// that classify_db_error says to retry. Anything else is the event's own answer.
+bool transient_failure(const std::exception& e);
 
 /// Classifies the exception being handled (call inside a catch block).
 DbError classify_current_db_error();

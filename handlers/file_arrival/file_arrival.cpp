@@ -115,30 +115,6 @@ std::string str(const nlohmann::json& p, const char* k) {
   return p.contains(k) && p[k].is_string() ? p[k].get<std::string>() : "";
 }
 
-/// Session lock held on the worker connection while it owns the batch (rule 4).
-class BatchOwnership {
- public:
-  BatchOwnership(pqxx::connection& c, const std::string& id) : c_(c), id_(id) {
-    pqxx::nontransaction tx(c_);
-    held_ = tx.exec_params1("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", id_)[0].as<bool>();
-  }
-  ~BatchOwnership() {
-    if (!held_) return;
-    try {
-      pqxx::nontransaction tx(c_);
-      tx.exec_params("SELECT pg_advisory_unlock(hashtextextended($1, 0))", id_);
-    } catch (...) {
-      // a broken connection released the lock with the session
-    }
-  }
-  bool held() const { return held_; }
-
- private:
-  pqxx::connection& c_;
-  std::string id_;
-  bool held_ = false;
-};
-
 Outcome busy(std::string why) {
   Outcome o;
   o.kind = Outcome::Kind::Retry;
@@ -179,6 +155,7 @@ VerifiedFile verify_file(const nlohmann::json& p, const config::Config& cfg) {
 struct BatchStart {
   std::string batch_id;
   int64_t resume_after = 0;
+  bool locked = false;            // a new batch: its lock was taken with its creation
   std::optional<Outcome> answer;  // duplicate content (committed) or busy
 };
 
@@ -244,6 +221,8 @@ BatchStart open_batch(const Event& ev, Services& svc, EventCommit& commit, const
   nb.owner = svc.instance_id;
   nb.dry_run = dry_run;
   start.batch_id = books.create(tx, nb);
+  engine::lock_new_batch(tx, start.batch_id);
+  start.locked = true;
   tx.commit();
   return start;
 }
@@ -284,7 +263,9 @@ Outcome handle(const Event& ev, Services& svc, EventCommit& commit) {
   if (!file.error.empty()) return Outcome::failed(file.error);
   const BatchStart start = open_batch(ev, svc, commit, file);
   if (start.answer) return *start.answer;
-  BatchOwnership own(svc.db, start.batch_id);
+  const engine::BatchOwnership own =
+      start.locked ? engine::BatchOwnership(svc.db, start.batch_id, engine::BatchOwnership::Adopt{})
+                   : engine::BatchOwnership(svc.db, start.batch_id);
   if (!own.held()) return busy("batch " + start.batch_id + " is being processed by another instance");
 
   const engine::LoadRequest req = load_request(ev, svc, file, start);

@@ -6,7 +6,7 @@ namespace ingestd::file_arrival {
 std::string validate(const config::Config& cfg, const Event& ev) {
   const auto& p = ev.payload;
   const std::string ds = p["dataset"].get<std::string>();
-  if (!cfg.datasets.count(ds)) return "unknown dataset " + ds;
+  if (!cfg.datasets.count(ds)) return "unknown dataset " + excerpt(ds);
   if (p.contains("options") && p["options"].is_object()) {
     const auto& o = p["options"];
     if (o.contains("delimiter") && (!o["delimiter"].is_string() || o["delimiter"].get<std::string>().size() != 1))

@@ -17,7 +17,8 @@ std::string str(const nlohmann::json& p, const char* k, const std::string& def =
 const nlohmann::json& params_of(const Event& ev);
 /// Who asked: submitted_by, else the event.
 std::string actor_of(const Event& ev);
-/// Creates the job's running batch in its own transaction and links the event to it.
+/// Creates the job's running batch in its own transaction, links the event to it and takes
+/// its lock on the session (adopt it with BatchOwnership::Adopt).
 std::string create_job_batch(Services& svc, const Event& ev, const std::string& job, bool dry_run);
 /// Runs a job's checks in `tx`: [{name, expected, actual, passed}]; a check whose SQL fails
 /// counts as failed with the database's message.

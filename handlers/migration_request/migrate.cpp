@@ -154,6 +154,9 @@ Outcome migrate(const Event& ev, Services& svc, EventCommit& commit, const confi
   engine::QuerySource q;
   if (auto why = run.plan_source(q); !why.empty()) return Outcome::failed(why);
   run.batch_id = create_job_batch(svc, ev, job.name, run.dry_run);
+  // owned while it runs (create_job_batch took the lock), so no instance starting meanwhile
+  // takes it for abandoned
+  const engine::BatchOwnership own(svc.db, run.batch_id, engine::BatchOwnership::Adopt{});
   run.prepare_request();
   run.out.batch_id = run.batch_id;
   auto before_final = [&](pqxx::transaction_base& tx, engine::LoadResult& r) { run.run_after_and_checks(tx, r); };

@@ -29,6 +29,7 @@ std::string create_job_batch(Services& svc, const Event& ev, const std::string& 
   nb.source_system = "job:" + job;
   nb.program = str(params_of(ev), "program");
   const std::string id = engine::Bookkeeping(svc.cfg.postgres.bookkeeping_schema).create(tx, nb);
+  engine::lock_new_batch(tx, id);
   tx.commit();
   return id;
 }

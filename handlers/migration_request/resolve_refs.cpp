@@ -87,6 +87,9 @@ Outcome resolve_refs(const Event& ev, Services& svc, EventCommit& commit, const 
   if (!ref.field) return Outcome::failed("job " + job.name + ": dataset " + job.dataset + " has no lookup field " + job.field);
 
   const std::string batch_id = create_job_batch(svc, ev, job.name, dry_run);
+  // owned while it runs (create_job_batch took the lock), so no instance starting meanwhile
+  // takes it for abandoned
+  const engine::BatchOwnership own(svc.db, batch_id, engine::BatchOwnership::Adopt{});
   const engine::Bookkeeping books(cfg.postgres.bookkeeping_schema);
   Outcome out;
   out.batch_id = batch_id;

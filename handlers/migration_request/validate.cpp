@@ -9,7 +9,7 @@ std::string validate(const config::Config& cfg, const Event& ev) {
   const std::string job = ev.payload["job"].get<std::string>();
   const auto& builtin = builtin_jobs();
   if (!cfg.jobs.count(job) && std::find(builtin.begin(), builtin.end(), job) == builtin.end())
-    return "unknown job " + job;
+    return "unknown job " + excerpt(job);
   if (ev.from_cli) return "";
   // What an event may run is the config's to say: a rollback undoes a batch, so it must be listed.
   const auto& allowed = cfg.processing.event_jobs;

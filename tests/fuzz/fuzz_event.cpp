@@ -26,5 +26,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ev.topic = (data[0] & 1) ? "ingest.jobs" : "ingest.files";
   auto v = ingestd::vet_event(cfg, ev, payload, (data[0] & 1) ? "jobs" : "files");
   if (v.reason.empty() && !v.spec) __builtin_trap();
+  // what reaches the inbox: a key that fits its index, a verdict's reason of bounded size
+  if (ev.event_id.size() > ingestd::kMaxEventIdBytes) __builtin_trap();
+  if (v.reason.find('\0') != std::string::npos) __builtin_trap();
   return 0;
 }

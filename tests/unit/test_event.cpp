@@ -68,3 +68,57 @@ TEST_CASE("which jobs an event may run is the config's: rollback only when liste
 TEST_CASE("the built-in jobs the config knows are the ones the handler runs") {
   CHECK(migration_request::builtin_jobs() == config::kBuiltinJobs);
 }
+
+namespace {
+std::string nested(int depth) {
+  std::string s;
+  for (int i = 0; i < depth; ++i) s += "[";
+  s += "1";
+  for (int i = 0; i < depth; ++i) s += "]";
+  return s;
+}
+std::string file_event_with(const std::string& extra_field) {
+  return R"({"event_id":"e1","type":"file.arrived","dataset":"people","uri":"file:///x",)" + extra_field + "}";
+}
+}  // namespace
+
+TEST_CASE("vet_event refuses a \\u0000 anywhere, before the inbox's jsonb would (issue 16)") {
+  Event ev;
+  auto v = vet_event(people_config(), ev, file_event_with(R"("note":"a\u0000b")"), "files");
+  CHECK(v.reason.find("NUL character") != std::string::npos);
+  CHECK(v.metric == "malformed");
+  CHECK(v.reason.find('\0') == std::string::npos);
+  CHECK(ev.event_id == "e1");  // read before the problem: the uploader gets a failed result
+  CHECK(vet(file_event_with(R"("a\u0000":1)")).reason.find("a key contains a NUL") == 0);
+  CHECK(vet(file_event_with(R"("note":"a\\u0000b")")).reason == "");  // an escaped backslash, no NUL
+}
+
+TEST_CASE("vet_event refuses nesting deeper than 64 without building it") {
+  // the event itself is level 1, so the field holds at most 63 levels
+  CHECK(vet(file_event_with("\"x\":" + nested(kMaxEventDepth - 1))).reason == "");
+  CHECK(vet(file_event_with("\"x\":" + nested(kMaxEventDepth))).reason == "JSON nested deeper than 64 levels");
+  CHECK(vet(file_event_with("\"x\":" + nested(20000))).metric == "malformed");
+}
+
+TEST_CASE("vet_event refuses an event_id longer than 255 bytes and forgets it") {
+  Event ev;
+  const std::string payload =
+      R"({"event_id":")" + std::string(10240, 'x') + R"(","type":"file.arrived","dataset":"people","uri":"file:///x"})";
+  auto v = vet_event(people_config(), ev, payload, "files");
+  CHECK(v.reason.rfind("field event_id is 10240 bytes; the limit is 255", 0) == 0);
+  CHECK(v.reason.size() < 200);
+  CHECK(ev.event_id.empty());
+  CHECK(vet(R"({"event_id":")" + std::string(255, 'x') +
+            R"(","type":"file.arrived","dataset":"people","uri":"file:///x"})")
+            .reason == "");
+}
+
+TEST_CASE("a reason echoes at most an excerpt of a long name") {
+  const std::string name(800000, 'd');
+  auto v = vet(R"({"type":"file.arrived","event_id":"e","dataset":")" + name + R"(","uri":"file:///x"})");
+  CHECK(v.reason == "unknown dataset " + std::string(200, 'd') + "… (800000 bytes)");
+  CHECK(v.metric == "unknown_target");
+  CHECK(excerpt("short") == "short");
+  // never cuts a UTF-8 character in two: "é" is two bytes, the cut lands before it
+  CHECK(excerpt("aé", 2) == "a… (3 bytes)");
+}

@@ -1,0 +1,205 @@
+"""Poison-proof (issue 16): no single event stalls a partition, no batch stays `running`.
+
+A bad event is answered (a dead letter, and a failed result when its event id is usable) and the
+partition moves on; only an unavailable PostgreSQL or broker is retried. A handler failure ends its
+batch `failed` (so it can be rolled back), and a batch a stopped process left `running` is failed
+at the next start unless its redelivered event resumes it. test_hostile.py covers the field-level
+refusals one by one; these tests put the ones that used to stall a partition in front of a good
+event on the same key."""
+
+import json
+import subprocess
+import threading
+import time
+import uuid
+
+import psycopg2
+import pytest
+
+from conftest import BIN, Daemon
+from faults import consume_raw, metric, partition_for, publish_raw, ready
+
+CSV_OK = "Cedula,Nombre,Apellido\n12345678,Ana,Ruiz\n"
+
+
+def metric_sum(text, name):
+    """The sum of every sample of a counter, whatever its labels."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") or line.startswith(name + " "))
+
+
+def dead_letters(d):
+    out = []
+    for m in consume_raw(d.broker.bootstrap, "ingest.dead-letter"):
+        h = dict(zip(m["headers"][0::2], m["headers"][1::2]))
+        out.append({"key": m.get("key") or "", "payload": m.get("payload") or "", "headers": h})
+    return out
+
+
+class ReadinessWatch:
+    """Polls /readyz in the background; `failures` lists the moments it was not 200."""
+
+    def __init__(self, d):
+        self.d, self.failures, self.polls, self._stop = d, [], 0, False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self._stop:
+            if not ready(self.d):
+                self.failures.append(time.time())
+            self.polls += 1
+            time.sleep(0.2)
+
+    def stop(self):
+        self._stop = True
+        self.thread.join(5)
+
+
+def publish_with_key(bootstrap, topic, key, payload, partition):
+    """kcat reading key and value from stdin: a 1 MB key does not fit in a command-line argument."""
+    data = key.encode() + b"\t" + payload.encode() + b"\n"
+    subprocess.run(["kcat", "-b", bootstrap, "-P", "-t", topic, "-K", "\t", "-p", str(partition),
+                    "-X", "message.max.bytes=4000000"], input=data, check=True, timeout=60)
+
+
+def test_poison_events_do_not_stall_the_partition(daemon):
+    d = daemon
+    path = d.inbox_file("good.csv", CSV_OK)
+    # a rule of the operator's that the inbox insert breaks: PostgreSQL refusing something about
+    # one event that vetting cannot know of
+    d.sql("""CREATE FUNCTION refuse_marked() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.payload->>'note' = 'refuse me' THEN
+               RAISE EXCEPTION 'events marked refuse me are not stored' USING ERRCODE = 'check_violation';
+             END IF; RETURN NEW; END $$;
+             CREATE TRIGGER refuse_marked BEFORE INSERT ON ingestd.events
+             FOR EACH ROW EXECUTE FUNCTION refuse_marked()""")
+    before = d.http("/metrics")[1]
+    watch = ReadinessWatch(d)
+    t0 = time.time()
+
+    nul = d.publish(d.file_event(path, note="a\u0000b"))  # json.dumps writes the \u0000 escape
+    long_id = d.publish(d.file_event(path, event_id="x" * 10240))
+    wrong_types = d.publish(d.file_event(path, dry_run="yes", size_bytes="12"))
+    deep = d.file_event(path)
+    deep_payload = json.dumps(deep)[:-1] + ', "extra": ' + '{"a":' * 20000 + "1" + "}" * 20000 + "}"
+    publish_raw(d.broker.bootstrap, "ingest.files", deep_payload, key="people", max_bytes=4_000_000)
+    big_name = d.file_event(path, dataset="d" * 800_000)
+    publish_raw(d.broker.bootstrap, "ingest.files", json.dumps(big_name), key="people", max_bytes=4_000_000)
+    big_key = d.file_event(path, dry_run="no")
+    publish_with_key(d.broker.bootstrap, "ingest.files", "k" * 1_000_000, json.dumps(big_key),
+                     partition_for("people"))
+    refused = d.publish(d.file_event(path, note="refuse me"))
+    good = d.publish(d.file_event(path))
+
+    res = d.result(good["event_id"], timeout=60)
+    assert res["status"] == "completed" and time.time() - t0 < 60
+    print(f"good event completed {time.time() - t0:.1f}s after the first poison event was published")
+    watch.stop()
+
+    dl = dead_letters(d)
+    errors = [x["headers"]["error"] for x in dl]
+    assert len(dl) == 7, errors
+    expected = {"nul": "contains a NUL character", "long_id": "field event_id is 10240 bytes; the limit is 255",
+                "wrong_types": "field dry_run must be a boolean", "deep": "JSON nested deeper than 64 levels",
+                "big_name": "unknown dataset " + "d" * 200 + "… (800000 bytes)",
+                "big_key": "field dry_run must be a boolean",
+                "refused": "event refused: ERROR:  events marked refuse me are not stored"}
+    for name, reason in expected.items():
+        assert sum(reason in e for e in errors) == (2 if name in ("wrong_types", "big_key") else 1), (name, errors)
+    assert all(len(e.encode()) <= 4096 for e in errors)
+    keyed = [x for x in dl if "key_truncated_from_bytes" in x["headers"]]
+    assert len(keyed) == 1 and keyed[0]["headers"]["key_truncated_from_bytes"] == "1000000"
+    assert len(keyed[0]["key"]) == 1024
+
+    # one failed result for every bad event whose id is usable; none for the 10 KB id
+    for ev in (nul, wrong_types, deep, big_name, big_key, refused):
+        rs = d.results(ev["event_id"])
+        assert [r["status"] for r in rs] == ["failed"], rs
+        assert len(json.dumps(rs[0])) < 8192, "a result echoes the 800 KB name"
+    assert not d.results(long_id["event_id"])
+    assert d.sql("SELECT count(*) FROM ingestd.events WHERE status = 'dead_letter'") == [(6,)]
+
+    after = d.http("/metrics")[1]
+    assert metric_sum(after, "ingestd_retries_total") == metric_sum(before, "ingestd_retries_total")
+    assert metric_sum(after, "ingestd_dead_letters_total") - metric_sum(before, "ingestd_dead_letters_total") == 7
+    assert metric(after, "ingestd_dead_letters_total", reason="refused") == 1
+    assert watch.polls > 5 and not watch.failures, f"/readyz false {len(watch.failures)} times"
+
+    # a refused event reusing a finished event's id is dead-lettered; the finished row stays
+    d.publish(dict(good, dry_run="yes"))
+    deadline = time.time() + 30
+    while len(dead_letters(d)) < 8 and time.time() < deadline:
+        time.sleep(0.3)
+    assert len(dead_letters(d)) == 8
+    assert d.sql("SELECT status FROM ingestd.events WHERE event_id = %s", (good["event_id"],)) == [("completed",)]
+    assert [r["status"] for r in d.results(good["event_id"])] == ["completed"]
+    assert d.sql("SELECT count(*) FROM persons") == [(1,)]
+
+
+def rollback(d, batch_id):
+    return subprocess.run([str(BIN), "rollback", batch_id, "-c", str(d.config)], env=d.env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_handler_failures_fail_the_batch_and_rollback_works(pg, broker, tmp_path):
+    d = Daemon(pg, broker, tmp_path)
+    (d.state / "rejects").write_text("a file where the rejects directory should be\n")
+    d.start()
+    try:
+        enc = d.publish(d.file_event(d.inbox_file("enc.csv", CSV_OK), options={"encoding": "klingon"}))
+        # the second row lacks the required Nombre: its reject cannot be written
+        bad = d.publish(d.file_event(d.inbox_file("bad.csv", CSV_OK + "87654321,,Gomez\n")))
+        for ev, why in ((enc, "klingon"), (bad, "rejects")):
+            res = d.result(ev["event_id"], timeout=60)
+            assert res["status"] == "failed" and why in res["errors"][0], res
+            assert res["batch_id"], res
+            assert d.sql("SELECT status FROM ingestd.batches WHERE id = %s", (res["batch_id"],)) == [("failed",)]
+            rb = rollback(d, res["batch_id"])
+            assert rb.returncode == 0, rb.stdout + rb.stderr
+            assert d.sql("SELECT status FROM ingestd.batches WHERE id = %s", (res["batch_id"],)) == [("rolled_back",)]
+        assert d.sql("SELECT count(*) FROM persons") == [(0,)]
+    finally:
+        assert d.stop() == 0
+
+
+def insert_running_batch(d, kind, event_id=None):
+    bid = str(uuid.uuid4())
+    d.sql("INSERT INTO ingestd.batches (id, kind, dataset_or_job, status, event_id, owner, heartbeat_at) "
+          "VALUES (%s, %s, 'people', 'running', %s, 'crashed-host:4242', now() - interval '1 hour')",
+          (bid, kind, event_id))
+    return bid
+
+
+def test_batches_left_running_are_failed_at_start(pg, broker, tmp_path):
+    d = Daemon(pg, broker, tmp_path)
+    d.start()
+    assert d.stop() == 0
+    # what a killed process leaves: a command-line load, a job, one whose Kafka event is unfinished
+    # (its redelivery resumes it), and one another live instance still owns (its lock is held)
+    cli_event = "cli-load-crashed-host:4242-1"
+    cli = insert_running_batch(d, "file", cli_event)
+    d.sql("INSERT INTO ingestd.events (event_id, topic, \"partition\", \"offset\", type, status, batch_id) "
+          "VALUES (%s, 'cli', -1, -1, 'file.arrived', 'processing', %s)", (cli_event, cli))
+    job = insert_running_batch(d, "job")
+    resumable = insert_running_batch(d, "file", "kafka-event-1")
+    d.sql("INSERT INTO ingestd.events (event_id, topic, \"partition\", \"offset\", type, status, batch_id) "
+          "VALUES ('kafka-event-1', 'ingest.files', 0, 7, 'file.arrived', 'processing', %s)", (resumable,))
+    owned = insert_running_batch(d, "job")
+    owner = psycopg2.connect(d.url)
+    owner.autocommit = True
+    owner.cursor().execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (owned,))
+    try:
+        d.start()
+        status = dict(d.sql("SELECT id::text, status FROM ingestd.batches"))
+        assert status == {cli: "failed", job: "failed", resumable: "running", owned: "running"}
+        why = d.sql("SELECT error_summary->>0 FROM ingestd.batches WHERE id = %s", (job,))[0][0]
+        assert why == "interrupted: the process running it stopped"
+        assert d.sql("SELECT status FROM ingestd.events WHERE event_id = %s", (cli_event,)) == [("failed",)]
+        assert d.sql("SELECT status FROM ingestd.events WHERE event_id = 'kafka-event-1'") == [("processing",)]
+        rb = rollback(d, job)
+        assert rb.returncode == 0, rb.stdout + rb.stderr
+        assert d.stop() == 0
+    finally:
+        owner.close()
+        d.stop()
