@@ -192,13 +192,15 @@ InputFile::InputFile(const std::string& path)
   in_.exceptions(std::ios::badbit);
 }
 
-void InputFile::check_unchanged() const {
+void check_file_unchanged(const std::string& path, const struct stat& at_open) {
   struct stat now {};
-  if (stat(path_.c_str(), &now) != 0 || now.st_size != st_.st_size || now.st_mtim.tv_sec != st_.st_mtim.tv_sec ||
-      now.st_mtim.tv_nsec != st_.st_mtim.tv_nsec || now.st_ino != st_.st_ino)
-    throw BatchError("file " + path_ +
+  if (stat(path.c_str(), &now) != 0 || now.st_size != at_open.st_size || now.st_mtim.tv_sec != at_open.st_mtim.tv_sec ||
+      now.st_mtim.tv_nsec != at_open.st_mtim.tv_nsec || now.st_ino != at_open.st_ino)
+    throw BatchError("file " + path +
                      " changed while it was being read (size, time or inode); rows committed "
                      "so far stay in this batch, which can be rolled back");
 }
+
+void InputFile::check_unchanged() const { check_file_unchanged(path_, st_); }
 
 }  // namespace ingestd::engine

@@ -56,6 +56,11 @@ class DecompressingBuf : public std::streambuf {
 
 /// @brief An input file opened for a record source: its decompressed bytes as an istream, its
 /// compressed progress, and a check that it is still the file whose hash was verified.
+/// Throws BatchError when the file at `path` is no longer the one `at_open` describes (size,
+/// modification time, inode): the hash was checked before reading, so a rewritten file is not
+/// the one announced.
+void check_file_unchanged(const std::string& path, const struct stat& at_open);
+
 class InputFile {
  public:
   /// Throws BatchError when the file cannot be opened.

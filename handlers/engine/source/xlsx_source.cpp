@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include "handlers/engine/errors.hpp"
+#include "handlers/engine/source/input_stream.hpp"
 #include "handlers/engine/source/record_source.hpp"
 #include "handlers/engine/source/xlsx_reader.hpp"
 
@@ -58,14 +59,7 @@ class XlsxFileSource : public RecordSource {
       throw BatchError(path_ + ": " + e.what());
     }
   }
-  void check_unchanged() const {
-    struct stat now {};
-    if (stat(path_.c_str(), &now) != 0 || now.st_size != st_.st_size || now.st_mtim.tv_sec != st_.st_mtim.tv_sec ||
-        now.st_mtim.tv_nsec != st_.st_mtim.tv_nsec || now.st_ino != st_.st_ino)
-      throw BatchError("file " + path_ +
-                       " changed while it was being read (size, time or inode); rows committed "
-                       "so far stay in this batch, which can be rolled back");
-  }
+  void check_unchanged() const { check_file_unchanged(path_, st_); }
 
   std::string path_;
   struct stat st_ {};
