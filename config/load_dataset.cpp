@@ -269,14 +269,12 @@ void load_identity(Reader& r, const YAML::Node& n, const std::string& path, Enti
 /// with `$` must be exactly a variable: it becomes a bound parameter, and anything after the
 /// name would otherwise reach the SQL text.
 std::vector<std::pair<std::string, std::string>> stamp_values(Reader& r, const YAML::Node& n, const std::string& path) {
-  static const std::vector<std::string> kVariables = {"$batch_id", "$now",  "$source_system",
-                                                       "$program",  "$tier", "$submitted_by"};
   auto out = r.scalar_map(n, path);
   for (const auto& [column, value] : out) {
     if (value.empty() || value[0] != '$') continue;
-    if (std::find(kVariables.begin(), kVariables.end(), value) == kVariables.end())
+    if (std::find(kStampVariables.begin(), kStampVariables.end(), value) == kStampVariables.end())
       r.problem(n[column], child(path, column),
-                "unknown variable '" + value.substr(0, 80) + "'; the variables are " + join(kVariables, ", "));
+                "unknown variable '" + value.substr(0, 80) + "'; the variables are " + join(kStampVariables, ", "));
   }
   return out;
 }

@@ -202,6 +202,10 @@ struct Files {
   std::string rejects_dir = "/var/lib/ingestd/rejects";
 };
 
+/// What an on_insert / on_update value starting with `$` may be (DESIGN §3): exactly one of these.
+inline const std::vector<std::string> kStampVariables = {"$batch_id", "$now",  "$source_system",
+                                                         "$program",  "$tier", "$submitted_by"};
+
 /// The jobs every ingestd has besides the configured ones (handlers/migration_request).
 inline const std::vector<std::string> kBuiltinJobs = {"rollback", "checks"};
 

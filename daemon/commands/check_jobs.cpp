@@ -7,13 +7,14 @@
 #include <pqxx/pqxx>
 
 #include "daemon/commands/commands.hpp"
+#include "handlers/engine/errors.hpp"
 #include "handlers/engine/source/record_source.hpp"
 
 namespace ingestd {
 
 namespace {
 
-std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+using engine::first_line;
 
 /// Statements EXPLAIN plans without running them; others (DDL, DO blocks) are run as written.
 bool explainable(const std::string& sql) {

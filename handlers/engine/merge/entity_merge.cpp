@@ -1,5 +1,6 @@
 #include "handlers/engine/merge/entity_merge.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <functional>
@@ -438,7 +439,9 @@ std::string EntityMerge::value_expr(const std::string& column, const std::string
   if (spec == "$now") e = "now()";
   else if (spec == "$batch_id") e = ":batch";
   else if (spec == "$tier") e = tier_expr;
-  else if (spec == "$source_system" || spec == "$program" || spec == "$submitted_by") e = ":var_" + spec.substr(1);
+  else if (std::find(config::kStampVariables.begin(), config::kStampVariables.end(), spec) !=
+           config::kStampVariables.end())
+    e = ":var_" + spec.substr(1);  // the event's own: source_system, program, submitted_by
   else e = sql_.tx().quote(spec);
   return "(" + e + ")::" + table_.column_types.at(column);
 }
