@@ -2,7 +2,8 @@
 /etc/ingestd/ingestd.yaml conffile, man page, copyright and changelog; lintian finds no error;
 the packaged config starts the daemon with the unit's credential and no datasets. The .deb is
 built once for the module; nothing is installed on this machine (`dpkg-deb -x` into a temporary
-directory instead), and the maintainer scripts are checked by reading them."""
+directory instead), and the maintainer scripts run against a temporary root with stand-ins for
+systemctl and its helpers."""
 
 import gzip
 import os
@@ -107,17 +108,54 @@ def test_lintian_reports_no_errors(deb):
     assert not unexpected, out.stdout
 
 
-def test_maintainer_scripts(deb):
+def test_maintainer_scripts_parse_and_copy_no_config(deb):
     pkg, _ = deb
-    postinst, prerm, postrm = (dpkg_deb("-I", str(pkg), s) for s in ("postinst", "prerm", "postrm"))
-    for name, script in (("postinst", postinst), ("prerm", prerm), ("postrm", postrm)):
+    scripts = {s: dpkg_deb("-I", str(pkg), s) for s in ("postinst", "prerm", "postrm")}
+    for name, script in scripts.items():
         assert subprocess.run(["sh", "-n"], input=script, text=True).returncode == 0, name
     # dpkg installs the conffile: the postinst no longer copies a config into /etc
-    assert "ingestd.example.yaml" not in postinst and "cp " not in postinst
-    assert "systemd-sysusers" in postinst and "deb-systemd-invoke try-restart ingestd.service" in postinst
-    assert "deb-systemd-invoke stop ingestd.service" in prerm
-    purge = postrm[postrm.index('"$1" = "purge"'):]
-    assert "rm -rf /etc/ingestd /var/lib/ingestd" in purge
+    assert "ingestd.example.yaml" not in scripts["postinst"] and "cp " not in scripts["postinst"]
+
+
+def run_script(pkg, name, args, root):
+    """A maintainer script of the package run against `root` instead of /: its absolute paths
+    are moved below root, and systemctl, deb-systemd-*, systemd-sysusers and systemd-tmpfiles
+    are stand-ins that record their arguments (this machine's own services are never touched).
+    Returns the recorded calls."""
+    script = dpkg_deb("-I", str(pkg), name)
+    for path in ("/etc/ingestd", "/var/lib/ingestd", "/run/systemd/system"):
+        script = script.replace(path, f"{root}{path}")
+    bin_dir, calls = root / "stand-ins", root / "calls"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in ("systemctl", "deb-systemd-invoke", "deb-systemd-helper", "systemd-sysusers", "systemd-tmpfiles"):
+        (bin_dir / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> "{calls}"\n')
+        (bin_dir / tool).chmod(0o755)
+    calls.write_text("")
+    env = dict(os.environ, PATH=f"{bin_dir}:/usr/bin:/bin")
+    out = subprocess.run(["sh", "-e", "-c", script, name, *args], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return calls.read_text().splitlines()
+
+
+def test_maintainer_scripts_install_upgrade_and_purge(deb, tmp_path):
+    pkg, _ = deb
+    (tmp_path / "run/systemd/system").mkdir(parents=True)  # as under systemd
+    fresh = run_script(pkg, "postinst", ["configure", ""], tmp_path)
+    assert "systemd-sysusers ingestd.conf" in fresh and "systemd-tmpfiles --create ingestd.conf" in fresh
+    assert not any("start" in c for c in fresh), fresh  # a first install neither starts nor enables
+    upgrade = run_script(pkg, "postinst", ["configure", "0.0.9"], tmp_path)
+    assert "deb-systemd-invoke try-restart ingestd.service" in upgrade
+    assert run_script(pkg, "prerm", ["upgrade", "0.2.0"], tmp_path) == []  # postinst restarts it
+    assert run_script(pkg, "prerm", ["remove"], tmp_path) == ["deb-systemd-invoke stop ingestd.service"]
+    for rel in ("etc/ingestd/credentials/database_url", "var/lib/ingestd/inbox/a.csv",
+                "var/lib/ingestd/rejects/b.rejects.csv", "etc/other/keep"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    run_script(pkg, "postrm", ["remove"], tmp_path)
+    assert (tmp_path / "etc/ingestd/credentials/database_url").exists()  # remove keeps config and state
+    assert "deb-systemd-helper purge ingestd.service" in run_script(pkg, "postrm", ["purge"], tmp_path)
+    assert not (tmp_path / "etc/ingestd").exists() and not (tmp_path / "var/lib/ingestd").exists()
+    assert (tmp_path / "etc/other/keep").exists()
 
 
 def test_packaged_config_starts_the_daemon_with_the_credential_and_no_datasets(deb, pg, broker, tmp_path):
