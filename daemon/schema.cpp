@@ -86,11 +86,12 @@ SchemaVersion read_schema_version(pqxx::connection& conn, const std::string& sch
 }
 
 std::string schema_behind_message(const std::string& command, const std::string& schema, const SchemaVersion& v) {
-  const std::string fix = "run `ingestd run` (it migrates at start) or `ingestd check --create-indexes` as the "
-                          "daemon's database role; this command never migrates";
+  const std::string fix =
+      "run `ingestd run` (it migrates at start) or `ingestd check --create-indexes` as the "
+      "daemon's database role; this command never migrates";
   if (v.applied == 0)
-    return "ingestd " + command + ": the bookkeeping schema " + schema + " does not exist yet (this binary expects "
-           "version " + std::to_string(v.expected) + "): " + fix;
+    return "ingestd " + command + ": the bookkeeping schema " + schema +
+           " does not exist yet (this binary expects version " + std::to_string(v.expected) + "): " + fix;
   return "ingestd " + command + ": the bookkeeping schema " + schema + " is at version " + std::to_string(v.applied) +
          ", this binary expects " + std::to_string(v.expected) + ": " + fix;
 }
