@@ -97,6 +97,8 @@ def test_man_page_is_generated_from_help(deb):
         assert out.returncode == 0 and "SYNOPSIS" in re.sub(".\b", "", out.stdout), out.stderr
 
 
+@needs_deb_tools
+@needs_deb_tools
 @pytest.mark.skipif(not shutil.which("lintian"), reason="lintian not installed (scripts/setup installs it)")
 def test_lintian_reports_no_errors(deb):
     pkg, _ = deb
@@ -108,6 +110,7 @@ def test_lintian_reports_no_errors(deb):
     assert not unexpected, out.stdout
 
 
+@needs_deb_tools
 def test_maintainer_scripts_parse_and_copy_no_config(deb):
     pkg, _ = deb
     scripts = {s: dpkg_deb("-I", str(pkg), s) for s in ("postinst", "prerm", "postrm")}
@@ -137,6 +140,7 @@ def run_script(pkg, name, args, root):
     return calls.read_text().splitlines()
 
 
+@needs_deb_tools
 def test_maintainer_scripts_install_upgrade_and_purge(deb, tmp_path):
     pkg, _ = deb
     (tmp_path / "run/systemd/system").mkdir(parents=True)  # as under systemd
@@ -158,6 +162,7 @@ def test_maintainer_scripts_install_upgrade_and_purge(deb, tmp_path):
     assert (tmp_path / "etc/other/keep").exists()
 
 
+@needs_deb_tools
 def test_packaged_config_starts_the_daemon_with_the_credential_and_no_datasets(deb, pg, broker, tmp_path):
     _, x = deb
     d = Daemon(pg, broker, tmp_path, indexes=False)
