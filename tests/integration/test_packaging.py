@@ -98,7 +98,6 @@ def test_man_page_is_generated_from_help(deb):
 
 
 @needs_deb_tools
-@needs_deb_tools
 @pytest.mark.skipif(not shutil.which("lintian"), reason="lintian not installed (scripts/setup installs it)")
 def test_lintian_reports_no_errors(deb):
     pkg, _ = deb
