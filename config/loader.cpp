@@ -76,7 +76,7 @@ void load_files(Reader& r, const YAML::Node& n, const std::string& path, Files& 
 }
 
 void load_processing(Reader& r, const YAML::Node& n, const std::string& path, Processing& p) {
-  MapView m(r, n, path, {"chunk_rows", "max_attempts", "retry_base_seconds", "event_jobs"});
+  MapView m(r, n, path, {"chunk_rows", "max_attempts", "retry_base_seconds", "stall_limit_seconds", "event_jobs"});
   if (!m.ok()) return;
   if (auto v = m.get("event_jobs")) {
     p.event_jobs = r.string_list(*v, m.path("event_jobs"));
@@ -86,6 +86,8 @@ void load_processing(Reader& r, const YAML::Node& n, const std::string& path, Pr
   m.read_int("max_attempts", p.max_attempts, 1);
   if (auto v = m.get("retry_base_seconds"))
     if (auto d = r.number(*v, m.path("retry_base_seconds"), 0.0)) p.retry_base_seconds = *d;
+  if (auto v = m.get("stall_limit_seconds"))
+    if (auto d = r.number(*v, m.path("stall_limit_seconds"), 1.0)) p.stall_limit_seconds = *d;
 }
 
 /// Check: every job processing.event_jobs names exists (a typo would refuse a job silently).

@@ -213,6 +213,10 @@ struct Processing {
   int64_t chunk_rows = 50000;
   int max_attempts = 5;
   double retry_base_seconds = 0.5;
+  /// Under a systemd watchdog: how long the main loop may go without a sign of life (a consumed
+  /// message, a chunk, a retry's wait) before ingestd stops feeding the watchdog, so systemd
+  /// restarts it. Long statements (`after`, a big hash, a lock wait) fit inside it.
+  double stall_limit_seconds = 3600;
   /// Jobs a job.requested event may run; unset = every configured job and `checks` (never
   /// `rollback` unless listed). The CLI (run-job, rollback) may run any.
   std::optional<std::vector<std::string>> event_jobs;

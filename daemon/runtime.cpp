@@ -1,7 +1,9 @@
 #include "daemon/runtime.hpp"
 
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 
 #include <pqxx/pqxx>
 #include <systemd/sd-daemon.h>
@@ -34,7 +36,10 @@ int Runtime::run() {
 void Runtime::start() {
   if (sd_notify(0, "STATUS=starting") > 0) log_->info("running under systemd");
   uint64_t wd_usec = 0;
-  watchdog_ = sd_watchdog_enabled(0, &wd_usec) > 0;
+  if (sd_watchdog_enabled(0, &wd_usec) > 0)
+    watchdog_ = std::jthread([this, wd_usec](std::stop_token st) {
+      feed_watchdog(st, std::chrono::microseconds(wd_usec / 3));
+    });
 
   http_ = std::make_unique<HttpServer>(
       cfg_.http.listen, HttpEndpoints{[this] { return metrics_.serialize(); }, [this] { return ready(); },
@@ -96,8 +101,29 @@ void Runtime::shutdown() {
 bool Runtime::ready() const { return worker_.reachable() && kafka_ok_ && started_; }
 
 void Runtime::keepalive() {
-  if (watchdog_) sd_notify(0, "WATCHDOG=1");
+  last_beat_ = Clock::now().time_since_epoch().count();
   if (producer_) producer_->poll();
+}
+
+void Runtime::feed_watchdog(std::stop_token stop, std::chrono::microseconds interval) {
+  const auto limit = std::chrono::duration<double>(cfg_.processing.stall_limit_seconds);
+  std::mutex m;
+  std::condition_variable_any cv;
+  bool said = false;
+  while (!stop.stop_requested()) {
+    const auto silent = Clock::now() - Clock::time_point(Clock::duration(last_beat_.load()));
+    if (silent < limit) {
+      sd_notify(0, "WATCHDOG=1");
+      said = false;
+    } else if (!said) {
+      said = true;
+      log_->critical("no sign of life from the main loop for {:.0f}s (processing.stall_limit_seconds): the systemd "
+                     "watchdog is no longer fed and will restart ingestd",
+                     std::chrono::duration<double>(silent).count());
+    }
+    std::unique_lock lock(m);
+    cv.wait_for(lock, stop, interval, [] { return false; });
+  }
 }
 
 void Runtime::reload() {

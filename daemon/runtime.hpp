@@ -7,6 +7,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <librdkafka/rdkafkacpp.h>
@@ -48,7 +49,13 @@ class Runtime : public RdKafka::RebalanceCb, public RdKafka::EventCb {
   void refresh_gauges();
   void refresh_deferred_refs(pqxx::transaction_base& tx);
   void init_metrics();
+  /// A sign of life from the main thread (the watchdog thread feeds systemd while they come),
+  /// and a poll of the producer's delivery reports.
   void keepalive();
+  /// Feeds systemd's watchdog every third of WatchdogSec from its own thread, so a long
+  /// statement, hash or lock wait does not get the process killed, until the main thread has
+  /// shown no sign of life for processing.stall_limit_seconds (issue 16 item 2).
+  void feed_watchdog(std::stop_token stop, std::chrono::microseconds interval);
   bool ready() const;
 
   // consumer.cpp: the consumer, its loop and its callbacks
@@ -93,9 +100,10 @@ class Runtime : public RdKafka::RebalanceCb, public RdKafka::EventCb {
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
   std::unique_ptr<HttpServer> http_;
   std::atomic<bool> kafka_ok_{false}, started_{false};
-  bool watchdog_ = false;
+  std::atomic<Clock::rep> last_beat_{Clock::now().time_since_epoch().count()};
   bool results_waiting_ = true;  // the outbox may hold results (at start: what the last run left)
   Clock::time_point last_refresh_{};
+  std::jthread watchdog_;  // last member: stopped and joined first
 };
 
 }  // namespace ingestd

@@ -394,7 +394,7 @@ LoadResult load_file(pqxx::connection& conn, const LoadRequest& req, Services& s
   opts.format = req.format;
   opts.csv = req.csv;
   opts.xlsx = req.xlsx;
-  auto source = open_file_source(req.path, opts);
+  auto source = open_file_source(req.open_path.empty() ? req.path : req.open_path, opts);
   return LoadRun(conn, req, svc, *source).run(final_step, before_final);
 }
 

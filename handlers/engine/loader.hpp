@@ -25,6 +25,7 @@ struct LoadRequest {
   const config::Dataset* dataset = nullptr;
   std::string batch_id;
   std::string path;                 // file to read
+  std::string open_path;            // what to open instead, when set: an open descriptor's /proc/self/fd path
   config::Format format = config::Format::Csv;
   config::CsvOptions csv;           // dataset defaults overridden by event options
   config::XlsxOptions xlsx;

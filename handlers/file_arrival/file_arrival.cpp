@@ -1,9 +1,12 @@
 #include "handlers/file_arrival/file_arrival.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <climits>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -88,16 +91,29 @@ std::string resolve_path(const std::string& uri, const std::vector<std::string>&
 }
 
 std::pair<std::string, uint64_t> file_digest(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw engine::BatchError("cannot open " + path);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw engine::BatchError("cannot open " + path + ": " + std::strerror(errno));
+  try {
+    auto d = fd_digest(fd);
+    ::close(fd);
+    return d;
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+}
+
+std::pair<std::string, uint64_t> fd_digest(int fd) {
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
   std::vector<char> buf(1 << 20);
   uint64_t size = 0;
-  while (in) {
-    in.read(buf.data(), std::streamsize(buf.size()));
-    auto n = in.gcount();
-    if (n <= 0) break;
+  for (off_t at = 0;;) {
+    const ssize_t n = ::pread(fd, buf.data(), buf.size(), at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw engine::BatchError(std::string("cannot read the file: ") + std::strerror(errno));
+    if (n == 0) break;
+    at += n;
     size += uint64_t(n);
     EVP_DigestUpdate(ctx.get(), buf.data(), size_t(n));
   }
@@ -107,6 +123,52 @@ std::pair<std::string, uint64_t> file_digest(const std::string& path) {
   std::ostringstream o;
   for (unsigned i = 0; i < len; ++i) o << std::hex << std::setw(2) << std::setfill('0') << int(md[i]);
   return {o.str(), size};
+}
+
+OpenedFile::OpenedFile(const std::string& real, const std::vector<std::string>& roots, std::string& error)
+    : path_(real) {
+  // O_NONBLOCK: opening a FIFO with no writer returns at once (then fstat refuses it) instead
+  // of waiting for good; O_NOFOLLOW: the last component was resolved already, a symlink put
+  // there since is refused.
+  fd_ = ::open(real.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+  if (fd_ < 0) {
+    error = "cannot open " + real + ": " + std::strerror(errno);
+    return;
+  }
+  if (fstat(fd_, &st_) != 0 || !S_ISREG(st_.st_mode)) {
+    error = "file " + real + " is not a regular file";
+    return;
+  }
+  if (st_.st_nlink != 1) {
+    error = "file " + real + " has " + std::to_string(st_.st_nlink) +
+            " hard links; a file with more than one could be changed under another name";
+    return;
+  }
+  // Where the descriptor really leads, whatever the path's directories became since realpath.
+  char target[PATH_MAX];
+  const ssize_t n = readlink(reopen_path().c_str(), target, sizeof target - 1);
+  const std::string opened = n > 0 ? std::string(target, size_t(n)) : "";
+  bool ok = false;
+  for (const auto& r : roots) {
+    char rb[PATH_MAX];
+    ok = ok || inside(opened, realpath(r.c_str(), rb) ? std::string(rb) : r);
+  }
+  if (!ok) error = "file " + real + " (opened as " + opened + ") is outside files.allowed_roots";
+}
+
+OpenedFile::~OpenedFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::string OpenedFile::changed_since_open() const {
+  struct stat now {};
+  if (fstat(fd_, &now) != 0 || now.st_size != st_.st_size || now.st_mtim.tv_sec != st_.st_mtim.tv_sec ||
+      now.st_mtim.tv_nsec != st_.st_mtim.tv_nsec)
+    return "file " + path_ + " changed after it was hashed (size or modification time)";
+  struct stat named {};
+  if (stat(path_.c_str(), &named) != 0 || named.st_ino != st_.st_ino || named.st_dev != st_.st_dev)
+    return "file " + path_ + " was replaced or removed after it was hashed";
+  return "";
 }
 
 namespace {
@@ -123,27 +185,31 @@ Outcome busy(std::string why) {
   return o;
 }
 
-/// The announced file, found beneath an allowed root and checked against the event.
+/// The announced file, found beneath an allowed root, opened once and checked against the event.
 struct VerifiedFile {
   std::string path, sha256;
   uint64_t size = 0;
   std::string error;  // non-empty: the event fails with it
+  std::unique_ptr<OpenedFile> file;
 };
 
 VerifiedFile verify_file(const nlohmann::json& p, const config::Config& cfg) {
   VerifiedFile f;
   f.path = resolve_path(p["uri"].get<std::string>(), cfg.files.allowed_roots, f.error);
   if (f.path.empty()) return f;
+  f.file = std::make_unique<OpenedFile>(f.path, cfg.files.allowed_roots, f.error);
+  if (!f.error.empty()) return f;
   if (p.contains("size_bytes") && p["size_bytes"].is_number_unsigned()) {
-    std::error_code ec;
-    auto actual = fs::file_size(f.path, ec);
-    if (!ec && actual != p["size_bytes"].get<uint64_t>()) {
+    struct stat st {};
+    const auto actual = fstat(f.file->fd(), &st) == 0 ? uint64_t(st.st_size) : 0;
+    if (actual != p["size_bytes"].get<uint64_t>()) {
       f.error = "size mismatch for " + f.path + ": event says " + std::to_string(p["size_bytes"].get<uint64_t>()) +
                 " bytes, the file has " + std::to_string(actual);
       return f;
     }
   }
-  std::tie(f.sha256, f.size) = file_digest(f.path);
+  std::tie(f.sha256, f.size) = fd_digest(f.file->fd());
+  if (f.error = f.file->changed_since_open(); !f.error.empty()) return f;
   std::string claimed = str(p, "sha256");
   for (auto& c : claimed) c = char(std::tolower(static_cast<unsigned char>(c)));
   if (!claimed.empty() && claimed != f.sha256)
@@ -156,6 +222,7 @@ struct BatchStart {
   std::string batch_id;
   int64_t resume_after = 0;
   bool locked = false;            // a new batch: its lock was taken with its creation
+  std::string changed;            // a batch to resume whose file changed: it fails with this
   std::optional<Outcome> answer;  // duplicate content (committed) or busy
 };
 
@@ -193,11 +260,17 @@ BatchStart open_batch(const Event& ev, Services& svc, EventCommit& commit, const
   const engine::Bookkeeping books(svc.cfg.postgres.bookkeeping_schema);
   BatchStart start;
   pqxx::work tx(svc.db);
-  auto ex = tx.exec_params("SELECT e.batch_id::text, b.status, b.last_row_committed FROM " + books.table(tx, "events") +
+  auto ex = tx.exec_params("SELECT e.batch_id::text, b.status, b.last_row_committed, b.sha256 FROM " + books.table(tx, "events") +
                                " e LEFT JOIN " + books.table(tx, "batches") + " b ON b.id = e.batch_id WHERE e.event_id = $1",
                            ev.event_id);
   if (!ex.empty() && !ex[0][0].is_null() && ex[0][1].as<std::string>() == "running") {
     start.batch_id = ex[0][0].as<std::string>();
+    // Resuming after row N is only right for the very content rows 1..N came from.
+    if (!ex[0][3].is_null() && ex[0][3].as<std::string>() != f.sha256) {
+      start.changed = "the file's content changed since batch " + start.batch_id + " started (sha256 " +
+                      ex[0][3].as<std::string>() + ", now " + f.sha256 + "): it is not resumed";
+      return start;
+    }
     start.resume_after = dry_run ? 0 : ex[0][2].as<int64_t>();
     return start;
   }
@@ -235,6 +308,7 @@ engine::LoadRequest load_request(const Event& ev, Services& svc, const VerifiedF
   req.dataset = &ds;
   req.batch_id = start.batch_id;
   req.path = f.path;
+  req.open_path = f.file->reopen_path();  // the file hashed, whatever is renamed over its name
   req.format = ds.format;
   req.csv = ds.csv;
   req.xlsx = ds.xlsx;
@@ -272,6 +346,8 @@ Outcome handle(const Event& ev, Services& svc, EventCommit& commit) {
   Outcome out;
   out.batch_id = start.batch_id;
   auto final_step = [&](pqxx::transaction_base& tx, const engine::LoadResult& r) {
+    if (const std::string changed = file.file->changed_since_open(); !changed.empty())
+      throw engine::BatchError(changed + "; rows committed so far stay in this batch, which can be rolled back");
     out.counts = r.counts;
     out.entity_order = r.entity_order;
     out.errors = r.first_errors;
@@ -289,6 +365,9 @@ Outcome handle(const Event& ev, Services& svc, EventCommit& commit) {
     out.committed = true;
   };
   return run_batch(svc, commit, start.batch_id, [&] {
+    if (!start.changed.empty()) throw engine::BatchError(start.changed);
+    if (const std::string changed = file.file->changed_since_open(); !changed.empty())
+      throw engine::BatchError(changed + "; nothing of it was loaded");
     if (engine::load_file(svc.db, req, svc, final_step).interrupted) {
       Outcome o;
       o.kind = Outcome::Kind::Interrupted;

@@ -111,7 +111,9 @@ def test_hostile_file_locations(daemon, tmp_path):
     fifo = inbox / "pipe.csv"
     os.mkfifo(fifo)
     os.symlink("/etc/passwd", inbox / "passwd.csv")
+    os.link(outside_dir / "x.csv", inbox / "hardlinked.csv")  # the same file under a name outside
     cases = {
+        "hard_link": (f"file://{inbox}/hardlinked.csv", "hard links"),
         "symlinked_dir": (f"file://{inbox}/linked_dir/x.csv", "outside files.allowed_roots"),
         "prefix_sibling": (f"file://{sibling}/x.csv", "outside files.allowed_roots"),
         "percent_dotdot": (f"file://{inbox}/%2e%2e/inbox2/x.csv", "outside files.allowed_roots"),

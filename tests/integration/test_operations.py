@@ -428,6 +428,42 @@ def test_notify_protocol_ready_status_watchdog_stopping(pg, broker, tmp_path):
         notify.close()
 
 
+def test_watchdog_fed_through_a_long_statement_until_the_stall_limit(pg, broker, tmp_path):
+    """Issue 16 item 2: the watchdog is fed from its own thread while the main loop shows signs of
+    life, so one 2 s statement (WatchdogSec=2) does not get the process killed; past
+    processing.stall_limit_seconds (4 s here) without one, the pings stop and the log says why."""
+    text = (EXAMPLES / "people" / "people.yaml").read_text().replace(
+        "  retry_base_seconds: 0.2\n", "  retry_base_seconds: 0.2\n  stall_limit_seconds: 4\n")
+    d = Daemon(pg, broker, tmp_path, config_text=text)
+    notify = NotifySocket(str(tmp_path))
+    d.env["NOTIFY_SOCKET"] = notify.path
+    d.env["WATCHDOG_USEC"] = "2000000"
+    d.env.pop("WATCHDOG_PID", None)
+    try:
+        d.start()
+        assert notify.wait_for("READY=1", 10)
+        for seconds, name in ((2, "long"), (8, "stalled")):
+            d.sql("CREATE OR REPLACE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS "
+                  f"$$ BEGIN PERFORM pg_sleep({seconds}); RETURN NULL; END $$;"
+                  "DROP TRIGGER IF EXISTS slow ON persons;"
+                  "CREATE TRIGGER slow AFTER INSERT ON persons FOR EACH STATEMENT EXECUTE FUNCTION slow();")
+            t0 = time.monotonic()
+            ev = d.publish(d.file_event(d.inbox_file(f"{name}.csv", "Cedula,Nombre,Apellido\n"
+                                                     f"{70000000 + int(seconds)},Ana,Ruiz\n")))
+            assert d.result(ev["event_id"])["status"] == "completed"
+            pings = [t for t, l in notify.lines("WATCHDOG=1") if t >= t0]
+            gaps = [b - a for a, b in zip(pings, pings[1:])]
+            if name == "long":  # one statement of 2 s (one insert per chunk here), fed throughout
+                assert max(gaps) < 1.0, f"longest gap between WATCHDOG=1 pings: {max(gaps):.2f}s"
+            else:  # 8 s without a sign of life: past the 4 s limit the pings stop
+                assert max(gaps) > 3, f"pings never stopped during an 8 s stall: {gaps}"
+        assert "no sign of life from the main loop" in d.log.read_text()
+        assert d.stop() == 0
+    finally:
+        d.stop(signal.SIGKILL)
+        notify.close()
+
+
 # ---------------------------------------------------------------- reload (ExecReload=kill -HUP)
 
 

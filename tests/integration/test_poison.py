@@ -8,6 +8,7 @@ refusals one by one; these tests put the ones that used to stall a partition in 
 event on the same key."""
 
 import json
+import os
 import subprocess
 import threading
 import time
@@ -229,4 +230,35 @@ def test_a_chunk_most_rows_of_which_break_a_check_fails_fast(pg, broker, tmp_pat
     assert d.sql("SELECT status FROM ingestd.batches WHERE id = %s", (res["batch_id"],)) == [("failed",)]
     assert d.sql("SELECT count(*) FROM persons WHERE cedula LIKE '6%'")[0][0] == 0
     assert d.proc.poll() is None and ready(d)
+    assert d.stop() == 0
+
+
+def test_a_file_replaced_after_hashing_is_not_loaded(pg, broker, tmp_path):
+    """Issue 16 item 3: the file is hashed and parsed through one descriptor. The test holds the
+    re-import lock (taken after hashing), renames other content over the file's name, then lets
+    go: the batch fails naming the replacement and loads nothing of either content."""
+    import hashlib
+    d = Daemon(pg, broker, tmp_path)
+    d.start()
+    content = "Cedula,Nombre,Apellido\n81000001,Ana,Ruiz\n81000002,Luis,Paz\n"
+    path = d.inbox_file("swap.csv", content)
+    sha = hashlib.sha256(content.encode()).hexdigest()
+    holder = psycopg2.connect(d.url)
+    try:
+        with holder.cursor() as c:
+            c.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"reimport:people:{sha}",))
+        ev = d.publish(d.file_event(path))
+        deadline = time.time() + 30
+        while not d.sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")[0][0]:
+            assert time.time() < deadline, "the handler never waited for the re-import lock"
+            time.sleep(0.1)
+        other = d.inbox_file("other.csv", "Cedula,Nombre,Apellido\n82000001,Eva,Sol\n")
+        os.replace(other, path)
+    finally:
+        holder.rollback()
+        holder.close()
+    res = d.result(ev["event_id"], timeout=60)
+    assert res["status"] == "failed" and "replaced" in res["errors"][0], res
+    assert d.sql("SELECT count(*) FROM persons") == [(0,)]
+    assert d.sql("SELECT status FROM ingestd.batches WHERE id = %s", (res["batch_id"],)) == [("failed",)]
     assert d.stop() == 0
