@@ -70,6 +70,14 @@ std::string type_mismatch(const json& schema_node, const json& value) {
   return "expected " + expected + ", got " + value.type_name();
 }
 
+/// What the schema expected where valijson's message does not say: the types, or the bound.
+std::string expectation(const std::string& description, const json& node, const json& value) {
+  if (description.find("'type' constraint") != std::string::npos) return type_mismatch(node, value);
+  if (description.rfind("Expected number greater than or equal to", 0) == 0 && node.contains("minimum"))
+    return "expected a number >= " + node["minimum"].dump() + ", got " + value.dump();
+  return description;
+}
+
 /// The reason for one valijson error, naming the schema path that failed.
 SchemaProblem describe(const CompiledSchema& c, const json& payload, const valijson::ValidationResults::Error& e) {
   const ErrorPlace p = place_of(e.context);
@@ -79,9 +87,9 @@ SchemaProblem describe(const CompiledSchema& c, const json& payload, const valij
     return {"schema: " + p.schema + "/required: missing required field " + field, true};
   }
   const json::json_pointer schema_ptr(p.schema), value_ptr(p.instance);
-  std::string what = e.description;
-  if (what.find("'type' constraint") != std::string::npos && c.document.contains(schema_ptr) && payload.contains(value_ptr))
-    what = type_mismatch(c.document.at(schema_ptr), payload.at(value_ptr));
+  const bool located = c.document.contains(schema_ptr) && payload.contains(value_ptr);
+  const std::string what =
+      located ? expectation(e.description, c.document.at(schema_ptr), payload.at(value_ptr)) : e.description;
   return {"schema: " + (p.schema.empty() ? "/" : p.schema) + ": " + what, false};
 }
 

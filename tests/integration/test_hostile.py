@@ -54,7 +54,7 @@ def test_hostile_events_are_dead_lettered_with_a_reason(daemon):
         "type_number": (ev(type=3), "missing required field type"),
         "dry_run_string": (ev(dry_run="yes"), "schema: /properties/dry_run: expected boolean or null, got string"),
         "size_string": (ev(size_bytes="12"), "schema: /properties/size_bytes: expected integer or null, got string"),
-        "size_negative": (ev(size_bytes=-1), "schema: /properties/size_bytes: Expected number greater than or equal to 0"),
+        "size_negative": (ev(size_bytes=-1), "schema: /properties/size_bytes: expected a number >= 0, got -1"),
         "sha_number": (ev(sha256=123), "schema: /properties/sha256: expected string or null, got number"),
         "options_string": (ev(options="x"), "schema: /properties/options: expected object or null, got string"),
         "delimiter_long": (ev(options={"delimiter": ";;"}),
