@@ -18,29 +18,17 @@ fuzzy bands. Indexes are made before the timed load (`check --create-indexes`, t
 """
 
 import argparse
-import json
-import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-BIN = Path(os.environ.get("INGESTD_BIN", ROOT / "build" / "ingestd"))
 CONFIG = HERE / "febrl" / "febrl.yaml"
 SCHEMA = HERE / "febrl" / "schema.sql"
 WEIGHTS = HERE / "febrl" / "febrl.weights.yaml"
-TUNED = ["shared_buffers=2GB", "max_wal_size=8GB"]
 
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
-import psycopg2  # noqa: E402
-from conftest import Postgres  # noqa: E402
-
-
-def log(*a):
-    print(time.strftime("%H:%M:%S"), *a, file=sys.stderr, flush=True)
+from harness import Bench, sql  # noqa: E402
 
 
 # Blocking rules of two fields each: every block stays small however big the table grows (the
@@ -69,31 +57,11 @@ def config_text(fuzzy, path=CONFIG, pair_rules=False):
     return text[:start] + text[end:]
 
 
-def sql(url, q):
-    c = psycopg2.connect(url)
-    c.autocommit = True
-    c.cursor().execute(q)
-    c.close()
-
-
-class Bench:
-    def __init__(self, a, work):
-        self.a, self.work = a, Path(work)
-        self.pg = Postgres()
-        settings = [] if a.pg_defaults else TUNED
-        for kv in settings:
-            k, v = kv.split("=", 1)
-            sql(self.pg.url(), f"ALTER SYSTEM SET {k} = '{v}'")
-        self.pg._run([str(self.pg.bindir / "pg_ctl"), "-D", str(self.pg.data), "-l", str(self.pg.log), "-w", "restart"])
-        self.settings = "PostgreSQL defaults" if a.pg_defaults else "tuned (" + ", ".join(TUNED) + ")"
-
-    def env(self, url):
-        return dict(os.environ, INGESTD_BROKERS="127.0.0.1:9", INGESTD_GROUP="bench", INGESTD_STATE=str(self.work),
-                    INGESTD_DATABASE_URL=url, INGESTD_HTTP="127.0.0.1:0", INGESTD_CHUNK_ROWS=str(self.a.chunk_rows))
+class FebrlBench(Bench):
+    """The harness, plus a table that already holds other people."""
 
     def database(self, existing_csv=None):
-        url = self.pg.url(self.pg.create_db())
-        sql(url, SCHEMA.read_text())
+        url = super().database(SCHEMA.read_text())
         if existing_csv:
             # other people already in the table, as another application wrote them
             cols = "rec_id, given_name, surname, street_number, address_1, address_2, suburb, postcode, state, dob, ssid"
@@ -106,33 +74,12 @@ class Bench:
                      "to_date(dob, 'YYYYMMDD') FROM raw; DROP TABLE raw; ANALYZE febrl_persons")
         return url
 
-    def load(self, label, fuzzy, data, existing_csv=None):
-        url = self.database(existing_csv)
+    def run(self, label, fuzzy, data, config, pair_rules, existing_csv=None):
         cfg = self.work / f"{label.replace(' ', '_')}.yaml"
-        cfg.write_text(config_text(fuzzy, Path(self.a.config), self.a.pair_rules))
-        t = time.monotonic()
-        chk = subprocess.run([str(BIN), "check", "--create-indexes", "-c", str(cfg)], env=self.env(url),
-                             capture_output=True, text=True)
-        idx = time.monotonic() - t
-        if chk.returncode:
-            raise SystemExit(f"check --create-indexes failed: {chk.stdout}{chk.stderr}")
-        t = time.monotonic()
-        p = subprocess.Popen([str(BIN), "load", str(data), "--dataset", "febrl", "-c", str(cfg)], env=self.env(url),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        out, err = p.communicate()
-        wall = time.monotonic() - t
-        _, status, usage = os.wait4(p.pid, 0) if p.returncode is None else (0, 0, None)
-        rss = usage.ru_maxrss // 1024 if usage else self.last_rss()
-        if p.returncode not in (0, 3):
-            raise SystemExit(f"{label}: load exited {p.returncode}: {err[-2000:]}")
-        counts = json.loads(out)["counts"]["person"]
-        log(f"{label}: {wall:.1f}s ({idx:.1f}s indexes), RSS {rss} MiB, {counts}")
-        return {"label": label, "seconds": wall, "index_seconds": idx, "rss_mib": rss, "counts": counts}
-
-    @staticmethod
-    def last_rss():
-        import resource
-        return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+        cfg.write_text(config_text(fuzzy, Path(config), pair_rules))
+        r = self.load(label, cfg, self.database(existing_csv), data, "febrl")
+        r["counts"] = r["counts"]["person"]
+        return r
 
 
 def main():
@@ -151,13 +98,13 @@ def main():
         if a.existing:
             subprocess.run(gen + ["--rows", str(a.existing), "--out", str(existing), "--no-dups", "--seed", "99",
                                   "--first-person", "10000000"], check=True)
-        b = Bench(a, tmp)
+        b = FebrlBench(tmp, a.chunk_rows, a.pg_defaults)
         try:
-            runs = [b.load("exact", False, data), b.load("fuzzy", True, data)]
+            runs = [b.run("exact", False, data, a.config, a.pair_rules), b.run("fuzzy", True, data, a.config, a.pair_rules)]
             if a.existing:
-                runs.append(b.load(f"fuzzy into {a.existing:,}", True, data, existing))
+                runs.append(b.run(f"fuzzy into {a.existing:,}", True, data, a.config, a.pair_rules, existing))
         finally:
-            b.pg.stop()
+            b.stop()
     rules = "two-field blocking rules (--pair-rules)" if a.pair_rules else "the config's blocking rules"
     print(f"\n{a.rows:,} FEBRL-shaped rows, chunk_rows {a.chunk_rows}, {b.settings}, {rules}\n")
     print("| run | load s | µs/row | vs exact | RSS MiB | fuzzy merged / review / new |")

@@ -7,16 +7,14 @@ PostgreSQL (the tests' initdb cluster, fsync off), timed and with the process's 
 
 The workbook is written by python3-xlsxwriter as Excel writes one: shared strings, cédulas that
 are all digits as numbers, birth dates as date cells (dd/mm/yyyy), the rest as text. Both loads
-must give the same counts (the script fails otherwise). Peak RSS is GNU time's %M.
+must give the same counts (the script fails otherwise). Peak RSS is the load process's ru_maxrss.
 """
 
 import argparse
 import csv
 import datetime
 import json
-import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,10 +22,7 @@ from pathlib import Path
 import xlsxwriter
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
-from conftest import BIN, Postgres  # noqa: E402  (the tests' throwaway cluster)
-
-import psycopg2  # noqa: E402
+from harness import Bench  # noqa: E402
 
 
 def to_workbook(csv_path, xlsx_path):
@@ -49,29 +44,6 @@ def to_workbook(csv_path, xlsx_path):
     wb.close()
 
 
-def load(pg, config_text, work, name, path, chunk_rows):
-    db = pg.create_db()
-    with psycopg2.connect(pg.url(db)) as c:
-        c.autocommit = True
-        c.cursor().execute((ROOT / "config" / "examples" / "ice" / "schema.sql").read_text())
-    state = work / name
-    (state / "inbox").mkdir(parents=True, exist_ok=True)
-    cfg = work / f"{name}.yaml"
-    cfg.write_text(config_text)
-    env = dict(os.environ, INGESTD_BROKERS="127.0.0.1:9", INGESTD_GROUP="bench", INGESTD_STATE=str(state),
-               INGESTD_DATABASE_URL=pg.url(db), INGESTD_HTTP="127.0.0.1:0", INGESTD_CHUNK_ROWS=str(chunk_rows))
-    subprocess.run([str(BIN), "check", "--create-indexes", "-c", str(cfg)], env=env, check=True,
-                   capture_output=True)
-    t0 = time.monotonic()
-    out = subprocess.run(["/usr/bin/time", "-f", "%M", str(BIN), "load", str(path), "--dataset", "people", "-c",
-                          str(cfg)], env=env, capture_output=True, text=True)
-    secs = time.monotonic() - t0
-    if out.returncode not in (0, 3):
-        raise SystemExit(f"{name}: ingestd load failed ({out.returncode}):\n{out.stderr[-3000:]}")
-    rss_kib = int(out.stderr.strip().splitlines()[-1])
-    return {"seconds": round(secs, 2), "peak_rss_mib": round(rss_kib / 1024, 1), "result": json.loads(out.stdout)}
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=100000)
@@ -91,14 +63,18 @@ def main():
     as_xlsx = people.replace('    csv: {delimiter: ",", encoding: utf-8, header: true}\n',
                              "    format: xlsx\n    xlsx: {sheet: People}\n")
     assert as_xlsx != people
-    pg = Postgres()
+    b = Bench(work, args.chunk_rows, pg_defaults=True)  # the tests' cluster settings, as before
+    schema = (ROOT / "config" / "examples" / "ice" / "schema.sql").read_text()
+    runs = {}
     try:
-        runs = {"csv": load(pg, people, work, "csv", csv_path, args.chunk_rows),
-                "xlsx": load(pg, as_xlsx, work, "xlsx", xlsx_path, args.chunk_rows)}
+        for name, text, path in (("csv", people, csv_path), ("xlsx", as_xlsx, xlsx_path)):
+            cfg = work / f"{name}.yaml"
+            cfg.write_text(text)
+            runs[name] = b.load(name, cfg, b.database(schema), path, "people")
     finally:
-        pg.stop()
+        b.stop()
     for name, r in runs.items():
-        print(f"{name:5} {r['seconds']:8.2f} s  peak RSS {r['peak_rss_mib']:7.1f} MiB  "
+        print(f"{name:5} {r['seconds']:8.2f} s  peak RSS {r['rss_mib']:7.1f} MiB  "
               f"counts {json.dumps(r['result']['counts'])}")
     ratio = runs["xlsx"]["seconds"] / runs["csv"]["seconds"]
     print(f"xlsx / csv time: {ratio:.2f}x")

@@ -37,7 +37,10 @@ void Runtime::consume_until_stopped() {
   while (!stop_requested()) {
     keepalive();
     if (take_reload_request()) reload();
-    if (Clock::now() - last_refresh_ > std::chrono::seconds(5)) refresh_gauges();
+    if (Clock::now() - last_refresh_ > std::chrono::seconds(5)) {
+      refresh_gauges();
+      if (results_waiting_ && kafka_ok_ && worker_.reachable()) publish_results();
+    }
     std::unique_ptr<RdKafka::Message> msg(consumer_->consume(500));
     if (!msg) continue;
     if (msg->err() == RdKafka::ERR__TIMED_OUT || msg->err() == RdKafka::ERR__PARTITION_EOF) continue;

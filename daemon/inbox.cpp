@@ -13,6 +13,22 @@ bool terminal(const std::string& s) {
 
 std::optional<std::string> unless_empty(const std::string& s) { return s.empty() ? std::nullopt : std::optional(s); }
 
+/// Keeps a result under kMaxResultBytes: its errors (row errors, reasons) are what can grow.
+void fit_result(json& r) {
+  if (!r["errors"].is_array() || r.dump().size() <= kMaxResultBytes) return;
+  json all = std::move(r["errors"]);
+  r["errors"] = json::array();
+  r["errors_truncated_from"] = all.size();
+  size_t bytes = r.dump().size();
+  for (const auto& e : all) {
+    json s = excerpt(e.is_string() ? e.get<std::string>() : e.dump(), 1000);
+    const size_t add = s.dump().size() + 1;
+    if (bytes + add > kMaxResultBytes) break;
+    bytes += add;
+    r["errors"].push_back(std::move(s));
+  }
+}
+
 }  // namespace
 
 void Inbox::receive(pqxx::transaction_base& tx, const Event& ev, const std::string& payload) const {
@@ -34,6 +50,7 @@ std::optional<Outcome> Inbox::answer_if_finished(pqxx::transaction_base& tx, con
   d.extra["original_status"] = r[0][0].as<std::string>();
   d.extra["reason"] = "event " + ev.event_id + " " + why;
   store_offset(tx, ev);
+  queue_result(tx, ev, d);
   tx.commit();
   d.committed = true;
   return d;
@@ -50,6 +67,7 @@ void Inbox::finish(pqxx::transaction_base& tx, const Event& ev, const Outcome& o
         ev.event_id, std::string(engine::to_string(o.status)), unless_empty(o.batch_id), attempts, err);
   }
   store_offset(tx, ev);
+  queue_result(tx, ev, o);
 }
 
 bool Inbox::dead_letter(pqxx::transaction_base& tx, const Event& ev, const std::string& reason, int attempts) const {
@@ -68,7 +86,15 @@ bool Inbox::dead_letter(pqxx::transaction_base& tx, const Event& ev, const std::
                    .affected_rows() > 0;
   }
   store_offset(tx, ev);
+  if (recorded) queue_result(tx, ev, Outcome::failed(reason));
   return recorded;
+}
+
+void Inbox::queue_result(pqxx::transaction_base& tx, const Event& ev, const Outcome& o) const {
+  if (ev.partition < 0 || ev.event_id.empty()) return;  // not from Kafka, or nothing to correlate by
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - ev.received).count();
+  tx.exec_params("INSERT INTO " + tx.quote_name(schema_) + ".result_outbox (event_id, topic, payload) VALUES ($1, $2, $3)",
+                 ev.event_id, results_topic_, result_message(ev, o, seconds).dump());
 }
 
 void Inbox::store_offset(pqxx::transaction_base& tx, const Event& ev) const {
@@ -115,6 +141,7 @@ json result_message(const Event& ev, const Outcome& o, double seconds) {
       r[h.target_field] = t.is_string() ? json(excerpt(t.get<std::string>())) : t;
     }
   for (auto& [k, v] : o.extra.items()) r[k] = v;
+  fit_result(r);
   return r;
 }
 

@@ -20,11 +20,17 @@ namespace ingestd {
 /// @brief The events and consumer_offsets tables of one bookkeeping schema and consumer group.
 class Inbox {
  public:
-  explicit Inbox(const config::Config& cfg) : schema_(cfg.postgres.bookkeeping_schema), group_(cfg.kafka.group_id) {}
+  explicit Inbox(const config::Config& cfg)
+      : schema_(cfg.postgres.bookkeeping_schema), group_(cfg.kafka.group_id), results_topic_(cfg.kafka.topics.results) {}
 
   /// The Kafka cluster the stored offsets belong to (known once the consumer exists).
   void set_cluster_id(std::string id) { cluster_id_ = std::move(id); }
   const std::string& cluster_id() const { return cluster_id_; }
+
+  /// Queues the result message of an event read from Kafka in the outbox (result_outbox), in
+  /// the transaction that records its terminal state: it is published from there, again after
+  /// a broker outage or a restart, so no result is lost (issue 16). CLI runs print theirs.
+  void queue_result(pqxx::transaction_base& tx, const Event& ev, const Outcome& o) const;
 
   /// Records a consumed event as processing; nothing when its row already exists.
   void receive(pqxx::transaction_base& tx, const Event& ev, const std::string& payload) const;
@@ -49,7 +55,7 @@ class Inbox {
   /// Stores the offset after `ev` (an event from the command line has none).
   void store_offset(pqxx::transaction_base& tx, const Event& ev) const;
 
-  std::string schema_, group_, cluster_id_;
+  std::string schema_, group_, results_topic_, cluster_id_;
 };
 
 /// @brief What a handler commits with its final transaction: the inbox row and the offset.
@@ -64,8 +70,11 @@ class InboxCommit : public EventCommit {
   int attempts_;
 };
 
-/// The result message of an event that reached a terminal state (DESIGN §2).
+/// The result message of an event that reached a terminal state (DESIGN §2), at most
+/// kMaxResultBytes serialized: past that, `errors` keeps its first entries, shortened, and
+/// `errors_truncated_from` says how many there were.
 nlohmann::json result_message(const Event& ev, const Outcome& o, double seconds);
+constexpr size_t kMaxResultBytes = 1000 * 1000;
 
 /// Publishes `msg` to `topic` with the dead-letter headers (error, attempts, source topic,
 /// partition, offset). Throws when the broker does not acknowledge it.

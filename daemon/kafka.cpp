@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -99,11 +100,21 @@ std::unique_ptr<RdKafka::Conf> kafka_conf(const config::Config& cfg, const std::
 
 namespace {
 
-/// Records the delivery outcome of the one message send() waits for.
+/// The delivery report of one message. Shared by send() and the report, which may come after
+/// send() stopped waiting (issue 16: a report must never write to memory that is gone).
+struct DeliveryState {
+  std::atomic<int> error{0};  // RdKafka::ErrorCode (local errors are negative)
+  std::atomic<bool> reported{false};
+};
+using Delivery = std::shared_ptr<DeliveryState>;
+
+/// Records the delivery outcome of a message send() produced, and frees its opaque.
 struct DeliveryWaiter : RdKafka::DeliveryReportCb {
   void dr_cb(RdKafka::Message& m) override {
-    auto* done = static_cast<std::atomic<int>*>(m.msg_opaque());
-    if (done) done->store(m.err() == RdKafka::ERR_NO_ERROR ? 1 : -int(m.err()));
+    std::unique_ptr<Delivery> done(static_cast<Delivery*>(m.msg_opaque()));
+    if (!done) return;
+    (*done)->error.store(int(m.err()));
+    (*done)->reported.store(true);
   }
 };
 DeliveryWaiter g_delivery;
@@ -120,6 +131,11 @@ Producer::Producer(const config::Config& cfg, const std::string& brokers, RdKafk
   }
   conf->set("enable.idempotence", "true", err);
   conf->set("linger.ms", "0", err);
+  // librdkafka gives up on a message after this long, and send() waits for that verdict: a
+  // message send() calls failed is not delivered later behind its back (the result outbox
+  // publishes it again, and would publish it twice).
+  if (!cfg.kafka.properties.count("message.timeout.ms") && !cfg.kafka.properties.count("delivery.timeout.ms"))
+    conf->set("message.timeout.ms", std::to_string(kDeliveryTimeoutMs), err);
   producer_.reset(RdKafka::Producer::create(conf.get(), err));
   if (!producer_) throw std::runtime_error("kafka producer: " + err);
 }
@@ -130,23 +146,28 @@ Producer::~Producer() {
 
 void Producer::send(const std::string& topic, const std::string& key, const std::string& payload,
                     const std::vector<std::pair<std::string, std::string>>& headers, int timeout_ms) {
-  std::atomic<int> done{0};
+  Delivery done = std::make_shared<DeliveryState>();
+  auto opaque = std::make_unique<Delivery>(done);  // the delivery report's copy; dr_cb frees it
   RdKafka::Headers* h = RdKafka::Headers::create();
   for (const auto& [k, v] : headers) h->add(k, v);
   auto err = producer_->produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
-                                const_cast<char*>(payload.data()), payload.size(), key.data(), key.size(), 0, h, &done);
+                                const_cast<char*>(payload.data()), payload.size(), key.data(), key.size(), 0, h,
+                                opaque.get());
   if (err != RdKafka::ERR_NO_ERROR) {
     delete h;
     throw std::runtime_error("cannot publish to " + topic + ": " + RdKafka::err2str(err));
   }
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (done.load() == 0 && std::chrono::steady_clock::now() < deadline) producer_->poll(50);
-  if (done.load() == 0) {
+  opaque.release();  // librdkafka owns it now: the report frees it (one never reported leaks, never dangles)
+  // The report comes by message.timeout.ms at the latest; the margin covers its way back.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms + 5000);
+  while (!done->reported.load() && std::chrono::steady_clock::now() < deadline) producer_->poll(50);
+  if (!done->reported.load()) {
     // the message may still go out; we stop waiting so shutdown stays bounded
     throw std::runtime_error("publishing to " + topic + " was not acknowledged within " + std::to_string(timeout_ms) + " ms");
   }
-  if (done.load() < 0)
-    throw std::runtime_error("publishing to " + topic + " failed: " + RdKafka::err2str(RdKafka::ErrorCode(-done.load())));
+  // (A local error such as a message timeout is a negative code: it once passed for success.)
+  if (const auto err = RdKafka::ErrorCode(done->error.load()); err != RdKafka::ERR_NO_ERROR)
+    throw std::runtime_error("publishing to " + topic + " failed: " + RdKafka::err2str(err));
 }
 
 }  // namespace ingestd

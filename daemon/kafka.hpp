@@ -50,9 +50,12 @@ class Producer {
   /// statistics (the daemon's readiness follows the broker states in them).
   Producer(const config::Config& cfg, const std::string& brokers, RdKafka::EventCb* events = nullptr);
   ~Producer();
-  /// Produces and waits for the broker's acknowledgement (up to timeout_ms). Throws on failure.
+  /// Produces and waits for the broker's acknowledgement or librdkafka's verdict that it failed
+  /// (message.timeout.ms, kDeliveryTimeoutMs unless kafka.properties set it; pass that as
+  /// timeout_ms). Throws on failure.
   void send(const std::string& topic, const std::string& key, const std::string& payload,
-            const std::vector<std::pair<std::string, std::string>>& headers = {}, int timeout_ms = 10000);
+            const std::vector<std::pair<std::string, std::string>>& headers = {}, int timeout_ms = kDeliveryTimeoutMs);
+  static constexpr int kDeliveryTimeoutMs = 10000;
   void poll() { producer_->poll(0); }
 
  private:

@@ -36,6 +36,8 @@ Metrics::Metrics()
       build_info(family(BuildGauge(), *registry, "ingestd_build_info", "Build information")),
       up(family(BuildGauge(), *registry, "ingestd_dependency_up", "1 when the dependency is reachable")),
       review_open(family(BuildGauge(), *registry, "ingestd_review_queue_open", "Rows waiting in the review queue")),
+      results_unpublished(family(BuildGauge(), *registry, "ingestd_results_unpublished",
+                                 "Result messages in the outbox that the broker has not acknowledged yet")),
       deferred_open(family(BuildGauge(), *registry, "ingestd_deferred_refs_open",
                            "Deferred references not resolved yet, by dataset and field")),
       reloads(family(BuildCounter(), *registry, "ingestd_reloads_total",
@@ -44,6 +46,7 @@ Metrics::Metrics()
                           "Fuzzy tiers: the best candidate's match weight of each row judged, by dataset and entity")) {
   build_info.Add({{"version", INGESTD_VERSION}}).Set(1);
   batches_running.Add({}).Set(0);
+  results_unpublished.Add({}).Set(0);
 }
 
 void Metrics::event(const std::string& topic, const std::string& outcome) {

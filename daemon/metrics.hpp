@@ -28,6 +28,7 @@ struct Metrics {
   prometheus::Family<prometheus::Gauge>& build_info;
   prometheus::Family<prometheus::Gauge>& up;
   prometheus::Family<prometheus::Gauge>& review_open;
+  prometheus::Family<prometheus::Gauge>& results_unpublished;
   prometheus::Family<prometheus::Gauge>& deferred_open;
   prometheus::Family<prometheus::Counter>& reloads;
   prometheus::Family<prometheus::Histogram>& match_weight;

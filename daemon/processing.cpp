@@ -58,7 +58,8 @@ void Runtime::answer(RdKafka::Message& msg, Event& ev) {
   {
     pqxx::work tx(worker_.db());
     if (auto dup = inbox_.answer_if_finished(tx, ev, "was already processed")) {
-      publish_result(ev, *dup, 0);
+      show_result(ev, *dup, 0);
+      publish_results();
       metrics_.event(ev.topic, "duplicate");
       commit_to_kafka(msg);
       return;
@@ -95,7 +96,8 @@ void Runtime::conclude(RdKafka::Message& msg, const Event& ev, const HandlerSpec
                        run.attempts, "attempts_exhausted");
   worker_.settle(ev, run);
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  publish_result(ev, o, secs);
+  show_result(ev, o, secs);
+  publish_results();
   const std::string target = spec.target(ev);
   metrics_.event(ev.topic, std::string(engine::to_string(o.status)));
   count_rows(target, o);
@@ -134,7 +136,10 @@ void Runtime::dead_letter(RdKafka::Message& msg, const Event& ev, const std::str
     throw engine::Unavailable(std::string("dead letter not published: ") + e.what());
   }
   metrics_.dead_letter(metric_reason);
-  if (record_dead_letter(ev, reason, attempts)) publish_result(ev, Outcome::failed(reason), 0);
+  if (record_dead_letter(ev, reason, attempts)) {
+    show_result(ev, Outcome::failed(reason), 0);
+    publish_results();
+  }
   metrics_.event(ev.topic, "dead_letter");
   commit_to_kafka(msg);
 }
@@ -163,13 +168,40 @@ bool Runtime::record_dead_letter(const Event& ev, const std::string& reason, int
   }
 }
 
-void Runtime::publish_result(const Event& ev, const Outcome& o, double seconds) {
-  const json r = result_message(ev, o, seconds);
-  status_.add_result(r);
+void Runtime::show_result(const Event& ev, const Outcome& o, double seconds) {
+  if (!ev.event_id.empty()) status_.add_result(result_message(ev, o, seconds));
+}
+
+void Runtime::publish_results() {
+  // The outbox's rows, oldest first, until the broker fails one: it stays for the next try (every
+  // few seconds, and after the next event). SKIP LOCKED: another instance's rows are its own.
+  size_t published = 0;
   try {
-    producer_->send(cfg_.kafka.topics.results, ev.event_id, r.dump());
+    pqxx::work tx(worker_.db());
+    const std::string outbox = tx.quote_name(cfg_.postgres.bookkeeping_schema) + ".result_outbox";
+    const auto rows = tx.exec("SELECT id, topic, event_id, payload FROM " + outbox +
+                              " ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED");
+    for (const auto& row : rows) {
+      try {
+        producer_->send(row[1].as<std::string>(), row[2].as<std::string>(), row[3].as<std::string>());
+      } catch (const std::exception& e) {
+        log_->error("result for event {} not published (kept in the outbox, tried again later): {}",
+                    excerpt(row[2].as<std::string>(), 64), e.what());
+        tx.exec_params("UPDATE " + outbox + " SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
+                       row[0].as<int64_t>(), excerpt(e.what(), 1000));
+        break;
+      }
+      tx.exec_params("DELETE FROM " + outbox + " WHERE id = $1", row[0].as<int64_t>());
+      ++published;
+    }
+    const auto waiting = tx.exec("SELECT count(*) FROM " + outbox)[0][0].as<int64_t>();
+    tx.commit();
+    metrics_.results_unpublished.Add({}).Set(double(waiting));
+    results_waiting_ = waiting > 0;
   } catch (const std::exception& e) {
-    log_->error("result for event {} not published: {}", ev.event_id, e.what());
+    // PostgreSQL is away (say): the rows wait there, the ones sent meanwhile are published again.
+    log_->warn("result outbox not settled ({} sent, to be sent again): {}", published, first_line(e.what()));
+    results_waiting_ = true;
   }
 }
 

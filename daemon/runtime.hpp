@@ -72,7 +72,11 @@ class Runtime : public RdKafka::RebalanceCb, public RdKafka::EventCb {
   void count_rows(const std::string& target, const Outcome& o);
   void dead_letter(RdKafka::Message& msg, const Event& ev, const std::string& reason, int attempts,
                    const std::string& metric_reason);
-  void publish_result(const Event& ev, const Outcome& o, double seconds);
+  /// Adds an event's result to /status (its message is queued in the outbox by the inbox).
+  void show_result(const Event& ev, const Outcome& o, double seconds);
+  /// Publishes the results queued in the outbox (result_outbox) and deletes what the broker
+  /// acknowledged; stops at the first failure. Also sets ingestd_results_unpublished.
+  void publish_results();
   void commit_to_kafka(RdKafka::Message& msg);
 
   config::Config cfg_;  // owned: SIGHUP swaps datasets and jobs between events
@@ -90,6 +94,7 @@ class Runtime : public RdKafka::RebalanceCb, public RdKafka::EventCb {
   std::unique_ptr<HttpServer> http_;
   std::atomic<bool> kafka_ok_{false}, started_{false};
   bool watchdog_ = false;
+  bool results_waiting_ = true;  // the outbox may hold results (at start: what the last run left)
   Clock::time_point last_refresh_{};
 };
 

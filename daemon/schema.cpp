@@ -1,6 +1,7 @@
 #include "daemon/schema.hpp"
 
 #include <iomanip>
+#include <iostream>
 #include <sstream>
 
 #include <openssl/evp.h>
@@ -72,6 +73,47 @@ std::unique_ptr<pqxx::connection> connect_migrated(const config::Config& cfg) {
   auto c = std::make_unique<pqxx::connection>(cfg.postgres.url);
   migrate_schema(*c, cfg.postgres.bookkeeping_schema);
   return c;
+}
+
+SchemaVersion read_schema_version(pqxx::connection& conn, const std::string& schema) {
+  SchemaVersion v;
+  v.expected = schema_migrations().empty() ? 0 : schema_migrations().back().version;
+  pqxx::read_transaction tx(conn);
+  const std::string table = tx.quote_name(schema) + ".schema_migrations";
+  if (tx.exec_params("SELECT to_regclass($1) IS NULL", table)[0][0].as<bool>()) return v;
+  v.applied = tx.exec("SELECT coalesce(max(version), 0) FROM " + table)[0][0].as<int>();
+  return v;
+}
+
+std::string schema_behind_message(const std::string& command, const std::string& schema, const SchemaVersion& v) {
+  const std::string fix =
+      "run `ingestd run` (it migrates at start) or `ingestd check --create-indexes` as the "
+      "daemon's database role; this command never migrates";
+  if (v.applied == 0)
+    return "ingestd " + command + ": the bookkeeping schema " + schema +
+           " does not exist yet (this binary expects version " + std::to_string(v.expected) + "): " + fix;
+  return "ingestd " + command + ": the bookkeeping schema " + schema + " is at version " + std::to_string(v.applied) +
+         ", this binary expects " + std::to_string(v.expected) + ": " + fix;
+}
+
+int run_read_only(const config::Config& cfg, const std::string& command,
+                  const std::function<int(pqxx::connection&)>& body) {
+  pqxx::connection conn(cfg.postgres.url);
+  const SchemaVersion v = read_schema_version(conn, cfg.postgres.bookkeeping_schema);
+  const std::string behind = v.behind() ? schema_behind_message(command, cfg.postgres.bookkeeping_schema, v) : "";
+  if (v.applied == 0) {
+    std::cerr << behind << "\n";
+    return 2;
+  }
+  if (v.behind()) std::cerr << behind << " (showing what the older schema has)\n";
+  try {
+    return body(conn);
+  } catch (const pqxx::sql_error& e) {
+    // 42P01 undefined table, 42703 undefined column, 42883 undefined function
+    if (!v.behind() || (e.sqlstate() != "42P01" && e.sqlstate() != "42703" && e.sqlstate() != "42883")) throw;
+    std::cerr << behind << "\n  (it needs what the older schema lacks: " << e.what() << ")\n";
+    return 2;
+  }
 }
 
 }  // namespace ingestd

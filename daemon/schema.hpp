@@ -1,6 +1,7 @@
 // Versioned bookkeeping-schema migrations, applied at start under an advisory lock.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,5 +34,26 @@ void migrate_schema(pqxx::connection& conn, const std::string& schema);
 void prepare_bookkeeping(pqxx::connection& conn, const config::Config& cfg);
 
 std::unique_ptr<pqxx::connection> connect_migrated(const config::Config& cfg);
+
+/// @brief How far a database's bookkeeping schema is migrated, against this binary.
+struct SchemaVersion {
+  int applied = 0;   ///< highest applied migration; 0 when the schema or its table is absent
+  int expected = 0;  ///< the last compiled-in migration
+  bool behind() const { return applied < expected; }
+};
+
+/// Reads which migrations `schema` has, with SELECT only (writes nothing, takes no lock).
+SchemaVersion read_schema_version(pqxx::connection& conn, const std::string& schema);
+
+/// "ingestd status: the bookkeeping schema ingestd is at version 5, this binary expects 7: …"
+/// — what a read-only command says when the schema is behind (or absent, applied 0).
+std::string schema_behind_message(const std::string& command, const std::string& schema, const SchemaVersion& v);
+
+/// Runs a command that only reads (status, review list, explain) on a connection that never
+/// migrates. A schema behind this binary is reported on stderr and the command still runs; if
+/// it is absent, or the command needs a table or column the older schema lacks, the message
+/// is printed and 2 returned.
+int run_read_only(const config::Config& cfg, const std::string& command,
+                  const std::function<int(pqxx::connection&)>& body);
 
 }  // namespace ingestd

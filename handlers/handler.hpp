@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -30,6 +31,7 @@ struct Event {
   int64_t offset = -1;
   nlohmann::json payload;
   bool from_cli = false;  // run by the operator at a terminal (load, run-job), not read from Kafka
+  std::chrono::steady_clock::time_point received = std::chrono::steady_clock::now();  // the result's duration_ms
 };
 
 /// @brief Per-entity row counts (the result message and ingestd_rows_total).

@@ -7,6 +7,7 @@
 
 #include "daemon/commands/commands.hpp"
 #include "daemon/commands/table.hpp"
+#include "daemon/schema.hpp"
 #include "handlers/engine/explain.hpp"
 
 namespace ingestd {
@@ -57,10 +58,9 @@ void print_record(const json& j) {
     std::cout << "  remembered key, tier " << k["tier"] << ": " << show(k["key"]) << "\n";
 }
 
-}  // namespace
-
-int cmd_explain(const config::Config& cfg, const std::string& a, const std::string& b, bool record, bool as_json) {
-  pqxx::connection c(cfg.postgres.url);
+/// What `explain` prints, read in one read-only transaction.
+int explain(pqxx::connection& c, const config::Config& cfg, const std::string& a, const std::string& b, bool record,
+            bool as_json) {
   pqxx::read_transaction tx(c);
   json j;
   if (record) {
@@ -87,6 +87,12 @@ int cmd_explain(const config::Config& cfg, const std::string& a, const std::stri
   else if (record) print_record(j);
   else print_row(j);
   return 0;
+}
+
+}  // namespace
+
+int cmd_explain(const config::Config& cfg, const std::string& a, const std::string& b, bool record, bool as_json) {
+  return run_read_only(cfg, "explain", [&](pqxx::connection& c) { return explain(c, cfg, a, b, record, as_json); });
 }
 
 }  // namespace ingestd

@@ -179,10 +179,14 @@ void record_decision(pqxx::transaction_base& tx, const engine::Bookkeeping& book
 
 int cmd_review(const config::Config& cfg, const std::string& action, int64_t id, const std::string& into,
                const std::string& actor, const ReviewListOptions& list) {
+  if (action == "list")
+    return run_read_only(cfg, "review list", [&](pqxx::connection& c) {
+      pqxx::read_transaction tx(c);
+      return list_items(tx, cfg, list);
+    });
   auto c = connect_migrated(cfg);
   pqxx::work tx(*c);
   const std::string bk = tx.quote_name(cfg.postgres.bookkeeping_schema);
-  if (action == "list") return list_items(tx, cfg, list);
   const std::optional<ReviewItem> item = lock_open_item(tx, bk, id);
   if (!item) return 1;
   ReviewTarget t = review_target(tx, cfg, item->dataset_or_job, item->table);

@@ -138,11 +138,9 @@ int status_of_batch(pqxx::transaction_base& tx, const std::string& bk, const std
   return 0;
 }
 
-}  // namespace
-
-int cmd_status(const config::Config& cfg, const std::string& batch, bool as_json) {
-  auto c = connect_migrated(cfg);
-  pqxx::read_transaction tx(*c);
+/// What `status` prints, read in one read-only transaction.
+int print_status(pqxx::connection& c, const config::Config& cfg, const std::string& batch, bool as_json) {
+  pqxx::read_transaction tx(c);
   const std::string bk = tx.quote_name(cfg.postgres.bookkeeping_schema);
   if (!batch.empty()) return status_of_batch(tx, bk, batch, as_json);
   const std::string select = std::string("SELECT ") + kBatchColumns + " FROM " + bk + ".batches WHERE ";
@@ -164,6 +162,12 @@ int cmd_status(const config::Config& cfg, const std::string& batch, bool as_json
   print_recent(recent);
   std::cout << "\nreview queue open: " << open_review << "    deferred references open: " << deferred << "\n";
   return 0;
+}
+
+}  // namespace
+
+int cmd_status(const config::Config& cfg, const std::string& batch, bool as_json) {
+  return run_read_only(cfg, "status", [&](pqxx::connection& c) { return print_status(c, cfg, batch, as_json); });
 }
 
 }  // namespace ingestd

@@ -486,3 +486,44 @@ def test_retriable_request_errors_neither_skip_nor_repeat(pg, broker, tmp_path):
         assert d.stop() == 0
     finally:
         d.stop(signal.SIGKILL)
+
+
+def test_results_survive_a_broker_outage_and_a_restart(pg, tmp_path):
+    """Issue 16 item 4: three batches finish while every broker is down; their results wait in
+    the outbox (ingestd_results_unpublished says how many), the daemon is killed with SIGKILL,
+    the brokers come back, and the restarted daemon publishes each result exactly once. The group
+    session outlasts the outage, so the events queued behind the first are not revoked."""
+    broker = Broker(tmp_path)
+    # librdkafka gives up on a result after 2 s (the daemon waits for that verdict), so the
+    # outage costs the test seconds, not minutes
+    text = people_config(session_timeout_ms=60000).replace('    heartbeat.interval.ms: "500"\n',
+                                   '    heartbeat.interval.ms: "500"\n    message.timeout.ms: "2000"\n')
+    d = Daemon(pg, broker, tmp_path / "d", chunk_rows=3, config_text=text)
+    try:
+        d.start()
+        slow_trigger(d, 0.3)
+        ids = [d.publish(d.file_event(d.inbox_file(f"o{k}.csv", people_csv(range(k * 10, k * 10 + 10),
+                                                                           base=70000000))))["event_id"]
+               for k in range(3)]
+        wait_committed(d, 0, ids[0])
+        broker.control("down all")
+        wait_until(lambda: d.sql("SELECT count(*) FROM ingestd.events WHERE status = 'completed'")[0][0] == 3, 120,
+                   "the three batches to complete while the brokers are down")
+        wait_until(lambda: metric(d.http("/metrics")[1], "ingestd_results_unpublished") == 3, 60,
+                   "ingestd_results_unpublished to say 3")
+        assert sorted(r[0] for r in d.sql("SELECT event_id FROM ingestd.result_outbox")) == sorted(ids)
+        kill9(d)
+        broker.control("up all")
+        d.start()
+        got = wait_results(d, ids, timeout=90)
+        got = settle_results(d, ids, 3)
+        assert all([x["status"] for x in got[e]] == ["completed"] for e in ids), got
+        assert all(got[e][0]["counts"]["person"]["inserted"] == 10 for e in ids), got
+        assert d.sql("SELECT count(*) FROM ingestd.result_outbox")[0][0] == 0
+        wait_until(lambda: metric(d.http("/metrics")[1], "ingestd_results_unpublished") == 0, 30,
+                   "ingestd_results_unpublished back to 0")
+        assert_people_exactly(d, [70000000 + i for i in range(30)])
+        assert d.stop() == 0
+    finally:
+        d.stop(signal.SIGKILL)
+        broker.stop()

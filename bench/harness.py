@@ -1,0 +1,86 @@
+"""What the load benchmarks share: a throwaway PostgreSQL (the tests' initdb cluster; tuned or
+on PostgreSQL's defaults), a fresh database per run, the indexes `ingestd check --create-indexes`
+makes (timed apart), and a timed `ingestd load` with the peak RSS of its process.
+
+    from harness import Bench, log
+    b = Bench(work_dir, chunk_rows=25000, pg_defaults=False)
+    url = b.database(schema_sql_text)
+    run = b.load("csv", config_path, url, data_path, "people")   # {"seconds", "rss_mib", "result", ...}
+    b.stop()
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+import psycopg2  # noqa: E402
+from conftest import BIN, Postgres  # noqa: E402,F401  (the tests' throwaway cluster)
+
+TUNED = ["shared_buffers=2GB", "max_wal_size=8GB"]
+
+
+def log(*a):
+    print(time.strftime("%H:%M:%S"), *a, file=sys.stderr, flush=True)
+
+
+def sql(url, q):
+    c = psycopg2.connect(url)
+    c.autocommit = True
+    c.cursor().execute(q)
+    c.close()
+
+
+class Bench:
+    """One throwaway PostgreSQL for a benchmark run; every load gets a database of its own."""
+
+    def __init__(self, work, chunk_rows, pg_defaults=False):
+        self.work, self.chunk_rows = Path(work), chunk_rows
+        self.pg = Postgres()
+        for kv in ([] if pg_defaults else TUNED):
+            k, v = kv.split("=", 1)
+            sql(self.pg.url(), f"ALTER SYSTEM SET {k} = '{v}'")
+        self.pg._run([str(self.pg.bindir / "pg_ctl"), "-D", str(self.pg.data), "-l", str(self.pg.log), "-w", "restart"])
+        self.settings = "PostgreSQL defaults" if pg_defaults else "tuned (" + ", ".join(TUNED) + ")"
+
+    def stop(self):
+        self.pg.stop()
+
+    def database(self, schema_sql):
+        url = self.pg.url(self.pg.create_db())
+        sql(url, schema_sql)
+        return url
+
+    def env(self, url):
+        return dict(os.environ, INGESTD_BROKERS="127.0.0.1:9", INGESTD_GROUP="bench", INGESTD_STATE=str(self.work),
+                    INGESTD_DATABASE_URL=url, INGESTD_HTTP="127.0.0.1:0", INGESTD_CHUNK_ROWS=str(self.chunk_rows))
+
+    def load(self, label, cfg, url, data, dataset):
+        """Makes the indexes the config's tiers need, then times `ingestd load DATA`; exits on failure."""
+        t = time.monotonic()
+        chk = subprocess.run([str(BIN), "check", "--create-indexes", "-c", str(cfg)], env=self.env(url),
+                             capture_output=True, text=True)
+        if chk.returncode:
+            raise SystemExit(f"check --create-indexes failed: {chk.stdout}{chk.stderr}")
+        idx = time.monotonic() - t
+        t = time.monotonic()
+        with open(self.work / f"{label.replace(' ', '_')}.stderr", "w+") as errf:
+            p = subprocess.Popen([str(BIN), "load", str(data), "--dataset", dataset, "-c", str(cfg)],
+                                 env=self.env(url), stdout=subprocess.PIPE, stderr=errf, text=True)
+            out = p.stdout.read()  # stderr goes to a file: neither pipe can fill and stall the load
+            _, status, usage = os.wait4(p.pid, 0)
+            wall = time.monotonic() - t
+            code = os.waitstatus_to_exitcode(status)
+            if code not in (0, 3):
+                errf.seek(0)
+                raise SystemExit(f"{label}: load exited {code}: {errf.read()[-2000:]}")
+        result = json.loads(out)
+        rss = usage.ru_maxrss // 1024  # this process's peak, not the largest of all children
+        log(f"{label}: {wall:.1f}s ({idx:.1f}s indexes), RSS {rss} MiB, {json.dumps(result['counts'])}")
+        return {"label": label, "seconds": wall, "index_seconds": idx, "rss_mib": rss, "result": result,
+                "counts": result["counts"], "bytes": Path(data).stat().st_size}
+
