@@ -118,9 +118,16 @@ void load_sources(Reader& r, const YAML::Node& n, const std::string& path,
   }
 }
 
-Config load(Reader& r, const YAML::Node& root) {
+/// The names of the datasets, nothing else of them (a publisher checks the name it sends).
+void name_datasets(Reader& r, const YAML::Node& n, Config& c) {
+  if (auto es = r.entries(n, "datasets"))
+    for (const auto& e : *es) c.datasets[e.key].name = e.key;
+}
+
+Config load(Reader& r, const YAML::Node& root, Sections sections) {
   Config c;
   c.path = r.file();
+  if (root.IsNull() && sections == Sections::Kafka) return c;  // the defaults: the embedded broker
   if (root.IsNull()) {
     r.problem(1, "", "the file is empty; at least postgres.url is required");
     return c;
@@ -130,6 +137,10 @@ Config load(Reader& r, const YAML::Node& root) {
   if (!top.ok()) return c;
 
   if (auto n = top.get("kafka")) load_kafka(r, *n, "kafka", c.kafka);
+  if (sections == Sections::Kafka) {
+    if (auto n = top.get("datasets")) name_datasets(r, *n, c);
+    return c;
+  }
   if (auto n = top.get("postgres"))
     load_postgres(r, *n, "postgres", c.postgres);
   else
@@ -157,7 +168,7 @@ Config load(Reader& r, const YAML::Node& root) {
 
 }  // namespace
 
-Config load_config_text(const std::string& text, const std::string& path) {
+Config load_config_text(const std::string& text, const std::string& path, Sections sections) {
   Reader reader(path);
   YAML::Node root;
   try {
@@ -166,18 +177,18 @@ Config load_config_text(const std::string& text, const std::string& path) {
     reader.problem(e.mark.is_null() ? 0 : e.mark.line + 1, "", "invalid YAML: " + e.msg);
     reader.finish();
   }
-  Config c = load(reader, root);
+  Config c = load(reader, root, sections);
   reader.finish();
   return c;
 }
 
-Config load_config(const std::string& path) {
+Config load_config(const std::string& path, Sections sections) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ConfigError({path + ": cannot read: " + std::strerror(errno)});
   std::ostringstream buf;
   buf << in.rdbuf();
   if (in.bad()) throw ConfigError({path + ": cannot read: " + std::strerror(errno)});
-  return load_config_text(buf.str(), path);
+  return load_config_text(buf.str(), path, sections);
 }
 
 }  // namespace ingestd::config

@@ -16,10 +16,16 @@ struct ConfigError : std::runtime_error {
   explicit ConfigError(std::vector<std::string> p);
 };
 
+/// Which parts of a config file a command reads.
+enum class Sections {
+  All,    // everything, validated (the daemon and every command that touches PostgreSQL)
+  Kafka,  // the kafka section only, validated; of the datasets only their names (`ingestd submit`)
+};
+
 /// Reads, substitutes ${VAR} and file:PATH values, validates and returns the config.
 /// Throws ConfigError listing every problem (not just the first).
-Config load_config(const std::string& path);
+Config load_config(const std::string& path, Sections sections = Sections::All);
 /// Same from text (path is used in messages only).
-Config load_config_text(const std::string& text, const std::string& path);
+Config load_config_text(const std::string& text, const std::string& path, Sections sections = Sections::All);
 
 }  // namespace ingestd::config

@@ -1,6 +1,6 @@
 // ingestd: one binary for the daemon and its operator commands (DESIGN §6). This file parses
 // the command line and hands over to the command (daemon/commands/, the daemon itself in
-// daemon/runtime.cpp). Exit codes: 0 ok, 1 failure, 2 usage or config error.
+// daemon/runtime.cpp). Exit codes: kExitCodesHelp below (daemon/commands/commands.hpp).
 #include <cstdlib>
 #include <iostream>
 
@@ -24,24 +24,25 @@ struct CommandLine {
            *submit_job = nullptr;
   CLI::App *rollback = nullptr, *status = nullptr, *review = nullptr, *review_list = nullptr, *review_merge = nullptr;
   CLI::App *dlq_replay = nullptr, *broker = nullptr, *explain = nullptr, *name_key = nullptr, *train = nullptr;
-  bool check_offline = false, check_create_indexes = false;
+  bool check_offline = false, check_create_indexes = false, check_json = false;
   std::vector<std::string> explain_args;
   bool explain_record = false, explain_json = false;
   std::string load_file, load_dataset;
   SubmitOptions job;  // run-job
-  bool load_dry = false;
+  bool load_dry = false, load_json = false;
   SubmitOptions submit;
   std::string rollback_batch;
-  bool rollback_dry = false;
+  bool rollback_dry = false, rollback_json = false;
   std::string status_batch;
   bool status_json = false;
   std::string review_into;
   ReviewListOptions review_page;
   int64_t review_id = 0;
   int64_t dlq_limit = 1000000;
-  bool dlq_dry = false;
+  bool dlq_dry = false, dlq_json = false;
   std::string train_dataset, train_file, train_output;
   size_t train_max_rows = 200000;
+  bool train_json = false, review_decision_json = false;  // review merge/distinct always print one JSON line
   EmbeddedBrokerOptions broker_options;
   CLI::App* merge = nullptr;
   std::string merge_table, merge_loser, merge_into;
@@ -60,15 +61,18 @@ void add_run_check_load(CLI::App& app, CommandLine& cl) {
   cl.check->add_flag("--offline", cl.check_offline, "do not connect to PostgreSQL");
   cl.check->add_flag("--create-indexes", cl.check_create_indexes,
                      "create the indexes identity tiers lack (CONCURRENTLY), and report them");
+  cl.check->add_flag("--json", cl.check_json, "print one JSON object: ok, problems, indexes");
   cl.load = with_config(app.add_subcommand("load", "Load one file through a dataset, without Kafka"), cl);
   cl.load->add_option("file", cl.load_file, "input file (the dataset's format; gzip/zstd too)")->required();
   cl.load->add_option("--dataset", cl.load_dataset, "dataset name")->required();
   cl.load->add_flag("--dry-run", cl.load_dry, "run everything, then roll back; report what would happen");
+  cl.load->add_flag("--json", cl.load_json, "print the result message on one line");
   cl.run_job = with_config(app.add_subcommand("run-job", "Run one configured job (or rollback, checks) without Kafka"), cl);
   cl.run_job->add_option("name", cl.job.job, "job name")->required();
   cl.run_job->add_option("--mode", cl.job.mode, "full or incremental");
   cl.run_job->add_option("--param", cl.job.params, "KEY=VALUE, repeatable");
   cl.run_job->add_flag("--dry-run", cl.job.dry_run, "run everything, then roll back; report what would happen");
+  cl.run_job->add_flag("--json", cl.job.json, "print the result message on one line");
 }
 
 void add_submit(CLI::App& app, CommandLine& cl) {
@@ -93,7 +97,8 @@ void add_submit(CLI::App& app, CommandLine& cl) {
   for (auto* sc : {file, job}) {
     sc->add_flag("--dry-run", s.dry_run, "ask for a dry run");
     sc->add_flag("--wait", s.wait, "wait for the result message and print it");
-    sc->add_option("--timeout", s.timeout_s, "seconds to wait with --wait")->capture_default_str();
+    sc->add_option("--timeout", s.timeout_s, "seconds to wait with --wait (then exit 4)")->capture_default_str();
+    sc->add_flag("--json", s.json, "print the event (or with --wait its result) on one line");
   }
   cl.submit_file = file;
   cl.submit_job = job;
@@ -104,6 +109,7 @@ void add_operator_commands(CLI::App& app, CommandLine& cl) {
       app.add_subcommand("rollback", "Roll back a batch: delete what it inserted, restore what it overwrote"), cl);
   cl.rollback->add_option("batch", cl.rollback_batch, "batch id (UUID)")->required();
   cl.rollback->add_flag("--dry-run", cl.rollback_dry, "report what would be undone, change nothing");
+  cl.rollback->add_flag("--json", cl.rollback_json, "print the report on one line");
 
   cl.status = with_config(app.add_subcommand("status", "Running and recent batches, or one batch in detail"), cl);
   cl.status->add_option("batch", cl.status_batch, "batch id");
@@ -123,6 +129,8 @@ void add_operator_commands(CLI::App& app, CommandLine& cl) {
   cl.review_merge->add_option("id", cl.review_id, "review item id")->required();
   cl.review_merge->add_option("--into", cl.review_into, "record id to merge into (default: the candidate a fuzzy tier named)");
   distinct->add_option("id", cl.review_id, "review item id")->required();
+  for (auto* decision : {cl.review_merge, distinct})
+    decision->add_flag("--json", cl.review_decision_json, "print one JSON object (the default)");
 
   cl.explain = with_config(app.add_subcommand("explain", "Why a row landed where it did (BATCH ROW), or which rows made "
                                                       "a record (--record TABLE ID)"),
@@ -138,12 +146,14 @@ void add_operator_commands(CLI::App& app, CommandLine& cl) {
   cl.train->add_option("file", cl.train_file, "a file of the dataset's data")->required();
   cl.train->add_option("--output", cl.train_output, "weights file to write (default: the tier's weights:)");
   cl.train->add_option("--max-rows", cl.train_max_rows, "read at most this many rows")->capture_default_str();
+  cl.train->add_flag("--json", cl.train_json, "print the weights as one JSON object");
 
   auto* dlq = app.add_subcommand("dlq", "Dead letters");
   dlq->require_subcommand(1);
   cl.dlq_replay = with_config(dlq->add_subcommand("replay", "Republish dead letters to the topics they came from"), cl);
   cl.dlq_replay->add_option("--limit", cl.dlq_limit, "replay at most this many")->capture_default_str();
   cl.dlq_replay->add_flag("--dry-run", cl.dlq_dry, "count what would be replayed");
+  cl.dlq_replay->add_flag("--json", cl.dlq_json, "print the counts on one line");
 }
 
 void add_embedded_broker(CLI::App& app, CommandLine& cl) {
@@ -176,10 +186,11 @@ std::string cli_actor() {
 
 int dispatch(const CommandLine& cl, const config::Config& cfg) {
   if (cl.run->parsed()) return cmd_run(cfg);
-  if (cl.check->parsed()) return cmd_check(cfg, cl.config_path, cl.check_offline, cl.check_create_indexes);
+  if (cl.check->parsed())
+    return cmd_check(cfg, cl.config_path, cl.check_offline, cl.check_create_indexes, cl.check_json);
   if (cl.explain->parsed())
     return cmd_explain(cfg, cl.explain_args.at(0), cl.explain_args.at(1), cl.explain_record, cl.explain_json);
-  if (cl.load->parsed()) return cmd_load(cfg, cl.load_file, cl.load_dataset, cl.load_dry);
+  if (cl.load->parsed()) return cmd_load(cfg, cl.load_file, cl.load_dataset, cl.load_dry, cl.load_json);
   if (cl.run_job->parsed()) {
     SubmitOptions job = cl.job;
     job.submitted_by = cli_actor();
@@ -190,14 +201,32 @@ int dispatch(const CommandLine& cl, const config::Config& cfg) {
     const std::string action = cl.review_list->parsed() ? "list" : cl.review_merge->parsed() ? "merge" : "distinct";
     return cmd_review(cfg, action, cl.review_id, cl.review_into, cli_actor(), cl.review_page);
   }
-  if (cl.dlq_replay->parsed()) return cmd_dlq_replay(cfg, cl.dlq_limit, cl.dlq_dry);
+  if (cl.dlq_replay->parsed()) return cmd_dlq_replay(cfg, cl.dlq_limit, cl.dlq_dry, cl.dlq_json);
   if (cl.merge->parsed())
     return cmd_merge(cfg, cl.merge_table, cl.merge_loser, cl.merge_into, cl.merge_dry, cl.merge_json, cli_actor());
-  if (cl.train->parsed()) return cmd_train(cfg, cl.train_dataset, cl.train_file, cl.train_output, cl.train_max_rows);
-  if (cl.rollback->parsed()) return cmd_rollback(cfg, cl.rollback_batch, cl.rollback_dry, cli_actor());
+  if (cl.train->parsed())
+    return cmd_train(cfg, cl.train_dataset, cl.train_file, cl.train_output, cl.train_max_rows, cl.train_json);
+  if (cl.rollback->parsed())
+    return cmd_rollback(cfg, cl.rollback_batch, cl.rollback_dry, cli_actor(), cl.rollback_json);
   if (cl.submit_file->parsed()) return cmd_submit_file(cfg, cl.submit);
   if (cl.submit_job->parsed()) return cmd_submit_job(cfg, cl.submit);
   return 0;
+}
+
+constexpr const char* kExitCodesHelp =
+    "Exit codes: 0 completed, 1 failed, 2 usage or config error, 3 completed with rejects, "
+    "4 timed out waiting (submit --wait).";
+
+/// The exit codes under every command's --help.
+void add_exit_codes_footer(CLI::App& app) {
+  app.footer(kExitCodesHelp);
+  for (CLI::App* sc : app.get_subcommands([](CLI::App*) { return true; })) add_exit_codes_footer(*sc);
+}
+
+/// The config file as the command needs it: `submit` reads only its kafka section.
+config::Config load_command_config(const CommandLine& cl) {
+  const bool publisher = cl.submit_file->parsed() || cl.submit_job->parsed();
+  return config::load_config(cl.config_path, publisher ? config::Sections::Kafka : config::Sections::All);
 }
 
 }  // namespace
@@ -213,11 +242,12 @@ int main(int argc, char** argv) {
   add_operator_commands(app, cl);
   add_merge(app, cl);
   add_embedded_broker(app, cl);
+  add_exit_codes_footer(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
-    return rc == 0 ? 0 : 2;
+    return rc == 0 ? kExitCompleted : kExitUsage;
   }
   setup_logging(cl.log_level);
   install_signals();
@@ -226,18 +256,18 @@ int main(int argc, char** argv) {
 
   config::Config cfg;
   try {
-    cfg = config::load_config(cl.config_path);
+    cfg = load_command_config(cl);
   } catch (const config::ConfigError& e) {
     std::cerr << "ingestd: invalid config:\n" << e.what() << std::endl;
-    return 2;
+    return kExitUsage;
   } catch (const std::exception& e) {
     std::cerr << "ingestd: " << e.what() << std::endl;
-    return 2;
+    return kExitUsage;
   }
   try {
     return dispatch(cl, cfg);
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
-    return 1;
+    return kExitFailed;
   }
 }

@@ -98,11 +98,11 @@ using HandlerFn = Outcome (*)(const Event&, Services&, EventCommit&);
 /// Checks a payload beyond its required fields: the reason to dead-letter it, or "".
 using ValidateFn = std::string (*)(const config::Config&, const Event&);
 
-/// @brief One event type: the topic it arrives on, its fields, its checks and its handler.
+/// @brief One event type: the topic it arrives on, its checks and its handler. Its fields and
+/// their types are its JSON Schema's to say: schemas/TYPE.schema.json (handlers/event_schema.hpp).
 struct HandlerSpec {
   std::string type;
   std::string topic_key;                      // "files" or "jobs" (config topics.*)
-  std::vector<std::string> required_strings;  // payload fields that must be non-empty strings
   std::string target_field;                   // the payload field naming its dataset or job
   std::vector<std::string> builtin_targets;   // targets that are no dataset (no last-success series)
   ValidateFn validate;
@@ -137,9 +137,9 @@ std::vector<std::pair<std::string, std::string>> consumed_topics(const config::C
 /// The topic key of a consumed topic ("" for a topic no handler consumes).
 std::string topic_key_of(const config::Config& cfg, const std::string& topic);
 
-/// Checks an event's payload beyond the required fields: the field types every event shares,
-/// then its handler's own checks (unknown dataset, bad option types). Returns the reason it
-/// must be dead-lettered, or "".
+/// Checks an event's payload: its type's JSON Schema (fields, their types), then its handler's
+/// own checks that a schema cannot express (unknown dataset or job, a job events may not run).
+/// Returns the reason it must be dead-lettered, or "".
 std::string validate_event(const config::Config& cfg, const Event& ev);
 
 /// A string echoed into a reason: itself when short, otherwise its first `max` bytes (cut on a

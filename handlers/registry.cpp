@@ -1,6 +1,7 @@
 // The one list of handlers: adding an event type is one folder and one line here.
 #include <algorithm>
 
+#include "handlers/event_schema.hpp"
 #include "handlers/file_arrival/file_arrival.hpp"
 #include "handlers/handler.hpp"
 #include "handlers/migration_request/migration_request.hpp"
@@ -9,10 +10,9 @@ namespace ingestd {
 
 const std::vector<HandlerSpec>& handler_registry() {
   static const std::vector<HandlerSpec> handlers = {
-      {"file.arrived", "files", {"event_id", "type", "dataset", "uri"}, "dataset", {}, &file_arrival::validate,
-       &file_arrival::handle},
-      {"job.requested", "jobs", {"event_id", "type", "job"}, "job", migration_request::builtin_jobs(),
-       &migration_request::validate, &migration_request::handle},
+      {"file.arrived", "files", "dataset", {}, &file_arrival::validate, &file_arrival::handle},
+      {"job.requested", "jobs", "job", migration_request::builtin_jobs(), &migration_request::validate,
+       &migration_request::handle},
   };
   return handlers;
 }
@@ -49,14 +49,7 @@ std::string topic_key_of(const config::Config& cfg, const std::string& topic) {
 }
 
 std::string validate_event(const config::Config& cfg, const Event& ev) {
-  const auto& p = ev.payload;
-  for (const char* f : {"source_system", "program", "submitted_by", "sha256", "mode"})
-    if (p.contains(f) && !p[f].is_null() && !p[f].is_string()) return std::string("field ") + f + " must be a string";
-  if (p.contains("dry_run") && !p["dry_run"].is_null() && !p["dry_run"].is_boolean()) return "field dry_run must be a boolean";
-  if (p.contains("size_bytes") && !p["size_bytes"].is_null() && !p["size_bytes"].is_number_unsigned())
-    return "field size_bytes must be a non-negative integer";
-  if (p.contains("options") && !p["options"].is_null() && !p["options"].is_object()) return "field options must be an object";
-  if (p.contains("params") && !p["params"].is_null() && !p["params"].is_object()) return "field params must be an object";
+  if (auto problem = schema_problem(ev.type, ev.payload); !problem.reason.empty()) return problem.reason;
   const HandlerSpec* spec = find_handler(ev.type);
   return spec && spec->validate ? spec->validate(cfg, ev) : "";
 }
@@ -99,12 +92,9 @@ EventVetting vet_event(const config::Config& cfg, Event& ev, const std::string& 
   if (!v.spec) return refuse("unknown event type " + excerpt(ev.type), "unknown_type");
   if (v.spec->topic_key != topic_key)
     return refuse("event type " + ev.type + " does not belong on topic " + ev.topic, "wrong_topic");
-  for (const auto& f : v.spec->required_strings) {
-    if (!ev.payload.contains(f)) return refuse("missing required field " + f, "missing_field");
-    if (!ev.payload[f].is_string() || ev.payload[f].get<std::string>().empty())
-      return refuse("field " + f + " must be a non-empty string", "wrong_type");
-  }
-  if (auto why = validate_event(cfg, ev); !why.empty())
+  if (auto problem = schema_problem(ev.type, ev.payload); !problem.reason.empty())
+    return refuse(problem.reason, problem.missing_field ? "missing_field" : "wrong_type");
+  if (auto why = v.spec->validate ? v.spec->validate(cfg, ev) : ""; !why.empty())
     return refuse(why, why.rfind("unknown", 0) == 0       ? "unknown_target"
                        : why.rfind("not allowed", 0) == 0 ? "not_allowed"
                                                           : "wrong_type");

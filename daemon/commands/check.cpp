@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
 #include "daemon/commands/commands.hpp"
@@ -35,18 +36,23 @@ std::vector<std::string> format_problems(const config::Config& cfg) {
   return out;
 }
 
-/// The index behind every identity tier; with `create`, the missing ones are made. Problems
-/// (a tier without an index) go to `problems`.
-void check_identity_indexes(pqxx::connection& c, const config::Config& cfg, bool create,
-                            std::vector<std::string>& problems) {
+/// @brief What `ingestd check` found: problems (exit 2) and the identity indexes it saw or made.
+struct CheckReport {
+  std::vector<std::string> problems, indexes;
+  bool offline = false;
+};
+
+/// The index behind every identity tier; with `create`, the missing ones are made. A tier
+/// without an index is a problem.
+void check_identity_indexes(pqxx::connection& c, const config::Config& cfg, bool create, CheckReport& report) {
   for (const auto& [name, ds] : cfg.datasets) {
     auto reports = engine::identity_indexes(c, ds, cfg.postgres.bookkeeping_schema);
     if (create) engine::create_identity_indexes(c, reports);
     for (const auto& r : reports) {
-      if (r.created) std::cout << r.where << ": created: " << r.create_index << "\n";
+      if (r.created) report.indexes.push_back(r.where + ": created: " + r.create_index);
       else if (!r.index.empty())
-        std::cout << r.where << ": " << r.table << " index " << r.index << engine::block_size_note(r) << "\n";
-      else problems.push_back(engine::missing_index_problem(r));
+        report.indexes.push_back(r.where + ": " + r.table + " index " + r.index + engine::block_size_note(r));
+      else report.problems.push_back(engine::missing_index_problem(r));
     }
   }
 }
@@ -61,35 +67,53 @@ void warn_untrained(const config::Config& cfg, const std::string& config_path) {
                   << "`ingestd train " << name << " FILE`\n";
 }
 
-}  // namespace
-
-int cmd_check(const config::Config& cfg, const std::string& config_path, bool offline, bool create_indexes) {
-  std::vector<std::string> problems = format_problems(cfg);
-  warn_untrained(cfg, config_path);
-  if (offline || !problems.empty()) {
-    for (auto& p : problems) std::cerr << config_path << ": " << p << "\n";
-    if (problems.empty()) std::cout << config_path << ": ok (offline)\n";
-    return problems.empty() ? 0 : 2;
+/// Prints the report: lines for a person (problems on stderr), or one JSON object.
+int print_check(const CheckReport& r, const config::Config& cfg, const std::string& config_path, bool as_json) {
+  const bool ok = r.problems.empty();
+  if (as_json) {
+    nlohmann::json j = {{"config", config_path}, {"ok", ok},        {"offline", r.offline},
+                        {"problems", r.problems}, {"indexes", r.indexes}, {"datasets", cfg.datasets.size()},
+                        {"jobs", cfg.jobs.size()}};
+    std::cout << j.dump() << std::endl;
+  } else {
+    for (const auto& line : r.indexes) std::cout << line << "\n";
+    for (const auto& p : r.problems) std::cerr << config_path << ": " << p << "\n";
+    if (ok && r.offline) std::cout << config_path << ": ok (offline)\n";
+    if (ok && !r.offline)
+      std::cout << config_path << ": ok (" << cfg.datasets.size() << " datasets, " << cfg.jobs.size() << " jobs)\n";
   }
+  return ok ? kExitCompleted : kExitUsage;
+}
+
+/// Checks against the database: tables, columns, job statements, identity indexes.
+void check_online(const config::Config& cfg, bool create_indexes, CheckReport& report) {
   // Read-only unless asked to create indexes: then the bookkeeping schema (which holds
   // name_key, the function name indexes use) is brought up to date first.
   auto c = create_indexes ? connect_migrated(cfg) : std::make_unique<pqxx::connection>(cfg.postgres.url);
   for (const auto& [name, ds] : cfg.datasets)
-    for (auto& p : engine::check_dataset_schema(*c, ds)) problems.push_back(p);
-  for (auto& p : check_job_statements(cfg, *c)) problems.push_back(p);
-  if (problems.empty()) {
+    for (auto& p : engine::check_dataset_schema(*c, ds)) report.problems.push_back(p);
+  for (auto& p : check_job_statements(cfg, *c)) report.problems.push_back(p);
+  if (report.problems.empty()) {
     if (!bookkeeping_ready(*c, cfg.postgres.bookkeeping_schema))
-      problems.push_back("postgres.bookkeeping_schema: " + cfg.postgres.bookkeeping_schema + " is not migrated yet, so "
-                         "the identity indexes cannot be checked; run `ingestd check --create-indexes` or start the "
-                         "daemon once");
+      report.problems.push_back("postgres.bookkeeping_schema: " + cfg.postgres.bookkeeping_schema + " is not migrated "
+                                "yet, so the identity indexes cannot be checked; run `ingestd check --create-indexes` "
+                                "or start the daemon once");
     else
-      check_identity_indexes(*c, cfg, create_indexes, problems);
+      check_identity_indexes(*c, cfg, create_indexes, report);
   }
   if (create_indexes) engine::compact_identity_memory(*c, cfg);
-  for (auto& p : problems) std::cerr << config_path << ": " << p << "\n";
-  if (!problems.empty()) return 2;
-  std::cout << config_path << ": ok (" << cfg.datasets.size() << " datasets, " << cfg.jobs.size() << " jobs)\n";
-  return 0;
+}
+
+}  // namespace
+
+int cmd_check(const config::Config& cfg, const std::string& config_path, bool offline, bool create_indexes,
+              bool as_json) {
+  CheckReport report;
+  report.problems = format_problems(cfg);
+  report.offline = offline;
+  warn_untrained(cfg, config_path);
+  if (!offline && report.problems.empty()) check_online(cfg, create_indexes, report);
+  return print_check(report, cfg, config_path, as_json);
 }
 
 }  // namespace ingestd

@@ -1,6 +1,6 @@
 // The commands of `ingestd` (DESIGN §6), one file each; daemon/main.cpp parses the command line
-// and calls one. Each returns the exit code (0 ok, 1 failed, 2 usage or config error); what
-// it cannot handle it throws, and main logs it and exits 1.
+// and calls one. Each returns an exit code (ExitCode); what it cannot handle it throws, and main
+// logs it and exits 1.
 #pragma once
 
 #include <cstdint>
@@ -12,15 +12,30 @@
 #include <pqxx/pqxx>
 
 #include "config/model.hpp"
+#include "handlers/engine/bookkeeping.hpp"
 
 namespace ingestd {
+
+/// The exit codes of every command (DESIGN §6; `ingestd --help` lists them).
+enum ExitCode : int {
+  kExitCompleted = 0,    // done (a dry run, a duplicate, a published event too)
+  kExitFailed = 1,       // failed, or refused
+  kExitUsage = 2,        // usage or config error
+  kExitRejects = 3,      // completed with rejects
+  kExitTimedOut = 4,     // no result within --timeout (submit --wait)
+};
+/// The exit code of a run that ended with `status`.
+int exit_code(engine::ResultStatus status);
+/// The exit code of a result message's status (unknown words count as completed).
+int exit_code(const std::string& result_status);
 
 /// `ingestd run`: the daemon, until SIGTERM (daemon/runtime.cpp).
 int cmd_run(const config::Config& cfg);
 
-/// `ingestd check [--offline] [--create-indexes]`: the config, that its tables and columns exist,
-/// and the index behind every identity tier (made with --create-indexes).
-int cmd_check(const config::Config& cfg, const std::string& config_path, bool offline, bool create_indexes);
+/// `ingestd check [--offline] [--create-indexes] [--json]`: the config, that its tables and columns
+/// exist, and the index behind every identity tier (made with --create-indexes).
+int cmd_check(const config::Config& cfg, const std::string& config_path, bool offline, bool create_indexes,
+              bool as_json);
 
 /// `ingestd explain BATCH ROW` / `ingestd explain --record TABLE ID`.
 int cmd_explain(const config::Config& cfg, const std::string& a, const std::string& b, bool record, bool as_json);
@@ -33,8 +48,10 @@ int cmd_name_key();
 /// plan; each named by its key path.
 std::vector<std::string> check_job_statements(const config::Config& cfg, pqxx::connection& target);
 
-/// `ingestd load FILE --dataset NAME [--dry-run]`: one file through the pipeline, without Kafka.
-int cmd_load(const config::Config& cfg, const std::string& file, const std::string& dataset, bool dry_run);
+/// `ingestd load FILE --dataset NAME [--dry-run] [--json]`: one file through the pipeline, without
+/// Kafka; its result message on stdout (on one line with --json).
+int cmd_load(const config::Config& cfg, const std::string& file, const std::string& dataset, bool dry_run,
+             bool as_json);
 
 /// @brief The options of `ingestd submit file|job` (and of run-job).
 struct SubmitOptions {
@@ -42,6 +59,7 @@ struct SubmitOptions {
   std::string job, mode;
   std::vector<std::string> params;  // KEY=VALUE
   bool dry_run = false, wait = false;
+  bool json = false;  // one JSON object on one line
   int timeout_s = 120;
 };
 /// `ingestd submit file PATH --dataset NAME`: publishes a file.arrived event as an uploader would.
@@ -56,8 +74,9 @@ std::optional<nlohmann::json> job_request(const SubmitOptions& o, const std::str
 /// without Kafka; the result message on stdout, exit codes as load.
 int cmd_run_job(const config::Config& cfg, const SubmitOptions& o);
 
-/// `ingestd rollback BATCH [--dry-run]`.
-int cmd_rollback(const config::Config& cfg, const std::string& batch, bool dry_run, const std::string& actor);
+/// `ingestd rollback BATCH [--dry-run] [--json]`: what was undone, as JSON (on one line with --json).
+int cmd_rollback(const config::Config& cfg, const std::string& batch, bool dry_run, const std::string& actor,
+                 bool as_json);
 
 /// `ingestd status [BATCH]`: running and recent batches as a table (or JSON), or one batch.
 int cmd_status(const config::Config& cfg, const std::string& batch, bool as_json);
@@ -72,9 +91,10 @@ int cmd_review(const config::Config& cfg, const std::string& action, int64_t id,
                const std::string& actor, const ReviewListOptions& list = {});
 
 /// `ingestd train DATASET FILE`: m/u weights of the dataset's fuzzy tier, estimated from FILE
-/// (at most max_rows rows), written to `output` (default: the file the tier names).
+/// (at most max_rows rows), written to `output` (default: the file the tier names); with
+/// `as_json` the weights are printed as one JSON object.
 int cmd_train(const config::Config& cfg, const std::string& dataset, const std::string& file, std::string output,
-              size_t max_rows);
+              size_t max_rows, bool as_json);
 
 /// `ingestd merge TABLE LOSER --into WINNER [--dry-run] [--json]`: two records of an entity's
 /// table become one, as one batch that `ingestd rollback` undoes (0 merged, 1 refused, 2 usage).
@@ -83,7 +103,8 @@ int cmd_merge(const config::Config& cfg, const std::string& table, const std::st
 
 /// `ingestd dlq replay`: republishes dead letters to the topics they came from (header
 /// source_topic), up to `limit`, and commits its own position so nothing is replayed twice.
-int cmd_dlq_replay(const config::Config& cfg, int64_t limit, bool dry_run);
+/// Prints what it did as JSON (on one line with `as_json`).
+int cmd_dlq_replay(const config::Config& cfg, int64_t limit, bool dry_run, bool as_json);
 
 /// @brief The options of `ingestd embedded-broker`.
 struct EmbeddedBrokerOptions {

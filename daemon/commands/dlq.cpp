@@ -36,7 +36,7 @@ std::string source_topic(RdKafka::Message& m) {
 
 }  // namespace
 
-int cmd_dlq_replay(const config::Config& cfg, int64_t limit, bool dry_run) {
+int cmd_dlq_replay(const config::Config& cfg, int64_t limit, bool dry_run, bool as_json) {
   const std::string brokers = resolve_brokers(cfg);
   auto conf = kafka_conf(cfg, brokers);
   std::string err;
@@ -93,8 +93,8 @@ int cmd_dlq_replay(const config::Config& cfg, int64_t limit, bool dry_run) {
   }
   c->close();
   nlohmann::json out = {{"replayed", n}, {"by_topic", replayed}, {"refused", refused}, {"dry_run", dry_run}};
-  std::cout << out.dump(2) << std::endl;
-  return 0;
+  std::cout << out.dump(as_json ? -1 : 2) << std::endl;
+  return kExitCompleted;
 }
 
 }  // namespace ingestd

@@ -96,19 +96,10 @@ Event load_event(const std::string& instance, const std::string& abs, const std:
   return ev;
 }
 
-/// Exit codes of the commands that run an event (DESIGN §6): 0 completed (or a dry run), 1
-/// failed, 3 completed with rejects.
-int exit_code(engine::ResultStatus status) {
-  switch (status) {
-    case engine::ResultStatus::Failed: return 1;
-    case engine::ResultStatus::CompletedWithRejects: return 3;
-    default: return 0;
-  }
-}
-
 /// Runs `ev` as the daemon would, in this process, and prints its result message. `extra_root`:
 /// a directory the operator named by hand, allowed for this run only.
-int run_locally(const config::Config& cfg, const Event& ev, const std::string& command, const std::string& extra_root) {
+int run_locally(const config::Config& cfg, const Event& ev, const std::string& command, const std::string& extra_root,
+                bool one_line) {
   const std::string instance = instance_id();
   config::Config local = cfg;
   if (!extra_root.empty()) local.files.allowed_roots.push_back(extra_root);
@@ -137,19 +128,34 @@ int run_locally(const config::Config& cfg, const Event& ev, const std::string& c
     return 1;
   }
   worker.settle(ev, run);
-  std::cout << result_message(ev, run.outcome, std::chrono::duration<double>(Clock::now() - t0).count()).dump(2)
+  std::cout << result_message(ev, run.outcome, std::chrono::duration<double>(Clock::now() - t0).count())
+                   .dump(one_line ? -1 : 2)
             << std::endl;
   return exit_code(run.outcome.status);
 }
 
 }  // namespace
 
-int cmd_load(const config::Config& cfg, const std::string& file, const std::string& dataset, bool dry_run) {
+int exit_code(engine::ResultStatus status) {
+  switch (status) {
+    case engine::ResultStatus::Failed: return kExitFailed;
+    case engine::ResultStatus::CompletedWithRejects: return kExitRejects;
+    default: return kExitCompleted;
+  }
+}
+
+int exit_code(const std::string& result_status) {
+  for (auto s : {engine::ResultStatus::Failed, engine::ResultStatus::CompletedWithRejects})
+    if (engine::to_string(s) == result_status) return exit_code(s);
+  return kExitCompleted;
+}
+
+int cmd_load(const config::Config& cfg, const std::string& file, const std::string& dataset, bool dry_run, bool as_json) {
   std::error_code ec;
   const std::string abs = std::filesystem::absolute(file, ec).string();
   // The operator names the file by hand: its own directory is an allowed root for this run.
   return run_locally(cfg, load_event(instance_id(), abs, dataset, dry_run), "load",
-                     std::filesystem::path(abs).parent_path().string());
+                     std::filesystem::path(abs).parent_path().string(), as_json);
 }
 
 int cmd_run_job(const config::Config& cfg, const SubmitOptions& o) {
@@ -165,7 +171,7 @@ int cmd_run_job(const config::Config& cfg, const SubmitOptions& o) {
   ev.topic = "cli";
   ev.from_cli = true;
   ev.payload = std::move(*payload);
-  return run_locally(cfg, ev, "run-job", "");
+  return run_locally(cfg, ev, "run-job", "", o.json);
 }
 
 }  // namespace ingestd

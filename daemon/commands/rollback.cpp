@@ -10,13 +10,14 @@
 
 namespace ingestd {
 
-int cmd_rollback(const config::Config& cfg, const std::string& batch, bool dry_run, const std::string& actor) {
+int cmd_rollback(const config::Config& cfg, const std::string& batch, bool dry_run, const std::string& actor,
+                 bool as_json) {
   auto c = connect_migrated(cfg);
   auto r = engine::rollback_batch(*c, cfg, batch, dry_run, actor, nullptr);
   nlohmann::json out = {
       {"batch_id", batch}, {"status", engine::to_string(r.status)}, {"errors", r.errors}, {"rollback", r.stats}};
-  std::cout << out.dump(2) << std::endl;
-  return r.status == engine::ResultStatus::Failed ? 1 : 0;
+  std::cout << out.dump(as_json ? -1 : 2) << std::endl;
+  return exit_code(r.status);
 }
 
 }  // namespace ingestd

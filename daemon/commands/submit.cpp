@@ -1,8 +1,10 @@
 // `ingestd submit file|job`: a reference uploader. It publishes the event and, with --wait,
-// reads the results topic until the event's result arrives. Needs only the `kafka` section.
+// reads the results topic, from its end as it was before publishing, until the event's result
+// arrives. Needs only the `kafka` section (config::Sections::Kafka).
 #include <chrono>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include <openssl/rand.h>
 
@@ -34,44 +36,86 @@ std::string new_uuid() {
   return buf;
 }
 
-/// Waits for the result of `event_id` on the results topic (reads it from the beginning).
-int wait_for_result(const config::Config& cfg, const std::string& brokers, const std::string& event_id, int timeout_s) {
-  auto conf = kafka_conf(cfg, brokers);
-  std::string err;
-  conf->set("group.id", "ingestd-submit-" + new_uuid(), err);
-  conf->set("enable.auto.commit", "false", err);
-  conf->set("auto.offset.reset", "earliest", err);
-  std::unique_ptr<RdKafka::KafkaConsumer> c(RdKafka::KafkaConsumer::create(conf.get(), err));
-  if (!c) throw std::runtime_error(err);
-  c->subscribe({cfg.kafka.topics.results});
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  while (std::chrono::steady_clock::now() < deadline && !stop_requested()) {
-    std::unique_ptr<RdKafka::Message> m(c->consume(500));
-    if (!m || m->err() != RdKafka::ERR_NO_ERROR) continue;
-    auto j = json::parse(std::string(static_cast<const char*>(m->payload()), m->len()), nullptr, false);
-    if (j.is_discarded() || j.value("event_id", "") != event_id) continue;
-    std::cout << j.dump(2) << std::endl;
-    c->close();
-    return j.value("status", "") == "failed" ? 1 : 0;
+/// @brief A reader of the results topic positioned at its current end, made before the event is
+/// published, so its result cannot slip by and no earlier result is read again.
+class ResultReader {
+ public:
+  ResultReader(const config::Config& cfg, const std::string& brokers) : topic_(cfg.kafka.topics.results) {
+    auto conf = kafka_conf(cfg, brokers);
+    std::string err;
+    conf->set("group.id", "ingestd-submit-" + new_uuid(), err);  // never joined nor committed: assign() below
+    conf->set("enable.auto.commit", "false", err);
+    conf->set("auto.offset.reset", "earliest", err);  // a partition made after the watermarks were read
+    consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
+    if (!consumer_) throw std::runtime_error(err);
+    assign_at_end();
   }
-  c->close();
-  std::cerr << "ingestd submit: no result for event " << event_id << " within " << timeout_s << "s\n";
-  return 1;
-}
+  ~ResultReader() { consumer_->close(); }
 
-/// Publishes `ev` keyed by its dataset or job; prints it, or with --wait its result.
+  /// The result of `event_id`, or nullopt when none came within `timeout_s` (or on SIGINT).
+  std::optional<json> wait_for(const std::string& event_id, int timeout_s) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+    while (std::chrono::steady_clock::now() < deadline && !stop_requested()) {
+      std::unique_ptr<RdKafka::Message> m(consumer_->consume(500));
+      if (!m || m->err() != RdKafka::ERR_NO_ERROR) continue;
+      auto j = json::parse(std::string(static_cast<const char*>(m->payload()), m->len()), nullptr, false);
+      if (j.is_object() && j.value("event_id", "") == event_id) return j;
+    }
+    return std::nullopt;
+  }
+
+ private:
+  /// Every partition of the results topic at its high watermark; a topic that does not exist yet
+  /// is subscribed to from its beginning instead (it holds only results from now on).
+  void assign_at_end() {
+    std::unique_ptr<RdKafka::Topic> t(RdKafka::Topic::create(consumer_.get(), topic_, nullptr, err_));
+    RdKafka::Metadata* raw = nullptr;
+    if (t && consumer_->metadata(false, t.get(), &raw, 10000) == RdKafka::ERR_NO_ERROR) {
+      std::unique_ptr<RdKafka::Metadata> md(raw);
+      std::vector<RdKafka::TopicPartition*> parts;
+      for (const auto* tm : *md->topics())
+        if (tm->topic() == topic_ && tm->err() == RdKafka::ERR_NO_ERROR)
+          for (const auto* pm : *tm->partitions()) {
+            int64_t low = 0, high = 0;
+            if (consumer_->query_watermark_offsets(topic_, pm->id(), &low, &high, 10000) != RdKafka::ERR_NO_ERROR)
+              throw std::runtime_error("cannot read the end of " + topic_ + " partition " + std::to_string(pm->id()));
+            parts.push_back(RdKafka::TopicPartition::create(topic_, pm->id(), high));
+          }
+      if (!parts.empty()) {
+        consumer_->assign(parts);
+        RdKafka::TopicPartition::destroy(parts);
+        return;
+      }
+    }
+    consumer_->subscribe({topic_});
+  }
+
+  std::string topic_, err_;
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
+};
+
+/// Publishes `ev` keyed by its dataset or job; prints it, or with --wait its result. Exit codes
+/// (DESIGN §6): 0 published or completed, 1 failed, 3 completed with rejects, 4 no result in time.
 int publish(const config::Config& cfg, const std::string& brokers, const std::string& topic, const std::string& key,
             const json& ev, const SubmitOptions& o) {
+  std::optional<ResultReader> results;
+  if (o.wait) results.emplace(cfg, brokers);
   {
     Producer p(cfg, brokers);
     p.send(topic, key, ev.dump());
   }
   if (!o.wait) {
-    std::cout << ev.dump(2) << std::endl;
-    return 0;
+    std::cout << ev.dump(o.json ? -1 : 2) << std::endl;
+    return kExitCompleted;
   }
   std::cerr << "published event " << o.event_id << " to " << topic << "; waiting for its result\n";
-  return wait_for_result(cfg, brokers, o.event_id, o.timeout_s);
+  const auto result = results->wait_for(o.event_id, o.timeout_s);
+  if (!result) {
+    std::cerr << "ingestd submit: no result for event " << o.event_id << " within " << o.timeout_s << "s\n";
+    return kExitTimedOut;
+  }
+  std::cout << result->dump(o.json ? -1 : 2) << std::endl;
+  return exit_code(result->value("status", ""));
 }
 
 }  // namespace
@@ -79,9 +123,10 @@ int publish(const config::Config& cfg, const std::string& brokers, const std::st
 int cmd_submit_file(const config::Config& cfg, SubmitOptions o) {
   const std::string brokers = resolve_brokers(cfg);
   if (o.event_id.empty()) o.event_id = new_uuid();
-  if (!cfg.datasets.count(o.dataset)) {
+  // A config of only `kafka:` names no datasets: the daemon's dead letter then tells.
+  if (!cfg.datasets.empty() && !cfg.datasets.count(o.dataset)) {
     std::cerr << "ingestd submit: unknown dataset " << o.dataset << "\n";
-    return 2;
+    return kExitUsage;
   }
   auto abs = std::filesystem::absolute(o.path).lexically_normal().string();
   auto [sha, size] = file_arrival::file_digest(abs);
@@ -120,7 +165,7 @@ int cmd_submit_job(const config::Config& cfg, SubmitOptions o) {
   auto ev = job_request(o, "", error);
   if (!ev) {
     std::cerr << "ingestd submit job: " << error << "\n";
-    return 2;
+    return kExitUsage;
   }
   o.event_id = (*ev)["event_id"];
   return publish(cfg, brokers, cfg.kafka.topics.jobs, o.job, *ev, o);

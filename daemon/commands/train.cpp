@@ -11,6 +11,7 @@
 #include <set>
 #include <unordered_map>
 
+#include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
 #include "daemon/commands/commands.hpp"
@@ -83,10 +84,29 @@ void print_weights(const config::FuzzyTier& tier, const engine::TrainedWeights& 
               w.weight_for(0.5), w.weight_for(0.99), w.weight_for(0.999), tier.merge_at, tier.review_at);
 }
 
+/// What training found: lines for a person, or one JSON object (--json).
+void print_training(const config::FuzzyTier& tier, const engine::TrainedWeights& w, size_t rows,
+                    const std::string& file, const std::string& output, bool as_json) {
+  if (!as_json) {
+    std::printf("trained on %zu rows of %s; wrote %s\n", rows, file.c_str(), output.c_str());
+    print_weights(tier, w);
+    return;
+  }
+  nlohmann::json levels = nlohmann::json::array();
+  for (size_t k = 0; k < tier.compare.size(); ++k)
+    for (size_t l = 0; l < w.m[k].size(); ++l)
+      levels.push_back({{"field", tier.compare[k].field}, {"level", engine::level_name(tier.compare[k], l)},
+                        {"m", w.m[k][l]}, {"u", w.u[k][l]}, {"weight", std::log2(w.m[k][l] / w.u[k][l])}});
+  const nlohmann::json j = {{"rows", rows},          {"file", file},           {"output", output},
+                            {"levels", levels},      {"blocked_pairs", w.blocked_pairs},
+                            {"random_pairs", w.random_pairs}, {"em_rounds", w.iterations}, {"converged", w.converged}};
+  std::cout << j.dump() << std::endl;
+}
+
 }  // namespace
 
 int cmd_train(const config::Config& cfg, const std::string& dataset, const std::string& file, std::string output,
-              size_t max_rows) {
+              size_t max_rows, bool as_json) {
   const auto ds = cfg.datasets.find(dataset);
   if (ds == cfg.datasets.end()) {
     std::cerr << "ingestd train: no dataset " << dataset << "\n";
@@ -138,9 +158,8 @@ int cmd_train(const config::Config& cfg, const std::string& dataset, const std::
     std::cerr << "ingestd train: cannot write " << output << ": " << std::strerror(errno) << "\n";
     return 1;
   }
-  std::printf("trained on %zu rows of %s; wrote %s\n", rows.size(), file.c_str(), output.c_str());
-  print_weights(tier, w);
-  return 0;
+  print_training(tier, w, rows.size(), file, output, as_json);
+  return kExitCompleted;
 }
 
 }  // namespace ingestd

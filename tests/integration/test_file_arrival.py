@@ -143,7 +143,7 @@ def test_bad_events_are_dead_lettered_and_daemon_stays_up(daemon):
         (json.dumps({"event_id": "e-2", "type": "file.arrived", "dataset": "nope", "uri": "file:///x"}),
          "unknown dataset nope"),
         (json.dumps({"event_id": "e-3", "type": "file.arrived", "dataset": 5, "uri": "file:///x"}),
-         "field dataset must be a non-empty string"),
+         "schema: /properties/dataset: expected string, got number"),
         (json.dumps({"event_id": "e-4", "type": "party.started"}), "unknown event type"),
     ]
     for payload, _ in bad:

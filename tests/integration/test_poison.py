@@ -102,9 +102,10 @@ def test_poison_events_do_not_stall_the_partition(daemon):
     errors = [x["headers"]["error"] for x in dl]
     assert len(dl) == 7, errors
     expected = {"nul": "contains a NUL character", "long_id": "field event_id is 10240 bytes; the limit is 255",
-                "wrong_types": "field dry_run must be a boolean", "deep": "JSON nested deeper than 64 levels",
+                "wrong_types": "schema: /properties/dry_run: expected boolean or null, got string",
+                "deep": "JSON nested deeper than 64 levels",
                 "big_name": "unknown dataset " + "d" * 200 + "… (800000 bytes)",
-                "big_key": "field dry_run must be a boolean",
+                "big_key": "schema: /properties/dry_run: expected boolean or null, got string",
                 "refused": "event refused: ERROR:  events marked refuse me are not stored"}
     for name, reason in expected.items():
         assert sum(reason in e for e in errors) == (2 if name in ("wrong_types", "big_key") else 1), (name, errors)

@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include "handlers/event_schema.hpp"
 #include "handlers/handler.hpp"
 #include "handlers/migration_request/migration_request.hpp"
 
@@ -37,10 +38,12 @@ TEST_CASE("vet_event: number overflow is malformed JSON, not an escaped exceptio
 TEST_CASE("vet_event refuses with the reason the dead letter carries") {
   CHECK(vet("{nope").metric == "malformed");
   CHECK(vet("[1]").reason == "event is not a JSON object");
-  CHECK(vet(R"({"type":"file.arrived","event_id":"e","dataset":"people"})").reason == "missing required field uri");
+  CHECK(vet(R"({"type":"file.arrived","event_id":"e","dataset":"people"})").reason ==
+        "schema: /required: missing required field uri");
+  CHECK(vet(R"({"type":"file.arrived","event_id":"e","dataset":"people"})").metric == "missing_field");
   CHECK(vet(R"({"type":"file.arrived","event_id":"e","dataset":"zzz","uri":"file:///x"})").reason == "unknown dataset zzz");
   CHECK(vet(R"({"type":"file.arrived","event_id":"e","dataset":"people","uri":"file:///x","dry_run":"yes"})").reason ==
-        "field dry_run must be a boolean");
+        "schema: /properties/dry_run: expected boolean or null, got string");
   CHECK(vet(R"({"type":"job.requested","event_id":"e","job":"x"})").metric == "wrong_topic");
   CHECK(vet(R"({"type":"job.requested","event_id":"e","job":"x"})", "jobs").reason == "unknown job x");
 }
@@ -121,4 +124,27 @@ TEST_CASE("a reason echoes at most an excerpt of a long name") {
   CHECK(excerpt("short") == "short");
   // never cuts a UTF-8 character in two: "é" is two bytes, the cut lands before it
   CHECK(excerpt("aé", 2) == "a… (3 bytes)");
+}
+
+TEST_CASE("the schema names the failing path: nested options, lengths, numbers") {
+  auto with = [](const std::string& field) { return vet(file_event_with(field)); };
+  CHECK(with(R"("size_bytes":"12")").reason == "schema: /properties/size_bytes: expected integer or null, got string");
+  CHECK(with(R"("size_bytes":1.5)").reason == "schema: /properties/size_bytes: expected integer or null, got number");
+  CHECK(with(R"("size_bytes":-1)").reason == "schema: /properties/size_bytes: expected a number >= 0, got -1");
+  CHECK(with(R"("size_bytes":-1)").metric == "wrong_type");
+  CHECK(with(R"("options":{"delimiter":";;"})").reason.rfind("schema: /properties/options/properties/delimiter: ", 0) ==
+        0);
+  CHECK(with(R"("options":{"encoding":1})").reason ==
+        "schema: /properties/options/properties/encoding: expected string, got number");
+  CHECK(vet(R"({"type":"file.arrived","event_id":"","dataset":"people","uri":"file:///x"})")
+            .reason.rfind("schema: /properties/event_id: ", 0) == 0);
+  CHECK(with(R"("size_bytes":12,"options":{"delimiter":";"},"sha256":null,"anything":[1])").reason == "");
+}
+
+TEST_CASE("the schemas are compiled in and parse") {
+  for (const char* name : {"file.arrived", "job.requested", "result"}) {
+    CAPTURE(name);
+    REQUIRE(schema_texts().count(name) == 1);
+    CHECK(schema_problem(name, nlohmann::json::object()).reason != "");
+  }
 }
