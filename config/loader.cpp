@@ -30,6 +30,7 @@ using detail::join;
 using detail::line_of;
 using detail::MapView;
 using detail::Reader;
+using detail::Words;
 
 void load_kafka(Reader& r, const YAML::Node& n, const std::string& path, Kafka& k) {
   MapView m(r, n, path,
@@ -90,6 +91,20 @@ void load_processing(Reader& r, const YAML::Node& n, const std::string& path, Pr
     if (auto d = r.number(*v, m.path("stall_limit_seconds"), 1.0)) p.stall_limit_seconds = *d;
 }
 
+const Words<LogFormat> kLogFormatWords = {{"text", LogFormat::Text}, {"json", LogFormat::Json}};
+
+void load_logging(Reader& r, const YAML::Node& n, const std::string& path, Logging& l) {
+  MapView m(r, n, path, {"level", "format"});
+  if (!m.ok()) return;
+  if (auto v = m.get("level")) {
+    Words<std::string> levels;
+    for (const auto& name : kLogLevels) levels.emplace_back(name, name);
+    if (auto level = r.choice(*v, m.path("level"), levels)) l.level = *level;
+  }
+  if (auto v = m.get("format"))
+    if (auto f = r.choice(*v, m.path("format"), kLogFormatWords)) l.format = *f;
+}
+
 /// Check: every job processing.event_jobs names exists (a typo would refuse a job silently).
 void check_event_jobs(Reader& r, const Config& c) {
   if (!c.processing.event_jobs) return;
@@ -133,7 +148,7 @@ Config load(Reader& r, const YAML::Node& root, Sections sections) {
     return c;
   }
   MapView top(r, root, "",
-              {"kafka", "postgres", "http", "files", "processing", "sources", "datasets", "jobs"});
+              {"kafka", "postgres", "http", "files", "processing", "logging", "sources", "datasets", "jobs"});
   if (!top.ok()) return c;
 
   if (auto n = top.get("kafka")) load_kafka(r, *n, "kafka", c.kafka);
@@ -148,6 +163,7 @@ Config load(Reader& r, const YAML::Node& root, Sections sections) {
   if (auto n = top.get("http")) load_http(r, *n, "http", c.http);
   if (auto n = top.get("files")) load_files(r, *n, "files", c.files);
   if (auto n = top.get("processing")) load_processing(r, *n, "processing", c.processing);
+  if (auto n = top.get("logging")) load_logging(r, *n, "logging", c.logging);
   if (auto n = top.get("sources")) load_sources(r, *n, "sources", c.sources);
 
   if (auto n = top.get("datasets")) {

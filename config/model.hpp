@@ -225,6 +225,16 @@ struct Processing {
 
 struct Source { std::string name, url; };
 
+enum class LogFormat { Text, Json };
+/// The levels `logging.level` and `--log-level` accept (spdlog's names).
+inline const std::vector<std::string> kLogLevels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+
+/// `logging:`: the level and line format; a reload changes both, the command line overrides them.
+struct Logging {
+  std::string level = "info";
+  LogFormat format = LogFormat::Text;
+};
+
 struct Config {
   std::string path;                 // file it was loaded from
   Kafka kafka;
@@ -232,6 +242,7 @@ struct Config {
   Http http;
   Files files;
   Processing processing;
+  Logging logging;
   std::map<std::string, Source> sources;
   std::map<std::string, Dataset> datasets;
   std::map<std::string, Job> jobs;

@@ -19,7 +19,7 @@ namespace {
 /// @brief The subcommands and the values their options fill in.
 struct CommandLine {
   std::string config_path = "/etc/ingestd/ingestd.yaml";
-  std::string log_level = "info";
+  std::string log_level = "info", log_format = "text";
   CLI::App *run = nullptr, *check = nullptr, *load = nullptr, *run_job = nullptr, *submit_file = nullptr,
            *submit_job = nullptr;
   CLI::App *rollback = nullptr, *status = nullptr, *review = nullptr, *review_list = nullptr, *review_merge = nullptr;
@@ -178,6 +178,27 @@ void add_merge(CLI::App& app, CommandLine& cl) {
   cl.merge->add_flag("--json", cl.merge_json, "print one JSON line");
 }
 
+/// Options accepted before or after the subcommand (`ingestd check -c x.yaml --log-level debug`):
+/// a subcommand hands the options it does not know to the app (fallthrough).
+void add_global_options(CLI::App& app, CommandLine& cl) {
+  app.fallthrough();  // before add_subcommand: subcommands inherit it
+  app.add_option("-c,--config", cl.config_path, "config file")->capture_default_str();
+  app.add_option("--log-level", cl.log_level, "log level (default: the config's logging.level, else info)")
+      ->check(CLI::IsMember(config::kLogLevels));
+  app.add_option("--log-format", cl.log_format, "text, or json: one JSON object per line (default: the config's "
+                                                "logging.format, else text)")
+      ->check(CLI::IsMember({"text", "json"}));
+}
+
+/// The log settings given on the command line: they win over the config's.
+LogOverrides log_overrides(const CLI::App& app, const CommandLine& cl) {
+  LogOverrides o;
+  if (app.get_option("--log-level")->count()) o.level = cl.log_level;
+  if (app.get_option("--log-format")->count())
+    o.format = cl.log_format == "json" ? config::LogFormat::Json : config::LogFormat::Text;
+  return o;
+}
+
 /// Who a command acts for in the audit trail.
 std::string cli_actor() {
   const char* user = std::getenv("USER");
@@ -236,7 +257,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", INGESTD_VERSION);
   CommandLine cl;
-  app.add_option("--log-level", cl.log_level, "trace, debug, info, warn, error")->capture_default_str();
+  add_global_options(app, cl);
   add_run_check_load(app, cl);
   add_submit(app, cl);
   add_operator_commands(app, cl);
@@ -249,7 +270,7 @@ int main(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? kExitCompleted : kExitUsage;
   }
-  setup_logging(cl.log_level);
+  setup_logging(log_overrides(app, cl));
   install_signals();
   if (cl.broker->parsed()) return cmd_embedded_broker(cl.broker_options);
   if (cl.name_key->parsed()) return cmd_name_key();
@@ -257,6 +278,7 @@ int main(int argc, char** argv) {
   config::Config cfg;
   try {
     cfg = load_command_config(cl);
+    apply_log_config(cfg.logging);
   } catch (const config::ConfigError& e) {
     std::cerr << "ingestd: invalid config:\n" << e.what() << std::endl;
     return kExitUsage;

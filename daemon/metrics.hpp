@@ -8,6 +8,7 @@
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
+#include <prometheus/metric_family.h>
 #include <prometheus/registry.h>
 
 namespace ingestd {
@@ -32,6 +33,11 @@ struct Metrics {
   prometheus::Family<prometheus::Gauge>& deferred_open;
   prometheus::Family<prometheus::Counter>& reloads;
   prometheus::Family<prometheus::Histogram>& match_weight;
+  prometheus::Family<prometheus::Gauge>& reload_ok;
+  prometheus::Family<prometheus::Counter>& publish_failures;
+  prometheus::Family<prometheus::Counter>& input_bytes;
+  prometheus::Family<prometheus::Gauge>& batch_rows;
+  prometheus::Family<prometheus::Gauge>& last_progress;
 
   Metrics();
   void event(const std::string& topic, const std::string& outcome);
@@ -41,7 +47,27 @@ struct Metrics {
   void observe_db(const std::string& op, double seconds);
   /// The best candidate's match weight of a row a fuzzy tier judged.
   void observe_match_weight(const std::string& dataset, const std::string& entity, double weight);
+  /// A batch starts or ends: no rows read yet, and the progress time is now.
+  void batch_boundary();
+  /// The running batch read on: `rows` so far, `new_bytes` more of `dataset`'s input; the
+  /// progress time is now (a batch without progress for long is stuck).
+  void progress(const std::string& dataset, int64_t rows, uint64_t new_bytes);
+  /// The exposition: every family above, then the process's own (process_*).
   std::string serialize() const;
 };
+
+/// @brief What /proc/self/stat says of the process (proc(5)), in clock ticks.
+struct ProcStat {
+  double utime = 0, stime = 0;  // CPU time in user and kernel mode
+  double start = 0;             // start time after boot
+  bool ok = false;              // false: the text did not parse
+};
+/// Parses /proc/self/stat; the command name in parentheses may hold spaces and parentheses.
+ProcStat parse_proc_stat(const std::string& text);
+
+/// The process metrics Prometheus clients export (process_start_time_seconds,
+/// process_resident_memory_bytes, process_cpu_seconds_total, process_open_fds,
+/// process_max_fds), read from /proc/self now: prometheus-cpp has no process collector.
+std::vector<prometheus::MetricFamily> process_metrics();
 
 }  // namespace ingestd

@@ -72,8 +72,10 @@ void Runtime::answer(RdKafka::Message& msg, Event& ev) {
                        {"target", spec.target(ev)},
                        {"started_at_unix", std::time(nullptr)}});
   metrics_.batches_running.Add({}).Increment();
+  metrics_.batch_boundary();
   const Worker::Run run = worker_.run(spec, ev);
   metrics_.batches_running.Add({}).Decrement();
+  metrics_.batch_boundary();
   status_.set_current(nullptr);
   conclude(msg, ev, spec, run, t0);
 }
@@ -107,7 +109,8 @@ void Runtime::conclude(RdKafka::Message& msg, const Event& ev, const HandlerSpec
     static const prometheus::Histogram::BucketBoundaries b{0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600};
     metrics_.batch_duration.Add({{"dataset", target}}, b).Observe(secs);
   }
-  log_->info("event {} ({} {}): {} in {:.2f}s", ev.event_id, ev.type, target, engine::to_string(o.status), secs);
+  log_->info("event {} ({} {}): {} in {:.2f}s{}", ev.event_id, ev.type, target, engine::to_string(o.status), secs,
+             o.batch_id.empty() ? "" : ", batch " + o.batch_id);
   commit_to_kafka(msg);
 }
 
@@ -132,6 +135,7 @@ void Runtime::dead_letter(RdKafka::Message& msg, const Event& ev, const std::str
     publish_dead_letter(*producer_, cfg_.kafka.topics.dead_letter, msg, reason, attempts);
   } catch (const std::exception& e) {
     // Not acknowledged: do not store the offset, the event comes back once the brokers answer.
+    metrics_.publish_failures.Add({{"kind", "dead_letter"}}).Increment();
     log_->error("dead letter not published ({}); the event stays unconsumed", e.what());
     throw engine::Unavailable(std::string("dead letter not published: ") + e.what());
   }
@@ -185,6 +189,7 @@ void Runtime::publish_results() {
       try {
         producer_->send(row[1].as<std::string>(), row[2].as<std::string>(), row[3].as<std::string>());
       } catch (const std::exception& e) {
+        metrics_.publish_failures.Add({{"kind", "result"}}).Increment();
         log_->error("result for event {} not published (kept in the outbox, tried again later): {}",
                     excerpt(row[2].as<std::string>(), 64), e.what());
         tx.exec_params("UPDATE " + outbox + " SET attempts = attempts + 1, last_error = $2 WHERE id = $1",

@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include <pqxx/pqxx>
+#include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
 #include "config/loader.hpp"
@@ -127,7 +128,7 @@ void Runtime::feed_watchdog(std::stop_token stop, std::chrono::microseconds inte
 }
 
 void Runtime::reload() {
-  sd_notify(0, "RELOADING=1\nSTATUS=reloading datasets and jobs");
+  sd_notify(0, "RELOADING=1\nSTATUS=reloading datasets, jobs and logging");
   try {
     config::Config fresh = config::load_config(cfg_.path);
     std::vector<std::string> problems;
@@ -139,14 +140,19 @@ void Runtime::reload() {
       for (auto& p : problems) all += (all.empty() ? "" : "; ") + p;
       throw std::runtime_error(all);
     }
-    // Only datasets and jobs change on reload; connections, topics and listeners need a restart.
+    // Only datasets, jobs and logging change on reload; connections, topics and listeners need a restart.
     cfg_.datasets = std::move(fresh.datasets);
     cfg_.jobs = std::move(fresh.jobs);
     cfg_.sources = std::move(fresh.sources);
+    cfg_.logging = fresh.logging;
+    apply_log_config(cfg_.logging);
     metrics_.reloads.Add({{"outcome", "success"}}).Increment();
-    log_->info("reloaded {}: {} datasets, {} jobs", cfg_.path, cfg_.datasets.size(), cfg_.jobs.size());
+    metrics_.reload_ok.Add({}).Set(1);
+    log_->info("reloaded {}: {} datasets, {} jobs, log level {}", cfg_.path, cfg_.datasets.size(), cfg_.jobs.size(),
+               spdlog::level::to_string_view(spdlog::default_logger()->level()));
   } catch (const std::exception& e) {
     metrics_.reloads.Add({{"outcome", "failure"}}).Increment();
+    metrics_.reload_ok.Add({}).Set(0);
     log_->error("reload of {} refused, keeping the running datasets and jobs: {}", cfg_.path, e.what());
   }
   sd_notify(0, "READY=1\nSTATUS=consuming");
@@ -202,6 +208,8 @@ void Runtime::init_metrics() {
     metrics_.retries.Add({{"reason", reason}});
   metrics_.reloads.Add({{"outcome", "success"}});
   metrics_.reloads.Add({{"outcome", "failure"}});
+  metrics_.reload_ok.Add({}).Set(1);  // the config it started with is valid
+  for (const char* kind : {"result", "dead_letter"}) metrics_.publish_failures.Add({{"kind", kind}});
   // The last success survives a restart: it is in the batches table. A record merge (by hand,
   // `ingestd merge`) loads nothing: it says nothing of how fresh the data is.
   pqxx::read_transaction tx(worker_.db());

@@ -18,6 +18,16 @@ std::string instance_id() {
   return std::string(host) + ":" + std::to_string(getpid());
 }
 
+LogContext event_log_context(const HandlerSpec& spec, const Event& ev) {
+  LogContext c;
+  c.event_id = ev.event_id;
+  c.target_kind = spec.topic_key == "jobs" ? "job" : "dataset";
+  c.target = spec.target(ev);
+  if (ev.payload.is_object() && ev.payload.contains("uri") && ev.payload["uri"].is_string())
+    c.uri = ev.payload["uri"].get<std::string>();
+  return c;
+}
+
 Worker::Worker(const config::Config& cfg, Metrics& metrics, const Inbox& inbox, std::string instance,
                std::function<void()> keepalive)
     : cfg_(cfg),
@@ -37,6 +47,7 @@ pqxx::connection& Worker::db() {
 }
 
 Worker::Run Worker::run(const HandlerSpec& spec, const Event& ev) {
+  const ScopedLogContext context(event_log_context(spec, ev));
   Run r;
   for (;;) {
     ++r.attempts;

@@ -14,6 +14,7 @@
 
 #include "config/model.hpp"
 #include "daemon/inbox.hpp"
+#include "daemon/logging.hpp"
 #include "daemon/metrics.hpp"
 #include "handlers/handler.hpp"
 
@@ -21,6 +22,9 @@ namespace ingestd {
 
 /// host:pid, the owner of the batches this process runs.
 std::string instance_id();
+
+/// What the lines logged while `ev` runs carry: its id, its dataset or job, its file's URI.
+LogContext event_log_context(const HandlerSpec& spec, const Event& ev);
 
 class Worker {
  public:

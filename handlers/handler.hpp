@@ -127,6 +127,10 @@ Outcome fail_batch(Services& svc, EventCommit& commit, const std::string& batch_
 Outcome run_batch(Services& svc, EventCommit& commit, const std::string& batch_id, const std::function<Outcome()>& work,
                   const std::function<std::string(const pqxx::sql_error&)>& describe);
 
+/// What a batch's end line says of its outcome: status, rows read, each entity's counts, the
+/// reject file, a failure's reason.
+std::string batch_summary(const Outcome& o);
+
 /// The one list of handlers (handlers/registry.cpp).
 const std::vector<HandlerSpec>& handler_registry();
 /// The handler of an event type, or nullptr.

@@ -220,6 +220,7 @@ LoadResult LoadRun::run(const FinalStep& final_step, const BeforeFinal& before_f
   std::unique_ptr<pqxx::work> outer;
   if (single_tx) outer = std::make_unique<pqxx::work>(conn_);
   int64_t number = 0;
+  uint64_t bytes_counted = 0;  // of the source, on ingestd_input_bytes_total
   ChunkReader reader([&](Chunk& c, const std::atomic<bool>& cancel) { read_chunk(c, number, cancel); });
   for (;;) {
     Chunk chunk = reader.take();
@@ -241,6 +242,8 @@ LoadResult LoadRun::run(const FinalStep& final_step, const BeforeFinal& before_f
       log_->info("batch {}: chunk of rows {}-{} in {:.0f} ms ({} rejected)", req_.batch_id, chunk.rows.front().number,
                  chunk.rows.back().number, secs * 1000, chunk.errors.rows);
     rejects_.write(chunk.errors);
+    svc_.metrics.progress(ds_.name, result_.rows_read, chunk.bytes - std::min(chunk.bytes, bytes_counted));
+    bytes_counted = chunk.bytes;
     if (svc_.keepalive) svc_.keepalive();
     if (chunk.last) break;
     if (svc_.stopping.load() && !single_tx) {

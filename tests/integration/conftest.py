@@ -171,6 +171,7 @@ class Daemon:
             self.create_indexes()  # idempotent: daemons sharing a database each ask
         self.proc = None
         self.log = self.tmp / "ingestd.log"
+        self.args = []  # more command-line arguments for `ingestd run`
 
     def create_indexes(self):
         """What an operator does once for a target table: the indexes its identity tiers need
@@ -180,7 +181,7 @@ class Daemon:
 
     def start(self, wait_ready=True):
         self.logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([str(BIN), "run", "-c", str(self.config)], env=self.env,
+        self.proc = subprocess.Popen([str(BIN), "run", "-c", str(self.config), *self.args], env=self.env,
                                      stdout=self.logf, stderr=subprocess.STDOUT)
         if wait_ready:
             deadline = time.time() + 30
