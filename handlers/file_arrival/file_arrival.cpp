@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "handlers/engine/loader.hpp"
+#include "handlers/engine/source/input_stream.hpp"
 
 namespace ingestd::file_arrival {
 
@@ -40,6 +41,15 @@ std::string percent_decode(const std::string& s) {
 bool inside(const std::string& path, const std::string& root) {
   return path == root || (path.size() > root.size() && path.compare(0, root.size(), root) == 0 &&
                           (root.back() == '/' || path[root.size()] == '/'));
+}
+
+/// Whether a real path lies beneath one of `roots` (each resolved, when it resolves).
+bool beneath_a_root(const std::string& real, const std::vector<std::string>& roots) {
+  for (const auto& r : roots) {
+    char rb[PATH_MAX];
+    if (inside(real, realpath(r.c_str(), rb) ? std::string(rb) : r)) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -72,13 +82,7 @@ std::string resolve_path(const std::string& uri, const std::vector<std::string>&
     return "";
   }
   std::string real = buf;
-  bool ok = false;
-  for (const auto& r : roots) {
-    char rb[PATH_MAX];
-    std::string root = realpath(r.c_str(), rb) ? std::string(rb) : r;
-    if (inside(real, root)) ok = true;
-  }
-  if (!ok) {
+  if (!beneath_a_root(real, roots)) {
     error = "file " + p + (real != p ? " (resolves to " + real + ")" : "") + " is outside files.allowed_roots";
     return "";
   }
@@ -148,12 +152,7 @@ OpenedFile::OpenedFile(const std::string& real, const std::vector<std::string>& 
   char target[PATH_MAX];
   const ssize_t n = readlink(reopen_path().c_str(), target, sizeof target - 1);
   const std::string opened = n > 0 ? std::string(target, size_t(n)) : "";
-  bool ok = false;
-  for (const auto& r : roots) {
-    char rb[PATH_MAX];
-    ok = ok || inside(opened, realpath(r.c_str(), rb) ? std::string(rb) : r);
-  }
-  if (!ok) error = "file " + real + " (opened as " + opened + ") is outside files.allowed_roots";
+  if (!beneath_a_root(opened, roots)) error = "file " + real + " (opened as " + opened + ") is outside files.allowed_roots";
 }
 
 OpenedFile::~OpenedFile() {
@@ -161,14 +160,15 @@ OpenedFile::~OpenedFile() {
 }
 
 std::string OpenedFile::changed_since_open() const {
-  struct stat now {};
-  if (fstat(fd_, &now) != 0 || now.st_size != st_.st_size || now.st_mtim.tv_sec != st_.st_mtim.tv_sec ||
-      now.st_mtim.tv_nsec != st_.st_mtim.tv_nsec)
-    return "file " + path_ + " changed after it was hashed (size or modification time)";
-  struct stat named {};
-  if (stat(path_.c_str(), &named) != 0 || named.st_ino != st_.st_ino || named.st_dev != st_.st_dev)
-    return "file " + path_ + " was replaced or removed after it was hashed";
-  return "";
+  switch (engine::file_change(path_, st_)) {
+    case engine::FileChange::None:
+      return "";
+    case engine::FileChange::Modified:
+      return "file " + path_ + " changed after it was hashed (size or modification time)";
+    case engine::FileChange::Replaced:
+      break;
+  }
+  return "file " + path_ + " was replaced or removed after it was hashed";
 }
 
 namespace {

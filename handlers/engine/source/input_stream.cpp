@@ -192,10 +192,18 @@ InputFile::InputFile(const std::string& path)
   in_.exceptions(std::ios::badbit);
 }
 
-void check_file_unchanged(const std::string& path, const struct stat& at_open) {
+FileChange file_change(const std::string& path, const struct stat& at_open) {
   struct stat now {};
-  if (stat(path.c_str(), &now) != 0 || now.st_size != at_open.st_size || now.st_mtim.tv_sec != at_open.st_mtim.tv_sec ||
-      now.st_mtim.tv_nsec != at_open.st_mtim.tv_nsec || now.st_ino != at_open.st_ino)
+  if (stat(path.c_str(), &now) != 0 || now.st_ino != at_open.st_ino || now.st_dev != at_open.st_dev)
+    return FileChange::Replaced;
+  if (now.st_size != at_open.st_size || now.st_mtim.tv_sec != at_open.st_mtim.tv_sec ||
+      now.st_mtim.tv_nsec != at_open.st_mtim.tv_nsec)
+    return FileChange::Modified;
+  return FileChange::None;
+}
+
+void check_file_unchanged(const std::string& path, const struct stat& at_open) {
+  if (file_change(path, at_open) != FileChange::None)
     throw BatchError("file " + path +
                      " changed while it was being read (size, time or inode); rows committed "
                      "so far stay in this batch, which can be rolled back");

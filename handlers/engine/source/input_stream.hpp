@@ -61,6 +61,10 @@ class DecompressingBuf : public std::streambuf {
 /// the one announced.
 void check_file_unchanged(const std::string& path, const struct stat& at_open);
 
+/// @brief What became of the file `at_open` describes, as seen through `path` now.
+enum class FileChange { None, Modified, Replaced };  // Replaced: another file, or none, at path
+FileChange file_change(const std::string& path, const struct stat& at_open);
+
 class InputFile {
  public:
   /// Throws BatchError when the file cannot be opened.
