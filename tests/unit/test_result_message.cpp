@@ -1,0 +1,30 @@
+#include <doctest/doctest.h>
+
+#include "daemon/inbox.hpp"
+
+using namespace ingestd;
+
+TEST_CASE("a result stays under kMaxResultBytes: errors keep their first entries, shortened") {
+  Event ev;
+  ev.event_id = "e1";
+  ev.type = "file.arrived";
+  Outcome o = Outcome::failed("first");
+  for (int i = 0; i < 5000; ++i) o.errors.push_back("row " + std::to_string(i) + ": " + std::string(2000, 'x'));
+  const auto r = result_message(ev, o, 1.5);
+  CHECK(r.dump().size() <= kMaxResultBytes);
+  CHECK(r["errors_truncated_from"] == o.errors.size());
+  REQUIRE(r["errors"].size() > 100);
+  CHECK(r["errors"][0] == "first");
+  CHECK(r["errors"][1].get<std::string>().rfind("row 0: xxx", 0) == 0);
+  CHECK(r["errors"][1].get<std::string>().size() < 1100);  // each shortened to an excerpt
+  CHECK(r["event_id"] == "e1");
+}
+
+TEST_CASE("a small result is left whole") {
+  Event ev;
+  ev.event_id = "e2";
+  Outcome o = Outcome::failed("only");
+  const auto r = result_message(ev, o, 0);
+  CHECK(r["errors"] == nlohmann::json::array({"only"}));
+  CHECK_FALSE(r.contains("errors_truncated_from"));
+}
