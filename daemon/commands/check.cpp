@@ -38,7 +38,7 @@ std::vector<std::string> format_problems(const config::Config& cfg) {
 
 /// @brief What `ingestd check` found: problems (exit 2) and the identity indexes it saw or made.
 struct CheckReport {
-  std::vector<std::string> problems, indexes;
+  std::vector<std::string> problems, indexes, warnings;
   bool offline = false;
 };
 
@@ -72,11 +72,13 @@ int print_check(const CheckReport& r, const config::Config& cfg, const std::stri
   const bool ok = r.problems.empty();
   if (as_json) {
     nlohmann::json j = {{"config", config_path}, {"ok", ok},        {"offline", r.offline},
-                        {"problems", r.problems}, {"indexes", r.indexes}, {"datasets", cfg.datasets.size()},
+                        {"problems", r.problems}, {"warnings", r.warnings}, {"indexes", r.indexes},
+                        {"datasets", cfg.datasets.size()},
                         {"jobs", cfg.jobs.size()}};
     std::cout << j.dump() << std::endl;
   } else {
     for (const auto& line : r.indexes) std::cout << line << "\n";
+    for (const auto& w : r.warnings) std::cerr << config_path << ": warning: " << w << "\n";
     for (const auto& p : r.problems) std::cerr << config_path << ": " << p << "\n";
     if (ok && r.offline) std::cout << config_path << ": ok (offline)\n";
     if (ok && !r.offline)
@@ -90,8 +92,10 @@ void check_online(const config::Config& cfg, bool create_indexes, CheckReport& r
   // Read-only unless asked to create indexes: then the bookkeeping schema (which holds
   // name_key, the function name indexes use) is brought up to date first.
   auto c = create_indexes ? connect_migrated(cfg) : std::make_unique<pqxx::connection>(cfg.postgres.url);
-  for (const auto& [name, ds] : cfg.datasets)
+  for (const auto& [name, ds] : cfg.datasets) {
     for (auto& p : engine::check_dataset_schema(*c, ds)) report.problems.push_back(p);
+    for (auto& w : engine::unwritten_required_columns(*c, ds)) report.warnings.push_back(w);
+  }
   for (auto& p : check_job_statements(cfg, *c)) report.problems.push_back(p);
   if (report.problems.empty()) {
     if (!bookkeeping_ready(*c, cfg.postgres.bookkeeping_schema))

@@ -20,10 +20,14 @@ TableInfo describe_table(pqxx::transaction_base& tx, const std::string& table) {
   t.canonical = rel[0][1].as<std::string>() + "." + rel[0][2].as<std::string>();
   t.quoted = tx.quote_name(rel[0][1].as<std::string>()) + "." + tx.quote_name(rel[0][2].as<std::string>());
   auto cols = tx.exec_params(
-      "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
-      "WHERE a.attrelid = $1::bigint::oid AND a.attnum > 0 AND NOT a.attisdropped",
+      "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
+      "a.attnotnull AND NOT a.atthasdef AND a.attidentity = '' AND a.attgenerated = '' FROM pg_attribute a "
+      "WHERE a.attrelid = $1::bigint::oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
       oid);
-  for (const auto& c : cols) t.column_types[c[0].as<std::string>()] = c[1].as<std::string>();
+  for (const auto& c : cols) {
+    t.column_types[c[0].as<std::string>()] = c[1].as<std::string>();
+    if (c[2].as<bool>()) t.required_columns.push_back(c[0].as<std::string>());
+  }
   auto pk = tx.exec_params("SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND "
                            "a.attnum = ANY(i.indkey) WHERE i.indrelid = $1::bigint::oid AND i.indisprimary",
                            oid);

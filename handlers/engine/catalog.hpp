@@ -16,6 +16,7 @@ struct TableInfo {
   std::string canonical;                           // schema.table, for identity_keys.table_name
   std::string quoted;                              // "schema"."table"
   std::map<std::string, std::string> column_types; // column -> format_type
+  std::vector<std::string> required_columns;       // NOT NULL, no default, not identity or generated
   std::string id_type;
   std::string id_default;  // SQL expression that makes a new id (nextval(...) or the default)
   bool id_always_identity = false;

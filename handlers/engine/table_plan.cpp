@@ -1,5 +1,7 @@
 #include "handlers/engine/table_plan.hpp"
 
+#include <set>
+
 namespace ingestd::engine {
 
 namespace {
@@ -50,6 +52,14 @@ EntityTables describe_entity(pqxx::transaction_base& tx, const config::Dataset& 
   return et;
 }
 
+/// The columns an insert of `ent` writes: its id, its fields' columns and on_insert's.
+std::set<std::string> inserted_columns(const config::Entity& ent) {
+  std::set<std::string> out{ent.id_column};
+  for (const auto& f : ent.fields) out.insert(f.column);
+  for (const auto& [c, v] : ent.on_insert) out.insert(c);
+  return out;
+}
+
 }  // namespace
 
 std::vector<EntityTables> describe_dataset(pqxx::transaction_base& tx, const config::Dataset& ds,
@@ -64,6 +74,21 @@ std::vector<std::string> check_dataset_schema(pqxx::connection& conn, const conf
   pqxx::read_transaction tx(conn);
   describe_dataset(tx, ds, problems);
   return problems;
+}
+
+std::vector<std::string> unwritten_required_columns(pqxx::connection& conn, const config::Dataset& ds) {
+  std::vector<std::string> warnings;
+  pqxx::read_transaction tx(conn);
+  for (const auto& ent : ds.entities) {
+    const TableInfo t = describe_table(tx, ent.table);
+    const auto written = inserted_columns(ent);
+    for (const auto& c : t.required_columns)
+      if (!written.count(c))
+        warnings.push_back("datasets." + ds.name + ".entities." + ent.name + ": column " + ent.table + "." + c +
+                           " is NOT NULL without a default and the dataset does not write it, so every new record "
+                           "will be refused; map a field to it, set it in on_insert, or give the column a default");
+  }
+  return warnings;
 }
 
 }  // namespace ingestd::engine

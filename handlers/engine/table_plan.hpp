@@ -25,4 +25,8 @@ std::vector<EntityTables> describe_dataset(pqxx::transaction_base& tx, const con
 /// Checks that the dataset's tables and columns exist; returns one message per problem.
 std::vector<std::string> check_dataset_schema(pqxx::connection& conn, const config::Dataset& ds);
 
+/// Columns of the dataset's tables that are NOT NULL without a default (nor identity or
+/// generated) and that no field or on_insert writes: every insert would fail. One warning each.
+std::vector<std::string> unwritten_required_columns(pqxx::connection& conn, const config::Dataset& ds);
+
 }  // namespace ingestd::engine

@@ -234,6 +234,28 @@ def test_a_chunk_most_rows_of_which_break_a_check_fails_fast(pg, broker, tmp_pat
     assert d.stop() == 0
 
 
+def test_check_warns_about_a_not_null_column_the_dataset_does_not_write(pg, broker, tmp_path):
+    """Issue 16 item 2: a NOT NULL column without a default that no field or on_insert writes makes
+    every insert fail row by row; `check` names it (a warning: exit stays 0), in text and --json,
+    and stops naming it once the column has a default."""
+    d = Daemon(pg, broker, tmp_path)
+    d.sql("ALTER TABLE persons ADD COLUMN region text NOT NULL")
+    d.sql("ALTER TABLE persons ADD COLUMN made_at timestamptz NOT NULL DEFAULT now()")
+    d.sql("ALTER TABLE persons ADD COLUMN seq bigint GENERATED ALWAYS AS IDENTITY")
+    check = subprocess.run([str(BIN), "check", "-c", str(d.config)], env=d.env, capture_output=True, text=True)
+    assert check.returncode == 0, check
+    warned = [line for line in check.stderr.splitlines() if "NOT NULL without a default" in line]
+    assert len(warned) == 1, check.stderr
+    assert "warning: datasets.people.entities.person: column public.persons.region is NOT NULL" in warned[0], warned
+    as_json = subprocess.run([str(BIN), "check", "--json", "-c", str(d.config)], env=d.env, capture_output=True,
+                             text=True)
+    report = json.loads(as_json.stdout)
+    assert report["ok"] is True and len(report["warnings"]) == 1 and "public.persons.region" in report["warnings"][0]
+    d.sql("ALTER TABLE persons ALTER COLUMN region SET DEFAULT 'unknown'")
+    again = subprocess.run([str(BIN), "check", "-c", str(d.config)], env=d.env, capture_output=True, text=True)
+    assert again.returncode == 0 and "NOT NULL without a default" not in again.stderr, again
+
+
 def test_a_file_replaced_after_hashing_is_not_loaded(pg, broker, tmp_path):
     """Issue 16 item 3: the file is hashed and parsed through one descriptor. The test holds the
     re-import lock (taken after hashing), renames other content over the file's name, then lets
