@@ -527,3 +527,51 @@ def test_results_survive_a_broker_outage_and_a_restart(pg, tmp_path):
     finally:
         d.stop(signal.SIGKILL)
         broker.stop()
+
+
+def test_migrate_job_killed_midway_reruns_without_duplicates_or_a_second_after(pg, broker, tmp_path):
+    """Issue 16 item 5: a migrate job (customer backfill, not atomic, chunks of 50) is killed with
+    SIGKILL after some chunks committed. Its event is delivered again to the restarted daemon: the
+    job runs again over what is left (its source skips linked leads), no customer is created twice,
+    `after` runs once (in the final transaction only), no batch is left `running`, one answer."""
+    from conftest import EXAMPLES
+    text = (EXAMPLES / "backfill" / "backfill.yaml").read_text().replace(
+        'after: ["UPDATE', 'after: ["INSERT INTO after_runs DEFAULT VALUES", "UPDATE')
+    assert "after_runs" in text
+    d = Daemon(pg, broker, tmp_path, example="backfill", chunk_rows=50, config_text=text)
+    d.sql("CREATE TABLE after_runs (at timestamptz DEFAULT clock_timestamp())")
+    assert d.create_indexes().returncode == 0  # the first try planned `after` before its table existed
+    # 3 000 more leads, two per PSID: 1 500 more customers
+    d.sql("INSERT INTO leads (psid) SELECT 'M-' || (g % 1500) FROM generate_series(1, 3000) g")
+    d.sql("CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS "
+          "$$BEGIN PERFORM pg_sleep(0.25); RETURN NULL; END$$")
+    d.sql("CREATE TRIGGER slow AFTER INSERT ON customers FOR EACH STATEMENT EXECUTE FUNCTION slow()")
+    d.start()
+    ev = {"event_id": "kill-migrate-1", "type": "job.requested", "job": "backfill_customers", "submitted_by": "ops"}
+    d.publish(ev, topic="ingest.jobs", key="backfill_customers")
+    deadline = time.time() + 60
+    while d.sql("SELECT count(*) FROM leads WHERE customer_id IS NOT NULL")[0][0] < 600:
+        assert time.time() < deadline, d.log.read_text()[-3000:]
+        time.sleep(0.1)
+    d.stop(signal.SIGKILL)
+    linked_at_kill = d.sql("SELECT count(*) FROM leads WHERE customer_id IS NOT NULL")[0][0]
+    assert 600 <= linked_at_kill < 3008, linked_at_kill  # killed mid-way, with chunks committed
+    assert d.sql("SELECT count(*) FROM after_runs")[0][0] == 0
+    d.start()
+    try:
+        res = d.result(ev["event_id"], timeout=180)
+        assert res["status"] == "completed", res
+        assert d.sql("SELECT count(*) FROM customers")[0][0] == 1504
+        assert d.sql("SELECT count(*) FROM (SELECT psid FROM customers WHERE psid IS NOT NULL GROUP BY psid "
+                     "HAVING count(*) > 1) dup")[0][0] == 0
+        assert d.sql("SELECT count(*) FROM leads WHERE customer_id IS NULL")[0][0] == 0
+        assert d.sql("SELECT count(*) FROM jobs WHERE customer_id IS NULL")[0][0] == 0
+        assert d.sql("SELECT count(*) FROM after_runs")[0][0] == 1
+        assert d.sql("SELECT count(*) FROM ingestd.batches WHERE status = 'running'")[0][0] == 0
+        # the killed run's batch failed (its chunks stay, and a rollback of it can undo them); the rerun's completed
+        runs = d.sql("SELECT status FROM ingestd.batches WHERE event_id = %s ORDER BY started_at", (ev["event_id"],))
+        assert [s for (s,) in runs] == ["failed", "completed"], runs
+        time.sleep(3)  # a late second answer would show by now
+        assert len(d.results(ev["event_id"])) == 1
+    finally:
+        assert d.stop() == 0, d.log.read_text()[-3000:]
