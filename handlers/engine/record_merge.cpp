@@ -248,6 +248,23 @@ json repoint(pqxx::transaction_base& tx, const Bookkeeping& books, const std::st
   return counts;
 }
 
+/// Points open review items that suggest the loser at the winner (a `review merge` without
+/// `--into` would otherwise name a deleted record), recorded like a repointed reference so
+/// rollback points them back.
+void repoint_reviews(pqxx::transaction_base& tx, const Bookkeeping& books, const std::string& batch_id,
+                     const MergeTarget& t, const LockedPair& p, json& counts, json& repointed_columns) {
+  const std::string queue = books.table(tx, "review_queue"), name = books.schema() + ".review_queue";
+  auto moved = tx.exec_params("WITH moved AS (UPDATE " + queue + " q SET record_id = $2 WHERE q.table_name = $5 AND "
+                              "q.record_id = $1 AND q.status = 'open' RETURNING q.id::text AS id) INSERT INTO " +
+                                  books.table(tx, "changes") +
+                                  " (batch_id, table_name, record_id, column_name, before, after) "
+                                  "SELECT $3::uuid, $4, id, 'record_id', $1, $2 FROM moved",
+                              p.loser, p.winner, batch_id, name, t.table.canonical);
+  if (moved.affected_rows() == 0) return;
+  counts[name + ".record_id"] = int64_t(moved.affected_rows());
+  repointed_columns.push_back({{"table", name}, {"column", "record_id"}, {"key", "id"}});
+}
+
 /// @brief The winner columns the entity's merge policy lets the loser's values fill.
 struct FillPlan {
   std::vector<std::string> columns, conds;  // conds over t (winner) and l (loser)
@@ -422,6 +439,7 @@ void run_merge(pqxx::transaction_base& tx, const Bookkeeping& books, const confi
   out.batch_id = create_batch(tx, books, t, r);
   json repointed_columns = json::array();
   out.repointed = repoint(tx, books, out.batch_id, t, fks, p, repointed_columns);
+  repoint_reviews(tx, books, out.batch_id, t, p, out.repointed, repointed_columns);
   const std::string loser_now = current_row(tx, t, p.loser);
   // deleted before the winner is filled, so a unique value moves from one to the other
   tx.exec_params("DELETE FROM " + t.table.quoted + " WHERE " + t.idq + " = $1::" + t.table.id_type, p.loser);

@@ -186,3 +186,39 @@ def test_rollback_of_a_merge_waits_for_a_later_merge_of_its_winner(people):
     assert cli(d, "rollback", second).returncode == 0
     assert cli(d, "rollback", first).returncode == 0
     assert snapshot(d) == before
+
+
+def test_an_open_review_item_that_suggests_the_loser_follows_the_merge_and_rollback(people):
+    """A review item the fuzzy tier left suggesting the loser names the winner after `merge` (so
+    `review merge ID` without --into merges into a record that exists), and the loser again after
+    the merge is rolled back. Decided items keep what they were decided on."""
+    d = people
+    jose, pepe, ana = (person_id(d, e) for e in ("jose@example.com", "pepe@example.com", "ana@example.com"))
+    # as a fuzzy review leaves them: a row whose best candidate is Pepe (open), another decided on Pepe
+    item = d.sql("INSERT INTO ingestd.review_queue (batch_id, table_name, record_id, candidate, score, reasons) "
+                 "VALUES (%s, 'public.persons', %s, '{\"first_name\": \"pepe\", \"last_name\": \"garcia\", "
+                 "\"email\": \"pepe.g@example.com\"}', 9.5, 'fuzzy: score 9.5') RETURNING id",
+                 (d.load_batch, pepe))[0][0]
+    done = d.sql("INSERT INTO ingestd.review_queue (batch_id, table_name, record_id, candidate, status) VALUES "
+                 "(%s, 'public.persons', %s, '{}', 'distinct') RETURNING id", (d.load_batch, pepe))[0][0]
+    other = d.sql("INSERT INTO ingestd.review_queue (batch_id, table_name, record_id, candidate) VALUES "
+                  "(%s, 'public.persons', %s, '{}') RETURNING id", (d.load_batch, ana))[0][0]
+
+    out = cli(d, "merge", "public.persons", pepe, "--into", jose, "--json")
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert r["repointed"] == {"public.leads.person_id": 1, "ingestd.review_queue.record_id": 1}, r
+    suggested = dict(d.sql("SELECT id, record_id FROM ingestd.review_queue"))
+    assert suggested == {item: jose, done: pepe, other: ana}
+
+    rb = cli(d, "rollback", r["batch_id"])
+    assert rb.returncode == 0, rb.stdout + rb.stderr
+    assert dict(d.sql("SELECT id, record_id FROM ingestd.review_queue")) == {item: pepe, done: pepe, other: ana}
+
+    # merged again, the item is decided without --into: into the winner, which exists
+    assert cli(d, "merge", "public.persons", pepe, "--into", jose).returncode == 0
+    decided = cli(d, "review", "merge", str(item))
+    assert decided.returncode == 0, decided.stderr
+    assert json.loads(decided.stdout)["record_id"] == jose
+    assert d.sql("SELECT count(*) FROM ingestd.identity_keys WHERE record_id = %s AND key = 'pepe.g@example.com'",
+                 (jose,))[0][0] == 1
