@@ -12,6 +12,7 @@
 #include "daemon/schema.hpp"
 #include "handlers/engine/bookkeeping.hpp"
 #include "handlers/engine/review.hpp"
+#include "handlers/engine/review_decision.hpp"
 #include "handlers/engine/catalog.hpp"
 
 namespace ingestd {
@@ -20,10 +21,7 @@ namespace {
 
 using json = nlohmann::json;
 
-struct ReviewTarget {
-  const config::Entity* entity = nullptr;
-  engine::TableInfo table;
-};
+using engine::ReviewTarget;
 
 /// @brief An open review item, locked for the decision.
 struct ReviewItem {
@@ -31,23 +29,6 @@ struct ReviewItem {
   json candidate;
   std::string suggested;  // the fuzzy tier's best candidate record, "" = none
 };
-
-/// The entity a review item belongs to: the one of the batch's dataset writing its table.
-ReviewTarget review_target(pqxx::transaction_base& tx, const config::Config& cfg, const std::string& dataset_or_job,
-                           const std::string& table) {
-  ReviewTarget t;
-  const config::Dataset* ds = config::dataset_of(cfg, dataset_or_job);
-  if (!ds) return t;
-  for (const auto& e : ds->entities) {
-    auto info = engine::describe_table(tx, e.table);
-    if (info.exists && info.canonical == table) {
-      t.entity = &e;
-      t.table = info;
-      engine::describe_id(tx, t.table, e.id_column);
-    }
-  }
-  return t;
-}
 
 std::string show(const json& v) { return v.is_null() ? "" : v.is_string() ? v.get<std::string>() : v.dump(); }
 
@@ -109,30 +90,9 @@ std::optional<ReviewItem> lock_open_item(pqxx::transaction_base& tx, const std::
                     text(item[0][5])};
 }
 
-/// A candidate's value as the text a parameter carries.
-std::string value_text(const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
-
-/// A new record from the candidate's values; returns its id.
-std::string insert_distinct(pqxx::transaction_base& tx, const ReviewTarget& t, const json& cand) {
-  const std::string idq = tx.quote_name(t.entity->id_column);
-  std::string cols = idq, vals = "(" + t.table.id_default + ")";
-  std::vector<std::optional<std::string>> params;
-  for (const auto& f : t.entity->fields) {
-    if (!cand.contains(f.name) || cand[f.name].is_null()) continue;
-    params.push_back(value_text(cand[f.name]));
-    cols += ", " + tx.quote_name(f.column);
-    vals += ", $" + std::to_string(params.size()) + "::" + t.table.column_types.at(f.column);
-  }
-  return tx
-      .exec_params(
-          "INSERT INTO " + t.table.quoted + " (" + cols + ") VALUES (" + vals + ") RETURNING " + idq + "::text",
-          pqxx::prepare::make_dynamic_params(params))[0][0]
-      .as<std::string>();
-}
-
 /// Fills what record `into` lacks from the candidate, remembering each filled value so a
 /// rollback of the batch can undo it. Returns an exit code (0: merged).
-int merge_into(pqxx::transaction_base& tx, const std::string& bk, const ReviewTarget& t, const ReviewItem& item,
+int merge_into(pqxx::transaction_base& tx, const std::string& schema, const ReviewTarget& t, const ReviewItem& item,
                const std::string& into) {
   if (into.empty()) {
     std::cerr << "ingestd review merge: --into RECORD names the record to merge into (the item names no candidate)\n";
@@ -144,20 +104,7 @@ int merge_into(pqxx::transaction_base& tx, const std::string& bk, const ReviewTa
     std::cerr << "ingestd review merge: no record " << into << " in " << item.table << "\n";
     return 1;
   }
-  const json& cand = item.candidate;
-  for (const auto& f : t.entity->fields) {
-    if (!cand.contains(f.name) || cand[f.name].is_null()) continue;
-    const std::string v = value_text(cand[f.name]);
-    const std::string col = tx.quote_name(f.column), type = t.table.column_types.at(f.column);
-    tx.exec_params("INSERT INTO " + bk +
-                       ".changes (batch_id, table_name, record_id, column_name, before, after) "
-                       "SELECT $1::uuid, $2, $3, $4, NULL, $5 FROM " +
-                       tq + " WHERE " + idq + "::text = $3 AND " + col + " IS NULL",
-                   item.batch, item.table, into, f.column, v);
-    tx.exec_params(
-        "UPDATE " + tq + " SET " + col + " = $2::" + type + " WHERE " + idq + "::text = $1 AND " + col + " IS NULL",
-        into, v);
-  }
+  engine::fill_reviewed(tx, schema, t, item.candidate, item.batch, into);
   return 0;
 }
 
@@ -189,7 +136,7 @@ int cmd_review(const config::Config& cfg, const std::string& action, int64_t id,
   const std::string bk = tx.quote_name(cfg.postgres.bookkeeping_schema);
   const std::optional<ReviewItem> item = lock_open_item(tx, bk, id);
   if (!item) return 1;
-  ReviewTarget t = review_target(tx, cfg, item->dataset_or_job, item->table);
+  ReviewTarget t = engine::review_target(tx, cfg, item->dataset_or_job, item->table);
   if (!t.entity) {
     std::cerr << "ingestd review: the config no longer has the dataset entity that writes " << item->table << "\n";
     return 1;
@@ -197,9 +144,9 @@ int cmd_review(const config::Config& cfg, const std::string& action, int64_t id,
   // without --into, a row the fuzzy tier sent to review merges into its best candidate
   std::string record = into.empty() ? item->suggested : into;
   if (action == "distinct") {
-    record = insert_distinct(tx, t, item->candidate);
+    record = engine::insert_reviewed(tx, cfg.postgres.bookkeeping_schema, t, item->candidate, item->batch);
   } else if (action == "merge") {
-    if (int rc = merge_into(tx, bk, t, *item, record); rc != 0) return rc;
+    if (int rc = merge_into(tx, cfg.postgres.bookkeeping_schema, t, *item, record); rc != 0) return rc;
   } else {
     std::cerr << "ingestd review: unknown action " << action << " (list, merge, distinct)\n";
     return 2;
@@ -208,10 +155,19 @@ int cmd_review(const config::Config& cfg, const std::string& action, int64_t id,
   engine::remember_reviewed_keys(tx, cfg.postgres.bookkeeping_schema, *t.entity, t.table, item->candidate, record,
                                  item->batch);
   record_decision(tx, engine::Bookkeeping(cfg.postgres.bookkeeping_schema), id, action, *item, record, actor);
+  // the row's leads (entities referencing this one) waited for the decision: complete them now
+  const json completed =
+      item->candidate.contains("row_number")
+          ? engine::complete_waiting_rows(tx, cfg, item->dataset_or_job, item->batch,
+                                          item->candidate["row_number"].get<int64_t>(), t.entity->name, record, actor)
+          : json::array();
   tx.commit();
-  std::cout
-      << json({{"review_id", id}, {"status", action == "merge" ? "merged" : "distinct"}, {"record_id", record}}).dump()
-      << std::endl;
+  std::cout << json({{"review_id", id},
+                     {"status", action == "merge" ? "merged" : "distinct"},
+                     {"record_id", record},
+                     {"dependents", completed}})
+                   .dump()
+            << std::endl;
   return 0;
 }
 

@@ -145,7 +145,7 @@ void forget_batch(pqxx::transaction_base& tx, const Bookkeeping& books, const st
   auto defs = tx.exec_params("DELETE FROM " + books.table(tx, "deferred_refs") + " WHERE batch_id = $1::uuid", batch_id);
   stats["deferred_refs_removed"] = int64_t(defs.affected_rows());
   tx.exec_params("UPDATE " + books.table(tx, "review_queue") +
-                     " SET status = 'rolled_back' WHERE batch_id = $1::uuid AND status = 'open'",
+                     " SET status = 'rolled_back' WHERE batch_id = $1::uuid AND status IN ('open', 'waiting')",
                  batch_id);
 }
 

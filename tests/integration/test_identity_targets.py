@@ -104,10 +104,55 @@ def test_the_outcome_does_not_depend_on_chunk_rows(pg, broker, tmp_path, chunk_r
                                                 (4, "inserted", None), (5, "updated", 4), (6, "updated", 1),
                                                 (7, "inserted", None), (8, "unchanged", 3)]
         ids = [i for (i,) in d.sql("SELECT id::text FROM persons WHERE email = 'shared@example.com' ORDER BY id")]
-        assert d.sql("SELECT reasons FROM ingestd.review_queue") == \
+        assert d.sql("SELECT reasons FROM ingestd.review_queue WHERE status = 'open'") == \
             [(f"matches {ids[0]} (tier 2), {ids[1]} (tier 2)",)]
+        # the row's lead waits for that decision, with its values
+        assert d.sql("SELECT status, reasons, candidate->>'program_type' FROM ingestd.review_queue "
+                     "WHERE table_name = 'public.leads'") == [("waiting", "waits for the review of this row's person",
+                                                               "mentors")]
     finally:
         assert d.stop() == 0
+
+
+@pytest.mark.parametrize("decision", ["merge", "distinct"])
+def test_a_lead_that_waited_for_its_persons_review_is_completed_by_the_decision(ice, decision):
+    """The entities that depend on a reviewed row are completed when it is decided: row 3's person
+    is in review (two records claim its e-mail), so its lead waited. `review merge` into Ana finds
+    Ana's Mentors lead (identity person + program) and fills it; `review distinct` makes a new
+    person and a new lead for her, stamped like a loaded one. Lineage says so; rollback undoes it."""
+    d = ice
+    r = load(d, "amb.csv", AMBIGUOUS)
+    assert r["counts"]["lead"]["review"] == 1, r
+    listed = subprocess.run([str(BIN), "review", "list", "--json", "-c", str(d.config)], env=d.env,
+                            capture_output=True, text=True)
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 1, listed  # the waiting lead is not listed
+    (item,) = d.sql("SELECT id FROM ingestd.review_queue WHERE status = 'open'")[0]
+    ana = d.sql("SELECT id::text FROM persons WHERE cedula = '55666777'")[0][0]
+    leads_before = d.sql("SELECT count(*) FROM leads")[0][0]
+    args = ["review", decision, str(item)] + (["--into", ana] if decision == "merge" else [])
+    out = subprocess.run([str(BIN), *args, "-c", str(d.config)], env=d.env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    (dep,) = res["dependents"]
+    assert dep["table"] == "public.leads" and dep["status"] == ("merged" if decision == "merge" else "distinct"), res
+    person = res["record_id"]
+    assert d.sql("SELECT person_id::text, program_type FROM leads WHERE id = %s", (int(dep["record_id"]),)) == \
+        [(person, "mentors")]
+    if decision == "merge":
+        assert person == ana and d.sql("SELECT count(*) FROM leads")[0][0] == leads_before
+    else:
+        assert person != ana and d.sql("SELECT count(*) FROM leads")[0][0] == leads_before + 1
+        assert d.sql("SELECT batch_id::text, source_system FROM leads WHERE id = %s", (int(dep["record_id"]),)) == \
+            [(r["batch_id"], "tests")]
+    assert d.sql("SELECT entity, action, record_id FROM ingestd.row_lineage WHERE batch_id = %s AND row_number = 3 "
+                 "ORDER BY entity", (r["batch_id"],)) == \
+        [("lead", "updated" if decision == "merge" else "inserted", dep["record_id"]),
+         ("person", "updated" if decision == "merge" else "inserted", person)]
+    assert d.sql("SELECT status FROM ingestd.review_queue WHERE table_name = 'public.leads'") == [(dep["status"],)]
+    rb = subprocess.run([str(BIN), "rollback", r["batch_id"], "-c", str(d.config)], env=d.env, capture_output=True,
+                        text=True)
+    assert rb.returncode == 0, rb.stdout + rb.stderr
+    assert d.sql("SELECT count(*) FROM persons")[0][0] == 0 and d.sql("SELECT count(*) FROM leads")[0][0] == 0
 
 
 def test_keyless_rows_from_a_query_each_make_a_record(pg, broker, tmp_path):

@@ -233,7 +233,7 @@ void EntityMerge::stage(const StagedPart& part, const Decisions& d) {
       append_copy_value(line, values ? r.deferred[part.entity][k] : std::nullopt);
     }
     copy.line(line);
-    rows_out_.emplace_back(r.number, id.value_or(""), action[0] == 'r');
+    rows_out_.emplace_back(r.number, id.value_or(""), action[0] == 'r' || action[0] == 'w');
   };
   auto num = [](int v) { return v ? std::optional<std::string>(std::to_string(v)) : std::nullopt; };
   for (size_t i = 0; i < part.rows.size(); ++i) {
@@ -248,8 +248,9 @@ void EntityMerge::stage(const StagedPart& part, const Decisions& d) {
     row_line(*part.rows[i], d.ids[rec], is_new, is_new ? "insert" : "match", num(rd.tier), num(rec_tier[rec]), rd.founds,
              std::nullopt, true, &rd);
   }
+  // a row whose referenced record is in review waits with its values, completed by the decision
   for (Row* r : part.waiting)
-    row_line(*r, std::nullopt, false, "review", std::nullopt, std::nullopt, false, std::nullopt, false, nullptr);
+    row_line(*r, std::nullopt, false, "wait", std::nullopt, std::nullopt, false, wait_reason(), true, nullptr);
   copy.complete();
 }
 
@@ -277,7 +278,7 @@ void EntityMerge::aggregate() {
            (policy == MergePolicy::Overwrite ? "count(" + f + ")" : std::string("1")) + "] AS f" + std::to_string(k);
   });
   sql_.exec("INSERT INTO " + agg_ + " SELECT s.record_id, bool_or(s.is_new), min(s.rec_tier)" + values +
-                " FROM (SELECT * FROM " + stg_ + " WHERE action <> 'review' ORDER BY record_id, row_number) s GROUP BY "
+                " FROM (SELECT * FROM " + stg_ + " WHERE action NOT IN ('review', 'wait') ORDER BY record_id, row_number) s GROUP BY "
                 "s.record_id",
             "aggregate");
 }
@@ -310,9 +311,9 @@ EntityCounts EntityMerge::record_lineage() {
                                q.id(entity_.id_column) + " = w.record_id::" + table_.id_type + " OFFSET 0) t ON true";
   auto counts = sql_.probe(
       "WITH w AS (SELECT s.*" + std::string(windows.empty() ? "" : ", " + sql::join(windows, ", ")) + " FROM " + stg_ +
-          " s WHERE s.action <> 'review'), d AS (SELECT w.row_number, w.record_id, CASE WHEN w.founds THEN 'i' WHEN " +
+          " s WHERE s.action NOT IN ('review', 'wait')), d AS (SELECT w.row_number, w.record_id, CASE WHEN w.founds THEN 'i' WHEN " +
           changed + " THEN 'u' ELSE 'n' END AS action, CASE WHEN w.founds THEN NULL ELSE w.tier END AS tier, w.score FROM w" +
-          target + " UNION ALL SELECT row_number, NULL, 'r', NULL, score FROM " + stg_ + " WHERE action = 'review'), "
+          target + " UNION ALL SELECT row_number, NULL, 'r', NULL, score FROM " + stg_ + " WHERE action IN ('review', 'wait')), "
           "ins AS (INSERT INTO " + bk_ + ".lineage (batch_id, entity, table_name, first_row, last_row, row_numbers, "
           "record_ids, actions, tiers, scores) SELECT :batch::uuid, :entity, :table, min(row_number), max(row_number), "
           "array_agg(row_number ORDER BY row_number), array_agg(record_id ORDER BY row_number), array_agg(action::\"char\" "
@@ -415,20 +416,29 @@ void EntityMerge::defer_lookups() {
     sql_.exec("INSERT INTO " + bk_ + ".deferred_refs (batch_id, table_name, record_id, column_name, lookup_table, "
               "lookup_key, value) SELECT DISTINCT :batch::uuid, :table, s.record_id, " + q.lit(f.column) + ", " +
                   q.lit(f.lookup->table) + ", " + q.lit(f.lookup->key) + ", " + dk + " FROM " + stg_ +
-                  " s WHERE s.action <> 'review' AND " + dk + " IS NOT NULL",
+                  " s WHERE s.action NOT IN ('review', 'wait') AND " + dk + " IS NOT NULL",
               "deferred");
   }
 }
 
+std::string EntityMerge::wait_reason() const {
+  std::string refs;
+  for (const auto& f : entity_.fields)
+    if (f.ref) refs += (refs.empty() ? "" : ", ") + *f.ref;
+  return "waits for the review of this row's " + refs;
+}
+
 void EntityMerge::queue_reviews() {
-  // Rows two records claim wait for a person.
+  // Rows two records claim wait for a person; rows of an entity whose reference is among them
+  // wait for that decision (status waiting, not listed).
   sql::Quoter q(sql_.tx());
   const std::string obj = "'row_number', s.row_number" + sql::join_n(entity_.fields.size(), "", [&](size_t k) {
                             return ", " + q.lit(entity_.fields[k].name) + ", s.f" + std::to_string(k);
                           });
-  sql_.exec("INSERT INTO " + bk_ + ".review_queue (batch_id, table_name, candidate, reasons, record_id, score) SELECT "
-            ":batch::uuid, :table, jsonb_build_object(" + obj + "), s.reasons, s.review_record, s.score FROM " + stg_ +
-                " s WHERE s.action = 'review' AND s.reasons IS NOT NULL ORDER BY s.row_number",
+  sql_.exec("INSERT INTO " + bk_ + ".review_queue (batch_id, table_name, candidate, reasons, record_id, score, "
+            "status) SELECT :batch::uuid, :table, jsonb_build_object(" + obj + "), s.reasons, s.review_record, s.score, "
+            "CASE WHEN s.action = 'wait' THEN 'waiting' ELSE 'open' END FROM " + stg_ +
+                " s WHERE s.action IN ('review', 'wait') AND s.reasons IS NOT NULL ORDER BY s.row_number",
             "review");
 }
 

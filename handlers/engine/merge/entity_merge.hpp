@@ -74,6 +74,8 @@ class EntityMerge {
   void remember(const Decisions& d);
   void defer_lookups();
   void queue_reviews();
+  /// The reason a waiting row's item gives: the entities it references.
+  std::string wait_reason() const;
   /// The fuzzy tier's scores: explanations, the result's bands, the weight histogram.
   void record_scores(const StagedPart& part, const Decisions& d, EntityCounts& counts);
   /// Why a row is in review: the records that claim it, with the fuzzy tier's scores.
