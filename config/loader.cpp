@@ -64,8 +64,14 @@ void load_postgres(Reader& r, const YAML::Node& n, const std::string& path, Post
 }
 
 void load_http(Reader& r, const YAML::Node& n, const std::string& path, Http& h) {
-  MapView m(r, n, path, {"listen"});
+  MapView m(r, n, path, {"listen", "status_socket", "status_socket_group"});
   m.read_name("listen", h.listen);
+  m.read_name("status_socket", h.status_socket);
+  m.read_name("status_socket_group", h.status_socket_group);
+  if (!h.status_socket.empty() && (h.status_socket[0] != '/' || h.status_socket.size() > 107))
+    r.problem(*m.get("status_socket"), m.path("status_socket"), "must be an absolute path of at most 107 bytes, got " + h.status_socket);
+  if (!h.status_socket_group.empty() && h.status_socket.empty())
+    r.problem(*m.get("status_socket_group"), m.path("status_socket_group"), "needs http.status_socket");
 }
 
 void load_files(Reader& r, const YAML::Node& n, const std::string& path, Files& f) {

@@ -195,7 +195,11 @@ struct Postgres {
   std::string bookkeeping_schema = "ingestd";
 };
 
-struct Http { std::string listen = "127.0.0.1:9464"; };
+struct Http {
+  std::string listen = "127.0.0.1:9464";
+  std::string status_socket;        // unix socket for /status (then not served on listen); "" = none
+  std::string status_socket_group;  // group given read-write access to it (mode 0660); "" = 0600
+};
 
 struct Files {
   std::vector<std::string> allowed_roots;

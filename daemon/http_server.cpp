@@ -8,11 +8,10 @@
 namespace ingestd {
 namespace {
 
-void reply(mg_connection* c, int code, const char* type, const std::string& body) {
-  mg_printf(c,
-            "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n", code,
-            code == 200 ? "OK" : "Service Unavailable", type, body.size());
-  mg_write(c, body.data(), body.size());
+void reply(mg_connection* c, const HttpReply& r) {
+  mg_printf(c, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+            r.code, mg_get_response_code_text(c, r.code), r.type.c_str(), r.body.size());
+  mg_write(c, r.body.data(), r.body.size());
 }
 
 struct Endpoint : CivetHandler {
@@ -25,6 +24,18 @@ struct Endpoint : CivetHandler {
 };
 
 }  // namespace
+
+HttpReply route(const HttpEndpoints& ep, const std::string& uri) {
+  if (uri == "/metrics") return {200, "text/plain; version=0.0.4", ep.metrics()};
+  if (uri == "/healthz") return {200, "text/plain", "ok\n"};
+  if (uri == "/readyz") {
+    const bool r = ep.ready();
+    return {r ? 200 : 503, "text/plain", r ? "ready\n" : "not ready\n"};
+  }
+  if (uri == "/status" && ep.status) return {200, "application/json", ep.status()};
+  if (uri == "/status") return {404, "text/plain", "/status is served on the unix socket (http.status_socket)\n"};
+  return {404, "text/plain", "not found\n"};
+}
 
 struct HttpServer::Impl {
   HttpEndpoints ep;
@@ -45,17 +56,10 @@ HttpServer::HttpServer(const std::string& listen, HttpEndpoints endpoints) : imp
     throw std::runtime_error("http.listen: cannot listen on " + listen + ": " + e.what());
   }
   auto* ep = &impl_->ep;
-  auto add = [&](const char* uri, std::function<void(mg_connection*)> fn) {
-    impl_->handlers.push_back(std::make_unique<Endpoint>(std::move(fn)));
+  for (const char* uri : {"/metrics", "/healthz", "/readyz", "/status"}) {
+    impl_->handlers.push_back(std::make_unique<Endpoint>([ep, uri](mg_connection* c) { reply(c, route(*ep, uri)); }));
     impl_->server->addHandler(uri, impl_->handlers.back().get());
-  };
-  add("/metrics", [ep](mg_connection* c) { reply(c, 200, "text/plain; version=0.0.4", ep->metrics()); });
-  add("/healthz", [](mg_connection* c) { reply(c, 200, "text/plain", "ok\n"); });
-  add("/readyz", [ep](mg_connection* c) {
-    bool r = ep->ready();
-    reply(c, r ? 200 : 503, "text/plain", r ? "ready\n" : "not ready\n");
-  });
-  add("/status", [ep](mg_connection* c) { reply(c, 200, "application/json", ep->status()); });
+  }
 }
 
 HttpServer::~HttpServer() {

@@ -11,8 +11,17 @@ namespace ingestd {
 struct HttpEndpoints {
   std::function<std::string()> metrics;  // Prometheus text format
   std::function<bool()> ready;           // Kafka and PostgreSQL reachable
-  std::function<std::string()> status;   // JSON
+  std::function<std::string()> status;   // JSON; empty: not served here (http.status_socket)
 };
+
+/// @brief One answer: status code, content type, body.
+struct HttpReply {
+  int code = 200;
+  std::string type, body;
+};
+
+/// The answer to GET `uri`, the same whichever server asks (404 for an unknown path).
+HttpReply route(const HttpEndpoints& ep, const std::string& uri);
 
 class HttpServer {
  public:

@@ -42,9 +42,16 @@ void Runtime::start() {
       feed_watchdog(st, std::chrono::microseconds(wd_usec / 3));
     });
 
-  http_ = std::make_unique<HttpServer>(
-      cfg_.http.listen, HttpEndpoints{[this] { return metrics_.serialize(); }, [this] { return ready(); },
-                                      [this] { return status_.render(ready()); }});
+  const HttpEndpoints endpoints{[this] { return metrics_.serialize(); }, [this] { return ready(); },
+                                [this] { return status_.render(ready()); }};
+  if (!cfg_.http.status_socket.empty()) {
+    // /status (batches, events, errors) only where the socket's mode lets in
+    status_http_ = std::make_unique<UnixHttpServer>(cfg_.http.status_socket, cfg_.http.status_socket_group, endpoints);
+    log_->info("http on unix socket {} (/status only there)", cfg_.http.status_socket);
+  }
+  HttpEndpoints tcp = endpoints;
+  if (status_http_) tcp.status = nullptr;
+  http_ = std::make_unique<HttpServer>(cfg_.http.listen, tcp);
   log_->info("http listening on port {}", http_->port());
 
   prepare_bookkeeping(worker_.db(), cfg_);

@@ -15,6 +15,7 @@
 
 #include "config/model.hpp"
 #include "daemon/http_server.hpp"
+#include "daemon/unix_http.hpp"
 #include "daemon/inbox.hpp"
 #include "daemon/kafka.hpp"
 #include "daemon/metrics.hpp"
@@ -99,6 +100,7 @@ class Runtime : public RdKafka::RebalanceCb, public RdKafka::EventCb {
   std::unique_ptr<Producer> producer_;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
   std::unique_ptr<HttpServer> http_;
+  std::unique_ptr<UnixHttpServer> status_http_;  // http.status_socket
   std::atomic<bool> kafka_ok_{false}, started_{false};
   std::atomic<Clock::rep> last_beat_{Clock::now().time_since_epoch().count()};
   bool results_waiting_ = true;  // the outbox may hold results (at start: what the last run left)

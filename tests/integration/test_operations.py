@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
@@ -550,3 +551,40 @@ def test_http_listen_port_alone_binds_loopback_only(pg, broker, tmp_path):
             socket.create_connection((addr, d.http_port), timeout=3).close()
     finally:
         assert d.stop() == 0
+
+
+def unix_get(path, uri):
+    """GET over a unix socket, as `curl --unix-socket` does: (status, body)."""
+    out = subprocess.run(["curl", "-s", "--max-time", "5", "--unix-socket", str(path), "-w", "\n%{http_code}",
+                          f"http://ingestd{uri}"], capture_output=True, text=True)
+    body, _, code = out.stdout.rpartition("\n")
+    return int(code or 0), body
+
+
+def test_status_served_on_a_unix_socket_only(pg, broker, tmp_path):
+    """Issue 16 item 6: `http.status_socket` serves /status (and the other endpoints) on a unix
+    socket, mode 0600 (0660 to `status_socket_group`), and /status is no longer on the TCP port
+    every local user can reach. The socket goes away with the process; a stale one is replaced,
+    a regular file in its place is refused at start."""
+    sock = tmp_path / "status.sock"
+    d = Daemon(pg, broker, tmp_path)
+    d.config.write_text(d.config.read_text().replace(
+        'http: {listen: "${INGESTD_HTTP}"}', 'http: {listen: "${INGESTD_HTTP}", status_socket: "' + str(sock) + '"}'))
+    assert "status_socket" in d.config.read_text()
+    d.start()
+    try:
+        assert stat.S_ISSOCK(sock.stat().st_mode) and stat.S_IMODE(sock.stat().st_mode) == 0o600
+        code, body = unix_get(sock, "/status")
+        assert code == 200 and "running" in json.loads(body) and json.loads(body)["ready"] is True, body
+        assert unix_get(sock, "/readyz") == (200, "ready\n")
+        assert "ingestd_events_total" in unix_get(sock, "/metrics")[1]
+        code, body = d.http("/status")
+        assert code == 404 and "unix socket" in body
+        assert d.http("/metrics")[0] == 200 and d.http("/readyz")[0] == 200
+    finally:
+        assert d.stop() == 0
+    assert not sock.exists()
+    sock.write_text("not a socket")
+    bad = subprocess.run([str(BIN), "run", "-c", str(d.config)], env=d.env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and f"http.status_socket: {sock}: exists and is not a socket" in bad.stderr, bad
+    assert sock.read_text() == "not a socket"

@@ -473,6 +473,15 @@ processing:
     }
   }
 
+  TEST_CASE("http.status_socket: an absolute path; its group needs it") {
+    CHECK(cfg::load_config_text(kBase + "http: {status_socket: /run/ingestd/status.sock}\n", "x.yaml").http.status_socket ==
+          "/run/ingestd/status.sock");
+    CHECK_PROBLEM(problems_of(kBase + "http: {status_socket: status.sock}\n"),
+                  "ingestd.yaml:3: http.status_socket: must be an absolute path of at most 107 bytes, got status.sock");
+    CHECK_PROBLEM(problems_of(kBase + "http: {status_socket_group: adm}\n"),
+                  "ingestd.yaml:3: http.status_socket_group: needs http.status_socket");
+  }
+
   TEST_CASE("missing required keys") {
     CHECK_PROBLEM(problems_of("http: {listen: x}\n"),
                   "ingestd.yaml:1: postgres.url: required key is missing");
