@@ -334,7 +334,7 @@ void load_encoding(Reader& r, const YAML::Node& n, const std::string& path, CsvO
 }
 
 void load_csv(Reader& r, const YAML::Node& n, const std::string& path, CsvOptions& csv) {
-  MapView m(r, n, path, {"delimiter", "encoding", "header", "quote"});
+  MapView m(r, n, path, {"delimiter", "encoding", "header", "quote", "max_row_bytes"});
   if (!m.ok()) return;
   if (auto v = m.get("delimiter"))
     if (auto c = single_char(r, *v, m.path("delimiter"))) csv.delimiter = *c;
@@ -342,6 +342,7 @@ void load_csv(Reader& r, const YAML::Node& n, const std::string& path, CsvOption
   m.read_bool("header", csv.header);
   if (auto v = m.get("quote"))
     if (auto c = single_char(r, *v, m.path("quote"))) csv.quote = *c;
+  m.read_int<int64_t>("max_row_bytes", csv.max_row_bytes, 2);
   if (csv.delimiter == csv.quote)
     r.problem(n, path, "delimiter and quote must be different characters");
 }

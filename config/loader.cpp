@@ -83,13 +83,14 @@ void load_files(Reader& r, const YAML::Node& n, const std::string& path, Files& 
 }
 
 void load_processing(Reader& r, const YAML::Node& n, const std::string& path, Processing& p) {
-  MapView m(r, n, path, {"chunk_rows", "max_attempts", "retry_base_seconds", "stall_limit_seconds", "event_jobs"});
+  MapView m(r, n, path, {"chunk_rows", "chunk_bytes", "max_attempts", "retry_base_seconds", "stall_limit_seconds", "event_jobs"});
   if (!m.ok()) return;
   if (auto v = m.get("event_jobs")) {
     p.event_jobs = r.string_list(*v, m.path("event_jobs"));
     p.event_jobs_line = line_of(*v);
   }
   m.read_int<int64_t>("chunk_rows", p.chunk_rows, 1);
+  m.read_int<int64_t>("chunk_bytes", p.chunk_bytes, 1);
   m.read_int("max_attempts", p.max_attempts, 1);
   if (auto v = m.get("retry_base_seconds"))
     if (auto d = r.number(*v, m.path("retry_base_seconds"), 0.0)) p.retry_base_seconds = *d;

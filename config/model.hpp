@@ -114,6 +114,7 @@ struct CsvOptions {
   std::string encoding = "utf-8";   // utf-8 | latin1
   bool header = true;
   char quote = '"';
+  int64_t max_row_bytes = 16 << 20;  // a longer record is a row error, skipped without being held
 };
 
 /// @brief `jsonl:` options of a dataset (format jsonl).
@@ -215,6 +216,9 @@ inline const std::vector<std::string> kBuiltinJobs = {"rollback", "checks"};
 
 struct Processing {
   int64_t chunk_rows = 50000;
+  /// A chunk also ends once its rows hold this many bytes (raw text and values), so wide rows
+  /// cannot make two chunks in memory exceed what chunk_rows assumed.
+  int64_t chunk_bytes = 64 << 20;
   int max_attempts = 5;
   double retry_base_seconds = 0.5;
   /// Under a systemd watchdog: how long the main loop may go without a sign of life (a consumed

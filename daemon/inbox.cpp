@@ -1,5 +1,7 @@
 #include "daemon/inbox.hpp"
 
+#include <algorithm>
+
 namespace ingestd {
 
 namespace {
@@ -148,7 +150,10 @@ json result_message(const Event& ev, const Outcome& o, double seconds) {
 void publish_dead_letter(Producer& producer, const std::string& topic, RdKafka::Message& msg, const std::string& reason,
                          int attempts) {
   std::string key = msg.key() ? *msg.key() : "";
-  std::string payload(static_cast<const char*>(msg.payload()), msg.len());
+  // A payload the broker would refuse must not block its partition: keep its head (copying
+  // no more of it), say so; the original stays in the source topic at the offset in the headers.
+  constexpr size_t kMaxDeadLetter = 256 * 1024;
+  const std::string payload(static_cast<const char*>(msg.payload()), std::min(msg.len(), kMaxDeadLetter));
   // A key is a dataset or job name: past 1 KiB it is itself the problem, and with the payload
   // it could exceed what the broker accepts, which would leave the event unanswered.
   constexpr size_t kMaxDeadLetterKey = 1024;
@@ -159,14 +164,8 @@ void publish_dead_letter(Producer& producer, const std::string& topic, RdKafka::
                                                            {"source_topic", msg.topic_name()},
                                                            {"source_partition", std::to_string(msg.partition())},
                                                            {"source_offset", std::to_string(msg.offset())}};
-  // A payload the broker would refuse must not block its partition: keep its head, say so;
-  // the original stays in the source topic at the offset named in the headers.
   if (key_bytes > kMaxDeadLetterKey) headers.emplace_back("key_truncated_from_bytes", std::to_string(key_bytes));
-  constexpr size_t kMaxDeadLetter = 256 * 1024;
-  if (payload.size() > kMaxDeadLetter) {
-    headers.emplace_back("truncated_from_bytes", std::to_string(payload.size()));
-    payload.resize(kMaxDeadLetter);
-  }
+  if (msg.len() > kMaxDeadLetter) headers.emplace_back("truncated_from_bytes", std::to_string(msg.len()));
   producer.send(topic, key, payload, headers);
 }
 

@@ -11,22 +11,6 @@
 
 namespace ingestd {
 
-namespace {
-
-using json = nlohmann::json;
-
-/// The event id and type of a message too large to process, so its uploader still gets a
-/// failed result (if it parses at all: past 64 MiB it is not even read).
-void identify_oversized(Event& ev, const std::string& payload) {
-  if (payload.size() > 64 * 1024 * 1024) return;
-  auto j = json::parse(payload, nullptr, false);
-  if (!j.is_object() || !j.contains("event_id") || !j["event_id"].is_string()) return;
-  ev.event_id = j["event_id"].get<std::string>();
-  if (j.contains("type") && j["type"].is_string()) ev.type = j["type"].get<std::string>();
-}
-
-}  // namespace
-
 void Runtime::process(RdKafka::Message& msg) {
   Event ev;
   ev.topic = msg.topic_name();
@@ -45,11 +29,14 @@ void Runtime::process(RdKafka::Message& msg) {
 
 void Runtime::answer(RdKafka::Message& msg, Event& ev) {
   const auto t0 = Clock::now();
-  std::string payload(static_cast<const char*>(msg.payload()), msg.len());
-  if (msg.len() > 1024 * 1024) {
-    identify_oversized(ev, payload);
+  if (msg.len() > kMaxEventBytes) {
+    // Neither copied nor parsed: only its head is read, for the ids its failed result needs.
+    const EventShapeProblem head = event_head({static_cast<const char*>(msg.payload()), msg.len()});
+    ev.event_id = head.event_id;
+    ev.type = head.type;
     return dead_letter(msg, ev, "event is " + std::to_string(msg.len()) + " bytes; the limit is 1 MiB", 0, "too_large");
   }
+  const std::string payload(static_cast<const char*>(msg.payload()), msg.len());
   const EventVetting vet = vet_event(cfg_, ev, payload, topic_key_of(cfg_, ev.topic));
   if (!vet.reason.empty()) return dead_letter(msg, ev, vet.reason, 0, vet.metric);
   const HandlerSpec& spec = *vet.spec;

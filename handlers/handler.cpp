@@ -117,6 +117,16 @@ class EventShape : public nlohmann::json_sax<nlohmann::json> {
 
 }  // namespace
 
+EventShapeProblem event_head(std::string_view payload, size_t prefix) {
+  EventShape shape;
+  const char* b = payload.data();
+  nlohmann::json::sax_parse(b, b + std::min(prefix, payload.size()), &shape);
+  EventShapeProblem p;
+  p.event_id = shape.event_id;
+  p.type = shape.type;
+  return p;
+}
+
 EventShapeProblem event_shape_problem(const std::string& payload) {
   EventShape shape;
   nlohmann::json::sax_parse(payload, &shape);

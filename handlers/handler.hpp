@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -156,6 +157,8 @@ std::string excerpt(const std::string& s, size_t max = 200);
 /// key must fit its index.
 inline constexpr int kMaxEventDepth = 64;
 inline constexpr size_t kMaxEventIdBytes = 255;
+/// A message larger than this is dead-lettered `too_large` without being parsed.
+inline constexpr size_t kMaxEventBytes = 1024 * 1024;
 
 /// @brief Why a payload cannot be an event, and what of it could still be read.
 struct EventShapeProblem {
@@ -166,6 +169,11 @@ struct EventShapeProblem {
 /// Checks `payload` in one streaming pass without building it: malformed JSON, a NUL character in
 /// a string or a key, nesting deeper than kMaxEventDepth.
 EventShapeProblem event_shape_problem(const std::string& payload);
+
+/// The top-level event_id and type of a payload too large to vet, read in one streaming pass
+/// over its first `prefix` bytes only (where a well-formed event has them): the uploader of an
+/// oversized event still gets its failed result, and the rest is never parsed.
+EventShapeProblem event_head(std::string_view payload, size_t prefix = 64 << 10);
 
 /// @brief Why a consumed message must be dead-lettered ("" = it is a valid event), and its handler.
 struct EventVetting {

@@ -138,12 +138,15 @@ void LoadRun::resume() {
 void LoadRun::read_chunk(Chunk& c, int64_t& number, const std::atomic<bool>& cancel) {
   Record rec;
   c.rows.reserve(size_t(std::min<int64_t>(req_.chunk_rows, 1 << 20)));
+  size_t held = 0;  // bytes the chunk's rows and errors hold: wide rows end a chunk early
   while (!cancel && source_.next(rec)) {
     // A sheet row keeps its own number (rows may be skipped); other records are counted.
     number = rec.number > 0 ? rec.number : number + 1;
     if (number <= req_.resume_after_row) continue;
+    const size_t errors_before = c.errors.list.size();
     builder_->build(rec, number, c.rows.emplace_back(), c.errors);
-    if (int64_t(c.rows.size()) >= req_.chunk_rows) {
+    held += held_bytes(c.rows.back(), c.errors, errors_before);
+    if (int64_t(c.rows.size()) >= req_.chunk_rows || held >= size_t(req_.chunk_bytes)) {
       c.bytes = source_.bytes_read();
       return;
     }

@@ -32,6 +32,7 @@ struct LoadRequest {
   bool dry_run = false;
   int64_t resume_after_row = 0;     // rows <= this were committed by an earlier owner
   int64_t chunk_rows = 50000;
+  int64_t chunk_bytes = 64 << 20;   // a chunk also ends once its rows hold this many bytes
   std::string bookkeeping_schema = "ingestd";
   std::string reject_path;          // reject file to (re)write
   std::map<std::string, std::string> vars;  // $batch_id, $source_system, ...

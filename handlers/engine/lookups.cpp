@@ -3,6 +3,8 @@
 #include <set>
 #include <unordered_map>
 
+#include "handlers/engine/normalize.hpp"
+
 namespace ingestd::engine {
 
 namespace {
@@ -45,7 +47,7 @@ void resolve_field(pqxx::transaction_base& tx, const EntityMapping& m, size_t k,
     }
     if (f.on_missing == config::OnMissing::Reject) {
       reject(chunk.errors, r, col, "lookup_missing",
-             "no " + f.lookup->table + " row with " + f.lookup->key + " = \"" + *v + "\"");
+             "no " + f.lookup->table + " row with " + f.lookup->key + " = " + quoted_value(*v));
       continue;
     }
     if (f.on_missing == config::OnMissing::Defer) r.deferred[m.index][k] = v;

@@ -32,6 +32,10 @@ std::string name_key_marks_class();
 /// one birth date). The engine's one rule for field keys.
 std::optional<std::string> field_key(const config::Field& f, const Normalized& n, const std::string& typed_value);
 
+/// A value as row errors echo it: quoted, and past 80 bytes cut (on a UTF-8 boundary) with its
+/// size, so a 5 MB value makes no 5 MB message, log line or result.
+std::string quoted_value(const std::string& v);
+
 /// @brief A value parsed into PostgreSQL text input form (ISO dates, '.' decimals, t/f).
 struct Parsed {
   std::optional<std::string> value;  // nullopt = NULL

@@ -15,16 +15,15 @@ namespace ingestd::engine {
 
 using config::FieldType;
 
-namespace {
-
-/// The value as it appears in an error message: quoted, long values shortened.
-std::string quoted(const std::string& v) {
+std::string quoted_value(const std::string& v) {
   constexpr size_t kMax = 80;
   if (v.size() <= kMax) return "\"" + v + "\"";
   size_t cut = kMax;
   while (cut > 0 && (static_cast<unsigned char>(v[cut]) & 0xC0) == 0x80) --cut;  // UTF-8 boundary
-  return "\"" + v.substr(0, cut) + "...\"";
+  return "\"" + v.substr(0, cut) + "...\" (" + std::to_string(v.size()) + " bytes)";
 }
+
+namespace {
 
 Parsed fail(std::string msg) {
   Parsed p;
@@ -54,7 +53,7 @@ Parsed parse_integer(const std::string& v, int64_t lo, int64_t hi, const char* w
     s.remove_prefix(1);
   }
   if (!all_digits(s))
-    return fail(quoted(v) + " is not " + what + " (an optional sign and digits only)");
+    return fail(quoted_value(v) + " is not " + what + " (an optional sign and digits only)");
   // Parse the magnitude as unsigned so that INT64_MIN is representable.
   uint64_t mag = 0;
   auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), mag);
@@ -73,14 +72,14 @@ Parsed parse_integer(const std::string& v, int64_t lo, int64_t hi, const char* w
     in_range = in_range && out >= lo && out <= hi;
   }
   if (!in_range)
-    return fail(quoted(v) + " is out of range for " + type_name + " (" + std::to_string(lo) +
+    return fail(quoted_value(v) + " is out of range for " + type_name + " (" + std::to_string(lo) +
                 " to " + std::to_string(hi) + ")");
   return ok(std::to_string(out));
 }
 
 Parsed parse_numeric(const std::string& v) {
   auto bad = [&] {
-    return fail(quoted(v) +
+    return fail(quoted_value(v) +
                 " is not a number (digits with an optional sign, one '.' or ',' as decimal "
                 "separator and an optional exponent)");
   };
@@ -124,7 +123,7 @@ Parsed parse_bool(const std::string& v) {
     if (l == t) return ok("t");
   for (const char* f : kFalse)
     if (l == f) return ok("f");
-  return fail(quoted(v) + " is not a boolean (true/false, t/f, yes/no, y/n, si/no, 1/0)");
+  return fail(quoted_value(v) + " is not a boolean (true/false, t/f, yes/no, y/n, si/no, 1/0)");
 }
 
 bool leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
@@ -172,7 +171,7 @@ Parsed parse_date(const std::vector<std::string>& formats, const std::string& v)
                   tm.tm_mday);
     return ok(buf);
   }
-  return fail(quoted(v) + " is not a date in formats " + join_formats(fmts));
+  return fail(quoted_value(v) + " is not a date in formats " + join_formats(fmts));
 }
 
 /// Parses what may follow the seconds of a timestamp: ".fraction", then "Z" or "±HH[:MM]".
@@ -244,7 +243,7 @@ Parsed parse_timestamp(const std::vector<std::string>& formats, const std::strin
                   tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
     return ok(std::string(buf) + fraction + offset);
   }
-  return fail(quoted(v) + " is not a timestamp in formats " + join_formats(fmts) +
+  return fail(quoted_value(v) + " is not a timestamp in formats " + join_formats(fmts) +
               " (optionally followed by Z or +HH:MM)");
 }
 
@@ -253,7 +252,7 @@ Parsed parse_json(const std::string& v) {
     auto parsed = nlohmann::json::parse(v);
     (void)parsed;
   } catch (const nlohmann::json::exception& e) {
-    return fail(quoted(v) + " is not valid JSON: " + e.what());
+    return fail(quoted_value(v) + " is not valid JSON: " + e.what());
   }
   return ok(v);
 }

@@ -6,6 +6,7 @@
 
 #include "handlers/engine/catalog.hpp"
 #include "handlers/engine/errors.hpp"
+#include "handlers/handler.hpp"
 
 namespace ingestd::engine {
 
@@ -65,10 +66,12 @@ void store_row_errors(pqxx::transaction_base& tx, const std::string& row_errors_
     append_copy_value(line, batch_id);
     line += '\t' + std::to_string(e.row) + '\t';
     append_copy_value(line, e.field.empty() ? std::nullopt : std::optional<std::string>(e.field));
-    for (const std::string* v : {&e.code, &e.message, &e.raw}) {
+    for (const std::string* v : {&e.code, &e.message}) {
       line += '\t';
       append_copy_value(line, *v);
     }
+    line += '\t';
+    append_copy_value(line, excerpt(e.raw, kMaxStoredRowBytes));  // a 5 MB row is no 5 MB table row
     w.line(line);
   }
   w.complete();

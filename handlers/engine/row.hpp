@@ -21,6 +21,11 @@ struct Row {
   bool rejected = false;
 };
 
+/// A row error's message is cut to this many bytes (values in it are shortened already).
+inline constexpr size_t kMaxRowErrorMessage = 1000;
+/// Of a refused row, ingestd.row_errors keeps this many bytes (the reject file keeps it whole).
+inline constexpr size_t kMaxStoredRowBytes = 64 << 10;
+
 /// @brief One reason a row was refused.
 struct RowError {
   int64_t row;
@@ -42,6 +47,10 @@ struct Chunk {
   uint64_t bytes = 0;  // of the source, once the chunk was read
   bool last = false;
 };
+
+/// Bytes a built row holds (its text, values and keys, and the errors added to `errors` from
+/// index `errors_from` on): what processing.chunk_bytes counts.
+size_t held_bytes(const Row& row, const RowErrors& errors, size_t errors_from);
 
 /// Invalid UTF-8 replaced by U+FFFD: row_errors is text, and one bad byte must not sink the file.
 std::string scrub_utf8(const std::string& s);

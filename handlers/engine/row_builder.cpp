@@ -6,6 +6,7 @@
 #include "handlers/engine/identity/fuzzy_matcher.hpp"
 #include "handlers/engine/identity/matcher.hpp"
 #include "handlers/engine/normalize.hpp"
+#include "handlers/handler.hpp"
 
 namespace ingestd::engine {
 
@@ -46,17 +47,39 @@ std::string scrub_utf8(const std::string& s) {
   return o;
 }
 
+namespace {
+
+/// A message as row errors keep it: messages quote values shortened already (quoted_value);
+/// this bounds whatever else (a database's message) a row error may carry.
+std::string row_message(const std::string& message) { return scrub_utf8(excerpt(message, kMaxRowErrorMessage)); }
+
+}  // namespace
+
 void reject(RowErrors& errors, Row& row, const std::string& field, const std::string& code, const std::string& message) {
   if (!row.rejected) ++errors.rows;
   row.rejected = true;
-  errors.list.push_back({row.number, scrub_utf8(field), code, scrub_utf8(message), scrub_utf8(row.raw)});
+  errors.list.push_back({row.number, scrub_utf8(field), code, row_message(message), scrub_utf8(row.raw)});
   if (errors.first.size() < 10)
-    errors.first.push_back("row " + std::to_string(row.number) + (field.empty() ? "" : ", " + field) + ": " + message);
+    errors.first.push_back("row " + std::to_string(row.number) + (field.empty() ? "" : ", " + field) + ": " +
+                           errors.list.back().message);
 }
 
 void warn(RowErrors& errors, const Row& row, const std::string& field, const std::string& code,
           const std::string& message) {
-  errors.list.push_back({row.number, scrub_utf8(field), code, scrub_utf8(message), scrub_utf8(row.raw), true});
+  errors.list.push_back({row.number, scrub_utf8(field), code, row_message(message), scrub_utf8(row.raw), true});
+}
+
+size_t held_bytes(const Row& row, const RowErrors& errors, size_t errors_from) {
+  size_t n = sizeof(Row) + row.raw.size();
+  for (const auto* table : {&row.values, &row.keys, &row.deferred})
+    for (const auto& entity : *table)
+      for (const auto& v : entity) n += sizeof(v) + (v ? v->size() : 0);
+  for (const auto& s : row.source) n += s.size();
+  for (size_t i = errors_from; i < errors.list.size(); ++i) {
+    const RowError& e = errors.list[i];
+    n += sizeof(RowError) + e.field.size() + e.message.size() + e.raw.size();
+  }
+  return n;
 }
 
 RowBuilder::RowBuilder(const config::Dataset& ds, const std::vector<std::string>& header,
@@ -170,10 +193,10 @@ void RowBuilder::build_entity(const Record& rec, const EntityMapping& m, Row& ro
     const std::string col = f.from.empty() ? f.name : f.from.front();
     Normalized nv = normalize(f.normalize, raw);
     if (!nv.error.empty()) {
-      reject(errors, row, col, "invalid_value", nv.error + ": \"" + raw + "\"");
+      reject(errors, row, col, "invalid_value", nv.error + ": " + quoted_value(raw));
       continue;
     }
-    if (!nv.nulled.empty()) warn(errors, row, col, "invalid_value_nulled", nv.nulled + ": \"" + raw + "\"; stored NULL");
+    if (!nv.nulled.empty()) warn(errors, row, col, "invalid_value_nulled", nv.nulled + ": " + quoted_value(raw) + "; stored NULL");
     Parsed parsed = parse_typed(f.type, f.formats, nv.value);
     if (!parsed.error.empty() && !f.normalize.invalid_reject) {
       warn(errors, row, col, "invalid_value_nulled", parsed.error + "; stored NULL");

@@ -321,6 +321,7 @@ engine::LoadRequest load_request(const Event& ev, Services& svc, const VerifiedF
   req.atomic = ds.atomic;
   req.resume_after_row = start.resume_after;
   req.chunk_rows = svc.cfg.processing.chunk_rows;
+  req.chunk_bytes = svc.cfg.processing.chunk_bytes;
   req.bookkeeping_schema = svc.cfg.postgres.bookkeeping_schema;
   req.reject_path = (fs::path(svc.cfg.files.rejects_dir) / dataset / (start.batch_id + engine::reject_file_suffix(ds.format))).string();
   req.vars = {{"batch_id", start.batch_id},

@@ -70,6 +70,7 @@ void MigrateRun::prepare_request() {
   req.dry_run = dry_run;
   req.atomic = job.atomic;
   req.chunk_rows = cfg.processing.chunk_rows;
+  req.chunk_bytes = cfg.processing.chunk_bytes;
   req.bookkeeping_schema = cfg.postgres.bookkeeping_schema;
   req.reject_path = (std::filesystem::path(cfg.files.rejects_dir) / ("job-" + job.name) / (batch_id + ".rejects.csv")).string();
   req.writeback = &job.writeback;

@@ -326,6 +326,21 @@ jobs:
     CHECK_PROBLEM(problems_of(kBase + "datasets:\n  d:\n    format: parquet\n" + ents), "datasets.d.format");
   }
 
+  TEST_CASE("csv.max_row_bytes and processing.chunk_bytes load, with their defaults and lower bounds") {
+    const std::string ents = "    entities:\n      e: {table: t, fields: {a: {from: A}}}\n";
+    const auto c = cfg::load_config_text(
+        kBase + "processing: {chunk_bytes: 1048576}\ndatasets:\n  d:\n    csv: {max_row_bytes: 4096}\n" + ents, "x.yaml");
+    CHECK(c.datasets.at("d").csv.max_row_bytes == 4096);
+    CHECK(c.processing.chunk_bytes == 1 << 20);
+    const auto d = cfg::load_config_text(kBase + "datasets:\n  d:\n" + ents, "x.yaml");
+    CHECK(d.datasets.at("d").csv.max_row_bytes == 16 << 20);
+    CHECK(d.processing.chunk_bytes == 64 << 20);
+    CHECK_PROBLEM(problems_of(kBase + "datasets:\n  d:\n    csv: {max_row_bytes: 1}\n" + ents),
+                  "datasets.d.csv.max_row_bytes: expected an integer >= 2, got '1'");
+    CHECK_PROBLEM(problems_of(kBase + "processing: {chunk_bytes: 0}\n"),
+                  "processing.chunk_bytes: expected an integer >= 1, got '0'");
+  }
+
   TEST_CASE("${VAR} is replaced from the environment") {
     setenv("INGESTD_TEST_DB", "postgresql://env/db", 1);
     setenv("INGESTD_TEST_POOL", "7", 1);

@@ -1,11 +1,16 @@
 // Unit tests for the streaming CSV reader (handlers/engine/source/csv_reader.hpp).
 #include <doctest/doctest.h>
+#include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "handlers/engine/errors.hpp"
 #include "handlers/engine/source/csv_reader.hpp"
+#include "handlers/engine/source/record_source.hpp"
 
 using ingestd::config::CsvOptions;
 using ingestd::engine::CsvError;
@@ -16,17 +21,18 @@ namespace {
 
 using Rows = std::vector<std::vector<std::string>>;
 
-CsvOptions opts(char delimiter = ',', const std::string& encoding = "utf-8") {
+CsvOptions opts(char delimiter = ',', const std::string& encoding = "utf-8", int64_t max_row_bytes = 64 << 20) {
   CsvOptions o;
   o.delimiter = delimiter;
   o.encoding = encoding;
+  o.max_row_bytes = max_row_bytes;
   return o;
 }
 
 std::vector<CsvRecord> read_all(const std::string& text, const CsvOptions& o = opts(),
-                                size_t max_record = 64u << 20) {
+                                size_t max_fields = ingestd::engine::kMaxCsvFields) {
   std::istringstream in(text);
-  CsvReader reader(in, o, max_record);
+  CsvReader reader(in, o, max_fields);
   std::vector<CsvRecord> out;
   CsvRecord rec;
   while (reader.next(rec)) out.push_back(rec);
@@ -194,28 +200,75 @@ TEST_CASE("csv: unknown encoding is a CsvError") {
   CHECK_THROWS_AS(CsvReader(in, opts(',', "klingon-42")), CsvError);
 }
 
-TEST_CASE("csv: record longer than max_record_bytes is a CsvError naming the line") {
-  std::string text = "a,b\n" + std::string(100, 'x') + ",y\n";
-  std::istringstream in(text);
-  CsvReader reader(in, opts(), 50);
-  CsvRecord rec;
-  REQUIRE(reader.next(rec));
-  try {
-    reader.next(rec);
-    FAIL("expected CsvError");
-  } catch (const CsvError& e) {
-    CHECK(e.line == 2);
-    CHECK(std::string(e.what()).find("line 2") != std::string::npos);
-  }
+TEST_CASE("csv: a row longer than max_row_bytes is a row error naming its line and the limit") {
+  const std::string big(100, 'x');
+  auto recs = read_all("a,b\n" + big + ",y\n1,2\n", opts(',', "utf-8", 50));
+  REQUIRE(recs.size() == 3);
+  CHECK(recs[1].error_code == "row_too_long");
+  CHECK(recs[1].error == "line 2: 102 bytes, longer than the limit of 50 (csv.max_row_bytes)");
+  CHECK(recs[1].fields.empty());
+  CHECK(recs[2].fields == std::vector<std::string>{"1", "2"});
+  CHECK(recs[2].error.empty());
+  CHECK(recs[2].line == 3);
 }
 
-TEST_CASE("csv: unterminated quote in a big file stops at max_record_bytes") {
+TEST_CASE("csv: an over-long row is skipped to its end minding quotes, without being held") {
+  // 3 MB of quoted text holding delimiters and newlines, over blocks: the row ends at the
+  // newline after the closing quote, and the lines inside it are still counted.
+  std::string field;
+  for (int i = 0; i < 100000; ++i) field += "a,b\n\"\"cd ef gh ij kl\n";
+  auto recs = read_all("h1,h2\n1,\"" + field + "\"\n2,ok\n", opts(',', "utf-8", 1 << 20));
+  REQUIRE(recs.size() == 3);
+  CHECK(recs[1].error_code == "row_too_long");
+  CHECK(recs[1].raw.size() == 1024 + 3);  // the first KiB and "..."
+  CHECK(recs[1].raw.starts_with("1,\"a,b"));
+  CHECK(recs[2].fields == std::vector<std::string>{"2", "ok"});
+  CHECK(recs[2].line == 2 + 200000 + 1);
+}
+
+TEST_CASE("csv: unterminated quote in a big file is a CsvError at the end, not a held record") {
   std::string text = "a\n\"" + std::string(300000, 'x');
   std::istringstream in(text);
-  CsvReader reader(in, opts(), 100000);
+  CsvReader reader(in, opts(',', "utf-8", 100000));
   CsvRecord rec;
   REQUIRE(reader.next(rec));
-  CHECK_THROWS_AS(reader.next(rec), CsvError);
+  CHECK_THROWS_WITH_AS(reader.next(rec), doctest::Contains("unterminated quoted field"), CsvError);
+}
+
+TEST_CASE("csv: a row with more fields than the cap is a row error and builds no vector of them") {
+  std::string commas(200000, ',');
+  auto recs = read_all("a,b\n" + commas + "\n1,2\n", opts(), 1000);
+  REQUIRE(recs.size() == 3);
+  CHECK(recs[1].error_code == "too_many_fields");
+  CHECK(recs[1].error == "line 2: 200001 fields, more than the limit of 1000");
+  CHECK(recs[1].fields.capacity() <= 1000);
+  CHECK(recs[1].raw.size() == commas.size());  // under the byte limit: kept for the reject file
+  CHECK(recs[2].fields == std::vector<std::string>{"1", "2"});
+  // exactly the cap is fine
+  auto ok = read_all(std::string(999, ',') + "\n", opts(), 1000);
+  REQUIRE(ok.size() == 1);
+  CHECK(ok[0].error.empty());
+  CHECK(ok[0].fields.size() == 1000);
+}
+
+TEST_CASE("csv: a file source fails the batch on a header over the byte limit or the column cap") {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("ingestd_csv_header_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  ingestd::engine::FileSourceOptions o;
+  o.csv.max_row_bytes = 1000;
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir / name, std::ios::binary) << text;
+    return (dir / name).string();
+  };
+  CHECK_THROWS_WITH_AS(ingestd::engine::open_file_source(write("long.csv", std::string(5000, 'h') + "\n1\n"), o),
+                       "header line 1: 5000 bytes, longer than the limit of 1000 (csv.max_row_bytes)",
+                       ingestd::engine::BatchError);
+  o.csv.max_row_bytes = 1 << 20;
+  CHECK_THROWS_WITH_AS(ingestd::engine::open_file_source(write("wide.csv", std::string(20000, ',') + "\n1\n"), o),
+                       "header line 1: 20001 fields, more than the limit of 16384",
+                       ingestd::engine::BatchError);
+  fs::remove_all(dir);
 }
 
 TEST_CASE("csv: a file bigger than the buffer, records spanning block boundaries") {

@@ -148,3 +148,16 @@ TEST_CASE("the schemas are compiled in and parse") {
     CHECK(schema_problem(name, nlohmann::json::object()).reason != "");
   }
 }
+
+TEST_CASE("event_head reads event_id and type from the head of an oversized payload only") {
+  // what follows the head is never parsed: unterminated, deeper than any limit, megabytes long
+  const std::string payload = R"({"event_id": "e-1", "type": "file.arrived", "pad": )" + std::string(2 << 20, '[');
+  const EventShapeProblem head = event_head(payload);
+  CHECK(head.event_id == "e-1");
+  CHECK(head.type == "file.arrived");
+  // ids past the head are not looked for
+  const EventShapeProblem late = event_head(R"({"pad": ")" + std::string(100 << 10, 'x') + R"(", "event_id": "e-2"})");
+  CHECK(late.event_id.empty());
+  // nested keys of the same name are not the event's
+  CHECK(event_head(R"({"options": {"event_id": "inner"}, "type": "t")").event_id.empty());
+}

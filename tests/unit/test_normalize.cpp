@@ -317,6 +317,6 @@ TEST_CASE("parse: long values are shortened in error messages") {
   std::string v(200, '9');
   v += "x";
   Parsed p = parse(FieldType::Int, v);
-  CHECK(p.error == "\"" + std::string(80, '9') + "...\" is not an integer (an optional sign and "
+  CHECK(p.error == "\"" + std::string(80, '9') + "...\" (201 bytes) is not an integer (an optional sign and "
                    "digits only)");
 }

@@ -177,3 +177,26 @@ TEST_CASE("row builder: a record its source could not read is rejected with the 
   CHECK(errors.list[0].raw == "{\"Nombre\": oops");
   CHECK(errors.rows == 1);
 }
+
+TEST_CASE("row builder: a 5 MB invalid value makes a short row error, and a long message is cut") {
+  auto cfg = test_config();
+  const std::map<std::string, std::string> vars;  // the builder keeps a reference
+  RowBuilder b(cfg.datasets.at("leads"), {"Cedula", "Email", "Nombre", "Fecha"}, vars);
+  Row row;
+  RowErrors errors;
+  const std::string email(5 << 20, 'x');
+  auto rec = record({"123", email, "Ana", ""});
+  rec.raw = std::string(1 << 20, 'r');
+  b.build(rec, 3, row, errors);
+  REQUIRE(row.rejected);
+  REQUIRE(errors.list.size() == 1);
+  CHECK(errors.list[0].message == "invalid email: \"" + std::string(80, 'x') + "...\" (5242880 bytes)");
+  CHECK(errors.first.at(0) == "row 3, Email: " + errors.list[0].message);
+  // what processing.chunk_bytes counts: the row's text and its error's copy of it
+  CHECK(engine::held_bytes(row, errors, 0) >= size_t(2 << 20));
+  CHECK(engine::held_bytes(row, errors, 1) < size_t(1 << 20) + 1024);
+
+  Row other;
+  engine::reject(errors, other, "", "db", std::string(10000, 'm'));
+  CHECK(errors.list.back().message.size() < engine::kMaxRowErrorMessage + 50);
+}

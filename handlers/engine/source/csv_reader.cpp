@@ -17,6 +17,21 @@ namespace {
 
 constexpr size_t kBlockBytes = 64u << 10;
 constexpr size_t kPivotUnits = 1024;
+constexpr size_t kRawKept = 1024;  // of a record over the byte limit: enough to recognise it
+
+enum class State { FieldStart, Unquoted, Quoted, AfterQuote };
+
+/// @brief The record being scanned: where it starts, how far it got, whether it is held.
+struct Scan {
+  State state = State::FieldStart;
+  int64_t line = 0;          // physical line where the record starts
+  size_t start = 0;          // its first byte still in `data`
+  size_t dropped = 0;        // its bytes already dropped (a record over the limit is not held)
+  size_t fields = 0;         // fields begun, kept or not
+  int64_t quoted_lines = 0;  // newlines inside its quoted fields
+  bool too_long = false;
+  std::string kept;          // of a record over the limit: its first kRawKept bytes
+};
 
 /// True when the encoding name means the input is already UTF-8 (no transcoding needed).
 bool is_utf8_name(const std::string& name) {
@@ -98,6 +113,8 @@ struct CsvReader::Impl {
   char delim;
   char quote;
   size_t max_record;
+  size_t max_fields;
+  std::string sink;  // fields not kept (past max_fields, or of a record over max_record)
 
   bool transcode = false;
   ConverterPtr source_cnv;  // the declared encoding
@@ -116,9 +133,9 @@ struct CsvReader::Impl {
   int64_t line = 1;               // physical line at `pos`
   uint64_t bytes = 0;
 
-  Impl(std::istream& in_, const config::CsvOptions& opts, size_t max_record_bytes)
-      : in(in_), delim(opts.delimiter), quote(opts.quote), max_record(max_record_bytes),
-        block(new char[kBlockBytes]) {
+  Impl(std::istream& in_, const config::CsvOptions& opts, size_t max_fields_)
+      : in(in_), delim(opts.delimiter), quote(opts.quote), max_record(size_t(opts.max_row_bytes)),
+        max_fields(max_fields_), block(new char[kBlockBytes]) {
     if (is_utf8_name(opts.encoding)) return;
     UErrorCode err = U_ZERO_ERROR;
     source_cnv.reset(ucnv_open(opts.encoding.c_str(), &err));
@@ -181,31 +198,30 @@ struct CsvReader::Impl {
     return keep_from;
   }
 
-  [[noreturn]] void too_long(int64_t rec_line) const {
-    throw CsvError("line " + std::to_string(rec_line) + ": record longer than " +
-                       std::to_string(max_record) +
-                       " bytes (an unterminated quote, or raise the record size limit)",
-                   rec_line);
-  }
-
+  bool skip_blank_lines();
+  std::string* next_field(CsvRecord& rec, Scan& s);
+  const char* scan(CsvRecord& rec, Scan& s, std::string*& cur, const char* p, const char* end, bool& done);
+  void drop_scanned(Scan& s, std::string*& cur, size_t& i);
+  void finish(CsvRecord& rec, const Scan& s, size_t term);
+  void refuse(CsvRecord& rec, const Scan& s, std::string code, const std::string& why);
   bool next(CsvRecord& rec);
 };
 
-bool CsvReader::Impl::next(CsvRecord& rec) {
+/// Skips the BOM, the LF of a CRLF split across calls and completely empty lines; false at the
+/// end of the input.
+bool CsvReader::Impl::skip_blank_lines() {
   if (!started) {
     while (!eof && data.size() < 3) fill(0);
     if (data.size() >= 3 && std::memcmp(data.data(), "\xEF\xBB\xBF", 3) == 0) pos = 3;
     started = true;
   }
-
-  // Skip the LF of a CRLF split across calls and completely empty lines.
   for (;;) {
     if (pos >= data.size()) {
       if (eof) return false;
       fill(pos);
       continue;
     }
-    char c = data[pos];
+    const char c = data[pos];
     if (skip_lf) {
       skip_lf = false;
       if (c == '\n') {
@@ -213,135 +229,165 @@ bool CsvReader::Impl::next(CsvRecord& rec) {
         continue;
       }
     }
-    if (c == '\n') {
-      ++pos;
-      ++line;
-    } else if (c == '\r') {
-      ++pos;
-      ++line;
-      skip_lf = true;
-    } else {
-      break;
-    }
+    if (c != '\n' && c != '\r') return true;
+    ++pos;
+    ++line;
+    skip_lf = c == '\r';
   }
+}
 
-  enum class State { FieldStart, Unquoted, Quoted, AfterQuote };
-  State state = State::FieldStart;
-  const int64_t rec_line = line;
-  size_t rs = pos;  // record start in `data`
-  size_t i = pos;   // scan position in `data`
-  size_t nf = 0;    // fields in use in rec.fields
-  int64_t quoted_lines = 0;
+/// The string the next field is read into: the record's own, or `sink` once the record is over
+/// the byte limit or has max_fields fields (the rest is counted, not kept).
+std::string* CsvReader::Impl::next_field(CsvRecord& rec, Scan& s) {
+  if (s.too_long || s.fields >= max_fields) {
+    ++s.fields;
+    sink.clear();
+    return &sink;
+  }
+  if (rec.fields.size() <= s.fields) rec.fields.emplace_back();
+  std::string& f = rec.fields[s.fields++];
+  f.clear();
+  return &f;
+}
 
-  auto new_field = [&]() -> std::string& {
-    if (rec.fields.size() <= nf) rec.fields.emplace_back();
-    std::string& f = rec.fields[nf++];
-    f.clear();
-    return f;
-  };
-  std::string* cur = &new_field();
+/// Runs the RFC 4180 state machine over [p, end); `done` when the record's terminator is
+/// reached (then the return value points at it).
+const char* CsvReader::Impl::scan(CsvRecord& rec, Scan& s, std::string*& cur, const char* p, const char* end, bool& done) {
   const char d = delim, q = quote;
-  size_t term = 0;  // index of the terminator (or data.size() at EOF)
-  bool done = false;
-
-  while (!done) {
-    const char* base = data.data();
-    const char* p = base + i;
-    const char* end = base + data.size();
-    while (p < end && !done) {
-      switch (state) {
-        case State::FieldStart:
-          if (*p == q && q != '\0') {  // a NUL quote character disables quoting
-            ++p;
-            state = State::Quoted;
-          } else {
-            state = State::Unquoted;
-          }
-          break;
-        case State::Unquoted: {
-          const char* s = p;
-          while (p < end && *p != d && *p != '\n' && *p != '\r') ++p;
-          cur->append(s, p);
-          if (p == end) break;
-          if (*p == d) {
-            ++p;
-            cur = &new_field();
-            state = State::FieldStart;
-          } else {
-            term = static_cast<size_t>(p - base);
-            done = true;
-          }
-          break;
+  while (p < end) {
+    switch (s.state) {
+      case State::FieldStart:
+        if (*p == q && q != '\0') {  // a NUL quote character disables quoting
+          ++p;
+          s.state = State::Quoted;
+        } else {
+          s.state = State::Unquoted;
         }
-        case State::Quoted: {
-          const char* qp = static_cast<const char*>(std::memchr(p, q, end - p));
-          const char* stop = qp ? qp : end;
-          cur->append(p, stop);
-          quoted_lines += std::count(p, stop, '\n');
-          if (qp) {
-            p = qp + 1;
-            state = State::AfterQuote;
-          } else {
-            p = end;
-          }
-          break;
+        break;
+      case State::Unquoted: {
+        const char* b = p;
+        while (p < end && *p != d && *p != '\n' && *p != '\r') ++p;
+        cur->append(b, p);
+        if (p == end) break;
+        if (*p != d) {
+          done = true;
+          return p;
         }
-        case State::AfterQuote:
-          if (*p == q) {  // doubled quote inside a quoted field
-            cur->push_back(q);
-            ++p;
-            state = State::Quoted;
-          } else if (*p == d) {
-            ++p;
-            cur = &new_field();
-            state = State::FieldStart;
-          } else if (*p == '\n' || *p == '\r') {
-            term = static_cast<size_t>(p - base);
-            done = true;
-          } else {
-            state = State::Unquoted;  // lenient: text after the closing quote is kept
-          }
-          break;
+        ++p;
+        cur = next_field(rec, s);
+        s.state = State::FieldStart;
+        break;
       }
+      case State::Quoted: {
+        const char* qp = static_cast<const char*>(std::memchr(p, q, size_t(end - p)));
+        const char* stop = qp ? qp : end;
+        cur->append(p, stop);
+        s.quoted_lines += std::count(p, stop, '\n');
+        p = qp ? qp + 1 : end;
+        if (qp) s.state = State::AfterQuote;
+        break;
+      }
+      case State::AfterQuote:
+        if (*p == q) {  // doubled quote inside a quoted field
+          cur->push_back(q);
+          ++p;
+          s.state = State::Quoted;
+        } else if (*p == d) {
+          ++p;
+          cur = next_field(rec, s);
+          s.state = State::FieldStart;
+        } else if (*p == '\n' || *p == '\r') {
+          done = true;
+          return p;
+        } else {
+          s.state = State::Unquoted;  // lenient: text after the closing quote is kept
+        }
+        break;
     }
-    if (done) break;
-    i = static_cast<size_t>(p - base);
-    if (i - rs > max_record) too_long(rec_line);
-    if (eof) {
-      if (state == State::Quoted)
-        throw CsvError("line " + std::to_string(rec_line) +
-                           ": unterminated quoted field at end of file",
-                       rec_line);
-      term = data.size();
-      break;
-    }
-    size_t shift = fill(rs);
-    rs -= shift;
-    i -= shift;
   }
+  return p;
+}
 
-  if (term - rs > max_record) too_long(rec_line);
-  rec.fields.resize(nf);
-  rec.raw.assign(data.data() + rs, term - rs);
-  rec.line = rec_line;
-  if (transcode) {
-    rec.invalid_utf8 = subst.fired && rec.raw.find("\xEF\xBF\xBD") != std::string::npos;
-  } else {
-    rec.invalid_utf8 = !valid_utf8(rec.raw.data(), rec.raw.size());
+/// Before reading more: a record over the byte limit stops being held (its first bytes kept
+/// to recognise it), and what is scanned of it is dropped, so it costs no more than a block.
+void CsvReader::Impl::drop_scanned(Scan& s, std::string*& cur, size_t& i) {
+  if (!s.too_long && i - s.start > max_record) {
+    s.kept.assign(data, s.start, kRawKept);
+    s.too_long = true;
+    cur = &sink;
   }
-  line = rec_line + quoted_lines;
+  if (s.too_long) {
+    s.dropped += i - s.start;
+    s.start = i;
+    sink.clear();
+  }
+  fill(s.start);
+  i -= s.start;
+  s.start = 0;
+}
+
+/// A record the reader delimited but will not hand out whole: a row error, the input goes on.
+void CsvReader::Impl::refuse(CsvRecord& rec, const Scan& s, std::string code, const std::string& why) {
+  rec.fields.clear();
+  rec.error_code = std::move(code);
+  rec.error = "line " + std::to_string(s.line) + ": " + why;
+}
+
+void CsvReader::Impl::finish(CsvRecord& rec, const Scan& s, size_t term) {
+  const size_t length = s.dropped + (term - s.start);
+  rec.line = s.line;
+  rec.invalid_utf8 = false;
+  rec.error_code.clear();
+  rec.error.clear();
+  if (s.too_long || length > max_record) {
+    rec.raw = (s.too_long ? s.kept : data.substr(s.start, kRawKept)) + "...";
+    refuse(rec, s, "row_too_long", std::to_string(length) + " bytes, longer than the limit of " +
+                                       std::to_string(max_record) + " (csv.max_row_bytes)");
+  } else {
+    rec.raw.assign(data.data() + s.start, term - s.start);
+    rec.fields.resize(std::min(s.fields, max_fields));
+    if (s.fields > max_fields)
+      refuse(rec, s, "too_many_fields", std::to_string(s.fields) + " fields, more than the limit of " +
+                                            std::to_string(max_fields));
+    else if (transcode)
+      rec.invalid_utf8 = subst.fired && rec.raw.find("\xEF\xBF\xBD") != std::string::npos;
+    else
+      rec.invalid_utf8 = !valid_utf8(rec.raw.data(), rec.raw.size());
+  }
+  line = s.line + s.quoted_lines;
+  pos = term;
   if (term < data.size()) {
     ++line;
-    if (data[term] == '\r') skip_lf = true;
-    pos = term + 1;
-  } else {
-    pos = term;
+    skip_lf = data[term] == '\r';
+    ++pos;
   }
+}
+
+bool CsvReader::Impl::next(CsvRecord& rec) {
+  if (!skip_blank_lines()) return false;
+  Scan s;
+  s.line = line;
+  s.start = pos;
+  std::string* cur = next_field(rec, s);
+  size_t i = pos;
+  for (;;) {
+    bool done = false;
+    const char* base = data.data();
+    i = size_t(scan(rec, s, cur, base + i, base + data.size(), done) - base);
+    if (done) break;
+    if (eof) {
+      if (s.state == State::Quoted)
+        throw CsvError("line " + std::to_string(s.line) + ": unterminated quoted field at end of file", s.line);
+      break;
+    }
+    drop_scanned(s, cur, i);
+  }
+  finish(rec, s, i);
   return true;
 }
 
-CsvReader::CsvReader(std::istream& in, const config::CsvOptions& opts, size_t max_record_bytes)
-    : impl_(new Impl(in, opts, max_record_bytes)) {}
+CsvReader::CsvReader(std::istream& in, const config::CsvOptions& opts, size_t max_fields)
+    : impl_(new Impl(in, opts, max_fields)) {}
 
 CsvReader::~CsvReader() { delete impl_; }
 

@@ -15,6 +15,9 @@ class CsvFileSource : public RecordSource {
     reader_ = std::make_unique<CsvReader>(file_.stream(), opts);
     Record head;
     if (!next(head)) throw BatchError("file is empty: no header row");
+    // A header the reader would not hold (over csv.max_row_bytes, over kMaxCsvFields columns)
+    // leaves no columns to map rows to.
+    if (!head.error.empty()) throw BatchError("header " + head.error);
     header_ = std::move(head.fields);
     header_raw_ = std::move(head.raw);
   }
