@@ -6,6 +6,8 @@
 // load_dataset.cpp the datasets and load_job.cpp the jobs.
 #include "config/loader.hpp"
 
+#include <grp.h>
+#include <libpq-fe.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -16,6 +18,7 @@
 #include <utility>
 
 #include "config/load_sections.hpp"
+#include "config/redact.hpp"
 #include "config/yaml_reader.hpp"
 
 namespace ingestd::config {
@@ -49,16 +52,40 @@ void load_kafka(Reader& r, const YAML::Node& n, const std::string& path, Kafka& 
     }
   }
   if (auto v = m.get("properties"))
-    for (auto& [key, value] : r.scalar_map(*v, m.path("properties"))) k.properties[key] = value;
+    for (auto& [key, value] : r.scalar_map(*v, m.path("properties"))) {
+      if (secret_kafka_property(key)) remember_secret(value);
+      k.properties[key] = value;
+    }
   m.read_int("embedded_partitions", k.embedded_partitions, 1);
   if (auto v = m.get("embedded_address_file"))
     if (auto s = r.text(*v, m.path("embedded_address_file"))) k.embedded_address_file = *s;
 }
 
+/// A connection string (postgres.url, sources.*.url): its password is remembered for redaction,
+/// and one libpq cannot read is reported here, by key path, with the password masked — not at
+/// the first connection, where libpq's message quoted it back.
+std::optional<std::string> read_conninfo(Reader& r, const MapView& m, const YAML::Node& at, std::string_view why) {
+  auto url = m.require_name("url", at, why);
+  if (!url) return url;
+  remember_conninfo_secret(*url);
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(url->c_str(), &err);
+  if (opts) PQconninfoFree(opts);
+  if (err) {
+    const std::string message(err);  // libpq's messages end in a newline
+    r.problem(line_of(*m.get("url")), m.path("url"),
+              "not a connection string libpq can read: " + redact(message.substr(0, message.find('\n'))) +
+                  " (in a URI, percent-encode the password's reserved characters: / as %2F, @ as %40, : as %3A)");
+    PQfreemem(err);
+    return std::nullopt;
+  }
+  return url;
+}
+
 void load_postgres(Reader& r, const YAML::Node& n, const std::string& path, Postgres& pg) {
   MapView m(r, n, path, {"url", "pool_size", "bookkeeping_schema"});
   if (!m.ok()) return;
-  if (auto s = m.require_name("url", n, "the target database URL")) pg.url = *s;
+  if (auto s = read_conninfo(r, m, n, "the target database URL")) pg.url = *s;
   m.read_int("pool_size", pg.pool_size, 1);
   m.read_name("bookkeeping_schema", pg.bookkeeping_schema);
 }
@@ -72,14 +99,25 @@ void load_http(Reader& r, const YAML::Node& n, const std::string& path, Http& h)
     r.problem(*m.get("status_socket"), m.path("status_socket"), "must be an absolute path of at most 107 bytes, got " + h.status_socket);
   if (!h.status_socket_group.empty() && h.status_socket.empty())
     r.problem(*m.get("status_socket_group"), m.path("status_socket_group"), "needs http.status_socket");
+  if (h.listen.rfind("unix:", 0) == 0)
+    r.problem(*m.get("listen"), m.path("listen"),
+              "listen takes HOST:PORT or PORT; for a unix socket set http.status_socket");
 }
 
 void load_files(Reader& r, const YAML::Node& n, const std::string& path, Files& f) {
-  MapView m(r, n, path, {"allowed_roots", "rejects_dir"});
+  MapView m(r, n, path, {"allowed_roots", "rejects_dir", "rejects_group"});
   if (!m.ok()) return;
   if (auto v = m.get("allowed_roots"))
     f.allowed_roots = r.string_list(*v, m.path("allowed_roots"));
   m.read_name("rejects_dir", f.rejects_dir);
+  if (auto v = m.get("rejects_group")) {
+    auto g = r.name_text(*v, m.path("rejects_group"));
+    if (g && !group_id(*g))
+      r.problem(*v, m.path("rejects_group"), "no group '" + *g + "' on this system (create it, e.g. groupadd " + *g +
+                                                 ", or leave the key out: the reject files then stay the daemon's group)");
+    else if (g)
+      f.rejects_group = *g;
+  }
 }
 
 void load_processing(Reader& r, const YAML::Node& n, const std::string& path, Processing& p) {
@@ -135,7 +173,7 @@ void load_sources(Reader& r, const YAML::Node& n, const std::string& path,
     s.name = e.key;
     MapView m(r, e.value, child(path, e.key), {"url"});
     if (!m.ok()) continue;
-    if (auto u = m.require_name("url", e.key_node, "the source database URL")) s.url = *u;
+    if (auto u = read_conninfo(r, m, e.key_node, "the source database URL")) s.url = *u;
     sources.emplace(e.key, std::move(s));
   }
 }
@@ -190,6 +228,14 @@ Config load(Reader& r, const YAML::Node& root, Sections sections) {
 }
 
 }  // namespace
+
+std::optional<unsigned> group_id(const std::string& name) {
+  struct group gr {};
+  struct group* found = nullptr;
+  std::vector<char> buf(16384);  // a group with many members needs a large buffer
+  if (getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found) != 0 || !found) return std::nullopt;
+  return unsigned(found->gr_gid);
+}
 
 Config load_config_text(const std::string& text, const std::string& path, Sections sections) {
   Reader reader(path);

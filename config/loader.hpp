@@ -1,6 +1,7 @@
 // Loads ingestd.yaml into the config model, strictly: every error names file:line and key path.
 #pragma once
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -21,6 +22,9 @@ enum class Sections {
   All,    // everything, validated (the daemon and every command that touches PostgreSQL)
   Kafka,  // the kafka section only, validated; of the datasets only their names (`ingestd submit`)
 };
+
+/// The id of the group named `name` (files.rejects_group); nullopt when the system has none.
+std::optional<unsigned> group_id(const std::string& name);
 
 /// Reads, substitutes ${VAR} and file:PATH values, validates and returns the config.
 /// Throws ConfigError listing every problem (not just the first).

@@ -205,6 +205,9 @@ struct Http {
 struct Files {
   std::vector<std::string> allowed_roots;
   std::string rejects_dir = "/var/lib/ingestd/rejects";
+  /// Group that owns the reject files (they hold personal data): created 0640 and given to it;
+  /// "" = the daemon's own group. Never world-readable either way.
+  std::string rejects_group;
 };
 
 /// What an on_insert / on_update value starting with `$` may be (DESIGN §3): exactly one of these.

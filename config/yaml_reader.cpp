@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "config/loader.hpp"
+#include "config/redact.hpp"
 
 namespace ingestd::config::detail {
 
@@ -258,8 +259,8 @@ std::optional<std::string> read_value_file(Reader& r, const std::string& fpath,
 
 }  // namespace
 
-std::optional<std::string> Reader::substitute(const std::string& raw, const YAML::Node& n,
-                                              const std::string& path) {
+std::optional<std::string> Reader::expand_variables(const std::string& raw, const YAML::Node& n,
+                                                    const std::string& path) {
   std::string out;
   bool ok = true;
   size_t i = 0;
@@ -290,13 +291,40 @@ std::optional<std::string> Reader::substitute(const std::string& raw, const YAML
     i = end + 1;
   }
   if (!ok) return std::nullopt;
+  return out;
+}
 
+std::optional<std::string> Reader::substitute(const std::string& raw, const YAML::Node& n,
+                                              const std::string& path) {
+  std::optional<std::string> out = expand_variables(raw, n, path);
+  if (!out) return out;
   // file:PATH is read after ${VAR} substitution so "file:${CREDENTIALS_DIRECTORY}/db_url"
   // works with systemd's LoadCredential.
   constexpr std::string_view kFile = "file:";
-  if (out.compare(0, kFile.size(), kFile) == 0)
-    return read_value_file(*this, out.substr(kFile.size()), n, path);
+  if (out->compare(0, kFile.size(), kFile) == 0) {
+    out = read_value_file(*this, out->substr(kFile.size()), n, path);
+    // a credential file: masked wherever it is printed later (config/redact.hpp)
+    if (out) remember_secret(*out);
+  }
+  if (out && *out != raw) substituted_[raw] = *out;
   return out;
+}
+
+void Reader::problem(const YAML::Node& at, const std::string& path, const std::string& what) {
+  problem(line_of(at), path, hide_substituted(at, what));
+}
+
+std::string Reader::hide_substituted(const YAML::Node& at, std::string what) const {
+  if (!at.IsScalar()) return what;
+  const auto it = substituted_.find(at.Scalar());
+  if (it == substituted_.end() || it->second.empty()) return what;
+  const auto replace_all = [&what](const std::string& from, std::string_view to) {
+    for (size_t i = what.find(from); i != std::string::npos; i = what.find(from, i + to.size()))
+      what.replace(i, from.size(), to);
+  };
+  replace_all("'" + it->second + "'", "the value of " + it->first + " (not shown)");
+  if (it->second.size() >= 4) replace_all(it->second, kRedacted);
+  return what;
 }
 
 }  // namespace ingestd::config::detail

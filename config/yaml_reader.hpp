@@ -7,6 +7,7 @@
 
 #include <charconv>
 #include <initializer_list>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -53,9 +54,9 @@ class Reader {
 
   const std::string& file() const { return file_; }
   void problem(int line, const std::string& path, const std::string& what);
-  void problem(const YAML::Node& at, const std::string& path, const std::string& what) {
-    problem(line_of(at), path, what);
-  }
+  /// A problem with the node `at`: a value it took from ${VAR} or file:PATH is not repeated
+  /// (it may be a secret put in the wrong key), the reference as written is named instead.
+  void problem(const YAML::Node& at, const std::string& path, const std::string& what);
   /// Throws ConfigError when anything was reported, problems in file order.
   void finish();
 
@@ -92,9 +93,14 @@ class Reader {
  private:
   std::optional<std::string> substitute(const std::string& raw, const YAML::Node& n,
                                         const std::string& path);
+  std::optional<std::string> expand_variables(const std::string& raw, const YAML::Node& n,
+                                              const std::string& path);
+  /// `what` without the value that `at` got by substitution.
+  std::string hide_substituted(const YAML::Node& at, std::string what) const;
 
   std::string file_;
   std::vector<std::pair<int, std::string>> problems_;
+  std::map<std::string, std::string> substituted_;  // scalar as written -> its value
 };
 
 /// A mapping whose keys are fixed by the schema: reading it reports every key that is not

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "config/redact.hpp"
+
 namespace ingestd {
 
 namespace {
@@ -14,6 +16,14 @@ bool terminal(const std::string& s) {
 }
 
 std::optional<std::string> unless_empty(const std::string& s) { return s.empty() ? std::nullopt : std::optional(s); }
+
+/// Every string of a result with its secrets masked (config::redact): reasons and errors quote
+/// what libraries said, and a library may quote a connection string.
+void redact_strings(json& j) {
+  if (j.is_string()) j = config::redact(j.get<std::string>());
+  else if (j.is_structured())
+    for (auto& v : j) redact_strings(v);
+}
 
 /// Keeps a result under kMaxResultBytes: its errors (row errors, reasons) are what can grow.
 void fit_result(json& r) {
@@ -61,7 +71,7 @@ std::optional<Outcome> Inbox::answer_if_finished(pqxx::transaction_base& tx, con
 void Inbox::finish(pqxx::transaction_base& tx, const Event& ev, const Outcome& o, int attempts) const {
   if (!ev.event_id.empty()) {
     std::optional<std::string> err;
-    if (!o.errors.empty()) err = o.errors.front();
+    if (!o.errors.empty()) err = config::redact(o.errors.front());
     tx.exec_params(
         "UPDATE " + tx.quote_name(schema_) +
             ".events SET status = $2, batch_id = coalesce($3::uuid, batch_id), attempts = $4, "
@@ -72,7 +82,8 @@ void Inbox::finish(pqxx::transaction_base& tx, const Event& ev, const Outcome& o
   queue_result(tx, ev, o);
 }
 
-bool Inbox::dead_letter(pqxx::transaction_base& tx, const Event& ev, const std::string& reason, int attempts) const {
+bool Inbox::dead_letter(pqxx::transaction_base& tx, const Event& ev, const std::string& why, int attempts) const {
+  const std::string reason = config::redact(why);
   bool recorded = false;
   if (!ev.event_id.empty()) {
     // An existing row is taken over only by this event's own attempts running out (it was
@@ -143,6 +154,8 @@ json result_message(const Event& ev, const Outcome& o, double seconds) {
       r[h.target_field] = t.is_string() ? json(excerpt(t.get<std::string>())) : t;
     }
   for (auto& [k, v] : o.extra.items()) r[k] = v;
+  for (auto& [k, v] : r.items())
+    if (k != "event_id") redact_strings(v);  // the uploader correlates by event_id as sent
   fit_result(r);
   return r;
 }
@@ -159,7 +172,7 @@ void publish_dead_letter(Producer& producer, const std::string& topic, RdKafka::
   constexpr size_t kMaxDeadLetterKey = 1024;
   const size_t key_bytes = key.size();
   if (key_bytes > kMaxDeadLetterKey) key.resize(kMaxDeadLetterKey);
-  std::vector<std::pair<std::string, std::string>> headers{{"error", reason},
+  std::vector<std::pair<std::string, std::string>> headers{{"error", config::redact(reason)},
                                                            {"attempts", std::to_string(attempts)},
                                                            {"source_topic", msg.topic_name()},
                                                            {"source_partition", std::to_string(msg.partition())},

@@ -12,6 +12,8 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "config/redact.hpp"
+
 namespace ingestd {
 
 namespace {
@@ -70,7 +72,11 @@ LineFormatter::LineFormatter(config::LogFormat format, bool journal)
       // The journal stamps every line itself: a second timestamp would only repeat it.
       text_(std::make_unique<spdlog::pattern_formatter>(journal ? "[%n] %v" : "%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%n] %v")) {}
 
-void LineFormatter::format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) {
+void LineFormatter::format(const spdlog::details::log_msg& original, spdlog::memory_buf_t& dest) {
+  // Every line passes here: a password in an error (libpq quoting a malformed URL) is masked.
+  const std::string payload = config::redact(std::string_view(original.payload.data(), original.payload.size()));
+  spdlog::details::log_msg msg = original;
+  msg.payload = payload;
   if (journal_) fmt::format_to(std::back_inserter(dest), "<{}>", syslog_priority(msg.level));
   if (format_ == config::LogFormat::Text) return text_->format(msg, dest);
   const std::string line = json_line(msg);

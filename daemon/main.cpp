@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "config/loader.hpp"
+#include "config/redact.hpp"
 #include "daemon/commands/commands.hpp"
 #include "daemon/logging.hpp"
 #include "daemon/signals.hpp"
@@ -199,11 +200,8 @@ LogOverrides log_overrides(const CLI::App& app, const CommandLine& cl) {
   return o;
 }
 
-/// Who a command acts for in the audit trail.
-std::string cli_actor() {
-  const char* user = std::getenv("USER");
-  return std::string("cli:") + (user ? user : "unknown");
-}
+/// Who a command acts for in the audit trail: the OS user, not $USER (issue 16 item 8).
+engine::Actor cli_actor() { return engine::os_user_actor(); }
 
 int dispatch(const CommandLine& cl, const config::Config& cfg) {
   if (cl.run->parsed()) return cmd_run(cfg);
@@ -214,7 +212,7 @@ int dispatch(const CommandLine& cl, const config::Config& cfg) {
   if (cl.load->parsed()) return cmd_load(cfg, cl.load_file, cl.load_dataset, cl.load_dry, cl.load_json);
   if (cl.run_job->parsed()) {
     SubmitOptions job = cl.job;
-    job.submitted_by = cli_actor();
+    job.submitted_by = cli_actor().name;
     return cmd_run_job(cfg, job);
   }
   if (cl.status->parsed()) return cmd_status(cfg, cl.status_batch, cl.status_json);
@@ -280,10 +278,10 @@ int main(int argc, char** argv) {
     cfg = load_command_config(cl);
     apply_log_config(cfg.logging);
   } catch (const config::ConfigError& e) {
-    std::cerr << "ingestd: invalid config:\n" << e.what() << std::endl;
+    std::cerr << "ingestd: invalid config:\n" << config::redact(e.what()) << std::endl;
     return kExitUsage;
   } catch (const std::exception& e) {
-    std::cerr << "ingestd: " << e.what() << std::endl;
+    std::cerr << "ingestd: " << config::redact(e.what()) << std::endl;
     return kExitUsage;
   }
   try {

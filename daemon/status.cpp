@@ -4,6 +4,7 @@
 
 #include <pqxx/pqxx>
 
+#include "config/redact.hpp"
 #include "daemon/logging.hpp"
 
 namespace ingestd {
@@ -94,7 +95,7 @@ std::string StatusBoard::render(bool ready) {
             {"running", running},
             {"recent", json(std::vector<json>(recent_.begin(), recent_.end()))},
             {"assignment", assignment_}};
-  return s.dump(2);
+  return config::redact(s.dump(2));
 }
 
 }  // namespace ingestd

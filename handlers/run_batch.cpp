@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "config/redact.hpp"
 #include "daemon/logging.hpp"
 #include "handlers/handler.hpp"
 
@@ -58,8 +59,9 @@ class BatchLogLines {
 
 }  // namespace
 
-Outcome fail_batch(Services& svc, EventCommit& commit, const std::string& batch_id, const std::string& why,
+Outcome fail_batch(Services& svc, EventCommit& commit, const std::string& batch_id, const std::string& reason,
                    const nlohmann::json& extra) {
+  const std::string why = config::redact(reason);  // it goes to the result and batches.error_summary
   Outcome o = Outcome::failed(why, batch_id);
   o.extra = extra;
   pqxx::work tx(svc.db);

@@ -6,8 +6,10 @@
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
+#include "config/redact.hpp"
 #include "daemon/commands/commands.hpp"
 #include "daemon/schema.hpp"
+#include "handlers/engine/errors.hpp"
 #include "handlers/engine/identity/compaction.hpp"
 #include "handlers/engine/identity/index_check.hpp"
 #include "handlers/engine/loader.hpp"
@@ -67,8 +69,11 @@ void warn_untrained(const config::Config& cfg, const std::string& config_path) {
                   << "`ingestd train " << name << " FILE`\n";
 }
 
-/// Prints the report: lines for a person (problems on stderr), or one JSON object.
-int print_check(const CheckReport& r, const config::Config& cfg, const std::string& config_path, bool as_json) {
+/// Prints the report: lines for a person (problems on stderr), or one JSON object. Every line
+/// is redacted: problems quote what libpq and PostgreSQL said, which can quote a password.
+int print_check(CheckReport r, const config::Config& cfg, const std::string& config_path, bool as_json) {
+  for (auto* lines : {&r.problems, &r.indexes})
+    for (auto& line : *lines) line = config::redact(line);
   const bool ok = r.problems.empty();
   if (as_json) {
     nlohmann::json j = {{"config", config_path}, {"ok", ok},        {"offline", r.offline},
@@ -116,7 +121,13 @@ int cmd_check(const config::Config& cfg, const std::string& config_path, bool of
   report.problems = format_problems(cfg);
   report.offline = offline;
   warn_untrained(cfg, config_path);
-  if (!offline && report.problems.empty()) check_online(cfg, create_indexes, report);
+  if (!offline && report.problems.empty()) {
+    try {
+      check_online(cfg, create_indexes, report);
+    } catch (const pqxx::broken_connection& e) {
+      report.problems.push_back("postgres.url: cannot connect: " + engine::first_line(e.what()));
+    }
+  }
   return print_check(report, cfg, config_path, as_json);
 }
 

@@ -75,7 +75,7 @@ std::optional<nlohmann::json> job_request(const SubmitOptions& o, const std::str
 int cmd_run_job(const config::Config& cfg, const SubmitOptions& o);
 
 /// `ingestd rollback BATCH [--dry-run] [--json]`: what was undone, as JSON (on one line with --json).
-int cmd_rollback(const config::Config& cfg, const std::string& batch, bool dry_run, const std::string& actor,
+int cmd_rollback(const config::Config& cfg, const std::string& batch, bool dry_run, const engine::Actor& actor,
                  bool as_json);
 
 /// `ingestd status [BATCH]`: running and recent batches as a table (or JSON), or one batch.
@@ -88,7 +88,7 @@ struct ReviewListOptions {
 };
 /// `ingestd review list|merge ID [--into RECORD]|distinct ID`.
 int cmd_review(const config::Config& cfg, const std::string& action, int64_t id, const std::string& into,
-               const std::string& actor, const ReviewListOptions& list = {});
+               const engine::Actor& actor, const ReviewListOptions& list = {});
 
 /// `ingestd train DATASET FILE`: m/u weights of the dataset's fuzzy tier, estimated from FILE
 /// (at most max_rows rows), written to `output` (default: the file the tier names); with
@@ -99,7 +99,7 @@ int cmd_train(const config::Config& cfg, const std::string& dataset, const std::
 /// `ingestd merge TABLE LOSER --into WINNER [--dry-run] [--json]`: two records of an entity's
 /// table become one, as one batch that `ingestd rollback` undoes (0 merged, 1 refused, 2 usage).
 int cmd_merge(const config::Config& cfg, const std::string& table, const std::string& loser, const std::string& winner,
-              bool dry_run, bool json_output, const std::string& actor);
+              bool dry_run, bool json_output, const engine::Actor& actor);
 
 /// `ingestd dlq replay`: republishes dead letters to the topics they came from (header
 /// source_topic), up to `limit`, and commits its own position so nothing is replayed twice.

@@ -55,7 +55,7 @@ void print_text(const engine::RecordMergeResult& r) {
 }  // namespace
 
 int cmd_merge(const config::Config& cfg, const std::string& table, const std::string& loser, const std::string& winner,
-              bool dry_run, bool json_output, const std::string& actor) {
+              bool dry_run, bool json_output, const engine::Actor& actor) {
   if (table.empty() || loser.empty() || winner.empty()) {
     std::cerr << "ingestd merge: TABLE, LOSER and --into WINNER must not be empty\n";
     return 2;

@@ -111,11 +111,11 @@ int merge_into(pqxx::transaction_base& tx, const std::string& schema, const Revi
 /// Closes the item with its decision, points the row's lineage at the record, audits it.
 void record_decision(pqxx::transaction_base& tx, const engine::Bookkeeping& books, int64_t id,
                      const std::string& action, const ReviewItem& item, const std::string& record,
-                     const std::string& actor) {
+                     const engine::Actor& actor) {
   const std::string decided = action == "merge" ? "merged" : "distinct";
   tx.exec_params("UPDATE " + books.table(tx, "review_queue") +
                      " SET status = $2, record_id = $3, decided_by = $4, decided_at = now() WHERE id = $1",
-                 id, decided, record, actor);
+                 id, decided, record, actor.name);
   if (item.candidate.contains("row_number"))
     engine::settle_lineage(tx, books.schema(), item.batch, item.table, item.candidate["row_number"].get<int64_t>(),
                            record, action != "merge");
@@ -125,7 +125,7 @@ void record_decision(pqxx::transaction_base& tx, const engine::Bookkeeping& book
 }  // namespace
 
 int cmd_review(const config::Config& cfg, const std::string& action, int64_t id, const std::string& into,
-               const std::string& actor, const ReviewListOptions& list) {
+               const engine::Actor& actor, const ReviewListOptions& list) {
   if (action == "list")
     return run_read_only(cfg, "review list", [&](pqxx::connection& c) {
       pqxx::read_transaction tx(c);
@@ -159,7 +159,7 @@ int cmd_review(const config::Config& cfg, const std::string& action, int64_t id,
   const json completed =
       item->candidate.contains("row_number")
           ? engine::complete_waiting_rows(tx, cfg, item->dataset_or_job, item->batch,
-                                          item->candidate["row_number"].get<int64_t>(), t.entity->name, record, actor)
+                                          item->candidate["row_number"].get<int64_t>(), t.entity->name, record, actor.name)
           : json::array();
   tx.commit();
   std::cout << json({{"review_id", id},

@@ -10,7 +10,7 @@
 
 namespace ingestd {
 
-int cmd_rollback(const config::Config& cfg, const std::string& batch, bool dry_run, const std::string& actor,
+int cmd_rollback(const config::Config& cfg, const std::string& batch, bool dry_run, const engine::Actor& actor,
                  bool as_json) {
   auto c = connect_migrated(cfg);
   auto r = engine::rollback_batch(*c, cfg, batch, dry_run, actor, nullptr);

@@ -1,5 +1,8 @@
 #include "handlers/engine/bookkeeping.hpp"
 
+#include <pwd.h>
+#include <unistd.h>
+
 namespace ingestd::engine {
 
 std::string_view to_string(BatchStatus s) {
@@ -142,11 +145,21 @@ BatchOwnership::~BatchOwnership() {
   }
 }
 
-void Bookkeeping::audit(pqxx::transaction_base& tx, const std::string& actor, const std::string& action,
+Actor os_user_actor() {
+  const uid_t uid = geteuid();
+  std::string user = std::to_string(uid);  // a uid without a passwd entry (a container) stays a number
+  struct passwd pw {};
+  struct passwd* found = nullptr;
+  char buf[4096];
+  if (getpwuid_r(uid, &pw, buf, sizeof buf, &found) == 0 && found) user = found->pw_name;
+  return Actor{"cli:" + user, {{"via", "cli"}, {"os_user", user}, {"uid", uid}}};
+}
+
+void Bookkeeping::audit(pqxx::transaction_base& tx, const Actor& actor, const std::string& action,
                         const std::string& batch_id, const nlohmann::json& payload) const {
   tx.exec_params("INSERT INTO " + table(tx, "audit") +
-                     " (actor, action, batch_id, payload) VALUES ($1, $2, $3::uuid, $4::jsonb)",
-                 actor, action, opt(batch_id), payload.dump());
+                     " (actor, action, batch_id, payload, origin) VALUES ($1, $2, $3::uuid, $4::jsonb, $5::jsonb)",
+                 actor.name, action, opt(batch_id), payload.dump(), actor.origin.dump());
 }
 
 }  // namespace ingestd::engine

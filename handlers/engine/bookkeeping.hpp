@@ -27,6 +27,19 @@ BatchStatus batch_status_of(ResultStatus s);
 enum class BatchKind { File, Job, Merge };
 std::string_view to_string(BatchKind k);
 
+/// @brief Who an audit row is for (issue 16 item 8): `name` goes to audit.actor, `origin` to
+/// audit.origin — what vouches for the name: the OS user of a command, or the Kafka coordinates
+/// of an event with the daemon's own principal beside the uploader's self-declared
+/// submitted_by (a claim: Kafka does not tell a consumer who produced a message).
+struct Actor {
+  std::string name;  // cli:OSUSER | kafka:TOPIC/PARTITION@OFFSET
+  nlohmann::json origin = nlohmann::json::object();
+};
+
+/// The operator running this process: the OS user of its effective uid (getpwuid(geteuid())),
+/// not $USER, which anyone can set.
+Actor os_user_actor();
+
 /// @brief What a new batch row says about its origin.
 struct NewBatch {
   BatchKind kind = BatchKind::File;
@@ -106,7 +119,7 @@ class Bookkeeping {
   /// stays: the redelivered event resumes it from its checkpoint. Returns the failed ids.
   std::vector<std::string> fail_abandoned(pqxx::transaction_base& tx, const std::string& why) const;
   /// Appends an audit row (batch_id may be empty).
-  void audit(pqxx::transaction_base& tx, const std::string& actor, const std::string& action,
+  void audit(pqxx::transaction_base& tx, const Actor& actor, const std::string& action,
              const std::string& batch_id, const nlohmann::json& payload) const;
 
  private:

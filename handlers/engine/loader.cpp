@@ -41,7 +41,7 @@ class LoadRun {
  public:
   LoadRun(pqxx::connection& conn, const LoadRequest& req, Services& svc, RecordSource& source)
       : conn_(conn), req_(req), svc_(svc), ds_(*req.dataset), source_(source), books_(req.bookkeeping_schema),
-        rejects_(req.reject_path, source.reject_delimiter(), source.reject_layout()) {
+        rejects_(req.reject_path, source.reject_delimiter(), source.reject_layout(), svc.cfg.files.rejects_group) {
     log_ = spdlog::get("engine");
     if (!log_) log_ = spdlog::default_logger();
   }
@@ -355,7 +355,8 @@ void LoadRun::process_rows(pqxx::transaction_base& tx, std::vector<Row*> rows, s
   }
   for (Row* r : rows) forget_decisions(*r);
   if (rows.size() == 1) {
-    reject(errors, *rows[0], "", "database", refused->message);
+    reject(errors, *rows[0], "", "database", refused->message,
+           refused->sqlstate.empty() ? "" : "SQLSTATE " + refused->sqlstate);
     return;
   }
   if (const std::string most = refused_by_most(tx, rows); !most.empty())

@@ -377,8 +377,8 @@ std::string create_batch(pqxx::transaction_base& tx, const Bookkeeping& books, c
   NewBatch nb;
   nb.kind = BatchKind::Merge;
   nb.target = t.dataset->name;
-  nb.submitted_by = r.actor;
-  nb.owner = r.actor;
+  nb.submitted_by = r.actor.name;
+  nb.owner = r.actor.name;
   nb.dry_run = r.dry_run;
   return books.create(tx, nb);
 }

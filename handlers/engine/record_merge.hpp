@@ -21,7 +21,7 @@ struct RecordMergeRequest {
   std::string loser;   // id of the record that goes away
   std::string winner;  // id of the record that stays
   bool dry_run = false;
-  std::string actor;  // audit actor and batches.submitted_by
+  Actor actor;  // audited; its name is batches.submitted_by
 };
 
 /// @brief What a merge did (or, dry run, would do), or why it was refused.

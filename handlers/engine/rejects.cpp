@@ -1,9 +1,16 @@
 #include "handlers/engine/rejects.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
 
+#include "config/loader.hpp"
 #include "handlers/engine/catalog.hpp"
 #include "handlers/engine/errors.hpp"
 #include "handlers/handler.hpp"
@@ -21,10 +28,47 @@ std::string csv_quote(const std::string& s) {
   return o + "\"";
 }
 
+/// Gives `path` to `group` (files.rejects_group); "" leaves it the process's group.
+void give_to_group(int fd, const std::string& path, const std::string& group) {
+  if (group.empty()) return;
+  const auto gid = config::group_id(group);
+  if (!gid) throw BatchError("files.rejects_group: no group '" + group + "' on this system");
+  if (fchown(fd, uid_t(-1), gid_t(*gid)) != 0)
+    throw BatchError("cannot give " + path + " to group " + group + " (files.rejects_group): " + std::strerror(errno) +
+                     "; the daemon's user must be a member of it");
+}
+
+/// Creates the reject file (or opens it) with mode 0640 whatever the umask, given to `group`,
+/// and its dataset directory to the same group: reject files hold the refused rows'
+/// personal data, for their readers' group only (issue 16 item 6).
+void prepare(const std::string& path, const std::string& group) {
+  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  std::filesystem::create_directories(dir);
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+  if (fd < 0 || dfd < 0) {
+    const std::string why = std::strerror(errno);
+    if (fd >= 0) ::close(fd);
+    if (dfd >= 0) ::close(dfd);
+    throw BatchError("cannot write reject file " + path + ": " + why);
+  }
+  try {
+    if (fchmod(fd, 0640) != 0) throw BatchError("cannot set the mode of " + path + ": " + std::strerror(errno));
+    give_to_group(fd, path, group);
+    if (!group.empty()) give_to_group(dfd, dir.string(), group);
+  } catch (...) {
+    ::close(fd);
+    ::close(dfd);
+    throw;
+  }
+  ::close(fd);
+  ::close(dfd);
+}
+
 }  // namespace
 
 void RejectWriter::open(const std::string& header_raw, bool truncate) {
-  std::filesystem::create_directories(std::filesystem::path(path_).parent_path());
+  prepare(path_, group_);
   out_.open(path_, truncate ? std::ios::trunc : std::ios::app);
   if (!out_) throw BatchError("cannot write reject file " + path_);
   if (truncate && layout_ == RejectLayout::Delimited)

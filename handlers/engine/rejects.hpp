@@ -18,9 +18,11 @@ namespace ingestd::engine {
 /// @brief The batch's reject file.
 class RejectWriter {
  public:
-  RejectWriter(std::string path, char delimiter, RejectLayout layout = RejectLayout::Delimited)
-      : path_(std::move(path)), delim_(delimiter), layout_(layout) {}
-  /// Opens the file; `truncate` starts it anew (with the header line when delimited).
+  /// `group`: the group the file is given to (files.rejects_group), "" = the process's own.
+  RejectWriter(std::string path, char delimiter, RejectLayout layout = RejectLayout::Delimited, std::string group = "")
+      : path_(std::move(path)), delim_(delimiter), layout_(layout), group_(std::move(group)) {}
+  /// Opens the file, created 0640 (it holds personal data: never world-readable) and given to
+  /// the group; `truncate` starts it anew (with the header line when delimited).
   void open(const std::string& header_raw, bool truncate);
   void write(int64_t row, const std::string& raw, const std::string& reason);
   /// Appends a chunk's rejects (after the chunk committed).
@@ -35,6 +37,7 @@ class RejectWriter {
   std::string path_;
   char delim_;
   RejectLayout layout_;
+  std::string group_;
   std::ofstream out_;
 };
 

@@ -152,7 +152,7 @@ void forget_batch(pqxx::transaction_base& tx, const Bookkeeping& books, const st
 }  // namespace
 
 RollbackResult rollback_batch(pqxx::connection& conn, const config::Config& cfg, const std::string& batch_id,
-                              bool dry_run, const std::string& actor,
+                              bool dry_run, const Actor& actor,
                               const std::function<void(pqxx::transaction_base&, const RollbackResult&)>& final_step) {
   const Bookkeeping books(cfg.postgres.bookkeeping_schema);
   RollbackResult out;

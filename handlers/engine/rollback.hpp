@@ -24,7 +24,7 @@ struct RollbackResult {
 /// Rolls back `batch_id` in one transaction; `final_step` runs inside it before commit (the
 /// event's inbox row and offset). A dry run does everything, reports, and rolls back.
 RollbackResult rollback_batch(pqxx::connection& conn, const config::Config& cfg, const std::string& batch_id,
-                              bool dry_run, const std::string& actor,
+                              bool dry_run, const Actor& actor,
                               const std::function<void(pqxx::transaction_base&, const RollbackResult&)>& final_step);
 
 }  // namespace ingestd::engine

@@ -37,7 +37,7 @@ struct RowError {
 struct RowErrors {
   std::vector<RowError> list;
   int64_t rows = 0;                // rows rejected (a row may have several errors)
-  std::vector<std::string> first;  // the first few, for the result message
+  std::vector<std::string> first;  // the first few, for the result message: codes, no values
 };
 
 /// @brief Rows read together and committed together (rule 3).
@@ -60,7 +60,10 @@ std::string scrub_utf8(const std::string& s);
 void warn(RowErrors& errors, const Row& row, const std::string& field, const std::string& code,
           const std::string& message);
 
-/// Refuses `row` for `field` (may be empty) with a code and a message a person can act on.
-void reject(RowErrors& errors, Row& row, const std::string& field, const std::string& code, const std::string& message);
+/// Refuses `row` for `field` (may be empty) with a code and a message a person can act on. The
+/// message (it may quote the value) goes to row_errors and the reject file only; results and
+/// /status get "row N, field: code" and `shown`, a detail without values (issue 16 item 6).
+void reject(RowErrors& errors, Row& row, const std::string& field, const std::string& code, const std::string& message,
+            const std::string& shown = "");
 
 }  // namespace ingestd::engine

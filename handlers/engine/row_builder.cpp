@@ -55,13 +55,15 @@ std::string row_message(const std::string& message) { return scrub_utf8(excerpt(
 
 }  // namespace
 
-void reject(RowErrors& errors, Row& row, const std::string& field, const std::string& code, const std::string& message) {
+void reject(RowErrors& errors, Row& row, const std::string& field, const std::string& code, const std::string& message,
+            const std::string& shown) {
   if (!row.rejected) ++errors.rows;
   row.rejected = true;
   errors.list.push_back({row.number, scrub_utf8(field), code, row_message(message), scrub_utf8(row.raw)});
+  // The message may quote the value (an e-mail, a cédula): results and /status get the code.
   if (errors.first.size() < 10)
-    errors.first.push_back("row " + std::to_string(row.number) + (field.empty() ? "" : ", " + field) + ": " +
-                           errors.list.back().message);
+    errors.first.push_back("row " + std::to_string(row.number) + (field.empty() ? "" : ", " + scrub_utf8(field)) + ": " +
+                           code + (shown.empty() ? "" : " (" + shown + ")"));
 }
 
 void warn(RowErrors& errors, const Row& row, const std::string& field, const std::string& code,

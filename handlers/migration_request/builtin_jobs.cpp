@@ -15,7 +15,7 @@ Outcome checks_only(const Event& ev, Services& svc, EventCommit& commit) {
   o.extra["checks"] = run_checks(tx, job, passed);
   o.status = passed ? engine::ResultStatus::Completed : engine::ResultStatus::Failed;
   if (!passed) o.errors.push_back("job " + name + ": checks failed");
-  engine::Bookkeeping(svc.cfg.postgres.bookkeeping_schema).audit(tx, actor_of(ev), "checks", "", o.extra);
+  engine::Bookkeeping(svc.cfg.postgres.bookkeeping_schema).audit(tx, actor_of(ev, svc.cfg), "checks", "", o.extra);
   commit.write(tx, o);
   tx.commit();
   o.committed = true;
@@ -29,7 +29,7 @@ Outcome rollback(const Event& ev, Services& svc, EventCommit& commit) {
   const std::string batch = params["batch_id"].get<std::string>();
   const bool dry_run = ev.payload.value("dry_run", false);
   Outcome o;
-  engine::rollback_batch(svc.db, svc.cfg, batch, dry_run, actor_of(ev),
+  engine::rollback_batch(svc.db, svc.cfg, batch, dry_run, actor_of(ev, svc.cfg),
                          [&](pqxx::transaction_base& tx, const engine::RollbackResult& r) {
                            o.status = r.status;
                            o.errors = r.errors;

@@ -15,8 +15,9 @@ namespace ingestd::migration_request {
 std::string str(const nlohmann::json& p, const char* k, const std::string& def = "");
 /// The event's params object (empty when absent).
 const nlohmann::json& params_of(const Event& ev);
-/// Who asked: submitted_by, else the event.
-std::string actor_of(const Event& ev);
+/// Who asked, for the audit: the operator's OS user for a job run from the command line; for
+/// an event, its Kafka coordinates with the daemon's own principal and submitted_by as a claim.
+engine::Actor actor_of(const Event& ev, const config::Config& cfg);
 /// Creates the job's running batch in its own transaction, links the event to it and takes
 /// its lock on the session (adopt it with BatchOwnership::Adopt).
 std::string create_job_batch(Services& svc, const Event& ev, const std::string& job, bool dry_run);

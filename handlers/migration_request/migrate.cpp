@@ -142,7 +142,7 @@ void MigrateRun::finish(pqxx::transaction_base& tx, const engine::LoadResult& r)
   if (!out.reject_file.empty()) fin.reject_file = out.reject_file;
   fin.stats = out.extra;
   books.finish(tx, batch_id, fin);
-  books.audit(tx, actor_of(ev), std::string(dry_run ? "job_dry_run:" : "job:") + job.name, batch_id, audit);
+  books.audit(tx, actor_of(ev, svc.cfg), std::string(dry_run ? "job_dry_run:" : "job:") + job.name, batch_id, audit);
   commit.write(tx, out);
   out.committed = true;
 }

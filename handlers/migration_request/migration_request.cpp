@@ -15,7 +15,25 @@ const json& params_of(const Event& ev) {
   return ev.payload.contains("params") && ev.payload["params"].is_object() ? ev.payload["params"] : empty;
 }
 
-std::string actor_of(const Event& ev) { return str(ev.payload, "submitted_by", "kafka:" + ev.event_id); }
+engine::Actor actor_of(const Event& ev, const config::Config& cfg) {
+  const json claimed = ev.payload.contains("submitted_by") ? ev.payload["submitted_by"] : json(nullptr);
+  if (ev.from_cli) {
+    engine::Actor a = engine::os_user_actor();
+    a.origin["claimed_by"] = claimed;
+    return a;
+  }
+  const auto principal = cfg.kafka.properties.find("sasl.username");
+  const std::string where = ev.topic + "/" + std::to_string(ev.partition) + "@" + std::to_string(ev.offset);
+  return engine::Actor{"kafka:" + where,
+                       {{"via", "kafka"},
+                        {"topic", ev.topic},
+                        {"partition", ev.partition},
+                        {"offset", ev.offset},
+                        {"event_id", ev.event_id},
+                        {"consumer_principal", principal == cfg.kafka.properties.end() ? json(nullptr)
+                                                                                        : json(principal->second)},
+                        {"claimed_by", claimed}}};
+}
 
 std::string create_job_batch(Services& svc, const Event& ev, const std::string& job, bool dry_run) {
   pqxx::work tx(svc.db);

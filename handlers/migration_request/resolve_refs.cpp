@@ -111,7 +111,7 @@ Outcome resolve_refs(const Event& ev, Services& svc, EventCommit& commit, const 
       fin.updated = filled;
       fin.stats = out.extra;
       books.finish(ftx, batch_id, fin);
-      books.audit(ftx, actor_of(ev), "job:" + job.name, batch_id, out.extra);
+      books.audit(ftx, actor_of(ev, svc.cfg), "job:" + job.name, batch_id, out.extra);
       commit.write(ftx, out);
       out.committed = true;
     };

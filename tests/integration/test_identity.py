@@ -173,9 +173,9 @@ def test_rollback_restores_tables_exactly(ice):
     assert d.sql("SELECT count(*) FROM ingestd.identity_keys")[0][0] == keys1
     assert d.sql("SELECT status FROM ingestd.batches WHERE id = %s", (r2["batch_id"],)) == [("rolled_back",)]
     assert d.sql("SELECT DISTINCT status FROM ingestd.review_queue") == [("rolled_back",)]
-    assert d.sql("SELECT actor, action FROM ingestd.audit WHERE batch_id = %s ORDER BY id", (r2["batch_id"],)) == \
-        [("ops", "rollback_dry_run"), ("ops", "rollback")] or \
-        d.sql("SELECT actor, action FROM ingestd.audit WHERE batch_id = %s AND action = 'rollback'",
+    assert d.sql("SELECT origin->>'claimed_by', action FROM ingestd.audit WHERE batch_id = %s ORDER BY id",
+                 (r2["batch_id"],)) == [("ops", "rollback_dry_run"), ("ops", "rollback")] or \
+        d.sql("SELECT origin->>'claimed_by', action FROM ingestd.audit WHERE batch_id = %s AND action = 'rollback'",
               (r2["batch_id"],)) == [("ops", "rollback")]
 
     # now batch 1, from the CLI

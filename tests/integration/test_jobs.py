@@ -50,9 +50,10 @@ def test_customer_backfill(backfill):
     assert d.sql("SELECT count(*) FROM jobs j JOIN leads l ON l.id = j.lead_id WHERE j.customer_id = l.customer_id")[0][0] == 5
     c1 = d.sql("SELECT psid, phone, email, first_lead_id, grouped_by_tier FROM customers WHERE first_lead_id = 1")
     assert c1 == [("PSID-1", "3001112233", "ana@example.com", 1, 1)]
-    audit = d.sql("SELECT actor, action, payload->>'created', payload->>'linked' FROM ingestd.audit "
-                  "WHERE action = 'job:backfill_customers'")
-    assert audit == [("ops", "job:backfill_customers", "4", "8")]
+    # the actor is where the event came from; the uploader's submitted_by is kept as a claim
+    audit = d.sql("SELECT actor LIKE 'kafka:ingest.jobs/%%@%%', origin->>'claimed_by', action, payload->>'created', "
+                  "payload->>'linked' FROM ingestd.audit WHERE action = 'job:backfill_customers'")
+    assert audit == [(True, "ops", "job:backfill_customers", "4", "8")]
 
     again = job(d, "backfill_customers")
     assert again["status"] == "completed"
@@ -194,7 +195,10 @@ def test_ingestion_batches_for_program_instances(pg, broker, tmp_path):
         unknown = d.result(d.publish(d.file_event(d.inbox_file("w1b.csv", src + b"\n"), dataset="sessions",
                                                   program="no-such-program"), key="sessions")["event_id"])
         assert unknown["counts"]["session"]["inserted"] == 0 and unknown["counts"]["session"]["rejected"] == 4
-        assert "no-such-program" in unknown["errors"][0]
+        # the result names the row, column and code; the value is in row_errors (issue 16 item 6)
+        assert unknown["errors"][0] == "row 1, $program: lookup_missing"
+        assert any("no-such-program" in m for (m,) in d.sql("SELECT message FROM ingestd.row_errors "
+                                                             "WHERE batch_id = %s", (unknown["batch_id"],)))
     finally:
         assert d.stop() == 0
 

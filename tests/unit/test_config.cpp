@@ -429,10 +429,10 @@ jobs:
   }
 
   TEST_CASE("wrong types say what was expected and what was found") {
-    CHECK_PROBLEM(problems_of("postgres: {url: x, pool_size: abc}\n"),
+    CHECK_PROBLEM(problems_of("postgres: {url: postgresql://h/x, pool_size: abc}\n"),
                   "ingestd.yaml:1: postgres.pool_size: expected an integer, got 'abc'");
     // Numbers parse strictly: no trailing junk, no floats for integers.
-    CHECK_PROBLEM(problems_of("postgres: {url: x, pool_size: 4x}\n"),
+    CHECK_PROBLEM(problems_of("postgres: {url: postgresql://h/x, pool_size: 4x}\n"),
                   "expected an integer, got '4x'");
     CHECK_PROBLEM(problems_of(kBase + "processing: {chunk_rows: 1.5}\n"),
                   "processing.chunk_rows: expected an integer, got '1.5'");
@@ -601,7 +601,7 @@ processing:
 
   TEST_CASE("check: jobs name known datasets and source databases") {
     const std::string text = with_dataset("") + R"(sources:
-  legacy: {url: x}
+  legacy: {url: "postgresql://legacy/x"}
 jobs:
   j1:
     kind: migrate

@@ -223,12 +223,12 @@ TEST_SUITE("xlsx") {
 
   TEST_CASE("config: xlsx options load strictly with key paths") {
     const std::string csv_ds =
-        "postgres: {url: x}\ndatasets:\n  d:\n    xlsx: {sheet: A}\n"
+        "postgres: {url: postgresql://h/x}\ndatasets:\n  d:\n    xlsx: {sheet: A}\n"
         "    entities: {e: {table: t, fields: {a: {from: A}}}}\n";
     CHECK_THROWS_WITH(
         ingestd::config::load_config_text(csv_ds, "i.yaml"),
         "i.yaml:4: datasets.d.xlsx: xlsx options apply to format xlsx; this dataset's format is csv");
-    const std::string base = "postgres: {url: x}\ndatasets:\n  d:\n    format: xlsx\n";
+    const std::string base = "postgres: {url: postgresql://h/x}\ndatasets:\n  d:\n    format: xlsx\n";
     const std::string ents = "    entities: {e: {table: t, fields: {a: {from: A}}}}\n";
     auto cfg = ingestd::config::load_config_text(base + "    xlsx: {sheet: People, header_row: 3}\n" + ents, "i.yaml");
     const auto& d = cfg.datasets.at("d");
