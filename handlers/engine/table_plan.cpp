@@ -1,5 +1,7 @@
 #include "handlers/engine/table_plan.hpp"
 
+#include "handlers/engine/documents.hpp"
+
 namespace ingestd::engine {
 
 namespace {
@@ -62,6 +64,7 @@ std::vector<EntityTables> describe_dataset(pqxx::transaction_base& tx, const con
 std::vector<std::string> check_dataset_schema(pqxx::connection& conn, const config::Dataset& ds) {
   std::vector<std::string> problems;
   pqxx::read_transaction tx(conn);
+  if (ds.documents) return documents_schema_problems(tx, ds);
   describe_dataset(tx, ds, problems);
   return problems;
 }
