@@ -170,3 +170,14 @@ def test_load_a_document_from_the_command_line(docs, tmp_path):
     bad = subprocess.run([str(BIN), "load", str(path), "--dataset", "person_documents", "--meta", "=x",
                           "-c", str(docs.config)], env=docs.env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--meta needs KEY=VALUE" in bad.stderr
+
+
+def test_dry_run_says_what_would_happen_and_stores_nothing(docs):
+    content = PDF + b"dry"
+    sha = hashlib.sha256(content).hexdigest()
+    r = send(docs, docs.inbox_file("maybe.pdf", content), metadata={"cedula": "1020304050"}, dry_run=True)
+    assert r["status"] == "dry_run", r
+    assert r["counts"]["document"]["inserted"] == 1
+    assert r["stored_path"] == str(docs.state / "store" / sha[:2] / sha[2:4] / sha)
+    assert documents(docs) == []
+    assert not (docs.state / "store" / sha[:2]).exists()
