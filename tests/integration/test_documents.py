@@ -181,3 +181,11 @@ def test_dry_run_says_what_would_happen_and_stores_nothing(docs):
     assert r["stored_path"] == str(docs.state / "store" / sha[:2] / sha[2:4] / sha)
     assert documents(docs) == []
     assert not (docs.state / "store" / sha[:2]).exists()
+
+
+def test_two_records_claiming_the_owner_keys_fail_as_ambiguous(docs):
+    docs.sql("INSERT INTO persons (email, first_name) VALUES ('ana.other@example.com', 'Ana B')")
+    r = send(docs, docs.inbox_file("both.pdf", PDF), metadata={"cedula": "1020304050", "correo": "ana.other@example.com"})
+    assert r["status"] == "failed"
+    assert "owner ambiguous" in r["errors"][0]
+    assert documents(docs) == []
