@@ -1,5 +1,5 @@
-// Loads datasets.NAME (DESIGN §3): format, csv / jsonl options, entities in order, their fields,
-// normalizers and lookups, and the checks that need only the dataset itself (a ref to a later
+// Loads datasets.NAME (DESIGN §3; `kind: documents` in load_documents.cpp): format, csv / jsonl options, entities in
+// order, their fields, normalizers and lookups, and the checks that need only the dataset itself (a ref to a later
 // entity, an identity tier naming an unknown field, two fields writing one column, …).
 #include <algorithm>
 #include <cctype>
@@ -395,8 +395,15 @@ Dataset load_dataset(Reader& r, const Entry& e, const std::string& path) {
   Dataset d;
   d.name = e.key;
   d.line = line_of(e.key_node);
-  MapView m(r, e.value, path, {"format", "csv", "jsonl", "xlsx", "atomic", "null_values", "entities"});
+  MapView m(
+      r, e.value, path,
+      {"kind", "format", "csv", "jsonl", "xlsx", "atomic", "null_values", "entities", "target", "owner", "store_dir"});
   if (!m.ok()) return d;
+  if (is_documents(r, m)) {
+    d.documents = load_documents(r, m, e.key_node);
+    return d;
+  }
+  refuse_document_keys(r, m);
   if (auto v = m.get("format"))
     if (auto f = r.choice<Format>(*v, m.path("format"),
                                   {{"csv", Format::Csv}, {"jsonl", Format::Jsonl}, {"xlsx", Format::Xlsx}}))

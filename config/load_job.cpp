@@ -93,6 +93,11 @@ class JobLoader {
     if (!s) return;
     j_.dataset = *s;
     auto it = c_.datasets.find(*s);
+    if (it != c_.datasets.end() && it->second.documents) {
+      r_.problem(*v, m_.path("dataset"),
+                 "dataset '" + *s + "' is of kind documents; a job maps rows through a dataset of records");
+      return;
+    }
     if (it != c_.datasets.end()) {
       dataset_ = &it->second;
       return;

@@ -217,6 +217,8 @@ Config load(Reader& r, const YAML::Node& root, Sections sections) {
         c.datasets.emplace(e.key, detail::load_dataset(r, e, child("datasets", e.key)));
   }
 
+  detail::check_document_owners(r, c);
+
   // Jobs last: their checks look at the sources and datasets above, wherever they are in the file.
   if (auto n = top.get("jobs")) {
     if (auto es = r.entries(*n, "jobs"))

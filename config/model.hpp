@@ -129,8 +129,22 @@ struct XlsxOptions {
   int64_t header_row = 1;   // sheet row of the column names; rows above it are ignored
 };
 
+/// @brief `kind: documents` (issue 17): each file is one row of `table`, linked to an owner record
+/// found through an identity tier of another dataset's entity from the event's `metadata`.
+struct DocumentsSpec {
+  std::string table, id_column = "id", owner_column;
+  /// Columns the row fills, each "" = not stored: the event's uri, the path in store_dir, the
+  /// file's sha256 (required), size, libmagic media type, original file name, the batch id.
+  std::string uri, path, sha256, size_bytes, media_type, original_name, batch_id;
+  std::string owner_dataset, owner_entity;                 // the owner: a records dataset's entity
+  std::vector<std::pair<std::string, std::string>> match;  // owner field -> metadata key
+  std::string store_dir;                                   // content-addressed copies (ab/cd/<sha256>), "" = none
+  int line = 0;
+};
+
 struct Dataset {
   std::string name;
+  std::optional<DocumentsSpec> documents;  // set: `kind: documents`, no entities
   Format format = Format::Csv;
   CsvOptions csv;
   JsonlOptions jsonl;

@@ -29,6 +29,7 @@ struct CommandLine {
   std::vector<std::string> explain_args;
   bool explain_record = false, explain_json = false;
   std::string load_file, load_dataset;
+  DocumentOptions load_document;
   SubmitOptions job;  // run-job
   bool load_dry = false, load_json = false;
   SubmitOptions submit;
@@ -56,6 +57,12 @@ CLI::App* with_config(CLI::App* sc, CommandLine& cl) {
   return sc;
 }
 
+/// --meta and --original-name: what a file event says of a document (kind: documents datasets).
+void add_document_options(CLI::App* sc, DocumentOptions& o) {
+  sc->add_option("--meta", o.metadata, "metadata KEY=VALUE, repeatable: the owner's keys (documents datasets)");
+  sc->add_option("--original-name", o.original_name, "the document's name as uploaded (documents datasets)");
+}
+
 void add_run_check_load(CLI::App& app, CommandLine& cl) {
   cl.run = with_config(app.add_subcommand("run", "Run the daemon: consume events until SIGTERM"), cl);
   cl.check = with_config(app.add_subcommand("check", "Validate the config and that its tables and columns exist"), cl);
@@ -68,6 +75,7 @@ void add_run_check_load(CLI::App& app, CommandLine& cl) {
   cl.load->add_option("--dataset", cl.load_dataset, "dataset name")->required();
   cl.load->add_flag("--dry-run", cl.load_dry, "run everything, then roll back; report what would happen");
   cl.load->add_flag("--json", cl.load_json, "print the result message on one line");
+  add_document_options(cl.load, cl.load_document);
   cl.run_job = with_config(app.add_subcommand("run-job", "Run one configured job (or rollback, checks) without Kafka"), cl);
   cl.run_job->add_option("name", cl.job.job, "job name")->required();
   cl.run_job->add_option("--mode", cl.job.mode, "full or incremental");
@@ -90,6 +98,7 @@ void add_submit(CLI::App& app, CommandLine& cl) {
   file->add_option("--event-id", s.event_id, "event id (default: a new UUID)");
   file->add_option("--delimiter", s.delimiter, "options.delimiter");
   file->add_option("--encoding", s.encoding, "options.encoding");
+  add_document_options(file, s.document);
   auto* job = with_config(submit->add_subcommand("job", "Publish a job.requested event"), cl);
   job->add_option("name", s.job, "job name")->required();
   job->add_option("--mode", s.mode, "full or incremental");
@@ -209,7 +218,8 @@ int dispatch(const CommandLine& cl, const config::Config& cfg) {
     return cmd_check(cfg, cl.config_path, cl.check_offline, cl.check_create_indexes, cl.check_json);
   if (cl.explain->parsed())
     return cmd_explain(cfg, cl.explain_args.at(0), cl.explain_args.at(1), cl.explain_record, cl.explain_json);
-  if (cl.load->parsed()) return cmd_load(cfg, cl.load_file, cl.load_dataset, cl.load_dry, cl.load_json);
+  if (cl.load->parsed())
+    return cmd_load(cfg, cl.load_file, cl.load_dataset, cl.load_dry, cl.load_json, cl.load_document);
   if (cl.run_job->parsed()) {
     SubmitOptions job = cl.job;
     job.submitted_by = cli_actor().name;

@@ -48,13 +48,26 @@ int cmd_name_key();
 /// plan; each named by its key path.
 std::vector<std::string> check_job_statements(const config::Config& cfg, pqxx::connection& target);
 
+/// @brief What a file event says of a document (`--meta KEY=VALUE`, `--original-name`).
+struct DocumentOptions {
+  std::vector<std::string> metadata;  // KEY=VALUE
+  std::string original_name;
+};
+/// Adds `metadata` and `original_name` to a file.arrived event; false with `error` for a
+/// malformed --meta.
+bool add_document_fields(const DocumentOptions& o, nlohmann::json& ev, std::string& error);
+/// KEY=VALUE arguments into `out`'s keys; false with `error` (naming `flag`) for one without a key.
+bool parse_key_values(const std::vector<std::string>& args, const std::string& flag, nlohmann::json& out,
+                      std::string& error);
+
 /// `ingestd load FILE --dataset NAME [--dry-run] [--json]`: one file through the pipeline, without
 /// Kafka; its result message on stdout (on one line with --json).
-int cmd_load(const config::Config& cfg, const std::string& file, const std::string& dataset, bool dry_run,
-             bool as_json);
+int cmd_load(const config::Config& cfg, const std::string& file, const std::string& dataset, bool dry_run, bool as_json,
+             const DocumentOptions& document = {});
 
 /// @brief The options of `ingestd submit file|job` (and of run-job).
 struct SubmitOptions {
+  DocumentOptions document;  // submit file
   std::string path, dataset, source_system, program, submitted_by = "ingestd-submit", event_id, delimiter, encoding;
   std::string job, mode;
   std::vector<std::string> params;  // KEY=VALUE

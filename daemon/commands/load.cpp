@@ -150,12 +150,17 @@ int exit_code(const std::string& result_status) {
   return kExitCompleted;
 }
 
-int cmd_load(const config::Config& cfg, const std::string& file, const std::string& dataset, bool dry_run, bool as_json) {
+int cmd_load(const config::Config& cfg, const std::string& file, const std::string& dataset, bool dry_run, bool as_json,
+             const DocumentOptions& document) {
   std::error_code ec;
   const std::string abs = std::filesystem::absolute(file, ec).string();
+  Event ev = load_event(instance_id(), abs, dataset, dry_run);
+  if (std::string error; !add_document_fields(document, ev.payload, error)) {
+    std::cerr << "ingestd load: " << error << "\n";
+    return kExitUsage;
+  }
   // The operator names the file by hand: its own directory is an allowed root for this run.
-  return run_locally(cfg, load_event(instance_id(), abs, dataset, dry_run), "load",
-                     std::filesystem::path(abs).parent_path().string(), as_json);
+  return run_locally(cfg, ev, "load", std::filesystem::path(abs).parent_path().string(), as_json);
 }
 
 int cmd_run_job(const config::Config& cfg, const SubmitOptions& o) {

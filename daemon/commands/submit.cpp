@@ -137,7 +137,30 @@ int cmd_submit_file(const config::Config& cfg, SubmitOptions o) {
   if (!o.program.empty()) ev["program"] = o.program;
   if (!o.delimiter.empty()) ev["options"]["delimiter"] = o.delimiter;
   if (!o.encoding.empty()) ev["options"]["encoding"] = o.encoding;
+  if (std::string error; !add_document_fields(o.document, ev, error)) {
+    std::cerr << "ingestd submit file: " << error << "\n";
+    return kExitUsage;
+  }
   return publish(cfg, brokers, cfg.kafka.topics.files, o.dataset, ev, o);
+}
+
+bool parse_key_values(const std::vector<std::string>& args, const std::string& flag, json& out, std::string& error) {
+  for (const auto& kv : args) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      error = flag + " needs KEY=VALUE, got " + kv;
+      return false;
+    }
+    out[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  return true;
+}
+
+bool add_document_fields(const DocumentOptions& o, json& ev, std::string& error) {
+  if (!o.original_name.empty()) ev["original_name"] = o.original_name;
+  if (o.metadata.empty()) return true;
+  ev["metadata"] = json::object();
+  return parse_key_values(o.metadata, "--meta", ev["metadata"], error);
 }
 
 std::optional<json> job_request(const SubmitOptions& o, const std::string& event_id_prefix, std::string& error) {
@@ -148,14 +171,7 @@ std::optional<json> job_request(const SubmitOptions& o, const std::string& event
              {"submitted_by", o.submitted_by},
              {"params", json::object()}};
   if (!o.mode.empty()) ev["mode"] = o.mode;
-  for (const auto& kv : o.params) {
-    auto eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      error = "--param needs KEY=VALUE, got " + kv;
-      return std::nullopt;
-    }
-    ev["params"][kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
+  if (!parse_key_values(o.params, "--param", ev["params"], error)) return std::nullopt;
   return ev;
 }
 

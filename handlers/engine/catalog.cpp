@@ -50,6 +50,19 @@ void describe_id(pqxx::transaction_base& tx, TableInfo& t, const std::string& id
   t.id_always_identity = !r[0][3].is_null() && r[0][3].as<std::string>() == "a";
 }
 
+void append_array_element(std::string& literal, const std::optional<std::string>& v) {
+  if (!v) {
+    literal += "NULL";
+    return;
+  }
+  literal += '"';
+  for (char c : *v) {
+    if (c == '"' || c == '\\') literal += '\\';
+    literal += c;
+  }
+  literal += '"';
+}
+
 void append_copy_value(std::string& line, const std::optional<std::string>& v) {
   if (!v) {
     line += "\\N";

@@ -32,6 +32,20 @@ void describe_id(pqxx::transaction_base& tx, TableInfo& t, const std::string& id
 /// Appends a value in COPY text format (\N for NULL; backslash, tab, CR, LF escaped).
 void append_copy_value(std::string& line, const std::optional<std::string>& v);
 
+/// Appends one element of a text[] literal: double-quoted with `"` and `\` escaped, or NULL.
+void append_array_element(std::string& literal, const std::optional<std::string>& v);
+
+/// A text[] parameter's literal ({"a","b\"c",NULL}): values travel as data, never as SQL text.
+template <class Values>
+std::string text_array_literal(const Values& values) {
+  std::string a = "{";
+  for (const auto& v : values) {
+    if (a.size() > 1) a += ',';
+    append_array_element(a, v);
+  }
+  return a + "}";
+}
+
 /// @brief COPY … FROM STDIN into one table, a raw COPY-text line at a time.
 class CopyIn {
  public:

@@ -3,25 +3,12 @@
 #include <set>
 #include <unordered_map>
 
+#include "handlers/engine/catalog.hpp"
 #include "handlers/engine/normalize.hpp"
 
 namespace ingestd::engine {
 
 namespace {
-
-std::string pg_text_array(const std::set<std::string>& values) {
-  std::string a = "{";
-  for (const auto& v : values) {
-    if (a.size() > 1) a += ',';
-    a += '"';
-    for (char c : v) {
-      if (c == '"' || c == '\\') a += '\\';
-      a += c;
-    }
-    a += '"';
-  }
-  return a + "}";
-}
 
 void resolve_field(pqxx::transaction_base& tx, const EntityMapping& m, size_t k, const TableInfo& lt, Chunk& chunk) {
   const config::Field& f = m.cfg->fields[k];
@@ -32,7 +19,7 @@ void resolve_field(pqxx::transaction_base& tx, const EntityMapping& m, size_t k,
   const std::string key = tx.quote_name(f.lookup->key);
   auto res = tx.exec_params("SELECT l." + key + "::text, l." + tx.quote_name(f.lookup->returns) + "::text FROM " +
                                 lt.quoted + " l WHERE l." + key + "::text = ANY($1::text[])",
-                            pg_text_array(wanted));
+                            text_array_literal(wanted));
   std::unordered_map<std::string, std::string> found;
   for (const auto& row : res)
     if (!row[1].is_null()) found.emplace(row[0].as<std::string>(), row[1].as<std::string>());

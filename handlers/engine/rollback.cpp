@@ -91,7 +91,8 @@ std::vector<UndoTarget> undo_order(pqxx::transaction_base& tx, const Bookkeeping
   };
   std::sort(order.begin(), order.end(), [&](auto& a, auto& b) { return rank(a.entity) > rank(b.entity); });
   for (auto& u : order) {
-    u.id_column = "id";
+    u.id_column =
+        ds && ds->documents ? ds->documents->id_column : "id";  // a documents batch: its rows (stored files stay)
     if (ds)
       for (const auto& e : ds->entities)
         if (e.name == u.entity) u.id_column = e.id_column;

@@ -2,6 +2,8 @@
 
 #include <set>
 
+#include "handlers/engine/documents.hpp"
+
 namespace ingestd::engine {
 
 namespace {
@@ -72,6 +74,7 @@ std::vector<EntityTables> describe_dataset(pqxx::transaction_base& tx, const con
 std::vector<std::string> check_dataset_schema(pqxx::connection& conn, const config::Dataset& ds) {
   std::vector<std::string> problems;
   pqxx::read_transaction tx(conn);
+  if (ds.documents) return documents_schema_problems(tx, ds);
   describe_dataset(tx, ds, problems);
   return problems;
 }

@@ -17,6 +17,7 @@
 
 #include "handlers/engine/loader.hpp"
 #include "handlers/engine/source/input_stream.hpp"
+#include "handlers/file_arrival/documents.hpp"
 
 namespace ingestd::file_arrival {
 
@@ -173,6 +174,8 @@ std::string OpenedFile::changed_since_open() const {
 
 namespace {
 
+std::string database_error(const pqxx::sql_error& e) { return "database error: " + first_line(e.what()); }
+
 std::string str(const nlohmann::json& p, const char* k) {
   return p.contains(k) && p[k].is_string() ? p[k].get<std::string>() : "";
 }
@@ -274,7 +277,8 @@ BatchStart open_batch(const Event& ev, Services& svc, EventCommit& commit, const
     start.resume_after = dry_run ? 0 : ex[0][2].as<int64_t>();
     return start;
   }
-  if (!dry_run) {
+  // A document is unique per owner, not per dataset: the documents table's index decides.
+  if (!dry_run && !svc.cfg.datasets.at(dataset).documents) {
     start.answer = reimport_answer(tx, books, dataset, f.sha256, ev, commit);
     if (start.answer) {
       if (start.answer->committed) tx.commit();
@@ -343,6 +347,11 @@ Outcome handle(const Event& ev, Services& svc, EventCommit& commit) {
                    : engine::BatchOwnership(svc.db, start.batch_id);
   if (!own.held()) return busy("batch " + start.batch_id + " is being processed by another instance");
 
+  if (svc.cfg.datasets.at(ev.payload["dataset"].get<std::string>()).documents)
+    return run_batch(svc, commit, start.batch_id, [&] {
+      if (!start.changed.empty()) throw engine::BatchError(start.changed);
+      return load_document(ev, svc, commit, DocumentFile{*file.file, file.path, file.sha256, file.size}, start.batch_id);
+    }, database_error);
   const engine::LoadRequest req = load_request(ev, svc, file, start);
   Outcome out;
   out.batch_id = start.batch_id;
@@ -376,7 +385,7 @@ Outcome handle(const Event& ev, Services& svc, EventCommit& commit) {
       return o;
     }
     return out;
-  }, [](const pqxx::sql_error& e) { return "database error: " + first_line(e.what()); });
+  }, database_error);
 }
 
 }  // namespace ingestd::file_arrival

@@ -54,7 +54,7 @@ def test_schemas_are_draft7_and_accept_the_documented_examples():
         kind = "result" if "status" in ex else ex["type"]
         assert_valid(kind, ex)
         by_type[kind] += 1
-    assert by_type == {"file.arrived": 1, "job.requested": 1, "result": 1}, by_type
+    assert by_type == {"file.arrived": 2, "job.requested": 1, "result": 1}, by_type  # a file and a document
 
 
 @pytest.mark.parametrize("schema,field,value", [
@@ -63,6 +63,8 @@ def test_schemas_are_draft7_and_accept_the_documented_examples():
     ("file.arrived", "dry_run", "no"),
     ("file.arrived", "dataset", 5),
     ("file.arrived", "options", {"delimiter": ";;"}),
+    ("file.arrived", "metadata", {"cedula": {"nested": 1}}),
+    ("file.arrived", "metadata", ["cedula"]),
     ("job.requested", "params", ["batch_id"]),
     ("job.requested", "job", ""),
     ("result", "status", "done"),

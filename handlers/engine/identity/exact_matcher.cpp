@@ -28,6 +28,21 @@ std::vector<IdentityTier> identity_tiers(const config::Entity& entity) {
 Matcher::Matcher(std::vector<IdentityTier> tiers, MatchTarget target)
     : tiers_(std::move(tiers)), target_(std::move(target)) {}
 
+ProbeKey probe_key(const Matcher& m, size_t t, const std::string& key, const FieldKeys& field_keys) {
+  ProbeKey p{m.tiers()[t].number, key, {}};
+  for (int f : m.tiers()[t].fields) p.parts.push_back(*field_keys[size_t(f)]);
+  return p;
+}
+
+KnownRecord known_record(const Matcher& m, const FoundRecord& f) {
+  KnownRecord k{f.id, f.memory, f.by_blocks};
+  k.keys.resize(m.tiers().size());
+  const auto own = m.keys(f.own);
+  for (size_t t = 0; t < own.size(); ++t)
+    if (own[t]) k.keys[t].push_back(*own[t]);
+  return k;
+}
+
 namespace {
 
 /// A key lookup may meet a key many records hold (a family phone): past this many the row is

@@ -106,14 +106,8 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
 void phonetic_codes(pqxx::transaction_base& tx, const std::string& function, const std::set<std::string>& values,
                     std::unordered_map<std::string, std::string>& codes) {
   if (values.empty()) return;
-  std::string array = "{";  // a text[] parameter: values quoted, never SQL text
-  for (const auto& v : values) {
-    array += array.size() > 1 ? ",\"" : "\"";
-    for (char c : v) array += (c == '"' || c == '\\') ? std::string("\\") + c : std::string(1, c);
-    array += '"';
-  }
-  array += '}';
-  for (const auto& row : tx.exec_params("SELECT v, " + function + "(v) FROM unnest($1::text[]) v", array))
+  for (const auto& row :
+       tx.exec_params("SELECT v, " + function + "(v) FROM unnest($1::text[]) v", text_array_literal(values)))
     codes[row[0].as<std::string>()] = row[1].is_null() ? "" : row[1].as<std::string>();
 }
 

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "handlers/engine/catalog.hpp"
+#include "handlers/engine/documents.hpp"
 #include "handlers/engine/identity/tier_sql.hpp"
 #include "handlers/engine/merge/sql_builder.hpp"
 
@@ -16,7 +17,10 @@ std::string tier_where(const config::Dataset& ds, const config::Entity& ent, int
 }
 
 std::string missing_index_problem(const TierIndexReport& r) {
-  return r.where + ": no index on " + r.table + " serves this " + (r.blocking ? "blocking rule" : "tier") +
+  const std::string what = !r.purpose.empty()
+                               ? "unique index on " + r.table + " serves the " + r.purpose
+                               : "index on " + r.table + " serves this " + (r.blocking ? "blocking rule" : "tier");
+  return r.where + ": no " + what +
          "; create it with `ingestd check --create-indexes`, or: " + (r.before.empty() ? "" : r.before + "; ") +
          r.create_index;
 }
@@ -101,6 +105,7 @@ std::vector<TierIndexReport> identity_indexes(pqxx::connection& conn, const conf
                                               const std::string& bookkeeping_schema) {
   std::vector<TierIndexReport> out;
   pqxx::read_transaction tx(conn);
+  if (ds.documents && describe_table(tx, ds.documents->table).exists) out.push_back(documents_index(tx, ds));
   const std::string bk = tx.quote_name(bookkeeping_schema);
   for (const auto& ent : ds.entities) {
     TableInfo t = describe_table(tx, ent.table);

@@ -21,6 +21,7 @@ struct TierIndexReport {
   std::string create_index;  // the statement that makes one
   bool created = false;      // made by this run (--create-indexes)
   bool blocking = false;     // a fuzzy tier's blocking rule, not an exact tier
+  std::string purpose;       // what else the index serves ("" = a tier or blocking rule)
   std::string before;        // a statement the index needs first (CREATE EXTENSION …), "" = none
   std::optional<double> block_rows;  // blocking rule: the planner's rows a key at the table's size
   int max_candidates = 0;            // blocking rule: where its blocks are cut
@@ -42,7 +43,8 @@ std::vector<TierIndexReport> entity_indexes(pqxx::transaction_base& tx, const co
 /// How `check` tells a blocking rule's block size: "" when unknown (no statistics yet).
 std::string block_size_note(const TierIndexReport& r);
 
-/// The index behind every tier of every entity of `ds` whose table exists.
+/// The index behind every tier of every entity of `ds` whose table exists; for a documents
+/// dataset, its unique (owner, sha256) index (documents.hpp).
 std::vector<TierIndexReport> identity_indexes(pqxx::connection& conn, const config::Dataset& ds,
                                               const std::string& bookkeeping_schema);
 

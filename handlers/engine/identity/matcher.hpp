@@ -14,6 +14,7 @@
 #include <pqxx/pqxx>
 
 #include "config/model.hpp"
+#include "handlers/engine/identity/resolver.hpp"
 #include "handlers/engine/merge/statement.hpp"
 
 namespace ingestd::engine {
@@ -80,6 +81,13 @@ class Matcher {
   MatchTarget target_;
   std::shared_ptr<const FuzzyMatcher> fuzzy_;
 };
+
+/// The probe of a row's key at tier index `t` (0-based): the composite key and the field keys it joins.
+ProbeKey probe_key(const Matcher& m, size_t t, const std::string& key, const FieldKeys& field_keys);
+
+/// A found record as the resolver knows it: per tier, the key its own values make and those
+/// identity memory holds for it.
+KnownRecord known_record(const Matcher& m, const FoundRecord& f);
 
 struct TierSql;
 /// The matcher of an entity's exact tiers alone; `tiers` from tier_sql() (or none, where

@@ -118,9 +118,7 @@ std::vector<FoundRecord> EntityMerge::find_known(const StagedPart& part, const s
     for (size_t t = 0; t < tiers; ++t) {
       const auto& key = part.tier_keys[i][t];
       if (!key || !seen.emplace(int(t), *key).second) continue;
-      ProbeKey p{matcher_.tiers()[t].number, *key, {}};
-      for (int f : matcher_.tiers()[t].fields) p.parts.push_back(*part.rows[i]->keys[part.entity][size_t(f)]);
-      probes.push_back(std::move(p));
+      probes.push_back(probe_key(matcher_, t, *key, part.rows[i]->keys[part.entity]));
     }
   auto found = matcher_.find(sql_, probes);
   if (const FuzzyMatcher* fuzzy = matcher_.fuzzy()) {
@@ -150,12 +148,7 @@ EntityMerge::Decisions EntityMerge::decide(const StagedPart& part) {
   Blocks blocks;
   std::vector<KnownRecord> known;
   for (auto& f : find_known(part, row_keys, blocks)) {
-    KnownRecord k{f.id, f.memory, f.by_blocks};
-    k.keys.resize(tiers);
-    const auto own = matcher_.keys(f.own);
-    for (size_t t = 0; t < tiers; ++t)
-      if (own[t]) k.keys[t].push_back(*own[t]);
-    known.push_back(std::move(k));
+    known.push_back(known_record(matcher_, f));
     d.known.push_back({std::move(f.own), std::move(f.memory)});
   }
   if (const FuzzyMatcher* fuzzy = matcher_.fuzzy()) {
