@@ -488,29 +488,42 @@ def test_retriable_request_errors_neither_skip_nor_repeat(pg, broker, tmp_path):
         d.stop(signal.SIGKILL)
 
 
+def outage_daemon(pg, broker, tmp_path, session_timeout_ms):
+    """A daemon whose results librdkafka gives up on after 2 s (the daemon waits for that
+    verdict), so an outage costs a test seconds, not minutes; the group session outlasts it."""
+    text = people_config(session_timeout_ms=session_timeout_ms).replace(
+        '    heartbeat.interval.ms: "500"\n', '    heartbeat.interval.ms: "500"\n    message.timeout.ms: "2000"\n')
+    return Daemon(pg, broker, tmp_path / "d", chunk_rows=3, config_text=text)
+
+
+def three_batches_finish_while_brokers_are_down(d, broker, name, base):
+    """Three 10-row files (0.3 s per INSERT); every broker down once the first has committed a
+    chunk; returns their event ids, once all three are completed with their results unpublished,
+    and when the brokers went down."""
+    slow_trigger(d, 0.3)
+    ids = [d.publish(d.file_event(d.inbox_file(f"{name}{k}.csv", people_csv(range(k * 10, k * 10 + 10),
+                                                                         base=base))))["event_id"]
+           for k in range(3)]
+    wait_committed(d, 0, ids[0])
+    broker.control("down all")
+    down_at = time.time()
+    wait_until(lambda: d.sql("SELECT count(*) FROM ingestd.events WHERE status = 'completed'")[0][0] == 3, 100,
+               "the three batches to complete while the brokers are down")
+    wait_until(lambda: metric(d.http("/metrics")[1], "ingestd_results_unpublished") == 3, 60,
+               "ingestd_results_unpublished to say 3")
+    return ids, down_at
+
+
 def test_results_survive_a_broker_outage_and_a_restart(pg, tmp_path):
     """Issue 16 item 4: three batches finish while every broker is down; their results wait in
     the outbox (ingestd_results_unpublished says how many), the daemon is killed with SIGKILL,
     the brokers come back, and the restarted daemon publishes each result exactly once. The group
     session outlasts the outage, so the events queued behind the first are not revoked."""
     broker = Broker(tmp_path)
-    # librdkafka gives up on a result after 2 s (the daemon waits for that verdict), so the
-    # outage costs the test seconds, not minutes
-    text = people_config(session_timeout_ms=60000).replace('    heartbeat.interval.ms: "500"\n',
-                                   '    heartbeat.interval.ms: "500"\n    message.timeout.ms: "2000"\n')
-    d = Daemon(pg, broker, tmp_path / "d", chunk_rows=3, config_text=text)
+    d = outage_daemon(pg, broker, tmp_path, 60000)
     try:
         d.start()
-        slow_trigger(d, 0.3)
-        ids = [d.publish(d.file_event(d.inbox_file(f"o{k}.csv", people_csv(range(k * 10, k * 10 + 10),
-                                                                           base=70000000))))["event_id"]
-               for k in range(3)]
-        wait_committed(d, 0, ids[0])
-        broker.control("down all")
-        wait_until(lambda: d.sql("SELECT count(*) FROM ingestd.events WHERE status = 'completed'")[0][0] == 3, 120,
-                   "the three batches to complete while the brokers are down")
-        wait_until(lambda: metric(d.http("/metrics")[1], "ingestd_results_unpublished") == 3, 60,
-                   "ingestd_results_unpublished to say 3")
+        ids, _ = three_batches_finish_while_brokers_are_down(d, broker, "o", 70000000)
         assert sorted(r[0] for r in d.sql("SELECT event_id FROM ingestd.result_outbox")) == sorted(ids)
         kill9(d)
         broker.control("up all")
@@ -534,22 +547,10 @@ def test_results_published_after_brokers_down_for_two_minutes(pg, tmp_path):
     batches finish. The same process keeps trying (every 5 s, each try given up by librdkafka
     after message.timeout.ms) and publishes each result exactly once when the brokers are back."""
     broker = Broker(tmp_path)
-    text = people_config(session_timeout_ms=180000).replace('    heartbeat.interval.ms: "500"\n',
-                                   '    heartbeat.interval.ms: "500"\n    message.timeout.ms: "2000"\n')
-    d = Daemon(pg, broker, tmp_path / "d", chunk_rows=3, config_text=text)
+    d = outage_daemon(pg, broker, tmp_path, 180000)
     try:
         d.start()
-        slow_trigger(d, 0.3)
-        ids = [d.publish(d.file_event(d.inbox_file(f"t{k}.csv", people_csv(range(k * 10, k * 10 + 10),
-                                                                           base=71000000))))["event_id"]
-               for k in range(3)]
-        wait_committed(d, 0, ids[0])
-        broker.control("down all")
-        down_at = time.time()
-        wait_until(lambda: d.sql("SELECT count(*) FROM ingestd.events WHERE status = 'completed'")[0][0] == 3, 100,
-                   "the three batches to complete while the brokers are down")
-        wait_until(lambda: metric(d.http("/metrics")[1], "ingestd_results_unpublished") == 3, 60,
-                   "ingestd_results_unpublished to say 3")
+        ids, down_at = three_batches_finish_while_brokers_are_down(d, broker, "t", 71000000)
         time.sleep(max(0.0, 120 - (time.time() - down_at)))
         assert d.proc.poll() is None, d.log.read_text()[-3000:]
         failures = metric(d.http("/metrics")[1], "ingestd_publish_failures_total", kind="result")
