@@ -74,4 +74,10 @@ DbError classify_current_db_error() {
   }
 }
 
+std::string without_value(const DbError& e) {
+  const size_t quoted = e.message.find(": \"");
+  if (e.sqlstate.rfind("22", 0) != 0 || quoted == std::string::npos) return e.message;
+  return e.message.substr(0, quoted) + ": (value not shown)";
+}
+
 }  // namespace ingestd::engine

@@ -44,6 +44,12 @@ struct DbError {
 /// most specific, and the SQLSTATE decides where the class hierarchy does not.
 DbError classify_db_error(const std::exception& e);
 
+/// The database's first line without the value a data exception (SQLSTATE class 22) quotes
+/// (`invalid input syntax for type integer: "abc"` becomes `…: (value not shown)`): what a
+/// batch's reason, read in results and /status, may say; and the same refusal of different
+/// values reads the same.
+std::string without_value(const DbError& e);
+
 /// True for what is worth trying again later: an Unavailable dependency or a database failure
 /// that classify_db_error says to retry. Anything else is the event's own answer.
 bool transient_failure(const std::exception& e);

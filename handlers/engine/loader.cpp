@@ -383,7 +383,7 @@ std::string LoadRun::refused_by_most(pqxx::transaction_base& tx, const std::vect
     } catch (const pqxx::sql_error& e) {
       const DbError d = classify_db_error(e);
       if (d.kind != DbFailure::Row) throw;
-      ++reasons[d.message];
+      ++reasons[without_value(d)];
     }
     forget_decisions(*r);
   }

@@ -285,3 +285,23 @@ def test_a_file_replaced_after_hashing_is_not_loaded(pg, broker, tmp_path):
     assert d.sql("SELECT count(*) FROM persons") == [(0,)]
     assert d.sql("SELECT status FROM ingestd.batches WHERE id = %s", (res["batch_id"],)) == [("failed",)]
     assert d.stop() == 0
+
+
+def test_rows_refused_for_their_values_fail_fast_without_showing_them(pg, broker, tmp_path):
+    """Issue 16 items 2 and 6: PostgreSQL refusing 300 rows with a data exception that quotes each
+    row's own value (a trigger raising 22P02) reads as one reason once the value is dropped, so
+    the bounded bisection fails the batch at once; the result names the refusal, not the values."""
+    d = Daemon(pg, broker, tmp_path, chunk_rows=10000)
+    d.start()
+    d.sql("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION USING "
+          "ERRCODE = '22P02', MESSAGE = 'invalid input syntax for type integer: \"' || NEW.cedula || '\"'; END$$")
+    d.sql("CREATE TRIGGER refuse BEFORE INSERT ON persons FOR EACH ROW EXECUTE FUNCTION refuse()")
+    ev = d.publish(d.file_event(d.inbox_file("values.csv", people_csv(range(300), base=52000000))))
+    res = d.result(ev["event_id"], timeout=120)
+    assert res["status"] == "failed", res
+    text = json.dumps(res)
+    assert "rows sampled are refused by PostgreSQL" in text and "(value not shown)" in text, res
+    assert "52000" not in text.replace(res["batch_id"], ""), res  # no cédula
+    status = d.http("/status")[1]
+    assert "52000" not in status
+    assert d.stop() == 0

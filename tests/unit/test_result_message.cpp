@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include "daemon/inbox.hpp"
+#include "handlers/engine/errors.hpp"
 
 using namespace ingestd;
 
@@ -27,4 +28,17 @@ TEST_CASE("a small result is left whole") {
   const auto r = result_message(ev, o, 0);
   CHECK(r["errors"] == nlohmann::json::array({"only"}));
   CHECK_FALSE(r.contains("errors_truncated_from"));
+}
+
+TEST_CASE("a batch's reason drops the value a data exception quotes, and keeps other messages") {
+  engine::DbError e;
+  e.sqlstate = "22P02";
+  e.message = "ERROR:  invalid input syntax for type integer: \"12345678-ana@example.com\"";
+  CHECK(engine::without_value(e) == "ERROR:  invalid input syntax for type integer: (value not shown)");
+  e.sqlstate = "23514";
+  e.message = "ERROR:  new row for relation \"persons\" violates check constraint \"cedula_ok\"";
+  CHECK(engine::without_value(e) == e.message);  // names, not values
+  e.sqlstate = "22001";
+  e.message = "ERROR:  value too long for type character varying(5)";
+  CHECK(engine::without_value(e) == e.message);
 }
