@@ -589,7 +589,9 @@ def test_migrate_job_killed_midway_reruns_without_duplicates_or_a_second_after(p
     d.publish(ev, topic="ingest.jobs", key="backfill_customers")
     deadline = time.time() + 60
     while d.sql("SELECT count(*) FROM leads WHERE customer_id IS NOT NULL")[0][0] < 600:
-        assert time.time() < deadline, d.log.read_text()[-3000:]
+        if time.time() > deadline:
+            d.stop(signal.SIGKILL)  # nothing left running when the test fails
+            raise AssertionError(d.log.read_text()[-3000:])
         time.sleep(0.1)
     d.stop(signal.SIGKILL)
     linked_at_kill = d.sql("SELECT count(*) FROM leads WHERE customer_id IS NOT NULL")[0][0]
