@@ -174,3 +174,22 @@ def test_audit_names_the_os_user_and_the_kafka_coordinates(pg, broker, tmp_path)
     me = pwd.getpwuid(os.geteuid()).pw_name
     actor, origin = rows[batches[1]]
     assert actor == f"cli:{me}" and origin == {"via": "cli", "os_user": me, "uid": os.geteuid()}, rows
+
+
+def test_status_socket_given_to_its_group(pg, broker, tmp_path, reject_group):
+    """`http.status_socket_group`: the socket is 0660 and belongs to that group (a group made for
+    the test), so its members read /status without the ingestd user's rights."""
+    sock = tmp_path / "status.sock"
+    d = Daemon(pg, broker, tmp_path)
+    d.config.write_text(d.config.read_text().replace(
+        'http: {listen: "${INGESTD_HTTP}"}',
+        f'http: {{listen: "${{INGESTD_HTTP}}", status_socket: "{sock}", status_socket_group: {reject_group}}}'))
+    d.start()
+    try:
+        st = sock.stat()
+        assert stat.S_IMODE(st.st_mode) == 0o660 and st.st_gid == grp.getgrnam(reject_group).gr_gid
+        out = subprocess.run(["curl", "-s", "--unix-socket", str(sock), "http://ingestd/status"], capture_output=True,
+                             text=True, timeout=10)
+        assert json.loads(out.stdout)["ready"] is True, out
+    finally:
+        assert d.stop() == 0
