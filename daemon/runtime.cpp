@@ -167,7 +167,7 @@ void Runtime::reload() {
 
 void Runtime::refresh_gauges() {
   // Operators watch these between batches: open review items and deferred references, and
-  // whether PostgreSQL still answers (/readyz).
+  // whether PostgreSQL still answers (/readyz). Batches a gone process left running are failed.
   last_refresh_ = Clock::now();
   try {
     pqxx::read_transaction tx(worker_.db());
@@ -175,6 +175,8 @@ void Runtime::refresh_gauges() {
     metrics_.review_open.Add({}).Set(
         tx.exec("SELECT count(*) FROM " + qs + ".review_queue WHERE status = 'open'")[0][0].as<double>());
     refresh_deferred_refs(tx);
+    tx.commit();
+    fail_abandoned_batches();
     worker_.set_reachable(true);
     metrics_.up.Add({{"dependency", "postgresql"}}).Set(1);
   } catch (const std::exception& e) {

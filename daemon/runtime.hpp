@@ -42,7 +42,9 @@ class Runtime : public RdKafka::RebalanceCb, public RdKafka::EventCb {
 
   // runtime.cpp: lifecycle
   void start();
-  /// Fails the running batches whose owner is gone and that nothing resumes (at start).
+  /// Fails the running batches whose owner is gone and that nothing resumes: at start, and
+  /// again every few seconds, since a killed process's session (and its lock) can outlive the
+  /// restart by a moment, and a batch then skipped would stay `running` for good.
   void fail_abandoned_batches();
   std::string start_embedded_broker();
   void shutdown();

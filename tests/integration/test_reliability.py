@@ -607,7 +607,10 @@ def test_migrate_job_killed_midway_reruns_without_duplicates_or_a_second_after(p
         assert d.sql("SELECT count(*) FROM leads WHERE customer_id IS NULL")[0][0] == 0
         assert d.sql("SELECT count(*) FROM jobs WHERE customer_id IS NULL")[0][0] == 0
         assert d.sql("SELECT count(*) FROM after_runs")[0][0] == 1
-        assert d.sql("SELECT count(*) FROM ingestd.batches WHERE status = 'running'")[0][0] == 0
+        # the killed run's batch is failed at the start, or, when the killed process's session still
+        # held its lock then, by the sweep every 5 s after
+        wait_until(lambda: d.sql("SELECT count(*) FROM ingestd.batches WHERE status = 'running'")[0][0] == 0, 30,
+                   "no batch left running")
         # the killed run's batch failed (its chunks stay, and a rollback of it can undo them); the rerun's completed
         runs = d.sql("SELECT status FROM ingestd.batches WHERE event_id = %s ORDER BY started_at", (ev["event_id"],))
         assert [s for (s,) in runs] == ["failed", "completed"], runs
