@@ -90,11 +90,23 @@ void load_postgres(Reader& r, const YAML::Node& n, const std::string& path, Post
   m.read_name("bookkeeping_schema", pg.bookkeeping_schema);
 }
 
+/// Reads a group name at `key` that must exist on this system (files and sockets are given to it).
+void read_group(Reader& r, const MapView& m, std::string_view key, std::string& out, const std::string& otherwise) {
+  const YAML::Node* v = m.get(key);
+  if (!v) return;
+  auto g = r.name_text(*v, m.path(key));
+  if (g && !group_id(*g))
+    r.problem(*v, m.path(key), "no group '" + *g + "' on this system (create it, e.g. groupadd " + *g +
+                                   ", or leave the key out: " + otherwise + ")");
+  else if (g)
+    out = *g;
+}
+
 void load_http(Reader& r, const YAML::Node& n, const std::string& path, Http& h) {
   MapView m(r, n, path, {"listen", "status_socket", "status_socket_group"});
   m.read_name("listen", h.listen);
   m.read_name("status_socket", h.status_socket);
-  m.read_name("status_socket_group", h.status_socket_group);
+  read_group(r, m, "status_socket_group", h.status_socket_group, "the socket then stays the daemon's alone");
   if (!h.status_socket.empty() && (h.status_socket[0] != '/' || h.status_socket.size() > 107))
     r.problem(*m.get("status_socket"), m.path("status_socket"), "must be an absolute path of at most 107 bytes, got " + h.status_socket);
   if (!h.status_socket_group.empty() && h.status_socket.empty())
@@ -110,14 +122,7 @@ void load_files(Reader& r, const YAML::Node& n, const std::string& path, Files& 
   if (auto v = m.get("allowed_roots"))
     f.allowed_roots = r.string_list(*v, m.path("allowed_roots"));
   m.read_name("rejects_dir", f.rejects_dir);
-  if (auto v = m.get("rejects_group")) {
-    auto g = r.name_text(*v, m.path("rejects_group"));
-    if (g && !group_id(*g))
-      r.problem(*v, m.path("rejects_group"), "no group '" + *g + "' on this system (create it, e.g. groupadd " + *g +
-                                                 ", or leave the key out: the reject files then stay the daemon's group)");
-    else if (g)
-      f.rejects_group = *g;
-  }
+  read_group(r, m, "rejects_group", f.rejects_group, "the reject files then stay the daemon's group");
 }
 
 void load_processing(Reader& r, const YAML::Node& n, const std::string& path, Processing& p) {

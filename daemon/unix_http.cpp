@@ -1,6 +1,5 @@
 #include "daemon/unix_http.hpp"
 
-#include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -11,6 +10,8 @@
 #include <stdexcept>
 
 #include <microhttpd.h>
+
+#include "config/loader.hpp"
 
 namespace ingestd {
 
@@ -39,9 +40,9 @@ int bind_socket(const std::string& path, const std::string& group) {
   umask(old);
   std::string why = bound != 0 ? std::string("cannot bind: ") + std::strerror(errno) : "";
   if (why.empty() && !group.empty()) {
-    const struct group* g = getgrnam(group.c_str());
-    if (!g) why = "group " + group + " does not exist (http.status_socket_group)";
-    else if (chown(path.c_str(), uid_t(-1), g->gr_gid) != 0 || chmod(path.c_str(), 0660) != 0)
+    const auto gid = config::group_id(group);
+    if (!gid) why = "group " + group + " does not exist (http.status_socket_group)";
+    else if (chown(path.c_str(), uid_t(-1), gid_t(*gid)) != 0 || chmod(path.c_str(), 0660) != 0)
       why = "cannot give it to group " + group + ": " + std::strerror(errno);
   }
   if (why.empty() && listen(fd, 16) != 0) why = std::string("cannot listen: ") + std::strerror(errno);

@@ -87,34 +87,19 @@ DocumentOwner find_owner(pqxx::transaction_base& tx, const config::Config& cfg, 
   if (!row) return out;
   TableInfo t;
   const auto matcher = owner_matcher(tx, cfg, ds, t);
-  const FieldKeys& field_keys = row->keys.front();
-  const TierKeys keys = matcher->keys(field_keys);
-  std::vector<ProbeKey> probes;
-  for (size_t i = 0; i < keys.size(); ++i)
-    if (keys[i]) probes.push_back(probe_key(*matcher, i, *keys[i], field_keys));
   const std::string who = d.owner_dataset + "." + d.owner_entity + " (" + t.canonical + ")";
-  if (probes.empty()) {
-    out.error = "metadata " + given_keys(d, metadata) + " completes no identity tier of " + who;
-    return out;
-  }
   const std::map<std::string, std::string> no_vars;
   StepSql sql(tx, metrics, t.canonical, batch_id, d.owner_entity, no_vars);
-  std::vector<KnownRecord> known;
-  for (const auto& f : matcher->find(sql, probes)) known.push_back(known_record(*matcher, f));
-  const Resolution res = resolve_rows({keys}, known, keys.size());
-  const RowDecision& dec = res.rows.front();
-  if (dec.kind == RowDecision::Kind::Match) {
-    out.id = known[size_t(res.records[size_t(dec.record)].known)].id;
-    out.tier = dec.tier;
-  } else if (dec.kind == RowDecision::Kind::New) {
-    out.error = "owner not found: no record of " + who + " matches metadata " + given_keys(d, metadata);
-  } else {
-    std::vector<std::string> ids;
-    for (const auto& [record, tier] : dec.candidates)
-      ids.push_back(known[size_t(res.records[size_t(record)].known)].id);
-    out.error = "owner ambiguous: records " + sql::join(ids, " and ") + " of " + who + " both match metadata " +
+  const OneRowMatch m = match_one_row(sql, *matcher, row->keys.front());
+  if (!m.keyed)
+    out.error = "metadata " + given_keys(d, metadata) + " completes no identity tier of " + who;
+  else if (!m.claimants.empty())
+    out.error = "owner ambiguous: records " + sql::join(m.claimants, " and ") + " of " + who + " both match metadata " +
                 given_keys(d, metadata);
-  }
+  else if (m.id.empty())
+    out.error = "owner not found: no record of " + who + " matches metadata " + given_keys(d, metadata);
+  out.id = m.id;
+  out.tier = m.tier;
   return out;
 }
 

@@ -7,18 +7,22 @@
 
 namespace ingestd::engine {
 
+FieldKeys reviewed_field_keys(const config::Entity& entity, const nlohmann::json& values) {
+  FieldKeys keys(entity.fields.size());
+  for (size_t k = 0; k < entity.fields.size(); ++k) {
+    const auto& f = entity.fields[k];
+    if (!values.contains(f.name) || values[f.name].is_null()) continue;
+    const std::string v = values[f.name].is_string() ? values[f.name].get<std::string>() : values[f.name].dump();
+    keys[k] = field_key(f, normalize(f.normalize, v), v);
+  }
+  return keys;
+}
+
 void remember_reviewed_keys(pqxx::transaction_base& tx, const std::string& bookkeeping_schema,
                             const config::Entity& entity, const TableInfo& table, const nlohmann::json& candidate,
                             const std::string& record_id, const std::string& batch_id) {
   const std::string bk = tx.quote_name(bookkeeping_schema);
-  // the candidate's keys, by the engine's one rule (its values are already typed)
-  FieldKeys keys(entity.fields.size());
-  for (size_t k = 0; k < entity.fields.size(); ++k) {
-    const auto& f = entity.fields[k];
-    if (!candidate.contains(f.name) || candidate[f.name].is_null()) continue;
-    const std::string v = candidate[f.name].is_string() ? candidate[f.name].get<std::string>() : candidate[f.name].dump();
-    keys[k] = field_key(f, normalize(f.normalize, v), v);
-  }
+  const FieldKeys keys = reviewed_field_keys(entity, candidate);
   tx.exec("SELECT set_config('DateStyle', 'ISO, YMD', true)");
   for (const auto& tier : tier_sql(tx, entity, table, bk)) {
     std::vector<std::vector<int>> one{tier.tier.fields};

@@ -10,6 +10,7 @@
 
 #include "config/model.hpp"
 #include "handlers/engine/catalog.hpp"
+#include "handlers/engine/identity/matcher.hpp"
 
 namespace ingestd::engine {
 
@@ -23,6 +24,10 @@ struct ReviewPage {
 /// (its values now, and the fuzzy tier's score and per-field levels and weights where it scored
 /// the pair), as JSON.
 nlohmann::json review_items(pqxx::transaction_base& tx, const config::Config& cfg, const ReviewPage& page);
+
+/// The key of every field of `entity` from a reviewed row's values (by field name, already
+/// typed), by the engine's one rule: what a decision probes and remembers.
+FieldKeys reviewed_field_keys(const config::Entity& entity, const nlohmann::json& values);
 
 /// Remembers the candidate's identity keys that `record_id` does not hold in its own columns
 /// (after the decision changed them), so the next row with them finds it. `table` must have

@@ -3,9 +3,9 @@
 #include <map>
 #include <set>
 
-#include "handlers/engine/identity/keys.hpp"
+#include "handlers/engine/identity/matcher.hpp"
 #include "handlers/engine/identity/tier_sql.hpp"
-#include "handlers/engine/normalize.hpp"
+#include "handlers/engine/merge/sql_builder.hpp"
 #include "handlers/engine/review.hpp"
 
 namespace ingestd::engine {
@@ -26,43 +26,15 @@ std::string stamp_expr(const std::string& spec, const std::string& param) {
   return param;
 }
 
-/// The key of every field of the entity from a reviewed row's values (the engine's one rule).
-std::vector<std::optional<std::string>> reviewed_keys(const config::Entity& e, const json& values) {
-  std::vector<std::optional<std::string>> keys(e.fields.size());
-  for (size_t k = 0; k < e.fields.size(); ++k) {
-    const auto& f = e.fields[k];
-    if (!values.contains(f.name) || values[f.name].is_null()) continue;
-    const std::string v = value_text(values[f.name]);
-    keys[k] = field_key(f, normalize(f.normalize, v), v);
-  }
-  return keys;
-}
-
-/// The records that hold a reviewed row's key of the highest tier that finds any: in their own
-/// columns (through the tier's index) or in identity memory.
-std::set<std::string> claimants(pqxx::transaction_base& tx, const std::string& bk, const ReviewTarget& t,
-                                const json& values) {
-  const auto keys = reviewed_keys(*t.entity, values);
-  const std::string idq = tx.quote_name(t.entity->id_column);
-  std::set<std::string> out;
-  for (const auto& tier : tier_sql(tx, *t.entity, t.table, bk)) {
-    std::vector<std::optional<std::string>> params;
-    for (const auto& f : tier.fields) params.push_back(keys[size_t(f.field)]);
-    const auto composite = composite_keys(keys, {tier.tier.fields})[0];
-    if (!composite) continue;
-    const std::string cond = tier.condition([](size_t i) { return "$" + std::to_string(i + 3); });
-    params.insert(params.begin(), {t.table.canonical, std::to_string(tier.tier.number)});
-    params.push_back(*composite);
-    const std::string memory = "$" + std::to_string(params.size());
-    auto found = tx.exec_params("SELECT t." + idq + "::text FROM " + t.table.quoted + " t WHERE " + cond +
-                                    " UNION SELECT record_id FROM " + bk + ".identity_keys WHERE table_name = $1 AND "
-                                    "tier = $2::int AND key = " + memory + " AND hashtextextended(key, tier) = "
-                                    "hashtextextended(" + memory + ", $2::int)",
-                                pqxx::prepare::make_dynamic_params(params));
-    for (const auto& r : found) out.insert(r[0].as<std::string>());
-    if (!out.empty()) return out;
-  }
-  return out;
+/// The record a completed row is: found through the entity's exact tiers as a load finds it.
+OneRowMatch find_reviewed(pqxx::transaction_base& tx, const std::string& bk, const ReviewTarget& t,
+                          const std::string& batch_id, const json& values) {
+  const auto matcher = make_matcher(
+      *t.entity, MatchTarget{bk, t.table.quoted, tx.quote_name(t.entity->id_column), t.table.id_type},
+      tier_sql(tx, *t.entity, t.table, bk));
+  const std::map<std::string, std::string> no_vars;
+  StepSql sql(tx, nullptr, t.table.canonical, batch_id, t.entity->name, no_vars);
+  return match_one_row(sql, *matcher, reviewed_field_keys(*t.entity, values));
 }
 
 /// One waiting item, completed: its references filled from `decided`, then matched or created.
@@ -80,18 +52,16 @@ json complete_item(pqxx::transaction_base& tx, const config::Config& cfg, const 
       if (!decided.count(*f.ref)) return {{"review_id", id}, {"status", "waiting"}, {"why", "waits for " + *f.ref}};
       values[f.name] = decided.at(*f.ref);
     }
-  const std::set<std::string> found = claimants(tx, bk, t, values);
+  const OneRowMatch found = find_reviewed(tx, bk, t, batch_id, values);
   const std::string queue = bk + ".review_queue";
-  if (found.size() > 1) {
-    std::string names;
-    for (const auto& r : found) names += (names.empty() ? "" : ", ") + r;
+  if (!found.claimants.empty()) {
     tx.exec_params("UPDATE " + queue + " SET status = 'open', candidate = $2::jsonb, reasons = $3 WHERE id = $1", id,
-                   values.dump(), "records " + names + " claim this row");
+                   values.dump(), "records " + sql::join(found.claimants, ", ") + " claim this row");
     return {{"review_id", id}, {"status", "open"}, {"table", table}};
   }
-  const bool is_new = found.empty();
-  const std::string record = is_new ? insert_reviewed(tx, cfg.postgres.bookkeeping_schema, t, values, batch_id)
-                                    : *found.begin();
+  const bool is_new = found.id.empty();
+  const std::string record =
+      is_new ? insert_reviewed(tx, cfg.postgres.bookkeeping_schema, t, values, batch_id) : found.id;
   if (!is_new) fill_reviewed(tx, cfg.postgres.bookkeeping_schema, t, values, batch_id, record);
   remember_reviewed_keys(tx, cfg.postgres.bookkeeping_schema, *t.entity, t.table, values, record, batch_id);
   settle_lineage(tx, cfg.postgres.bookkeeping_schema, batch_id, table, values.value("row_number", int64_t{0}), record,

@@ -495,6 +495,8 @@ processing:
                   "ingestd.yaml:3: http.status_socket: must be an absolute path of at most 107 bytes, got status.sock");
     CHECK_PROBLEM(problems_of(kBase + "http: {status_socket_group: adm}\n"),
                   "ingestd.yaml:3: http.status_socket_group: needs http.status_socket");
+    CHECK_PROBLEM(problems_of(kBase + "http: {status_socket: /run/s.sock, status_socket_group: no-such-group-x}\n"),
+                  "ingestd.yaml:3: http.status_socket_group: no group 'no-such-group-x' on this system");
   }
 
   TEST_CASE("missing required keys") {

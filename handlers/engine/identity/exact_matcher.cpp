@@ -43,6 +43,28 @@ KnownRecord known_record(const Matcher& m, const FoundRecord& f) {
   return k;
 }
 
+OneRowMatch match_one_row(StepSql& sql, const Matcher& m, const FieldKeys& field_keys) {
+  OneRowMatch out;
+  const TierKeys keys = m.keys(field_keys);
+  std::vector<ProbeKey> probes;
+  for (size_t i = 0; i < keys.size(); ++i)
+    if (keys[i]) probes.push_back(probe_key(m, i, *keys[i], field_keys));
+  out.keyed = !probes.empty();
+  if (!out.keyed) return out;
+  std::vector<KnownRecord> known;
+  for (const auto& f : m.find(sql, probes)) known.push_back(known_record(m, f));
+  const Resolution res = resolve_rows({keys}, known, keys.size());
+  const RowDecision& dec = res.rows.front();
+  auto id_of = [&](int record) { return known[size_t(res.records[size_t(record)].known)].id; };
+  if (dec.kind == RowDecision::Kind::Match) {
+    out.id = id_of(dec.record);
+    out.tier = dec.tier;
+  } else if (dec.kind == RowDecision::Kind::Review) {
+    for (const auto& [record, tier] : dec.candidates) out.claimants.push_back(id_of(record));
+  }
+  return out;
+}
+
 namespace {
 
 /// A key lookup may meet a key many records hold (a family phone): past this many the row is

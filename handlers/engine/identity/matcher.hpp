@@ -89,6 +89,19 @@ ProbeKey probe_key(const Matcher& m, size_t t, const std::string& key, const Fie
 /// identity memory holds for it.
 KnownRecord known_record(const Matcher& m, const FoundRecord& f);
 
+/// @brief What one row's field keys find among an entity's records, decided as a load decides
+/// (highest tier; a record holding a conflicting higher-tier value is ruled out).
+struct OneRowMatch {
+  bool keyed = false;                  // the row completes at least one tier
+  std::string id;                      // the record it is; "" = none (or claimed by several)
+  int tier = 0;                        // the tier (1-based) it matched at
+  std::vector<std::string> claimants;  // the records that claim it, when two or more do
+};
+
+/// Probes one row's keys through the matcher (the target's indexes and identity memory) and
+/// decides with the resolver: what the documents' owner lookup and review decisions ask.
+OneRowMatch match_one_row(StepSql& sql, const Matcher& m, const FieldKeys& field_keys);
+
 struct TierSql;
 /// The matcher of an entity's exact tiers alone; `tiers` from tier_sql() (or none, where
 /// nothing is looked up: unit tests).
