@@ -1,6 +1,8 @@
 #include "handlers/engine/loader.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <unordered_map>
 
@@ -58,6 +60,11 @@ class LoadRun {
   void process_rows(pqxx::transaction_base& tx, std::vector<Row*> rows, std::map<std::string, EntityCounts>& out,
                     RowErrors& errors);
   void run_entities(pqxx::transaction_base& tx, const std::vector<Row*>& rows, std::map<std::string, EntityCounts>& out);
+  /// One entity's part of a chunk, in slices where its fuzzy tier would fetch too many records.
+  void merge_entity(pqxx::transaction_base& tx, const EntityMapping& m, const StagedPart& part, EntityCounts& c);
+  void merge_part(pqxx::transaction_base& tx, const EntityMapping& m, const StagedPart& part, EntityCounts& c);
+  /// Rows of the next slice of entity `e`'s part (SIZE_MAX: no limit).
+  size_t slice_rows(size_t e) const;
   /// Bounded bisection (issue 16): before a refused chunk is split down to single rows, a
   /// sample of its rows is tried one at a time (each rolled back). When most are refused for
   /// one reason, splitting would mean a subtransaction per row for nothing: the batch fails
@@ -79,6 +86,8 @@ class LoadRun {
   std::unique_ptr<Writeback> writeback_;
   RejectWriter rejects_;
   bool chunk_sampled_ = false;  // refused_by_most tried the current chunk
+  size_t slices_ = 0;                    // slices merged by a fuzzy tier in the current chunk
+  std::vector<double> blocked_per_row_;  // [entity] records the fuzzy tier fetched per row, last slice; < 0: none yet
   LoadResult result_;
   std::vector<std::pair<std::string, std::vector<double>>> weights_;  // entity -> match weights not yet committed
   int64_t last_row_ = 0;
@@ -93,6 +102,7 @@ void LoadRun::plan() {
   tables_ = describe_dataset(tx, ds_, problems);
   if (!problems.empty()) throw BatchError(sql::join(problems, "; "));
   referenced_.assign(ds_.entities.size(), false);
+  blocked_per_row_.assign(ds_.entities.size(), -1);
   const std::string bk = tx.quote_name(req_.bookkeeping_schema);
   for (size_t e = 0; e < ds_.entities.size(); ++e) {
     const TableInfo& t = tables_[e].table;
@@ -242,8 +252,10 @@ LoadResult LoadRun::run(const FinalStep& final_step, const BeforeFinal& before_f
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     svc_.metrics.observe_db("chunk", secs);
     if (!chunk.rows.empty())
-      log_->info("batch {}: chunk of rows {}-{} in {:.0f} ms ({} rejected)", req_.batch_id, chunk.rows.front().number,
-                 chunk.rows.back().number, secs * 1000, chunk.errors.rows);
+      log_->info("batch {}: chunk of rows {}-{} in {:.0f} ms ({} rejected){}", req_.batch_id, chunk.rows.front().number,
+                 chunk.rows.back().number, secs * 1000, chunk.errors.rows,
+                 slices_ > 1 ? ", fuzzy tier in " + std::to_string(slices_) + " slices" : std::string());
+    slices_ = 0;
     rejects_.write(chunk.errors);
     svc_.metrics.progress(ds_.name, result_.rows_read, chunk.bytes - std::min(chunk.bytes, bytes_counted));
     bytes_counted = chunk.bytes;
@@ -318,20 +330,57 @@ void LoadRun::run_entities(pqxx::transaction_base& tx, const std::vector<Row*>& 
     EntityCounts& c = out[m.cfg->name];
     const StagedPart part = select_rows(m, rows, c);
     if (part.rows.empty() && part.waiting.empty()) continue;
-    EntityMerge merge(tx, &svc_.metrics, tables_[m.index].table, *m.cfg, *matchers_[m.index], req_.bookkeeping_schema,
-                      req_.batch_id, req_.vars);
-    c += merge.run(part);
-    if (referenced_[m.index]) {
-      std::unordered_map<int64_t, Row*> by_number;
-      for (Row* r : part.rows) by_number[r->number] = r;
-      for (const auto& [num, rid, review] : merge.row_records()) {
-        Row* r = by_number[num];
-        if (review) r->in_review[m.index] = true;
-        else r->record_ids[m.index] = rid;
-      }
-    }
-    merge.clear(part.rows.size() + part.waiting.size());
+    merge_entity(tx, m, part, c);
   }
+}
+
+size_t LoadRun::slice_rows(size_t e) const {
+  // A fuzzy tier fetches every record its blocks name, and into a table of millions a chunk's
+  // blocks name hundreds of thousands (their values held until the chunk commits). So the part
+  // is merged in slices whose blocks name about kSliceRecords records, sized by the records per
+  // row of the slice before (the first of a load is kFirstSlice rows). A slice is merged as a
+  // chunk of its own would be, in the same transaction: the records are the same.
+  constexpr double kSliceRecords = 50000;
+  constexpr size_t kFirstSlice = 2000, kMinSlice = 200;
+  if (!matchers_[e]->fuzzy()) return SIZE_MAX;
+  if (blocked_per_row_[e] < 0) return kFirstSlice;
+  return std::max(kMinSlice, size_t(kSliceRecords / std::max(blocked_per_row_[e], 1.0)));
+}
+
+void LoadRun::merge_entity(pqxx::transaction_base& tx, const EntityMapping& m, const StagedPart& part,
+                           EntityCounts& c) {
+  size_t from = 0;
+  do {
+    const size_t n = std::min(part.rows.size() - from, slice_rows(m.index));
+    if (from == 0 && n == part.rows.size()) return merge_part(tx, m, part, c);
+    StagedPart slice;
+    slice.entity = part.entity;
+    slice.rows.assign(part.rows.begin() + long(from), part.rows.begin() + long(from + n));
+    slice.tier_keys.assign(part.tier_keys.begin() + long(from), part.tier_keys.begin() + long(from + n));
+    if (from + n == part.rows.size()) slice.waiting = part.waiting;
+    merge_part(tx, m, slice, c);
+    from += n;
+  } while (from < part.rows.size());
+}
+
+void LoadRun::merge_part(pqxx::transaction_base& tx, const EntityMapping& m, const StagedPart& part, EntityCounts& c) {
+  EntityMerge merge(tx, &svc_.metrics, tables_[m.index].table, *m.cfg, *matchers_[m.index], req_.bookkeeping_schema,
+                    req_.batch_id, req_.vars);
+  c += merge.run(part);
+  if (matchers_[m.index]->fuzzy() && !part.rows.empty()) {
+    blocked_per_row_[m.index] = double(merge.blocked_records()) / double(part.rows.size());
+    ++slices_;
+  }
+  if (referenced_[m.index]) {
+    std::unordered_map<int64_t, Row*> by_number;
+    for (Row* r : part.rows) by_number[r->number] = r;
+    for (const auto& [num, rid, review] : merge.row_records()) {
+      Row* r = by_number[num];
+      if (review) r->in_review[m.index] = true;
+      else r->record_ids[m.index] = rid;
+    }
+  }
+  merge.clear(part.rows.size() + part.waiting.size());
 }
 
 void LoadRun::process_rows(pqxx::transaction_base& tx, std::vector<Row*> rows, std::map<std::string, EntityCounts>& out,

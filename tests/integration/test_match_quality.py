@@ -16,6 +16,7 @@ The thresholds sit just below the measurements, so losing a few pairs or merging
 fails a test.
 """
 
+import json
 import sys
 
 import psycopg2
@@ -118,3 +119,35 @@ def test_febrl_dataset1_two_file_linkage(pg, tmp_path, truth):
     assert sum(s["part_rows"]) == 1000 and len(s["commands"]) == 2, s
     assert s["precision"] >= 0.995, s
     assert s["cross_recall"] >= 0.993, s   # measured 0.998 (499 of 500 pairs across A and B)
+
+
+def test_fuzzy_tier_in_slices_gives_the_records_of_small_chunks(pg, tmp_path, truth):
+    """A fuzzy tier fetches every record its blocks name; into a big table a chunk's blocks name
+    hundreds of thousands, so the engine merges a chunk in slices (the first of a load 2000 rows,
+    then sized by the records per row its blocks fetched). dataset3 (5000 rows, 6538 true pairs)
+    as one chunk is merged in slices; its records, lineage and review items must be those of
+    chunks of 700 rows, which are never sliced."""
+    data = fq.DATA / "dataset3.csv"
+    seen = {}
+    for chunk_rows in (5000, 700):
+        url, env, cfg = fq.prepare_target(pg, tmp_path / str(chunk_rows), fq.config_variant("fuzzy-no-ssid"),
+                                          chunk_rows)
+        proc = fq.ingestd(env, "load", data, "--dataset", "febrl", "-c", cfg)
+        counts = json.loads(proc.stdout)["counts"]["person"]
+        lineage, reviews, [[persons]] = fq.sql(
+            url,
+            "SELECT row_number, record_id, action, tier FROM ingestd.row_lineage WHERE entity = 'person' "
+            "ORDER BY row_number",
+            "SELECT candidate->>'row_number', record_id, score, reasons FROM ingestd.review_queue ORDER BY id",
+            "SELECT count(*) FROM public.febrl_persons")
+        seen[chunk_rows] = dict(counts=counts, lineage=lineage, reviews=reviews, persons=persons, log=proc.stderr)
+    big, small = seen[5000], seen[700]
+    assert "fuzzy tier in 2 slices" in big["log"], big["log"][-2000:]
+    assert "slices" not in small["log"]
+    assert big["lineage"] == small["lineage"]
+    assert big["reviews"] == small["reviews"]
+    assert big["counts"] == small["counts"]
+    c = big["counts"]
+    assert c["inserted"] + c["updated"] + c["unchanged"] + c["rejected"] + c["review"] == 5000, c
+    assert big["persons"] == small["persons"] == c["inserted"]
+    assert c["fuzzy"]["merged"] > 1000 and c["review"] > 0, c   # measured 1671 and 19 at chunk_rows 1000

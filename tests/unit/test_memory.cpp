@@ -79,3 +79,50 @@ TEST_CASE("memory: nothing already remembered or held is written again; a new re
   CHECK(k.remember[0].key == "d@x");
   CHECK(k.held_tier[1] == 1);
 }
+
+TEST_CASE("memory: a key a record comes to hold by a filled value finds it later in the same chunk") {
+  // Ana (e-mail a@x, no birth date), then Anna with the same e-mail and a birth date: fill_nulls
+  // keeps the name Ana and fills the date, so the record now holds ana + 1990-01-01 in its own
+  // columns. A third row with only that name and date must find it, as the target's index would
+  // in the next chunk: not become a second person.
+  auto cfg = config::load_config_text(R"(postgres: {url: postgresql://localhost/app}
+datasets:
+  d:
+    entities:
+      person:
+        table: persons
+        identity: [[email], [name, birth]]
+        fields:
+          email: {column: email, from: E}
+          name: {column: name, from: N}
+          birth: {column: birth, from: B}
+)",
+                                      "t.yaml");
+  const auto& entity = cfg.datasets.at("d").entities[0];
+  auto matcher = make_matcher(entity, {}, {});
+  const std::vector<FieldKeys> rows{{K("a@x"), K("ana"), std::nullopt},
+                                    {K("a@x"), K("anna"), K("1990-01-01")},
+                                    {std::nullopt, K("ana"), K("1990-01-01")}};
+  std::vector<TierKeys> tk;
+  std::vector<const FieldKeys*> ptrs;
+  for (const auto& r : rows) {
+    tk.push_back(matcher->keys(r));
+    ptrs.push_back(&r);
+  }
+  const std::vector<KnownState> none;
+  RecordHoldings holdings(entity, *matcher, none, ptrs);
+  auto res = resolve_rows(tk, {}, 2, nullptr, &holdings);
+  CHECK(res.records.size() == 1);
+  CHECK(res.rows[2].kind == RowDecision::Kind::Match);
+  CHECK(res.rows[2].tier == 2);
+  // the same third row in a chunk of its own, against the record as stored: the same outcome
+  const std::vector<KnownState> stored{{{K("a@x"), K("ana"), K("1990-01-01")}, {{}, {"anna\x1f" "1990-01-01"}}}};
+  const std::vector<KnownRecord> known{{"1", {{"a@x"}, {matcher->keys(stored[0].own)[1].value(), "anna\x1f" "1990-01-01"}}}};
+  const std::vector<const FieldKeys*> third{&rows[2]};
+  RecordHoldings later(entity, *matcher, stored, third);
+  auto alone = resolve_rows({tk[2]}, known, 2, nullptr, &later);
+  CHECK(alone.rows[0].kind == RowDecision::Kind::Match);
+  CHECK(alone.rows[0].tier == 2);
+  // without the holdings the chunk would have made her twice
+  CHECK(resolve_rows(tk, {}, 2).records.size() == 2);
+}

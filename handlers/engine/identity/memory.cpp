@@ -18,29 +18,36 @@ std::vector<std::vector<size_t>> rows_by_record(const Resolution& res) {
 /// The identity fields' keys a record's own columns hold after its rows merged.
 FieldKeys merged_own(const config::Entity& entity, const std::vector<size_t>& rows,
                      const std::vector<const FieldKeys*>& row_keys, const FieldKeys* before) {
-  FieldKeys own = before ? *before : FieldKeys(entity.fields.size());
+  FieldKeys own = before ? *before : *row_keys[rows.front()];  // a new record: its founding row's
   own.resize(entity.fields.size());
-  for (size_t f = 0; f < entity.fields.size(); ++f) {
-    const auto policy = entity.fields[f].merge.value_or(entity.merge);
-    std::optional<std::string> first, last;
-    for (size_t i : rows)
-      if (const auto& k = (*row_keys[i])[f]) {
-        if (!first) first = k;
-        last = k;
-      }
-    if (!before) {  // a new record: its founding row, then the policy over the rest
-      own[f] = policy == config::MergePolicy::Keep ? (*row_keys[rows.front()])[f]
-               : policy == config::MergePolicy::Overwrite ? last : first;
-    } else if (policy == config::MergePolicy::FillNulls) {
-      if (!own[f]) own[f] = first;
-    } else if (policy == config::MergePolicy::Overwrite) {
-      if (last) own[f] = last;
-    }
-  }
+  for (size_t k = before ? 0 : 1; k < rows.size(); ++k) merge_row_keys(entity, own, *row_keys[rows[k]]);
   return own;
 }
 
 }  // namespace
+
+void merge_row_keys(const config::Entity& entity, FieldKeys& own, const FieldKeys& row) {
+  own.resize(entity.fields.size());
+  for (size_t f = 0; f < entity.fields.size() && f < row.size(); ++f) {
+    if (!row[f]) continue;
+    const auto policy = entity.fields[f].merge.value_or(entity.merge);
+    if (policy == config::MergePolicy::Overwrite || (policy == config::MergePolicy::FillNulls && !own[f]))
+      own[f] = row[f];
+  }
+}
+
+TierKeys RecordHoldings::landed(size_t row, int record) {
+  auto [it, first] = own_.try_emplace(record);
+  FieldKeys& own = it->second;
+  if (first && size_t(record) >= known_.size()) {
+    own = *rows_[row];  // the record this row founds
+    own.resize(entity_.fields.size());
+  } else {
+    if (first) own = known_[size_t(record)].own;
+    merge_row_keys(entity_, own, *rows_[row]);
+  }
+  return matcher_.keys(own);
+}
 
 RecordKeys record_keys(const config::Entity& entity, const Matcher& matcher, const Resolution& res,
                        const std::vector<const FieldKeys*>& row_keys, const std::vector<TierKeys>& row_tier_keys,

@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "config/model.hpp"
@@ -30,6 +31,27 @@ struct MemoryKey {
 struct RecordKeys {
   std::vector<MemoryKey> remember;
   std::vector<int> held_tier;  // [record] highest-priority tier its own columns hold a key at (0: none)
+};
+
+/// A row's identity keys merged into a record's (`own`) by each field's policy: fill_nulls
+/// fills a missing key, overwrite takes the row's where it has one, keep leaves the record's.
+void merge_row_keys(const config::Entity& entity, FieldKeys& own, const FieldKeys& row);
+
+/// @brief The keys each record's own columns hold as a chunk's rows land on it (the resolver's
+/// OwnKeys): known records start from their stored keys, new ones from their founding row's.
+class RecordHoldings : public OwnKeys {
+ public:
+  RecordHoldings(const config::Entity& entity, const Matcher& matcher, const std::vector<KnownState>& known,
+                 const std::vector<const FieldKeys*>& rows)
+      : entity_(entity), matcher_(matcher), known_(known), rows_(rows) {}
+  TierKeys landed(size_t row, int record) override;
+
+ private:
+  const config::Entity& entity_;
+  const Matcher& matcher_;
+  const std::vector<KnownState>& known_;
+  const std::vector<const FieldKeys*>& rows_;
+  std::unordered_map<int, FieldKeys> own_;  // [record] once a row landed on it
 };
 
 /// Simulates the merge of each record's rows (fill_nulls: the stored value, else the first;

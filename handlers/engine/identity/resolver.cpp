@@ -83,7 +83,7 @@ bool judge(FuzzyJudge& fuzzy, size_t row, const std::vector<int>& row_records, R
 }  // namespace
 
 Resolution resolve_rows(const std::vector<TierKeys>& rows, const std::vector<KnownRecord>& known, size_t tiers,
-                        FuzzyJudge* fuzzy) {
+                        FuzzyJudge* fuzzy, OwnKeys* own) {
   Resolution res;
   KeyIndex index(tiers);
   auto index_known = [&](int r) {
@@ -130,6 +130,11 @@ Resolution resolve_rows(const std::vector<TierKeys>& rows, const std::vector<Kno
     }
     for (size_t t = 0; t < tiers; ++t)
       if (rows[i][t]) index.add(d.record, t, *rows[i][t]);
+    if (own) {
+      const TierKeys held = own->landed(i, d.record);
+      for (size_t t = 0; t < tiers && t < held.size(); ++t)
+        if (held[t]) index.add(d.record, t, *held[t]);
+    }
     row_records.push_back(d.record);
     if (fuzzy) fuzzy->landed(i, d.record);
     res.rows.push_back(std::move(d));

@@ -61,14 +61,25 @@ class FuzzyJudge {
   double merge_at = 0, review_at = 0;
 };
 
+/// @brief What the resolver asks about the keys a record's own columns hold once a row landed
+/// on it: its merge policy may combine the row's values with the record's (a birth date filled
+/// in next to a kept name), and the target's index would find the record by that key in a
+/// later chunk, so a later row of this chunk must too.
+class OwnKeys {
+ public:
+  virtual ~OwnKeys() = default;
+  virtual TierKeys landed(size_t row, int record) = 0;
+};
+
 /// Resolves `rows` in order against `known`. A row matches the records that hold one of its
 /// keys, each at the highest tier they share, except those ruled out by a conflicting value
 /// at a higher tier (the row and the record both hold a key there, and not the same one). No
 /// record: a new one. One: it merges, and the record holds the row's keys from then on. More:
 /// the row goes to review naming them, and changes nothing. A row no exact key places asks
 /// `fuzzy` (when given): one record at or above merge_at merges it; more, or a best between
-/// review_at and merge_at, send it to review; else it is new.
+/// review_at and merge_at, send it to review; else it is new. `own` (when given) adds the keys
+/// a record's columns come to hold.
 Resolution resolve_rows(const std::vector<TierKeys>& rows, const std::vector<KnownRecord>& known, size_t tiers,
-                        FuzzyJudge* fuzzy = nullptr);
+                        FuzzyJudge* fuzzy = nullptr, OwnKeys* own = nullptr);
 
 }  // namespace ingestd::engine

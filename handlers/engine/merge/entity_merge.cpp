@@ -129,6 +129,7 @@ std::vector<FoundRecord> EntityMerge::find_known(const StagedPart& part, const s
     for (const auto& f : found) have.insert(f.id);
     for (auto& id : blocks.known_ids())
       if (!have.count(id)) more.push_back(std::move(id));
+    blocked_records_ = more.size();
     for (auto& f : matcher_.fetch(sql_, more)) {
       f.by_blocks = true;
       found.push_back(std::move(f));
@@ -151,6 +152,7 @@ EntityMerge::Decisions EntityMerge::decide(const StagedPart& part) {
     known.push_back(known_record(matcher_, f));
     d.known.push_back({std::move(f.own), std::move(f.memory)});
   }
+  RecordHoldings holdings(entity_, matcher_, d.known, row_keys);
   if (const FuzzyMatcher* fuzzy = matcher_.fuzzy()) {
     std::vector<std::string> ids;
     std::vector<const FieldKeys*> keys;
@@ -160,10 +162,10 @@ EntityMerge::Decisions EntityMerge::decide(const StagedPart& part) {
     }
     FuzzyRun run(*fuzzy, blocks, ids, keys, row_keys);
     run.tier = int(tiers) + 1;
-    d.res = resolve_rows(part.tier_keys, known, tiers, &run);
+    d.res = resolve_rows(part.tier_keys, known, tiers, &run, &holdings);
     d.explained = run.explanations();
   } else {
-    d.res = resolve_rows(part.tier_keys, known, tiers);
+    d.res = resolve_rows(part.tier_keys, known, tiers, nullptr, &holdings);
   }
   size_t fresh = 0;
   for (const auto& r : d.res.records) fresh += r.known < 0;

@@ -44,6 +44,8 @@ class EntityMerge {
   EntityCounts run(const StagedPart& part);
   /// (row_number, record_id, in_review) of every staged row, after run().
   std::vector<std::tuple<int64_t, std::string, bool>> row_records();
+  /// Records the fuzzy tier's blocks named that no exact key found, after run().
+  size_t blocked_records() const { return blocked_records_; }
   /// Empties the work tables for the next entity or chunk of this transaction.
   void clear(size_t staged_rows);
 
@@ -95,6 +97,7 @@ class EntityMerge {
   std::string stg_, agg_;    // staging and merge tables, named after their columns
   std::string work_tables_;  // every work table, as a list for TRUNCATE
   std::vector<std::tuple<int64_t, std::string, bool>> rows_out_;
+  size_t blocked_records_ = 0;
 };
 
 }  // namespace ingestd::engine
