@@ -2,7 +2,9 @@
 // once when the reader opens; the sheet is then streamed row by row.
 #include "handlers/engine/source/xlsx_reader.hpp"
 
+#include <algorithm>
 #include <charconv>
+#include <cstdint>
 
 #include "handlers/engine/source/xlsx_package.hpp"
 
@@ -14,26 +16,38 @@ struct SheetEntry {
   std::string name, rel_id;
 };
 
-/// Shared strings in one arena: a table of a million short strings costs their text plus 8
-/// bytes each, not a std::string apiece.
+/// Shared strings in an arena of 1 MiB blocks: a table of a million short strings costs their
+/// text plus 12 bytes each, not a std::string apiece, and growing it never copies the text
+/// (one contiguous buffer would double, and hold old and new while it does).
 class SharedStrings {
  public:
   void add(const std::string& s, size_t budget) {
-    if (text_.size() + s.size() + 8 * (ends_.size() + 1) > budget)
+    if (text_bytes_ + s.size() + sizeof(Span) * (spans_.size() + 1) > budget)
       throw XlsxError("the workbook's shared string table is larger than " + std::to_string(budget >> 20) +
                       " MiB; split the workbook or save the sheet as CSV");
-    text_ += s;
-    ends_.push_back(text_.size());
+    if (blocks_.empty() || blocks_.back().capacity() - blocks_.back().size() < s.size()) {
+      blocks_.emplace_back();
+      blocks_.back().reserve(std::max(kBlock, s.size()));
+    }
+    std::string& block = blocks_.back();
+    spans_.push_back({uint32_t(blocks_.size() - 1), uint32_t(block.size()), uint32_t(s.size())});
+    block += s;  // within the reserved capacity: earlier views stay valid
+    text_bytes_ += s.size();
   }
-  size_t size() const { return ends_.size(); }
+  size_t size() const { return spans_.size(); }
   std::string_view at(size_t i) const {
-    const size_t b = i ? ends_[i - 1] : 0;
-    return std::string_view(text_).substr(b, ends_[i] - b);
+    const Span& sp = spans_[i];
+    return std::string_view(blocks_[sp.block]).substr(sp.offset, sp.length);
   }
 
  private:
-  std::string text_;
-  std::vector<size_t> ends_;
+  static constexpr size_t kBlock = size_t(1) << 20;
+  struct Span {
+    uint32_t block, offset, length;
+  };
+  std::vector<std::string> blocks_;
+  std::vector<Span> spans_;
+  size_t text_bytes_ = 0;
 };
 
 bool builtin_date_format(int id) { return (id >= 14 && id <= 22) || (id >= 45 && id <= 47); }
