@@ -24,7 +24,14 @@ Chunk ChunkReader::take() {
 }
 
 void ChunkReader::loop() {
+  // A chunk is filled only once the one before was taken: the consumer merges one while this
+  // thread holds the next, never a third (at the default 50,000 rows a chunk is some 60 MiB).
   for (;;) {
+    {
+      std::unique_lock lk(m_);
+      cv_.wait(lk, [&] { return !slot_.has_value() || cancel_; });
+      if (cancel_) return;
+    }
     Chunk c;
     std::exception_ptr err;
     try {
@@ -32,8 +39,7 @@ void ChunkReader::loop() {
     } catch (...) {
       err = std::current_exception();
     }
-    std::unique_lock lk(m_);
-    cv_.wait(lk, [&] { return !slot_.has_value() || cancel_; });
+    std::lock_guard lk(m_);
     if (cancel_) return;
     if (err) error_ = err;
     else slot_ = std::move(c);
