@@ -9,7 +9,7 @@ four-tier person dataset of bench/people.yaml (and its JSON Lines twin), in one 
 Each format loads into a fresh database of one throwaway PostgreSQL (tuned: shared_buffers 2GB,
 max_wal_size 8GB, unless --pg-defaults), indexes made first (`check --create-indexes`, timed
 apart). Reported: wall time of `ingestd load`, per-row time, the ratio to CSV, peak RSS of the
-ingestd process (ru_maxrss), file size; and a check that every format gave the same person
+ingestd process (VmHWM), file size; and a check that every format gave the same person
 counts as CSV.
 """
 

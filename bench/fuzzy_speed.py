@@ -13,7 +13,7 @@ max_wal_size 8GB, unless --pg-defaults):
   fuzzy into N — the config as is, into a table holding --existing other people (loaded with
            COPY first, the indexes `ingestd check --create-indexes` makes built after).
 Reported: wall time of `ingestd load`, its per-row time, the ratios fuzzy/exact and
-(fuzzy into N)/(fuzzy), the peak RSS of the ingestd process (ru_maxrss), and the result's
+(fuzzy into N)/(fuzzy), the peak RSS of the ingestd process (VmHWM), and the result's
 fuzzy bands. Indexes are made before the timed load (`check --create-indexes`, timed apart).
 """
 

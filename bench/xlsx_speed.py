@@ -7,7 +7,7 @@ PostgreSQL (the tests' initdb cluster, fsync off), timed and with the process's 
 
 The workbook is written by python3-xlsxwriter as Excel writes one: shared strings, cédulas that
 are all digits as numbers, birth dates as date cells (dd/mm/yyyy), the rest as text. Both loads
-must give the same counts (the script fails otherwise). Peak RSS is the load process's ru_maxrss.
+must give the same counts (the script fails otherwise). Peak RSS is the load process's VmHWM (bench/harness.py).
 """
 
 import argparse

@@ -37,16 +37,21 @@ void merge_row_keys(const config::Entity& entity, FieldKeys& own, const FieldKey
 }
 
 TierKeys RecordHoldings::landed(size_t row, int record) {
-  auto [it, first] = own_.try_emplace(record);
-  FieldKeys& own = it->second;
-  if (first && size_t(record) >= known_.size()) {
-    own = *rows_[row];  // the record this row founds
-    own.resize(entity_.fields.size());
-  } else {
-    if (first) own = known_[size_t(record)].own;
-    merge_row_keys(entity_, own, *rows_[row]);
+  const auto r = size_t(record);
+  auto it = own_.find(record);
+  if (it == own_.end()) {
+    if (r >= known_.size()) {
+      if (r >= founder_.size()) founder_.resize(r + 1, -1);
+      if (founder_[r] < 0) {  // the record this row founds holds the row's own keys: nothing to add
+        founder_[r] = int(row);
+        return {};
+      }
+    }
+    // a second row on a new record, or the first on a known one: from now on its merged keys
+    it = own_.emplace(record, r >= known_.size() ? *rows_[size_t(founder_[r])] : known_[r].own).first;
   }
-  return matcher_.keys(own);
+  merge_row_keys(entity_, it->second, *rows_[row]);
+  return matcher_.keys(it->second);
 }
 
 RecordKeys record_keys(const config::Entity& entity, const Matcher& matcher, const Resolution& res,

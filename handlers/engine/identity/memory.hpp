@@ -51,7 +51,8 @@ class RecordHoldings : public OwnKeys {
   const Matcher& matcher_;
   const std::vector<KnownState>& known_;
   const std::vector<const FieldKeys*>& rows_;
-  std::unordered_map<int, FieldKeys> own_;  // [record] once a row landed on it
+  std::unordered_map<int, FieldKeys> own_;  // [record] once a row merged into it
+  std::vector<int> founder_;                // [record] the row that made a new record, -1: none yet
 };
 
 /// Simulates the merge of each record's rows (fill_nulls: the stored value, else the first;
