@@ -149,6 +149,10 @@ void LoadRun::read_chunk(Chunk& c, int64_t& number, const std::atomic<bool>& can
   Record rec;
   c.rows.reserve(size_t(std::min<int64_t>(req_.chunk_rows, 1 << 20)));
   size_t held = 0;  // bytes the chunk's rows and errors hold: wide rows end a chunk early
+  // Two chunks are in memory at once; what the source keeps for the whole file (a workbook's
+  // shared strings) is paid from their budget, down to a quarter of it.
+  const auto budget = size_t(req_.chunk_bytes);
+  const size_t chunk_budget = std::max(budget / 4, budget - std::min(budget, source_.held_bytes() / 2));
   while (!cancel && source_.next(rec)) {
     // A sheet row keeps its own number (rows may be skipped); other records are counted.
     number = rec.number > 0 ? rec.number : number + 1;
@@ -156,7 +160,7 @@ void LoadRun::read_chunk(Chunk& c, int64_t& number, const std::atomic<bool>& can
     const size_t errors_before = c.errors.list.size();
     builder_->build(rec, number, c.rows.emplace_back(), c.errors);
     held += held_bytes(c.rows.back(), c.errors, errors_before);
-    if (int64_t(c.rows.size()) >= req_.chunk_rows || held >= size_t(req_.chunk_bytes)) {
+    if (int64_t(c.rows.size()) >= req_.chunk_rows || held >= chunk_budget) {
       c.bytes = source_.bytes_read();
       return;
     }

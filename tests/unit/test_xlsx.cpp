@@ -65,6 +65,19 @@ TEST_SUITE("xlsx") {
     CHECK(rows[1].cells == Cells{"inline, \"quoted\"", "Joséx", "true", "false", "2"});
   }
 
+  TEST_CASE("the shared string table's memory is reported, for the chunks' budget to pay") {
+    WorkbookSpec spec;
+    for (int i = 0; i < 3000; ++i) spec.shared_strings += "<si><t>" + std::string(1000, char('a' + i % 26)) + "</t></si>";
+    spec.sheets = {{"Data", R"(<row r="1"><c r="A1" t="s"><v>2999</v></c></row>)"}};
+    const std::string bytes = ingestd::test::make_workbook(spec);
+    XlsxReader reader(std::string_view(bytes), {});
+    CHECK(reader.shared_strings_bytes() >= 3000 * 1000);  // the text, in whole 1 MiB blocks
+    CHECK(reader.shared_strings_bytes() <= 3000 * 1000 + (size_t(2) << 20) + 3000 * 24);
+    SheetRow r;
+    REQUIRE(reader.next(r));
+    CHECK(r.cells == Cells{std::string(1000, char('a' + 2999 % 26))});
+  }
+
   TEST_CASE("numbers keep their written value without float noise") {
     auto rows =
         read_sheet(R"(<row r="1"><c r="A1"><v>52987654</v></c><c r="B1"><v>0.1</v></c>)"

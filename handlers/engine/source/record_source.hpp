@@ -34,6 +34,9 @@ class RecordSource {
   virtual bool next(Record& rec) = 0;
   /// Input consumed so far, for progress.
   virtual uint64_t bytes_read() const = 0;
+  /// Memory the source keeps for the whole file (a workbook's shared strings): the chunks'
+  /// budget (processing.chunk_bytes) pays for it.
+  virtual size_t held_bytes() const { return 0; }
 };
 
 /// @brief How a file is to be read: the dataset's options, with the event's overrides.

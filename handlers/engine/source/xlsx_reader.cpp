@@ -35,6 +35,7 @@ class SharedStrings {
     text_bytes_ += s.size();
   }
   size_t size() const { return spans_.size(); }
+  size_t held_bytes() const { return blocks_.size() * kBlock + spans_.capacity() * sizeof(Span); }
   std::string_view at(size_t i) const {
     const Span& sp = spans_[i];
     return std::string_view(blocks_[sp.block]).substr(sp.offset, sp.length);
@@ -348,5 +349,7 @@ XlsxReader::~XlsxReader() = default;
 bool XlsxReader::next(SheetRow& row) { return impl_->next(row); }
 const std::string& XlsxReader::sheet_name() const { return impl_->sheet_title; }
 uint64_t XlsxReader::bytes_read() const { return impl_->sheet->compressed_read(); }
+
+size_t XlsxReader::shared_strings_bytes() const { return impl_->strings.held_bytes(); }
 
 }  // namespace ingestd::engine

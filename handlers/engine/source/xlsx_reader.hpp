@@ -54,6 +54,8 @@ class XlsxReader {
   const std::string& sheet_name() const;
   /// The workbook's input consumed so far (compressed bytes, estimated), for progress.
   uint64_t bytes_read() const;
+  /// Bytes the shared string table holds (text and index), for the whole read.
+  size_t shared_strings_bytes() const;
 
   struct Impl;
 

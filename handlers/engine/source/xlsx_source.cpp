@@ -49,6 +49,7 @@ class XlsxFileSource : public RecordSource {
   std::string header_raw() const override { return csv_line(header_); }
   bool next(Record& rec) override;
   uint64_t bytes_read() const override { return reader_->bytes_read(); }
+  size_t held_bytes() const override { return reader_->shared_strings_bytes(); }
 
  private:
   void read_header(int64_t header_row);
