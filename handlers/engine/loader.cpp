@@ -339,11 +339,12 @@ void LoadRun::run_entities(pqxx::transaction_base& tx, const std::vector<Row*>& 
 }
 
 size_t LoadRun::slice_rows(size_t e) const {
-  // A fuzzy tier fetches every record its blocks name, and into a table of millions a chunk's
-  // blocks name hundreds of thousands (their values held until the chunk commits). So the part
-  // is merged in slices whose blocks name about kSliceRecords records, sized by the records per
-  // row of the slice before (the first of a load is kFirstSlice rows). A slice is merged as a
-  // chunk of its own would be, in the same transaction: the records are the same.
+  // A fuzzy tier fetches the records its blocks name (those a row may be scored against), and
+  // into a table of millions a chunk's blocks name hundreds of thousands (their values held
+  // until the chunk commits). So the part is merged in slices whose blocks cost about
+  // kSliceRecords fetched records (EntityMerge::blocked_records), sized by the cost per row of
+  // the slice before (the first of a load is kFirstSlice rows). A slice is merged as a chunk of
+  // its own would be, in the same transaction: the records are the same.
   constexpr double kSliceRecords = 50000;
   constexpr size_t kFirstSlice = 2000, kMinSlice = 200;
   if (!matchers_[e]->fuzzy()) return SIZE_MAX;

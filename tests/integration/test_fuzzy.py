@@ -229,3 +229,38 @@ def test_check_names_what_a_blocking_rule_needs_and_the_load_refuses_without_it(
     assert "rows a key" in postcode and "over max_candidates 50" in postcode, chk.stdout
     born = lines["datasets.patients.entities.patient.identity[2].fuzzy.blocking[1]"]
     assert "(about 1 rows a key at the table's size)" in born, chk.stdout
+
+
+def test_a_candidate_every_row_of_its_block_conflicts_with_is_not_fetched_but_keeps_its_place(pg, broker, tmp_path):
+    """A record whose never_across values conflict with those of every row of its block is
+    ruled out in PostgreSQL and never fetched; it still counts towards max_candidates, so the
+    rows' outcome is the one of a run that fetched it: here its place in the block keeps out a
+    record an earlier row of the chunk made (the block as the table would hold it)."""
+    db = pg.create_db()
+    config = CONFIG.replace("review_at: 10", "review_at: 10\n              max_candidates: 2") \
+        .replace("never_across: [national_id]", "never_across: [national_id, phone]")
+    d = Daemon(pg, broker, tmp_path, db=db, chunk_rows=50, indexes=False, config_text=config)
+    d.sql(SCHEMA)
+    # 1, 2: Quux of postcode 2000 with other phones; 3: Maria Lopez without an ID; 4: with one
+    d.sql("INSERT INTO patients (national_id, given_name, surname, birth_date, postcode, phone) VALUES "
+          "('901', 'Anna', 'Quux', '1971-04-04', '2000', '0211'), ('902', 'Bob', 'Quux', '1972-05-05', '2000', '0222'), "
+          "(NULL, 'Maria', 'Lopez', '1970-03-03', '4000', NULL), ('556', 'Maria', 'Lopez', '1970-03-03', '4000', NULL)")
+    assert d.create_indexes().returncode == 0
+    d.start()
+    rows = [HEAD,
+            ",Zed,Quux,01/01/1950,2000,0299",  # 1 and 2 have other phones: a new record, Zed
+            # 1 and 2 conflict again and fill the postcode's and the surname's blocks (two
+            # candidates each), so the Zed the chunk made is never met (scored, 16.0: review)
+            ",Zed,Quux,02/02/1960,2000,0299",
+            "555,Mariah,Lopez,03/03/1970,4000,"]  # 4 has another ID, 3 none: merges into 3
+    r = load(d, "quux.csv", "\n".join(rows) + "\n")
+    assert r["status"] == "completed", r
+    c = r["counts"]["patient"]
+    assert (c["inserted"], c["updated"], c["unchanged"], c["review"], c["rejected"]) == (2, 1, 0, 0, 0), c
+    assert c["fuzzy"] == {"merged": 1, "review": 0, "new": 2}, c
+    assert d.sql("SELECT id, national_id, given_name FROM patients WHERE surname = 'Lopez' ORDER BY id") == \
+        [(3, "555", "Maria"), (4, "556", "Maria")]
+    assert d.sql("SELECT birth_date::text FROM patients WHERE given_name = 'Zed' ORDER BY 1") == \
+        [("1950-01-01",), ("1960-02-02",)]
+    assert d.sql("SELECT count(*) FROM ingestd.review_queue")[0][0] == 0
+    assert d.stop() == 0, d.log.read_text()[-3000:]

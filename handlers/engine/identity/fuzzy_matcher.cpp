@@ -30,8 +30,10 @@ std::vector<int> fuzzy_fields(const config::Entity& entity) {
   return {all.begin(), all.end()};
 }
 
-FuzzyMatcher::FuzzyMatcher(const config::Entity& entity, MatchTarget target, std::vector<TierSql> rules)
-    : tier_(*entity.fuzzy), target_(std::move(target)), rules_(std::move(rules)), scorer_(*entity.fuzzy),
+FuzzyMatcher::FuzzyMatcher(const config::Entity& entity, MatchTarget target, std::vector<TierSql> rules,
+                           std::vector<TierFieldSql> never)
+    : tier_(*entity.fuzzy), target_(std::move(target)), rules_(std::move(rules)), never_sql_(std::move(never)),
+      scorer_(*entity.fuzzy),
       fields_(fuzzy_fields(entity)) {
   for (const auto& rule : rules_)
     for (int f : rule.tier.fields) column_of_.emplace(f, column_of_.size() + 1);
@@ -58,11 +60,8 @@ bool FuzzyMatcher::conflicts(const FuzzySide& a, const FuzzySide& b) {
 }
 
 std::vector<std::string> Blocks::known_ids() const {
-  std::vector<std::string> ids;
-  for (const auto& rule : known)
-    for (const auto& [key, holders] : rule) ids.insert(ids.end(), holders.begin(), holders.end());
+  std::vector<std::string> ids(wanted.begin(), wanted.end());
   std::sort(ids.begin(), ids.end());
-  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   return ids;
 }
 
@@ -81,24 +80,48 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
     std::vector<std::string> cols;
     for (int f : rule.tier.fields) cols.push_back("k" + std::to_string(column_of_.at(f)));
     // each distinct key once: one probe of the rule's index, the lowest ids first (the index
-    // ends with the id), cut at max_candidates; the key's values come back as sent
-    known_sql.push_back("SELECT " + std::to_string(r) + ", x.rid, " +
+    // ends with the id), cut at max_candidates; the key's values come back as sent. `wanted`:
+    // some row of the key may be scored against the record, i.e. no never_across field of its
+    // stored values differs from the row's (a stored value is never replaced within a chunk,
+    // FuzzyRun::landed), so a record every such row conflicts with is not fetched.
+    std::string groups = "SELECT DISTINCT " + sql::join(cols, ", ");
+    std::string wanted = "true";
+    if (!never_sql_.empty()) {
+      groups = "SELECT " + sql::join(cols, ", ") + ", " +
+               sql::join_n(never_sql_.size(), ", ", [](size_t i) {
+                 return "array_agg(n" + std::to_string(i + 1) + ") AS n" + std::to_string(i + 1);
+               });
+      wanted = "EXISTS (SELECT 1 FROM unnest(" +
+               sql::join_n(never_sql_.size(), ", ", [](size_t i) { return "p.n" + std::to_string(i + 1); }) +
+               ") u(" + sql::join_n(never_sql_.size(), ", ", [](size_t i) { return "a" + std::to_string(i + 1); }) +
+               ") WHERE NOT (" + sql::join_n(never_sql_.size(), " OR ", [&](size_t i) {
+                 const std::string a = "u.a" + std::to_string(i + 1), v = "(" + never_sql_[i].key_text + ")";
+                 return "(" + a + " IS NOT NULL AND " + v + " IS NOT NULL AND " + a + " <> " + v + ")";
+               }) + "))";
+    }
+    groups += " FROM " + probe + " WHERE " +
+              sql::join_n(cols.size(), " AND ", [&](size_t i) { return cols[i] + " IS NOT NULL"; }) +
+              (never_sql_.empty() ? "" : " GROUP BY " + sql::join(cols, ", "));
+    known_sql.push_back("SELECT " + std::to_string(r) + ", x.rid, x.wanted, " +
                         sql::join_n(cols.size(), ", ", [&](size_t i) { return "p." + cols[i] + "::text"; }) +
-                        sql::join_n(widest - cols.size(), "", [](size_t) { return ", NULL::text"; }) +
-                        " FROM (SELECT DISTINCT " + sql::join(cols, ", ") + " FROM " + probe + " WHERE " +
-                        sql::join_n(cols.size(), " AND ", [&](size_t i) { return cols[i] + " IS NOT NULL"; }) +
-                        ") p CROSS JOIN LATERAL (SELECT t." + target_.id + "::text AS rid FROM " + target_.table +
-                        " t WHERE " + rule.condition([&](size_t i) { return col(rule.tier.fields[i]); }) +
-                        " ORDER BY t." + target_.id + " LIMIT " + std::to_string(tier_.max_candidates) + ") x");
+                        sql::join_n(widest - cols.size(), "", [](size_t) { return ", NULL::text"; }) + " FROM (" +
+                        groups + ") p CROSS JOIN LATERAL (SELECT t." + target_.id + "::text AS rid, " + wanted +
+                        " AS wanted FROM " + target_.table + " t WHERE " +
+                        rule.condition([&](size_t i) { return col(rule.tier.fields[i]); }) + " ORDER BY t." +
+                        target_.id + " LIMIT " + std::to_string(tier_.max_candidates) + ") x");
   }
   FuzzySide probe_side;
   probe_side.block.resize(column_of_.size());
   for (const auto& row : sql.probe(sql::join(known_sql, " UNION ALL "), "candidates")) {
     const auto r = row[0].as<size_t>();
     std::vector<std::string> values;
-    for (size_t i = 0; i < rules_[r].tier.fields.size(); ++i) values.push_back(row[int(i) + 2].as<std::string>());
+    for (size_t i = 0; i < rules_[r].tier.fields.size(); ++i) values.push_back(row[int(i) + 3].as<std::string>());
     for (size_t i = 0; i < values.size(); ++i) probe_side.block[column_of_.at(rules_[r].tier.fields[i]) - 1] = &values[i];
-    if (auto key = rule_key(r, probe_side, out)) out.known[r][*key].push_back(row[1].as<std::string>());
+    if (auto key = rule_key(r, probe_side, out)) {
+      auto id = row[1].as<std::string>();
+      if (row[2].as<bool>()) out.wanted.insert(id);
+      out.known[r][*key].push_back(std::move(id));
+    }
   }
   return out;
 }
@@ -147,14 +170,16 @@ std::optional<std::string> FuzzyMatcher::rule_key(size_t r, const FuzzySide& sid
 }
 
 std::string FuzzyMatcher::stage_probe(StepSql& sql, const std::vector<const FieldKeys*>& rows) const {
-  const size_t width = column_of_.size();
-  const std::string probe = "pg_temp.ingestd_fprobe_" + std::to_string(width);
-  sql.exec("DO $ingestd$ BEGIN IF to_regclass('" + probe + "') IS NULL THEN CREATE TEMP TABLE " + probe.substr(8) +
-               " (i int, " + sql::join_n(width, ", ", [](size_t i) { return "k" + std::to_string(i + 1) + " text"; }) +
-               ") ON COMMIT DELETE ROWS; END IF; END $ingestd$; DELETE FROM " + probe,
-           "candidates");
+  // the rows' blocking keys (k…) and never_across keys (n…)
+  const size_t width = column_of_.size(), nevers = never_sql_.size();
+  const std::string probe = "pg_temp.ingestd_fprobe_" + std::to_string(width) + "_" + std::to_string(nevers);
   std::vector<std::string> cols{"i"};
   for (size_t i = 0; i < width; ++i) cols.push_back("k" + std::to_string(i + 1));
+  for (size_t i = 0; i < nevers; ++i) cols.push_back("n" + std::to_string(i + 1));
+  sql.exec("DO $ingestd$ BEGIN IF to_regclass('" + probe + "') IS NULL THEN CREATE TEMP TABLE " + probe.substr(8) +
+               " (i int, " + sql::join_n(cols.size() - 1, ", ", [&](size_t i) { return cols[i + 1] + " text"; }) +
+               ") ON COMMIT DELETE ROWS; END IF; END $ingestd$; DELETE FROM " + probe,
+           "candidates");
   CopyIn copy(sql.tx(), probe, cols);
   std::string line;
   std::vector<std::optional<std::string>> ks(width);
@@ -164,6 +189,10 @@ std::string FuzzyMatcher::stage_probe(StepSql& sql, const std::vector<const Fiel
     for (const auto& k : ks) {
       line += '\t';
       append_copy_value(line, k);
+    }
+    for (const auto& n : never_sql_) {
+      line += '\t';
+      append_copy_value(line, size_t(n.field) < rows[i]->size() ? (*rows[i])[size_t(n.field)] : std::nullopt);
     }
     copy.line(line);
   }
@@ -191,8 +220,11 @@ FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vecto
   for (size_t r = 0; r < blocks.known.size(); ++r)
     for (const auto& [key, ids] : blocks.known[r]) {
       auto& out = known_[r][key];
-      for (const auto& id : ids)
-        if (auto it = index.find(id); it != index.end()) out.push_back(it->second);
+      for (const auto& id : ids) {
+        // one not fetched (it conflicts with every row of its blocks) still takes its place
+        const auto it = index.find(id);
+        out.push_back(it == index.end() ? -1 : it->second);
+      }
     }
   rows_.reserve(rows.size());
   for (const auto* r : rows) rows_.push_back(m.side(*r));
@@ -214,7 +246,7 @@ std::vector<int> FuzzyRun::blocked_records(size_t row, const std::vector<int>&) 
       if (it == list->end()) continue;
       for (int k : it->second) {
         if (taken++ == cap) break;
-        if (seen_[size_t(k)] == int(row)) continue;
+        if (k < 0 || seen_[size_t(k)] == int(row)) continue;
         seen_[size_t(k)] = int(row);
         out.push_back(k);
       }

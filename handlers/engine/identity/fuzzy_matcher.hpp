@@ -9,6 +9,7 @@
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "config/model.hpp"
@@ -26,7 +27,11 @@ namespace ingestd::engine {
 struct Blocks {
   std::vector<std::unordered_map<std::string, std::vector<std::string>>> known;  // [rule] key -> ids, lowest first
   std::map<std::string, std::unordered_map<std::string, std::string>> codes;    // function -> value -> code
-  /// Every target record some block names, once each, ascending.
+  /// The records some row of their blocks may be scored against: a record whose never_across
+  /// value differs from every such row's is named in its blocks (it counts towards
+  /// max_candidates) but never fetched.
+  std::unordered_set<std::string> wanted;
+  /// The records to fetch: every wanted one, once each, ascending.
   std::vector<std::string> known_ids() const;
 };
 
@@ -50,7 +55,9 @@ std::vector<int> fuzzy_fields(const config::Entity& entity);
 /// @brief The fuzzy tier against its table.
 class FuzzyMatcher {
  public:
-  FuzzyMatcher(const config::Entity& entity, MatchTarget target, std::vector<TierSql> rules);
+  /// `never`: the never_across fields' SQL, in the tier's order.
+  FuzzyMatcher(const config::Entity& entity, MatchTarget target, std::vector<TierSql> rules,
+               std::vector<TierFieldSql> never = {});
   const config::FuzzyTier& tier() const { return tier_; }
   const PairScorer& scorer() const { return scorer_; }
   /// Fields whose keys the tier reads (blocking, comparisons, never_across), ascending.
@@ -76,6 +83,7 @@ class FuzzyMatcher {
   const config::FuzzyTier& tier_;
   MatchTarget target_;
   std::vector<TierSql> rules_;
+  std::vector<TierFieldSql> never_sql_;
   PairScorer scorer_;
   std::vector<int> fields_, compare_fields_, never_fields_;
   std::map<int, size_t> column_of_;  // field -> probe column (k1…); FuzzySide::block[column - 1]

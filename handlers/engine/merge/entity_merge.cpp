@@ -129,7 +129,10 @@ std::vector<FoundRecord> EntityMerge::find_known(const StagedPart& part, const s
     for (const auto& f : found) have.insert(f.id);
     for (auto& id : blocks.known_ids())
       if (!have.count(id)) more.push_back(std::move(id));
-    blocked_records_ = more.size();
+    size_t named = 0;
+    for (const auto& rule : blocks.known)
+      for (const auto& [key, ids] : rule) named += ids.size();
+    blocked_records_ = more.size() + named / 16;
     for (auto& f : matcher_.fetch(sql_, more)) {
       f.by_blocks = true;
       found.push_back(std::move(f));

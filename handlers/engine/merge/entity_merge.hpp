@@ -44,7 +44,9 @@ class EntityMerge {
   EntityCounts run(const StagedPart& part);
   /// (row_number, record_id, in_review) of every staged row, after run().
   std::vector<std::tuple<int64_t, std::string, bool>> row_records();
-  /// Records the fuzzy tier's blocks named that no exact key found, after run().
+  /// What the fuzzy tier's blocks cost, in fetched records, after run(): the records they
+  /// named that no exact key found and that were fetched, plus every id they named at a
+  /// sixteenth (an id in a block holds about that share of a fetched record's memory).
   size_t blocked_records() const { return blocked_records_; }
   /// Empties the work tables for the next entity or chunk of this transaction.
   void clear(size_t staged_rows);
