@@ -12,19 +12,27 @@ using K = std::optional<std::string>;
 
 namespace {
 
-config::Config people(const std::string& email_merge) {
-  return config::load_config_text(R"(postgres: {url: postgresql://localhost/app}
-datasets:
-  d:
-    entities:
-      person:
-        table: persons
-        identity: [[cedula], [email]]
-        fields:
-          cedula: {column: cedula, from: C}
-          email: {column: email, from: E, merge: )" + email_merge + R"(}
-)",
+/// One entity `person` of a dataset `d` with these identity tiers and fields (YAML flow text).
+config::Config person(const std::string& identity, const std::string& fields) {
+  return config::load_config_text("postgres: {url: postgresql://localhost/app}\ndatasets: {d: {entities: {person: "
+                                  "{table: persons, identity: " + identity + ", fields: " + fields + "}}}}\n",
                                   "t.yaml");
+}
+
+config::Config people(const std::string& email_merge) {
+  return person("[[cedula], [email]]",
+                "{cedula: {column: cedula, from: C}, email: {column: email, from: E, merge: " + email_merge + "}}");
+}
+
+/// Each row's tier keys, and the rows as the resolver takes them.
+std::pair<std::vector<TierKeys>, std::vector<const FieldKeys*>> keyed(const Matcher& matcher,
+                                                                      const std::vector<FieldKeys>& rows) {
+  std::pair<std::vector<TierKeys>, std::vector<const FieldKeys*>> out;
+  for (const auto& r : rows) {
+    out.first.push_back(matcher.keys(r));
+    out.second.push_back(&r);
+  }
+  return out;
 }
 
 struct Case {
@@ -36,17 +44,18 @@ struct Case {
   const config::Entity& entity() const { return cfg.datasets.at("d").entities[0]; }
   RecordKeys run(const std::vector<FieldKeys>& rows, const std::vector<KnownState>& known,
                  const std::vector<KnownRecord>& records) {
-    std::vector<TierKeys> tk;
-    std::vector<const FieldKeys*> ptrs;
-    for (const auto& r : rows) {
-      tk.push_back(matcher->keys(r));
-      ptrs.push_back(&r);
-    }
+    const auto [tk, ptrs] = keyed(*matcher, rows);
     res = resolve_rows(tk, records, 2);
     return record_keys(entity(), *matcher, res, ptrs, tk, known);
   }
   Resolution res;
 };
+
+/// People found by e-mail, then by name + birth date; `name_merge`: the name's merge policy.
+config::Config named_people(const std::string& name_merge) {
+  return person("[[email], [name, birth]]", "{email: {column: email, from: E}, name: {column: name, from: N, merge: " +
+                                                name_merge + "}, birth: {column: birth, from: B}}");
+}
 
 }  // namespace
 
@@ -85,30 +94,13 @@ TEST_CASE("memory: a key a record comes to hold by a filled value finds it later
   // keeps the name Ana and fills the date, so the record now holds ana + 1990-01-01 in its own
   // columns. A third row with only that name and date must find it, as the target's index would
   // in the next chunk: not become a second person.
-  auto cfg = config::load_config_text(R"(postgres: {url: postgresql://localhost/app}
-datasets:
-  d:
-    entities:
-      person:
-        table: persons
-        identity: [[email], [name, birth]]
-        fields:
-          email: {column: email, from: E}
-          name: {column: name, from: N}
-          birth: {column: birth, from: B}
-)",
-                                      "t.yaml");
+  auto cfg = named_people("fill_nulls");
   const auto& entity = cfg.datasets.at("d").entities[0];
   auto matcher = make_matcher(entity, {}, {});
   const std::vector<FieldKeys> rows{{K("a@x"), K("ana"), std::nullopt},
                                     {K("a@x"), K("anna"), K("1990-01-01")},
                                     {std::nullopt, K("ana"), K("1990-01-01")}};
-  std::vector<TierKeys> tk;
-  std::vector<const FieldKeys*> ptrs;
-  for (const auto& r : rows) {
-    tk.push_back(matcher->keys(r));
-    ptrs.push_back(&r);
-  }
+  const auto [tk, ptrs] = keyed(*matcher, rows);
   const std::vector<KnownState> none;
   RecordHoldings holdings(entity, *matcher, none, ptrs);
   auto res = resolve_rows(tk, {}, 2, nullptr, &holdings);
@@ -125,4 +117,26 @@ datasets:
   CHECK(alone.rows[0].tier == 2);
   // without the holdings the chunk would have made her twice
   CHECK(resolve_rows(tk, {}, 2).records.size() == 2);
+}
+
+TEST_CASE("memory: a composite key a record held between two rows, then lost to an overwrite, is remembered") {
+  // Ana by e-mail, then her birth date by the same e-mail (the record now holds ana + date), then
+  // the same e-mail with the name Maria, which overwrites: the record ends on maria + date. Rows
+  // of this chunk after the second found her by ana + date; a later chunk's must too.
+  auto cfg = named_people("overwrite");
+  const auto& entity = cfg.datasets.at("d").entities[0];
+  auto matcher = make_matcher(entity, {}, {});
+  const std::vector<FieldKeys> rows{{K("a@x"), K("ana"), std::nullopt},
+                                    {K("a@x"), std::nullopt, K("1990-01-01")},
+                                    {K("a@x"), K("maria"), std::nullopt}};
+  const auto [tk, ptrs] = keyed(*matcher, rows);
+  const std::vector<KnownState> none;
+  RecordHoldings holdings(entity, *matcher, none, ptrs);
+  auto res = resolve_rows(tk, {}, 2, nullptr, &holdings);
+  REQUIRE(res.records.size() == 1);
+  auto k = record_keys(entity, *matcher, res, ptrs, tk, none);
+  REQUIRE(k.remember.size() == 1);
+  CHECK(k.remember[0].tier == 2);
+  CHECK(k.remember[0].key == "ana\x1f" "1990-01-01");
+  CHECK(k.held_tier[0] == 1);
 }

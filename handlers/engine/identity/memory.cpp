@@ -15,12 +15,21 @@ std::vector<std::vector<size_t>> rows_by_record(const Resolution& res) {
   return out;
 }
 
-/// The identity fields' keys a record's own columns hold after its rows merged.
-FieldKeys merged_own(const config::Entity& entity, const std::vector<size_t>& rows,
-                     const std::vector<const FieldKeys*>& row_keys, const FieldKeys* before) {
+/// The identity fields' keys a record's own columns hold after its rows merged; `between`
+/// gets the tier keys they held after each row but the last (a composite key an overwrite
+/// later broke was held, and found rows, in between).
+FieldKeys merged_own(const config::Entity& entity, const Matcher& matcher, const std::vector<size_t>& rows,
+                     const std::vector<const FieldKeys*>& row_keys, const FieldKeys* before,
+                     std::vector<std::set<std::string>>& between) {
   FieldKeys own = before ? *before : *row_keys[rows.front()];  // a new record: its founding row's
   own.resize(entity.fields.size());
-  for (size_t k = before ? 0 : 1; k < rows.size(); ++k) merge_row_keys(entity, own, *row_keys[rows[k]]);
+  for (size_t k = before ? 0 : 1; k < rows.size(); ++k) {
+    merge_row_keys(entity, own, *row_keys[rows[k]]);
+    if (k + 1 == rows.size()) break;
+    const auto held = matcher.keys(own);
+    for (size_t t = 0; t < held.size() && t < between.size(); ++t)
+      if (held[t]) between[t].insert(*held[t]);
+  }
   return own;
 }
 
@@ -65,10 +74,11 @@ RecordKeys record_keys(const config::Entity& entity, const Matcher& matcher, con
     if (rows[r].empty()) continue;  // a known record no row landed on
     const KnownState* k = res.records[r].known >= 0 ? &known[size_t(res.records[r].known)] : nullptr;
     const auto before = k ? matcher.keys(k->own) : std::vector<std::optional<std::string>>(tiers);
-    const auto after = matcher.keys(merged_own(entity, rows[r], row_keys, k ? &k->own : nullptr));
+    std::vector<std::set<std::string>> between(tiers);
+    const auto after = matcher.keys(merged_own(entity, matcher, rows[r], row_keys, k ? &k->own : nullptr, between));
     for (size_t t = 0; t < tiers; ++t) {
       if (after[t] && !out.held_tier[r]) out.held_tier[r] = int(t) + 1;
-      std::set<std::string> carried;
+      std::set<std::string> carried = std::move(between[t]);
       if (before[t]) carried.insert(*before[t]);
       for (size_t i : rows[r])
         if (row_tier_keys[i][t]) carried.insert(*row_tier_keys[i][t]);

@@ -57,7 +57,8 @@ class RecordHoldings : public OwnKeys {
 
 /// Simulates the merge of each record's rows (fill_nulls: the stored value, else the first;
 /// overwrite: the last; keep: the stored one, or the founding row's for a new record) on the
-/// identity fields' keys, and returns the keys the records carried but will not hold.
+/// identity fields' keys, and returns the keys the records carried (their rows' keys, and the
+/// composite keys their columns held between two rows) but will not hold.
 RecordKeys record_keys(const config::Entity& entity, const Matcher& matcher, const Resolution& res,
                        const std::vector<const FieldKeys*>& row_keys, const std::vector<TierKeys>& row_tier_keys,
                        const std::vector<KnownState>& known);
