@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <functional>
 #include <set>
+#include <string_view>
 #include <unordered_set>
 
 #include <nlohmann/json.hpp>
@@ -113,11 +114,12 @@ std::vector<FoundRecord> EntityMerge::find_known(const StagedPart& part, const s
   const size_t tiers = matcher_.tiers().size();
   // the keys the chunk looks for, once each
   std::vector<ProbeKey> probes;
-  std::set<std::pair<int, std::string>> seen;
+  std::vector<std::unordered_set<std::string_view>> seen(tiers);  // views of part.tier_keys
+  for (auto& s : seen) s.reserve(part.rows.size());
   for (size_t i = 0; i < part.rows.size(); ++i)
     for (size_t t = 0; t < tiers; ++t) {
       const auto& key = part.tier_keys[i][t];
-      if (!key || !seen.emplace(int(t), *key).second) continue;
+      if (!key || !seen[t].emplace(*key).second) continue;
       probes.push_back(probe_key(matcher_, t, *key, part.rows[i]->keys[part.entity]));
     }
   auto found = matcher_.find(sql_, probes);
