@@ -148,6 +148,20 @@ class Broker:
                 pass
 
 
+_STARTED = []  # every Daemon a test started, stopped or not
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_left_running():
+    """Nothing is left running after a test, even one that failed before it stopped its
+    daemons (fixtures that stop theirs and check the exit code do so first)."""
+    yield
+    while _STARTED:
+        d = _STARTED.pop()
+        if d.proc and d.proc.poll() is None:
+            d.stop(signal.SIGKILL, timeout=10)
+
+
 class Daemon:
     """One `ingestd run` with the people example config, its own database, inbox and broker."""
 
@@ -183,6 +197,7 @@ class Daemon:
         self.logf = open(self.log, "ab")
         self.proc = subprocess.Popen([str(BIN), "run", "-c", str(self.config), *self.args], env=self.env,
                                      stdout=self.logf, stderr=subprocess.STDOUT)
+        _STARTED.append(self)
         if wait_ready:
             deadline = time.time() + 30
             while time.time() < deadline:
