@@ -154,9 +154,12 @@ _STARTED = []  # every Daemon a test started, stopped or not
 @pytest.fixture(autouse=True)
 def _no_daemon_left_running():
     """Nothing is left running after a test, even one that failed before it stopped its
-    daemons (fixtures that stop theirs and check the exit code do so first)."""
+    daemons: those the test or its function-scoped fixtures started (fixtures that stop theirs
+    and check the exit code do so first). A module-scoped fixture's daemon was started before
+    this fixture and outlives the test."""
+    mark = len(_STARTED)
     yield
-    while _STARTED:
+    while len(_STARTED) > mark:
         d = _STARTED.pop()
         if d.proc and d.proc.poll() is None:
             d.stop(signal.SIGKILL, timeout=10)
