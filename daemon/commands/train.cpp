@@ -66,12 +66,6 @@ std::vector<std::optional<std::string>> term_keys(pqxx::connection* db, const co
   return out;
 }
 
-int field_of(const config::Entity& ent, const std::string& name) {
-  for (size_t k = 0; k < ent.fields.size(); ++k)
-    if (ent.fields[k].name == name) return int(k);
-  return -1;
-}
-
 void print_weights(const config::FuzzyTier& tier, const engine::TrainedWeights& w) {
   std::printf("%-16s %-24s %10s %10s %8s\n", "FIELD", "LEVEL", "M", "U", "WEIGHT");
   for (size_t k = 0; k < tier.compare.size(); ++k)
@@ -133,7 +127,7 @@ int cmd_train(const config::Config& cfg, const std::string& dataset, const std::
   for (const auto& rule : tier.blocking) {
     std::vector<std::optional<std::string>> key(rows.size(), std::string());
     for (const auto& term : rule) {
-      const auto part = term_keys(db.get(), term, field_of(ent, term.field), rows);
+      const auto part = term_keys(db.get(), term, engine::field_index(ent, term.field), rows);
       for (size_t i = 0; i < rows.size(); ++i)
         key[i] = key[i] && part[i] ? std::optional<std::string>(*key[i] + engine::kBlockKeySeparator + *part[i])
                                    : std::nullopt;
@@ -143,7 +137,7 @@ int cmd_train(const config::Config& cfg, const std::string& dataset, const std::
   std::vector<Keys> cmp;
   for (const auto& r : rows) {
     Keys c;
-    for (const auto& x : tier.compare) c.push_back(r[size_t(field_of(ent, x.field))]);
+    for (const auto& x : tier.compare) c.push_back(r[size_t(engine::field_index(ent, x.field))]);
     cmp.push_back(std::move(c));
   }
   std::vector<engine::LevelVector> blocked, random;

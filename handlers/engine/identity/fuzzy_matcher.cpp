@@ -9,15 +9,11 @@
 
 namespace ingestd::engine {
 
-namespace {
-
 int field_index(const config::Entity& entity, const std::string& name) {
   for (size_t k = 0; k < entity.fields.size(); ++k)
     if (entity.fields[k].name == name) return int(k);
   return -1;
 }
-
-}  // namespace
 
 std::vector<int> fuzzy_fields(const config::Entity& entity) {
   std::set<int> all;

@@ -48,6 +48,9 @@ struct FuzzySide {
   KeyRefs compare, never, block;  // into field keys that outlive it (rows, fetched records)
 };
 
+/// The index of the entity's field `name` (-1: none).
+int field_index(const config::Entity& entity, const std::string& name);
+
 /// Fields an entity's fuzzy tier reads (blocking, comparisons, never_across), ascending; their
 /// keys are kept for every row.
 std::vector<int> fuzzy_fields(const config::Entity& entity);
