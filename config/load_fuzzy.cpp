@@ -34,13 +34,15 @@ void unknown_field(Reader& r, const YAML::Node& at, const std::string& path, con
                 join(field_names(ent), ", "));
 }
 
-/// `[postcode]`, `["dmetaphone(surname)", birth_date]`: a field's key, or a phonetic code of it.
+/// `[postcode]`, `["dmetaphone(surname)", birth_date]`: a field's key, or a phonetic code of it;
+/// `["trigram(surname)"]`, `["trigram(surname, 0.5)"]`: the keys similar to it (alone in its rule).
 std::vector<BlockingTerm> load_rule(Reader& r, const YAML::Node& n, const std::string& path, const Entity& ent) {
-  static const std::regex call(R"(^\s*(soundex|dmetaphone)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)\s*$)");
+  static const std::regex call(
+      R"(^\s*(soundex|dmetaphone|trigram)\s*\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:,\s*([0-9]*\.?[0-9]+)\s*)?\)\s*$)");
   std::vector<BlockingTerm> rule;
   if (!n.IsSequence() || n.size() == 0) {
-    r.problem(n, path, "expected a non-empty list of terms, e.g. [postcode] or [\"dmetaphone(surname)\", birth_date], got " +
-                           describe(n));
+    r.problem(n, path, "expected a non-empty list of terms, e.g. [postcode], [\"dmetaphone(surname)\", birth_date] or "
+                       "[\"trigram(surname, 0.5)\"], got " + describe(n));
     return rule;
   }
   for (const auto& text : r.string_list(n, path)) {
@@ -49,12 +51,24 @@ std::vector<BlockingTerm> load_rule(Reader& r, const YAML::Node& n, const std::s
     if (std::regex_match(text, m, call)) {
       t.function = m[1];
       t.field = m[2];
+      if (m[3].matched) {
+        t.similarity = std::stod(m[3]);
+        if (!t.trigram())
+          r.problem(n, path, "'" + text + "': only trigram() takes a similarity; " + t.function + "() takes a field");
+        else if (t.similarity <= 0 || t.similarity > 1)
+          r.problem(n, path, "'" + text + "': a trigram similarity is > 0 and <= 1 (pg_trgm's similarity())");
+      } else if (t.trigram()) {
+        t.similarity = 0.3;  // pg_trgm's own default (pg_trgm.similarity_threshold)
+      }
     } else {
       t.field = text;
     }
     if (!has_field(ent, t.field)) unknown_field(r, n, path, ent, t.field);
     rule.push_back(std::move(t));
   }
+  if (rule.size() > 1 && std::any_of(rule.begin(), rule.end(), [](const BlockingTerm& t) { return t.trigram(); }))
+    r.problem(n, path, "a trigram() term finds similar keys, not equal ones: it stands alone in its rule, e.g. "
+                       "[\"trigram(surname)\"]");
   return rule;
 }
 

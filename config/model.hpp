@@ -65,10 +65,13 @@ struct FuzzyComparison {
   size_t levels() const { return 2 + transposed + thresholds.size() + initial; }
 };
 
-/// @brief One term of a blocking rule: a field's key, or a phonetic code of it.
+/// @brief One term of a blocking rule: a field's key, a phonetic code of it, or (alone in its
+/// rule) the keys similar to it by trigrams.
 struct BlockingTerm {
-  std::string function;  // "" | soundex | dmetaphone (PostgreSQL's fuzzystrmatch)
+  std::string function;  // "" | soundex | dmetaphone (PostgreSQL's fuzzystrmatch) | trigram (pg_trgm)
   std::string field;
+  double similarity = 0;  // trigram: pg_trgm's similarity() at least this
+  bool trigram() const { return function == "trigram"; }
 };
 
 /// @brief A fuzzy tier (Fellegi–Sunter): the candidates its blocking rules find through the

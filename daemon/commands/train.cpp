@@ -49,7 +49,9 @@ std::vector<std::optional<std::string>> term_keys(pqxx::connection* db, const co
                                                   const std::vector<Keys>& rows) {
   std::vector<std::optional<std::string>> out;
   for (const auto& r : rows) out.push_back(r[size_t(field)]);
-  if (term.function.empty()) return out;
+  // a trigram rule pairs rows whose keys are equal: the file's similar pairs would be as many as
+  // its rows squared, and equal keys already give EM the pairs it learns m from
+  if (term.function.empty() || term.trigram()) return out;
   if (!db) throw std::runtime_error("blocking on " + term.function + "() needs the database (postgres.url)");
   pqxx::work tx(*db);
   const std::string function = engine::qualified_function(tx, term.function);

@@ -8,6 +8,7 @@
 
 #include "config/loader.hpp"
 #include "handlers/engine/identity/compare.hpp"
+#include "handlers/engine/identity/fuzzy_matcher.hpp"
 #include "handlers/engine/identity/resolver.hpp"
 #include "handlers/engine/identity/training.hpp"
 
@@ -118,15 +119,17 @@ datasets:
           - fuzzy:
 )";
 
-std::vector<std::string> problems_of(const std::string& fuzzy_body) {
-  const std::string fields = R"(        fields:
+/// The fields the tiers above name.
+const std::string kFuzzyFields = R"(        fields:
           ssn: {column: ssn, from: S}
           given: {column: given, from: G, normalize: name}
           surname: {column: surname, from: N, normalize: name}
           dob: {column: dob, from: B, type: date}
 )";
+
+std::vector<std::string> problems_of(const std::string& fuzzy_body) {
   try {
-    cfg::load_config_text(kFuzzyBase + fuzzy_body + fields, "ingestd.yaml");
+    cfg::load_config_text(kFuzzyBase + fuzzy_body + kFuzzyFields, "ingestd.yaml");
   } catch (const cfg::ConfigError& e) {
     return e.problems;
   }
@@ -150,12 +153,7 @@ TEST_CASE("fuzzy config: a tier loads with its rules, comparisons and thresholds
               never_across: [ssn]
               merge_at: 12
               review_at: 5
-        fields:
-          ssn: {column: ssn, from: S}
-          given: {column: given, from: G, normalize: name}
-          surname: {column: surname, from: N, normalize: name}
-          dob: {column: dob, from: B, type: date}
-)Y",
+)Y" + kFuzzyFields,
                                        "ingestd.yaml");
   const auto& e = c.datasets.at("d").entities[0];
   REQUIRE(e.identity.size() == 1);
@@ -194,6 +192,46 @@ TEST_CASE("fuzzy config: mistakes are named with their key path") {
   CHECK(problems_of("              blocking: [[dob]]\n              compare: {dob: {date: [3]}}\n"
                     "              merge_at: 10\n              review_at: 4\n              weights: nope.yaml\n")
             .empty());
+}
+
+TEST_CASE("fuzzy config: a trigram term stands alone in its rule, at pg_trgm's default or its own similarity") {
+  const auto rules = [](const std::string& blocking) {
+    return "              blocking: " + blocking + "\n              compare: {given: exact}\n"
+           "              merge_at: 10\n              review_at: 4\n";
+  };
+  const auto c = cfg::load_config_text(
+      kFuzzyBase + rules(R"B([["trigram(surname)"], ["trigram( given , 0.55 )"]])B") + kFuzzyFields, "ingestd.yaml");
+  const auto& b = c.datasets.at("d").entities[0].fuzzy->blocking;
+  REQUIRE(b.size() == 2);
+  CHECK(b[0][0].trigram());
+  CHECK(b[0][0].field == "surname");
+  CHECK(b[0][0].similarity == 0.3);
+  CHECK(b[1][0].field == "given");
+  CHECK(b[1][0].similarity == 0.55);
+  CHECK(has(problems_of(rules(R"B([["trigram(surname)", dob]])B")), "fuzzy.blocking[0]", "stands alone in its rule"));
+  CHECK(has(problems_of(rules(R"B([["dmetaphone(surname, 0.5)"]])B")), "fuzzy.blocking[0]", "only trigram() takes"));
+  CHECK(has(problems_of(rules(R"B([["trigram(surname, 1.5)"]])B")), "fuzzy.blocking[0]", "> 0 and <= 1"));
+  CHECK(has(problems_of(rules(R"B([["trigram(nick)"]])B")), "fuzzy.blocking[0]", "does not declare"));
+}
+
+TEST_CASE("trigram similarity: pg_trgm's shared / (all − shared), and a chunk's block finds records by it") {
+  // show_trgm('smith') and show_trgm('smyth'): 3 of 9 distinct trigrams shared
+  const std::vector<std::string> smith{"  s", " sm", "ith", "mit", "smi", "th "};
+  const std::vector<std::string> smyth{"  s", " sm", "myt", "smy", "th ", "yth"};
+  const std::vector<std::string> jones{"  j", " jo", "es ", "jon", "nes", "one"};
+  CHECK(trigram_similarity(smith, smyth) == doctest::Approx(1.0 / 3));
+  CHECK(trigram_similarity(smith, smith) == 1.0);
+  CHECK(trigram_similarity(smith, jones) == 0.0);
+  CHECK(trigram_similarity(smith, {}) == 0.0);  // a value without letters or digits has no trigrams
+  // single precision, as pg_trgm: 1/3 in float is above the double 1/3, so a threshold of 1/3 holds
+  CHECK(trigram_similarity(3, 6, 6) >= 1.0 / 3);
+  SimilarBlock block;
+  block.add(7, jones);
+  block.add(4, smyth);
+  block.add(9, smith);
+  CHECK(block.similar(smith, 0.3) == std::vector<int>{4, 9});  // in the order they came
+  CHECK(block.similar(smith, 0.5) == std::vector<int>{9});
+  CHECK(block.similar({"  x", " xy", "xy "}, 0.1).empty());
 }
 
 namespace {

@@ -106,6 +106,11 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
                         rule.condition([&](size_t i) { return col(rule.tier.fields[i]); }) + " ORDER BY t." +
                         target_.id + " LIMIT " + std::to_string(tier_.max_candidates) + ") x");
   }
+  double lowest = 0;  // the `%` operator finds keys at pg_trgm.similarity_threshold
+  for (const auto& rule : rules_)
+    if (const double s = rule.lowest_similarity(); s > 0 && (lowest == 0 || s < lowest)) lowest = s;
+  if (lowest > 0)
+    sql.exec("SELECT set_config('pg_trgm.similarity_threshold', '" + float8_literal(lowest) + "', true)", "candidates");
   FuzzySide probe_side;
   probe_side.block.resize(column_of_.size());
   for (const auto& row : sql.probe(sql::join(known_sql, " UNION ALL "), "candidates")) {
@@ -134,15 +139,54 @@ void FuzzyMatcher::add_codes(StepSql& sql, Blocks& blocks, const std::vector<con
   sql.timed("candidates", [&] {
     for (const auto& rule : rules_)
       for (const auto& term : rule.fields) {
-        if (term.probe_function.empty()) continue;
+        if (term.probe_function.empty() && term.similarity == 0) continue;
+        auto missing_of = [&](const auto& have) {
+          std::set<std::string> missing;
+          for (const auto* s : sides)
+            if (size_t(term.field) < s->size() && (*s)[size_t(term.field)] && !have.count(*(*s)[size_t(term.field)]))
+              missing.insert(*(*s)[size_t(term.field)]);
+          return missing;
+        };
+        if (term.similarity > 0) {
+          const auto missing = missing_of(blocks.trigrams);
+          if (missing.empty()) continue;
+          for (const auto& row : sql.tx().exec_params("SELECT v, " + term.trgm_object("show_trgm") +
+                                                          "(v) FROM unnest($1::text[]) v",
+                                                      text_array_literal(missing))) {
+            auto& grams = blocks.trigrams[row[0].as<std::string>()];
+            auto parser = row[1].as_array();
+            for (auto item = parser.get_next(); item.first != pqxx::array_parser::done; item = parser.get_next())
+              if (item.first == pqxx::array_parser::string_value) grams.push_back(item.second);
+            std::sort(grams.begin(), grams.end());
+            grams.erase(std::unique(grams.begin(), grams.end()), grams.end());
+          }
+          continue;
+        }
         auto& codes = blocks.codes[term.probe_function];
-        std::set<std::string> missing;
-        for (const auto* s : sides)
-          if (size_t(term.field) < s->size() && (*s)[size_t(term.field)] && !codes.count(*(*s)[size_t(term.field)]))
-            missing.insert(*(*s)[size_t(term.field)]);
-        phonetic_codes(sql.tx(), term.probe_function, missing, codes);
+        phonetic_codes(sql.tx(), term.probe_function, missing_of(codes), codes);
       }
   });
+}
+
+void SimilarBlock::add(int record, const std::vector<std::string>& trigrams) {
+  const auto at = uint32_t(records_.size());
+  records_.push_back(record);
+  trigrams_.push_back(&trigrams);
+  for (const auto& g : trigrams) postings_[g].push_back(at);
+}
+
+std::vector<int> SimilarBlock::similar(const std::vector<std::string>& trigrams, double similarity) const {
+  std::unordered_map<uint32_t, uint32_t> shared;  // position -> trigrams in common
+  for (const auto& g : trigrams)
+    if (const auto it = postings_.find(g); it != postings_.end())
+      for (uint32_t at : it->second) ++shared[at];
+  std::vector<uint32_t> hits;
+  for (const auto& [at, n] : shared)
+    if (trigram_similarity(n, trigrams.size(), trigrams_[at]->size()) >= similarity) hits.push_back(at);
+  std::sort(hits.begin(), hits.end());
+  std::vector<int> out;
+  for (uint32_t at : hits) out.push_back(records_[at]);
+  return out;
 }
 
 std::optional<std::string> FuzzyMatcher::rule_key(size_t r, const FuzzySide& side, const Blocks& blocks) const {
@@ -213,6 +257,7 @@ FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vecto
   // each block's target records as the resolver numbers them, looked up once per block
   known_.resize(blocks.known.size());
   chunk_.resize(blocks.known.size());
+  similar_.resize(blocks.known.size());
   for (size_t r = 0; r < blocks.known.size(); ++r)
     for (const auto& [key, ids] : blocks.known[r]) {
       auto& out = known_[r][key];
@@ -237,15 +282,22 @@ std::vector<int> FuzzyRun::blocked_records(size_t row, const std::vector<int>&) 
     const auto key = m_.rule_key(r, rows_[row], blocks_);
     if (!key) continue;
     size_t taken = 0;
-    for (const auto* list : {&known_[r], &chunk_[r]}) {
-      const auto it = list->find(*key);
-      if (it == list->end()) continue;
-      for (int k : it->second) {
-        if (taken++ == cap) break;
+    auto take = [&](const std::vector<int>& records) {
+      for (int k : records) {
+        if (taken == cap) return;
+        ++taken;
         if (k < 0 || seen_[size_t(k)] == int(row)) continue;
         seen_[size_t(k)] = int(row);
         out.push_back(k);
       }
+    };
+    if (const auto it = known_[r].find(*key); it != known_[r].end()) take(it->second);
+    if (const double similarity = m_.similarity(r); similarity > 0) {
+      // a trigram rule: the records this chunk gave a key similar to the row's
+      if (const auto g = blocks_.trigrams.find(*key); g != blocks_.trigrams.end())
+        take(similar_[r].similar(g->second, similarity));
+    } else if (const auto it = chunk_[r].find(*key); it != chunk_[r].end()) {
+      take(it->second);
     }
   }
   std::sort(out.begin(), out.end());  // the same order whatever the blocks' order
@@ -309,7 +361,11 @@ void FuzzyRun::register_keys(int record) {
   for (size_t r = 0; r < m_.rules(); ++r) {
     if (keyed_[size_t(record)][r]) continue;
     if (auto key = m_.rule_key(r, records_[size_t(record)], blocks_)) {
-      chunk_[r][*key].push_back(record);
+      if (m_.similarity(r) == 0) {
+        chunk_[r][*key].push_back(record);
+      } else if (const auto g = blocks_.trigrams.find(*key); g != blocks_.trigrams.end()) {
+        similar_[r].add(record, g->second);
+      }
       keyed_[size_t(record)][r] = true;
     }
   }

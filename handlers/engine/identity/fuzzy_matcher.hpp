@@ -8,6 +8,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -27,6 +28,9 @@ namespace ingestd::engine {
 struct Blocks {
   std::vector<std::unordered_map<std::string, std::vector<std::string>>> known;  // [rule] key -> ids, lowest first
   std::map<std::string, std::unordered_map<std::string, std::string>> codes;    // function -> value -> code
+  /// A trigram rule's values -> their trigrams (pg_trgm's show_trgm(), sorted): the chunk's
+  /// records are found by similarity in C++ exactly as the target's through its index.
+  std::unordered_map<std::string, std::vector<std::string>> trigrams;
   /// The records some row of their blocks may be scored against: a record whose never_across
   /// value differs from every such row's is named in its blocks (it counts towards
   /// max_candidates) but never fetched.
@@ -74,6 +78,8 @@ class FuzzyMatcher {
   /// The block key of rule `r` for a side (nullopt: a term is missing).
   std::optional<std::string> rule_key(size_t r, const FuzzySide& side, const Blocks& blocks) const;
   size_t rules() const { return rules_.size(); }
+  /// Rule `r` finds keys similar to a row's at least this (0: equal ones).
+  double similarity(size_t r) const { return rules_[r].lowest_similarity(); }
   /// The keys the comparisons and never_across read, in the tier's order.
   FuzzySide side(const FieldKeys& keys) const;
   /// Two sides hold different values of a never_across field: never one record.
@@ -90,6 +96,21 @@ class FuzzyMatcher {
   PairScorer scorer_;
   std::vector<int> fields_, compare_fields_, never_fields_;
   std::map<int, size_t> column_of_;  // field -> probe column (k1…); FuzzySide::block[column - 1]
+};
+
+/// @brief The records of a chunk under a trigram rule, in the order they came to hold its key,
+/// found by their similarity to a row's key.
+class SimilarBlock {
+ public:
+  void add(int record, const std::vector<std::string>& trigrams);
+  /// The records whose key is at least `similarity` similar to one with `trigrams`, in the order
+  /// they came.
+  std::vector<int> similar(const std::vector<std::string>& trigrams, double similarity) const;
+
+ private:
+  std::vector<int> records_;
+  std::vector<const std::vector<std::string>*> trigrams_;                // [position]
+  std::unordered_map<std::string_view, std::vector<uint32_t>> postings_;  // trigram -> positions
 };
 
 /// @brief A pair's score, as explanations show it.
@@ -126,6 +147,7 @@ class FuzzyRun : public FuzzyJudge {
 
   std::vector<std::unordered_map<std::string, std::vector<int>>> known_;  // [rule] key -> known records
   std::vector<std::unordered_map<std::string, std::vector<int>>> chunk_;  // [rule] key -> records that got it here
+  std::vector<SimilarBlock> similar_;  // [rule] a trigram rule's records that got a key here
   std::vector<std::vector<bool>> keyed_;  // [record][rule] its key for the rule is registered (or stored)
   std::vector<FuzzySide> records_;  // [record] what it holds so far (fill nulls)
   std::vector<const FieldKeys*> known_keys_;  // [known record] its stored keys

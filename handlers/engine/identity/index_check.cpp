@@ -82,8 +82,10 @@ std::vector<TierIndexReport> entity_indexes(pqxx::transaction_base& tx, const co
   }
   std::vector<std::string> missing;
   for (const auto& rule : blocking_sql(tx, ent, t, bk, missing)) {
-    // the id last: a big block is cut at the lowest ids, read in order from the index
-    TierIndex ti = tier_index(tx, t, rule, "block", tx.quote_name(ent.id_column));
+    // the id last: a big block is cut at the lowest ids, read in order from the index; a
+    // trigram rule's similar keys come from a trigram index, then are ordered by id
+    const bool trigram = rule.lowest_similarity() > 0;
+    TierIndex ti = trigram ? trigram_index(tx, t, rule) : tier_index(tx, t, rule, "block", tx.quote_name(ent.id_column));
     TierIndexReport r = report(tier_where(ds, ent, int(ent.identity.size()) + 1) + ".fuzzy.blocking[" +
                                    std::to_string(rule.tier.number - 1) + "]",
                                t, ti);
@@ -93,9 +95,13 @@ std::vector<TierIndexReport> entity_indexes(pqxx::transaction_base& tx, const co
         // the phonetic functions come with PostgreSQL's fuzzystrmatch (a trusted extension)
         r.before = "CREATE EXTENSION IF NOT EXISTS fuzzystrmatch";
         r.index.clear();
+      } else if (f.similarity > 0 && f.similarity_function.find('.') == std::string::npos) {
+        r.before = "CREATE EXTENSION IF NOT EXISTS pg_trgm";  // trusted too
+        r.index.clear();
       }
     r.max_candidates = ent.fuzzy->max_candidates;
-    if (estimate && !r.index.empty()) r.block_rows = block_rows(tx, t, rule);
+    // a similarity search has no rows per key the planner could tell from a generic plan
+    if (estimate && !r.index.empty() && !trigram) r.block_rows = block_rows(tx, t, rule);
     out.push_back(std::move(r));
   }
   return out;

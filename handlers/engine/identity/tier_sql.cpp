@@ -1,6 +1,7 @@
 #include "handlers/engine/identity/tier_sql.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <regex>
 
@@ -15,6 +16,52 @@ bool string_type(const std::string& t) {
 }
 
 }  // namespace
+
+std::string TierFieldSql::trgm_object(const std::string& name) const {
+  const auto dot = similarity_function.rfind('.');
+  return dot == std::string::npos ? name : similarity_function.substr(0, dot + 1) + name;
+}
+
+std::string TierSql::similar(size_t i, const std::string& param) const {
+  const auto& f = fields[i];
+  const std::string t = float8_literal(f.similarity);
+  const std::string op = f.similarity_function.find('.') == std::string::npos ? "%" : "OPERATOR(" + f.trgm_object("%") + ")";
+  return "(" + f.key_expr + " " + op + " " + param + "::text AND " + f.similarity_function + "(" + f.key_expr + ", " +
+         param + "::text)::float8 >= " + t + "::float8)";
+}
+
+double TierSql::lowest_similarity() const {
+  double low = 0;
+  for (const auto& f : fields)
+    if (f.similarity > 0 && (low == 0 || f.similarity < low)) low = f.similarity;
+  return low;
+}
+
+std::string float8_literal(double v) {
+  char t[32];
+  snprintf(t, sizeof t, "%.17g", v);
+  return t;
+}
+
+double trigram_similarity(size_t shared, size_t a, size_t b) {
+  if (a == 0 || b == 0) return 0;
+  // pg_trgm's cnt_sml(): float4 arithmetic, compared with a float8 threshold
+  return double(float(shared) / float(a + b - shared));
+}
+
+double trigram_similarity(const std::vector<std::string>& a, const std::vector<std::string>& b) {
+  size_t shared = 0;
+  for (auto x = a.begin(), y = b.begin(); x != a.end() && y != b.end();) {
+    if (*x < *y) {
+      ++x;
+    } else if (*y < *x) {
+      ++y;
+    } else {
+      ++shared, ++x, ++y;
+    }
+  }
+  return trigram_similarity(shared, a.size(), b.size());
+}
 
 std::string TierSql::composite_text() const {
   return "(" + sql::join_n(fields.size(), " || E'\\x1f' || ", [&](size_t i) { return fields[i].key_text; }) + ")";
@@ -66,6 +113,13 @@ std::vector<TierSql> blocking_sql(pqxx::transaction_base& tx, const config::Enti
   std::vector<TierSql> out;
   if (!entity.fuzzy) return out;
   std::map<std::string, std::string> schema_of;  // function -> schema.function, "" = not installed
+  auto qualified = [&](const std::string& function) {
+    if (!schema_of.count(function)) {
+      schema_of[function] = qualified_function(tx, function);
+      if (schema_of[function].empty()) missing_functions.push_back(function);
+    }
+    return schema_of[function].empty() ? function : schema_of[function];
+  };
   for (const auto& rule : entity.fuzzy->blocking) {
     TierSql ts;
     ts.tier.number = int(out.size()) + 1;
@@ -75,12 +129,17 @@ std::vector<TierSql> blocking_sql(pqxx::transaction_base& tx, const config::Enti
       while (entity.fields[size_t(k)].name != term.field) ++k;
       ts.tier.fields.push_back(k);
       TierFieldSql fs = field_sql(tx, entity, k, table, bookkeeping);
-      if (!term.function.empty()) {
-        if (!schema_of.count(term.function)) {
-          schema_of[term.function] = qualified_function(tx, term.function);
-          if (schema_of[term.function].empty()) missing_functions.push_back(term.function);
-        }
-        const std::string fn = schema_of[term.function].empty() ? term.function : schema_of[term.function];
+      if (term.trigram()) {
+        // the key as text, found by pg_trgm's similarity to the probed key
+        const bool name = fs.index_expr.find(".name_key(") != std::string::npos;
+        fs.key_expr = name ? fs.key_expr : "(" + fs.key_text + ")";
+        fs.index_expr = name ? fs.index_expr : fs.index_expr + "::text";
+        fs.key_text = fs.key_expr;
+        fs.probe_type = "text";
+        fs.similarity = term.similarity;
+        fs.similarity_function = qualified("similarity");
+      } else if (!term.function.empty()) {
+        const std::string fn = qualified(term.function);
         // the phonetic code of the key (a name's case- and accent-folded key)
         fs.key_expr = fn + "(" + fs.key_expr + "::text)";
         fs.index_expr = fn + "(" + fs.index_expr + "::text)";
@@ -116,6 +175,29 @@ std::string bare(std::string s, std::string schema) {
 }
 
 }  // namespace
+
+TierIndex trigram_index(pqxx::transaction_base& tx, const TableInfo& table, const TierSql& rule) {
+  TierIndex ti;
+  ti.tier = rule.tier.number;
+  const TierFieldSql& f = rule.fields.at(0);
+  std::string name = table.canonical.substr(table.canonical.find('.') + 1) + "_ingestd_block" + std::to_string(ti.tier);
+  if (name.size() > 63) name = name.substr(name.size() - 63);
+  ti.create_index = "CREATE INDEX CONCURRENTLY IF NOT EXISTS " + tx.quote_name(name) + " ON " + table.quoted +
+                    " USING gin ((" + f.index_expr + ") " + f.trgm_object("gin_trgm_ops") + ")";
+  const std::string want = bare(f.index_expr, rule.bookkeeping_quoted);
+  auto idx = tx.exec_params("SELECT c.relname, pg_get_indexdef(i.indexrelid, 1, false) FROM pg_index i JOIN pg_class c "
+                            "ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam JOIN pg_opclass o ON o.oid = "
+                            "i.indclass[0] WHERE i.indrelid = to_regclass($1) AND i.indisvalid AND i.indpred IS NULL "
+                            "AND (a.amname, o.opcname) IN (('gin', 'gin_trgm_ops'), ('gist', 'gist_trgm_ops')) "
+                            "ORDER BY c.relname",
+                            table.quoted);
+  for (const auto& row : idx)
+    if (bare(row[1].as<std::string>(), rule.bookkeeping_quoted) == want) {
+      ti.index = row[0].as<std::string>();
+      break;
+    }
+  return ti;
+}
 
 TierIndex tier_index(pqxx::transaction_base& tx, const TableInfo& table, const TierSql& tier, const std::string& kind,
                      const std::string& trailing) {

@@ -23,6 +23,13 @@ struct TierFieldSql {
   std::string key_text;     // the same as text, as the engine's key of the value (C++ form)
   std::string probe_type;   // type a probed key is cast to before comparing with key_expr
   std::string probe_function;  // blocking: the function applied to a probed key too ("" = none)
+  /// blocking by trigrams: a key is found when pg_trgm's similarity to the probed one is at
+  /// least this (0 = found when equal), by `similarity_function` (schema-qualified when installed)
+  double similarity = 0;
+  std::string similarity_function;
+  /// The schema-qualified name of an object pg_trgm installs beside similarity() (its `%`
+  /// operator, its operator classes); bare when pg_trgm is not installed.
+  std::string trgm_object(const std::string& name) const;
 };
 
 /// @brief A tier of one entity against its table.
@@ -30,14 +37,22 @@ struct TierSql {
   IdentityTier tier;
   std::string bookkeeping_quoted;  // the schema that holds name_key
   std::vector<TierFieldSql> fields;
-  /// `key_expr = $param` for every field; `param(i)` names the i-th key part.
+  /// `key_expr = $param` for every field (for a trigram term: similar to it, through the `%`
+  /// operator a trigram index serves); `param(i)` names the i-th key part.
   template <class F>
   std::string condition(F&& param) const {
     std::string c;
     for (size_t i = 0; i < fields.size(); ++i)
-      c += (i ? " AND " : "") + fields[i].key_expr + " = " + probe(i, param(i));
+      c += (i ? " AND " : "") + (fields[i].similarity > 0 ? similar(i, param(i))
+                                                           : fields[i].key_expr + " = " + probe(i, param(i)));
     return c;
   }
+  /// `key_expr % $param AND similarity(key_expr, $param) >= t`: the operator finds the keys
+  /// through the index at the session's pg_trgm.similarity_threshold (at most t), the function
+  /// keeps those at t, compared as the engine compares (FuzzyRun, trigram_similarity()).
+  std::string similar(size_t i, const std::string& param) const;
+  /// The lowest similarity of the tier's trigram terms (0: it has none).
+  double lowest_similarity() const;
   /// A probed key as the i-th key expression holds it.
   std::string probe(size_t i, const std::string& param) const {
     const auto& f = fields[i];
@@ -67,6 +82,16 @@ std::string qualified_function(pqxx::transaction_base& tx, const std::string& fu
 std::vector<TierSql> blocking_sql(pqxx::transaction_base& tx, const config::Entity& entity, const TableInfo& table,
                                   const std::string& bookkeeping, std::vector<std::string>& missing_functions);
 
+/// pg_trgm's similarity of two values with `a` and `b` distinct trigrams, `shared` of them in
+/// common: shared / (a + b − shared), in single precision as pg_trgm computes it; 0 when either
+/// has none.
+double trigram_similarity(size_t shared, size_t a, size_t b);
+/// The same from their trigram sets (each sorted, without repeats, as show_trgm() gives them).
+double trigram_similarity(const std::vector<std::string>& a, const std::vector<std::string>& b);
+
+/// A float8 literal that reads back as exactly `v`.
+std::string float8_literal(double v);
+
 /// @brief Which index serves a tier, or the statement that would make one.
 struct TierIndex {
   int tier = 0;
@@ -79,5 +104,10 @@ struct TierIndex {
 /// TABLE_ingestd_<kind><number>, with `trailing` (quoted) as its last column when given.
 TierIndex tier_index(pqxx::transaction_base& tx, const TableInfo& table, const TierSql& tier,
                      const std::string& kind = "tier", const std::string& trailing = "");
+
+/// The index that serves a trigram blocking rule: a valid, unconditional GIN or GiST index
+/// whose first column is the rule's key expression with pg_trgm's operator class; and the
+/// statement that makes a GIN one, named TABLE_ingestd_block<number>.
+TierIndex trigram_index(pqxx::transaction_base& tx, const TableInfo& table, const TierSql& rule);
 
 }  // namespace ingestd::engine
