@@ -314,3 +314,16 @@ def test_trigram_blocking_finds_a_misspelt_surname_in_the_table_and_in_the_chunk
         assert d.sql("SELECT count(*) FROM ingestd.review_queue")[0][0] == 0
         outcome[chunk_rows] = (people, lineage)
     assert outcome[50] == outcome[1]
+
+    # below pg_trgm's default similarity (0.3) the index still finds what the rule asks for:
+    # Jones is 0.23 similar to Johnstone, so at 0.2 the table's Johnstone is her candidate
+    # (18.3: the surname disagrees) and she goes to review
+    d = Daemon(pg, broker, tmp_path / "low", db=pg.create_db(), chunk_rows=50, indexes=False,
+               config_text=config.replace('"trigram(surname)"', '"trigram(surname, 0.2)"'))
+    d.sql(SCHEMA + "INSERT INTO patients (given_name, surname, birth_date, postcode) "
+                   "VALUES ('Katherine', 'Johnstone', '1980-05-17', '2000');")
+    assert d.create_indexes().returncode == 0
+    r = cli(d, "load", str(d.inbox_file("people.csv", "\n".join(TRIGRAM_ROWS) + "\n")), "--dataset", "patients")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert d.sql("SELECT row_number, action FROM ingestd.row_lineage WHERE row_number = 4") == [(4, "review")]
+    assert d.sql("SELECT count(*) FROM patients")[0][0] == 2
