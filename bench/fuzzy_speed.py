@@ -4,7 +4,7 @@
 empty table and into a table already holding other people.
 
     /usr/bin/python3 bench/fuzzy_speed.py [--rows 100000] [--existing 1000000] [--chunk-rows 25000]
-                                          [--pg-defaults] [--pair-rules] [--config FILE]
+                                          [--pg-defaults] [--pair-rules] [--trigram FIELD,…] [--config FILE]
 
 Steps, each on a fresh database of one throwaway PostgreSQL (tuned: shared_buffers 2GB,
 max_wal_size 8GB, unless --pg-defaults):
@@ -15,6 +15,7 @@ max_wal_size 8GB, unless --pg-defaults):
 Reported: wall time of `ingestd load`, its per-row time, the ratios fuzzy/exact and
 (fuzzy into N)/(fuzzy), the peak RSS of the ingestd process (VmHWM), and the result's
 fuzzy bands. Indexes are made before the timed load (`check --create-indexes`, timed apart).
+--trigram surname adds a blocking rule ["trigram(surname)"] (pg_trgm, a GIN index) to the others.
 """
 
 import argparse
@@ -46,10 +47,20 @@ def with_pair_rules(text):
     return text[:start] + f"              blocking: {PAIR_RULES}\n" + text[end:]
 
 
-def config_text(fuzzy, path=CONFIG, pair_rules=False):
+def with_trigram_rules(text, fields):
+    start = text.index("              blocking: [[")
+    end = text.index("              compare:", start)
+    rules = text[start:end].strip()[len("blocking: "):].replace("\n", " ")
+    extra = "".join(f', ["trigram({f})"]' for f in fields)
+    return text[:start] + f"              blocking: {rules[:-1]}{extra}]\n" + text[end:]
+
+
+def config_text(fuzzy, path=CONFIG, pair_rules=False, trigram=()):
     text = path.read_text().replace("weights: febrl.weights.yaml", f"weights: {WEIGHTS}")
     if pair_rules:
         text = with_pair_rules(text)
+    if trigram:
+        text = with_trigram_rules(text, trigram)
     if fuzzy:
         return text
     start = text.index("          # then probabilistic matching")
@@ -74,9 +85,9 @@ class FebrlBench(Bench):
                      "to_date(dob, 'YYYYMMDD') FROM raw; DROP TABLE raw; ANALYZE febrl_persons")
         return url
 
-    def run(self, label, fuzzy, data, config, pair_rules, existing_csv=None):
+    def run(self, label, fuzzy, data, config, pair_rules, existing_csv=None, trigram=()):
         cfg = self.work / f"{label.replace(' ', '_')}.yaml"
-        cfg.write_text(config_text(fuzzy, Path(config), pair_rules))
+        cfg.write_text(config_text(fuzzy, Path(config), pair_rules, trigram))
         r = self.load(label, cfg, self.database(existing_csv), data, "febrl")
         r["counts"] = r["counts"]["person"]
         return r
@@ -90,7 +101,9 @@ def main():
     ap.add_argument("--pg-defaults", action="store_true")
     ap.add_argument("--config", default=str(CONFIG), help="a variant of bench/febrl/febrl.yaml")
     ap.add_argument("--pair-rules", action="store_true", help="the fuzzy tier's blocking rules two fields each")
+    ap.add_argument("--trigram", default="", help="fields to add a trigram() blocking rule for, comma-separated")
     a = ap.parse_args()
+    tri = [f for f in a.trigram.split(",") if f]
     with tempfile.TemporaryDirectory(prefix="fuzzy-speed-") as tmp:
         data, existing = Path(tmp) / "people.csv", Path(tmp) / "existing.csv"
         gen = [sys.executable, str(HERE / "generate_febrl.py")]
@@ -100,12 +113,14 @@ def main():
                                   "--first-person", "10000000"], check=True)
         b = FebrlBench(tmp, a.chunk_rows, a.pg_defaults)
         try:
-            runs = [b.run("exact", False, data, a.config, a.pair_rules), b.run("fuzzy", True, data, a.config, a.pair_rules)]
+            runs = [b.run("exact", False, data, a.config, a.pair_rules),
+                    b.run("fuzzy", True, data, a.config, a.pair_rules, trigram=tri)]
             if a.existing:
-                runs.append(b.run(f"fuzzy into {a.existing:,}", True, data, a.config, a.pair_rules, existing))
+                runs.append(b.run(f"fuzzy into {a.existing:,}", True, data, a.config, a.pair_rules, existing, tri))
         finally:
             b.stop()
     rules = "two-field blocking rules (--pair-rules)" if a.pair_rules else "the config's blocking rules"
+    rules += "".join(f' and ["trigram({f})"]' for f in tri)
     print(f"\n{a.rows:,} FEBRL-shaped rows, chunk_rows {a.chunk_rows}, {b.settings}, {rules}\n")
     print("| run | load s | µs/row | vs exact | RSS MiB | fuzzy merged / review / new |")
     print("|---|---:|---:|---:|---:|---|")

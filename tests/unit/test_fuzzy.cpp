@@ -225,13 +225,27 @@ TEST_CASE("trigram similarity: pg_trgm's shared / (all − shared), and a chunk'
   CHECK(trigram_similarity(smith, {}) == 0.0);  // a value without letters or digits has no trigrams
   // single precision, as pg_trgm: 1/3 in float is above the double 1/3, so a threshold of 1/3 holds
   CHECK(trigram_similarity(3, 6, 6) >= 1.0 / 3);
-  SimilarBlock block;
-  block.add(7, jones);
-  block.add(4, smyth);
-  block.add(9, smith);
-  CHECK(block.similar(smith, 0.3) == std::vector<int>{4, 9});  // in the order they came
-  CHECK(block.similar(smith, 0.5) == std::vector<int>{9});
-  CHECK(block.similar({"  x", " xy", "xy "}, 0.1).empty());
+  SimilarBlock loose(0.3), strict(0.5);
+  const auto add = [&](int record, std::string_view key, const std::vector<std::string>& trigrams) {
+    loose.add(record, key, trigrams);
+    strict.add(record, key, trigrams);
+  };
+  add(7, "jones", jones);
+  add(4, "smyth", smyth);
+  add(9, "smith", smith);
+  CHECK(loose.similar("smith", smith, 50) == std::vector<int>{4, 9});  // in the order they came
+  CHECK(loose.similar("smith", smith, 1) == std::vector<int>{4});      // cut at the cap
+  CHECK(strict.similar("smith", smith, 50) == std::vector<int>{9});
+  CHECK(loose.similar("xy", {"  x", " xy", "xy "}, 50).empty());
+  // keys that come after a key was asked about are found too; a key held by several records
+  // brings them all, in order
+  const std::vector<std::string> smithe{"  s", " sm", "he ", "ith", "mit", "smi", "the"};
+  add(12, "smith", smith);
+  add(3, "smithe", smithe);
+  add(8, "smyth", smyth);
+  CHECK(loose.similar("smith", smith, 50) == std::vector<int>{4, 9, 12, 3, 8});
+  CHECK(strict.similar("smith", smith, 50) == std::vector<int>{9, 12, 3});
+  CHECK(strict.similar("smyth", smyth, 50) == std::vector<int>{4, 8});
 }
 
 namespace {

@@ -70,7 +70,7 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
   auto col = [&](int field) { return "p.k" + std::to_string(column_of_.at(field)); };
   size_t widest = 0;  // UNION ALL: every rule's query returns as many key columns
   for (const auto& rule : rules_) widest = std::max(widest, rule.fields.size());
-  std::vector<std::string> known_sql;
+  std::vector<std::string> known_sql, similar_sql;  // equal keys; similar keys (trigram rules)
   for (size_t r = 0; r < rules_.size(); ++r) {
     const auto& rule = rules_[r];
     std::vector<std::string> cols;
@@ -98,32 +98,43 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
     groups += " FROM " + probe + " WHERE " +
               sql::join_n(cols.size(), " AND ", [&](size_t i) { return cols[i] + " IS NOT NULL"; }) +
               (never_sql_.empty() ? "" : " GROUP BY " + sql::join(cols, ", "));
-    known_sql.push_back("SELECT " + std::to_string(r) + ", x.rid, x.wanted, " +
+    // A trigram rule's similar keys come from its trigram index, then are ordered by id: the
+    // fence (OFFSET 0) keeps the planner from walking the primary key in id order and testing
+    // every row of the table until it has max_candidates, which it prefers under the LIMIT.
+    const bool similar = rule.lowest_similarity() > 0;
+    const std::string where = rule.condition([&](size_t i) { return col(rule.tier.fields[i]); });
+    const std::string from = similar ? "(SELECT t.* FROM " + target_.table + " t WHERE " + where + " OFFSET 0) t"
+                                     : target_.table + " t WHERE " + where;
+    (similar ? similar_sql : known_sql).push_back("SELECT " + std::to_string(r) + ", x.rid, x.wanted, " +
                         sql::join_n(cols.size(), ", ", [&](size_t i) { return "p." + cols[i] + "::text"; }) +
                         sql::join_n(widest - cols.size(), "", [](size_t) { return ", NULL::text"; }) + " FROM (" +
                         groups + ") p CROSS JOIN LATERAL (SELECT t." + target_.id + "::text AS rid, " + wanted +
-                        " AS wanted FROM " + target_.table + " t WHERE " +
-                        rule.condition([&](size_t i) { return col(rule.tier.fields[i]); }) + " ORDER BY t." +
-                        target_.id + " LIMIT " + std::to_string(tier_.max_candidates) + ") x");
+                        " AS wanted FROM " + from + " ORDER BY t." + target_.id + " LIMIT " +
+                        std::to_string(tier_.max_candidates) + ") x");
   }
-  double lowest = 0;  // the `%` operator finds keys at pg_trgm.similarity_threshold
-  for (const auto& rule : rules_)
-    if (const double s = rule.lowest_similarity(); s > 0 && (lowest == 0 || s < lowest)) lowest = s;
-  if (lowest > 0)
+  pqxx::result found[2];
+  if (!known_sql.empty()) found[0] = sql.probe(sql::join(known_sql, " UNION ALL "), "candidates");
+  if (!similar_sql.empty()) {
+    double lowest = 0;  // the `%` operator finds keys at pg_trgm.similarity_threshold
+    for (const auto& rule : rules_)
+      if (const double s = rule.lowest_similarity(); s > 0 && (lowest == 0 || s < lowest)) lowest = s;
     sql.exec("SELECT set_config('pg_trgm.similarity_threshold', '" + float8_literal(lowest) + "', true)", "candidates");
+    found[1] = sql.probe(sql::join(similar_sql, " UNION ALL "), "candidates", /*bitmap=*/true);
+  }
   FuzzySide probe_side;
   probe_side.block.resize(column_of_.size());
-  for (const auto& row : sql.probe(sql::join(known_sql, " UNION ALL "), "candidates")) {
-    const auto r = row[0].as<size_t>();
-    std::vector<std::string> values;
-    for (size_t i = 0; i < rules_[r].tier.fields.size(); ++i) values.push_back(row[int(i) + 3].as<std::string>());
-    for (size_t i = 0; i < values.size(); ++i) probe_side.block[column_of_.at(rules_[r].tier.fields[i]) - 1] = &values[i];
-    if (auto key = rule_key(r, probe_side, out)) {
-      auto id = row[1].as<std::string>();
-      if (row[2].as<bool>()) out.wanted.insert(id);
-      out.known[r][*key].push_back(std::move(id));
+  for (const auto& result : found)
+    for (const auto& row : result) {
+      const auto r = row[0].as<size_t>();
+      std::vector<std::string> values;
+      for (size_t i = 0; i < rules_[r].tier.fields.size(); ++i) values.push_back(row[int(i) + 3].as<std::string>());
+      for (size_t i = 0; i < values.size(); ++i) probe_side.block[column_of_.at(rules_[r].tier.fields[i]) - 1] = &values[i];
+      if (auto key = rule_key(r, probe_side, out)) {
+        auto id = row[1].as<std::string>();
+        if (row[2].as<bool>()) out.wanted.insert(id);
+        out.known[r][*key].push_back(std::move(id));
+      }
     }
-  }
   return out;
 }
 
@@ -168,24 +179,44 @@ void FuzzyMatcher::add_codes(StepSql& sql, Blocks& blocks, const std::vector<con
   });
 }
 
-void SimilarBlock::add(int record, const std::vector<std::string>& trigrams) {
-  const auto at = uint32_t(records_.size());
-  records_.push_back(record);
-  trigrams_.push_back(&trigrams);
-  for (const auto& g : trigrams) postings_[g].push_back(at);
+void SimilarBlock::add(int record, std::string_view key, const std::vector<std::string>& trigrams) {
+  auto [it, fresh] = key_index_.emplace(key, uint32_t(trigrams_.size()));
+  if (fresh) {
+    trigrams_.push_back(&trigrams);
+    holders_.emplace_back();
+    for (const auto& g : trigrams) postings_[g].push_back(it->second);
+  }
+  holders_[it->second].emplace_back(arrivals_++, record);
 }
 
-std::vector<int> SimilarBlock::similar(const std::vector<std::string>& trigrams, double similarity) const {
-  std::unordered_map<uint32_t, uint32_t> shared;  // position -> trigrams in common
-  for (const auto& g : trigrams)
-    if (const auto it = postings_.find(g); it != postings_.end())
-      for (uint32_t at : it->second) ++shared[at];
-  std::vector<uint32_t> hits;
-  for (const auto& [at, n] : shared)
-    if (trigram_similarity(n, trigrams.size(), trigrams_[at]->size()) >= similarity) hits.push_back(at);
+std::vector<int> SimilarBlock::similar(std::string_view key, const std::vector<std::string>& trigrams,
+                                       size_t cap) const {
+  Found& f = found_[key];
+  const auto keys = uint32_t(trigrams_.size());
+  if (f.checked < keys) {
+    // the keys that came since this one was last asked about
+    shared_.resize(keys, 0);
+    for (const auto& g : trigrams)
+      if (const auto it = postings_.find(g); it != postings_.end())
+        for (auto k = std::lower_bound(it->second.begin(), it->second.end(), f.checked); k != it->second.end(); ++k)
+          if (shared_[*k]++ == 0) touched_.push_back(*k);
+    for (uint32_t k : touched_) {
+      if (trigram_similarity(shared_[k], trigrams.size(), trigrams_[k]->size()) >= similarity_) f.keys.push_back(k);
+      shared_[k] = 0;
+    }
+    touched_.clear();
+    f.checked = keys;
+  }
+  // the first `cap` holders of each similar key, merged in order of arrival
+  std::vector<std::pair<uint32_t, int>> hits;
+  for (uint32_t k : f.keys) {
+    const auto& h = holders_[k];
+    hits.insert(hits.end(), h.begin(), h.begin() + long(std::min(cap, h.size())));
+  }
   std::sort(hits.begin(), hits.end());
+  if (hits.size() > cap) hits.resize(cap);
   std::vector<int> out;
-  for (uint32_t at : hits) out.push_back(records_[at]);
+  for (const auto& [arrival, record] : hits) out.push_back(record);
   return out;
 }
 
@@ -257,7 +288,7 @@ FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vecto
   // each block's target records as the resolver numbers them, looked up once per block
   known_.resize(blocks.known.size());
   chunk_.resize(blocks.known.size());
-  similar_.resize(blocks.known.size());
+  for (size_t r = 0; r < blocks.known.size(); ++r) similar_.emplace_back(m.similarity(r));
   for (size_t r = 0; r < blocks.known.size(); ++r)
     for (const auto& [key, ids] : blocks.known[r]) {
       auto& out = known_[r][key];
@@ -292,10 +323,10 @@ std::vector<int> FuzzyRun::blocked_records(size_t row, const std::vector<int>&) 
       }
     };
     if (const auto it = known_[r].find(*key); it != known_[r].end()) take(it->second);
-    if (const double similarity = m_.similarity(r); similarity > 0) {
+    if (m_.similarity(r) > 0) {
       // a trigram rule: the records this chunk gave a key similar to the row's
       if (const auto g = blocks_.trigrams.find(*key); g != blocks_.trigrams.end())
-        take(similar_[r].similar(g->second, similarity));
+        take(similar_[r].similar(g->first, g->second, cap));
     } else if (const auto it = chunk_[r].find(*key); it != chunk_[r].end()) {
       take(it->second);
     }
@@ -364,7 +395,7 @@ void FuzzyRun::register_keys(int record) {
       if (m_.similarity(r) == 0) {
         chunk_[r][*key].push_back(record);
       } else if (const auto g = blocks_.trigrams.find(*key); g != blocks_.trigrams.end()) {
-        similar_[r].add(record, g->second);
+        similar_[r].add(record, g->first, g->second);
       }
       keyed_[size_t(record)][r] = true;
     }

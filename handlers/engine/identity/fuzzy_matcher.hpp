@@ -99,18 +99,33 @@ class FuzzyMatcher {
 };
 
 /// @brief The records of a chunk under a trigram rule, in the order they came to hold its key,
-/// found by their similarity to a row's key.
+/// found by their similarity to a row's key. Similarity is worked out once per pair of distinct
+/// keys (a common surname is held by many records), as keys arrive.
 class SimilarBlock {
  public:
-  void add(int record, const std::vector<std::string>& trigrams);
-  /// The records whose key is at least `similarity` similar to one with `trigrams`, in the order
+  /// Finds keys at least `similarity` similar (0: none, the rule is not a trigram rule).
+  explicit SimilarBlock(double similarity = 0) : similarity_(similarity) {}
+  /// `key` outlives the block (a key of Blocks::trigrams), `trigrams` its trigrams.
+  void add(int record, std::string_view key, const std::vector<std::string>& trigrams);
+  /// The first `cap` records whose key is similar to `key` (with `trigrams`), in the order
   /// they came.
-  std::vector<int> similar(const std::vector<std::string>& trigrams, double similarity) const;
+  std::vector<int> similar(std::string_view key, const std::vector<std::string>& trigrams, size_t cap) const;
 
  private:
-  std::vector<int> records_;
-  std::vector<const std::vector<std::string>*> trigrams_;                // [position]
-  std::unordered_map<std::string_view, std::vector<uint32_t>> postings_;  // trigram -> positions
+  double similarity_;
+  /// @brief The keys found similar to one asked about, among the first `checked` keys.
+  struct Found {
+    uint32_t checked = 0;
+    std::vector<uint32_t> keys;
+  };
+  std::unordered_map<std::string_view, uint32_t> key_index_;       // key -> its index
+  std::vector<const std::vector<std::string>*> trigrams_;           // [key]
+  std::vector<std::vector<std::pair<uint32_t, int>>> holders_;      // [key] (arrival, record), in order
+  std::unordered_map<std::string_view, std::vector<uint32_t>> postings_;  // trigram -> keys, ascending
+  uint32_t arrivals_ = 0;
+  mutable std::unordered_map<std::string_view, Found> found_;
+  mutable std::vector<uint32_t> shared_;   // [key] trigrams in common with the one asked about
+  mutable std::vector<uint32_t> touched_;  // keys whose shared_ is not 0
 };
 
 /// @brief A pair's score, as explanations show it.

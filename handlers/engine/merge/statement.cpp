@@ -36,15 +36,17 @@ pqxx::result StepSql::exec(const std::string& sql, const char* op) {
   return r;
 }
 
-pqxx::result StepSql::probe(const std::string& sql, const char* op) {
+pqxx::result StepSql::probe(const std::string& sql, const char* op, bool bitmap) {
   // Statements that reach a big table (identity_keys, the target) one index probe per row of
   // a work table. The planner's estimates for them are unreliable: a young target or key table
   // looks small enough to scan, a table grown since autovacuum last looked looks smaller than
   // it is, and an expression index has no statistics at all. A scan per probe would make a
   // chunk quadratic, so index scans are the only choice here (a probed id column must be
   // indexed, as a primary key is).
-  tx_.exec("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_hashjoin = off; "
-           "SET LOCAL enable_mergejoin = off");
+  // indexed, as a primary key is). A GIN index is read by bitmap scans only: where one serves,
+  // forbidding them would leave the primary key's full scan as the cheapest plan.
+  tx_.exec(std::string("SET LOCAL enable_seqscan = off; ") + (bitmap ? "" : "SET LOCAL enable_bitmapscan = off; ") +
+           "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off");
   auto r = exec(sql, op);
   tx_.exec("RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_hashjoin; RESET enable_mergejoin");
   return r;

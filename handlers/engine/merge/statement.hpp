@@ -36,7 +36,8 @@ class StepSql {
     if (metrics_) metrics_->observe_db(op, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   /// exec with index probes of the big tables as the only plan (nested loops, index scans).
-  pqxx::result probe(const std::string& sql, const char* op);
+  /// `bitmap`: bitmap scans stay allowed, for searches only a GIN index serves (trigrams).
+  pqxx::result probe(const std::string& sql, const char* op, bool bitmap = false);
 
  private:
   pqxx::transaction_base& tx_;
