@@ -71,6 +71,9 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
   size_t widest = 0;  // UNION ALL: every rule's query returns as many key columns
   for (const auto& rule : rules_) widest = std::max(widest, rule.fields.size());
   std::vector<std::string> known_sql, similar_sql;  // equal keys; similar keys (trigram rules)
+  double lowest = 0;  // the `%` operator finds keys at pg_trgm.similarity_threshold: this one
+  for (const auto& rule : rules_)
+    if (const double s = rule.lowest_similarity(); s > 0 && (lowest == 0 || s < lowest)) lowest = s;
   for (size_t r = 0; r < rules_.size(); ++r) {
     const auto& rule = rules_[r];
     std::vector<std::string> cols;
@@ -102,7 +105,8 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
     // fence (OFFSET 0) keeps the planner from walking the primary key in id order and testing
     // every row of the table until it has max_candidates, which it prefers under the LIMIT.
     const bool similar = rule.lowest_similarity() > 0;
-    const std::string where = rule.condition([&](size_t i) { return col(rule.tier.fields[i]); });
+    const std::string where = similar ? rule.similar(0, col(rule.tier.fields[0]), rule.lowest_similarity() == lowest)
+                                      : rule.condition([&](size_t i) { return col(rule.tier.fields[i]); });
     const std::string from = similar ? "(SELECT t.* FROM " + target_.table + " t WHERE " + where + " OFFSET 0) t"
                                      : target_.table + " t WHERE " + where;
     (similar ? similar_sql : known_sql).push_back("SELECT " + std::to_string(r) + ", x.rid, x.wanted, " +
@@ -115,9 +119,6 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
   pqxx::result found[2];
   if (!known_sql.empty()) found[0] = sql.probe(sql::join(known_sql, " UNION ALL "), "candidates");
   if (!similar_sql.empty()) {
-    double lowest = 0;  // the `%` operator finds keys at pg_trgm.similarity_threshold
-    for (const auto& rule : rules_)
-      if (const double s = rule.lowest_similarity(); s > 0 && (lowest == 0 || s < lowest)) lowest = s;
     sql.exec("SELECT set_config('pg_trgm.similarity_threshold', '" + float8_literal(lowest) + "', true)", "candidates");
     found[1] = sql.probe(sql::join(similar_sql, " UNION ALL "), "candidates", /*bitmap=*/true);
   }

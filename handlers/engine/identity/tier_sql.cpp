@@ -22,12 +22,13 @@ std::string TierFieldSql::trgm_object(const std::string& name) const {
   return dot == std::string::npos ? name : similarity_function.substr(0, dot + 1) + name;
 }
 
-std::string TierSql::similar(size_t i, const std::string& param) const {
+std::string TierSql::similar(size_t i, const std::string& param, bool at_threshold) const {
   const auto& f = fields[i];
-  const std::string t = float8_literal(f.similarity);
   const std::string op = f.similarity_function.find('.') == std::string::npos ? "%" : "OPERATOR(" + f.trgm_object("%") + ")";
-  return "(" + f.key_expr + " " + op + " " + param + "::text AND " + f.similarity_function + "(" + f.key_expr + ", " +
-         param + "::text)::float8 >= " + t + "::float8)";
+  const std::string found = f.key_expr + " " + op + " " + param + "::text";
+  if (at_threshold) return "(" + found + ")";  // pg_trgm: similarity (float4) >= the threshold (float8)
+  return "(" + found + " AND " + f.similarity_function + "(" + f.key_expr + ", " + param + "::text)::float8 >= " +
+         float8_literal(f.similarity) + "::float8)";
 }
 
 double TierSql::lowest_similarity() const {
@@ -183,7 +184,7 @@ TierIndex trigram_index(pqxx::transaction_base& tx, const TableInfo& table, cons
   std::string name = table.canonical.substr(table.canonical.find('.') + 1) + "_ingestd_block" + std::to_string(ti.tier);
   if (name.size() > 63) name = name.substr(name.size() - 63);
   ti.create_index = "CREATE INDEX CONCURRENTLY IF NOT EXISTS " + tx.quote_name(name) + " ON " + table.quoted +
-                    " USING gin ((" + f.index_expr + ") " + f.trgm_object("gin_trgm_ops") + ")";
+                    " USING gin ((" + f.index_expr + ") " + f.trgm_object("gin_trgm_ops") + ") WITH (fastupdate = off)";
   const std::string want = bare(f.index_expr, rule.bookkeeping_quoted);
   auto idx = tx.exec_params("SELECT c.relname, pg_get_indexdef(i.indexrelid, 1, false) FROM pg_index i JOIN pg_class c "
                             "ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam JOIN pg_opclass o ON o.oid = "

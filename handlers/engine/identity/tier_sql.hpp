@@ -50,7 +50,8 @@ struct TierSql {
   /// `key_expr % $param AND similarity(key_expr, $param) >= t`: the operator finds the keys
   /// through the index at the session's pg_trgm.similarity_threshold (at most t), the function
   /// keeps those at t, compared as the engine compares (FuzzyRun, trigram_similarity()).
-  std::string similar(size_t i, const std::string& param) const;
+  /// `at_threshold`: the session's threshold is t, so the operator alone says it.
+  std::string similar(size_t i, const std::string& param, bool at_threshold = false) const;
   /// The lowest similarity of the tier's trigram terms (0: it has none).
   double lowest_similarity() const;
   /// A probed key as the i-th key expression holds it.
@@ -107,7 +108,8 @@ TierIndex tier_index(pqxx::transaction_base& tx, const TableInfo& table, const T
 
 /// The index that serves a trigram blocking rule: a valid, unconditional GIN or GiST index
 /// whose first column is the rule's key expression with pg_trgm's operator class; and the
-/// statement that makes a GIN one, named TABLE_ingestd_block<number>.
+/// statement that makes a GIN one, named TABLE_ingestd_block<number>, without a pending list
+/// (fastupdate = off): every probe would read a pending list through, and a load fills one.
 TierIndex trigram_index(pqxx::transaction_base& tx, const TableInfo& table, const TierSql& rule);
 
 }  // namespace ingestd::engine
