@@ -62,6 +62,12 @@ TierIndexReport report(std::string where, const TableInfo& t, const TierIndex& t
 }  // namespace
 
 std::string block_size_note(const TierIndexReport& r) {
+  if (r.similarity) {
+    char rows[64] = "";
+    if (r.table_rows) snprintf(rows, sizeof rows, " (about %.0f rows)", *r.table_rows);
+    return std::string(" (a similarity search: each distinct key a load meets reads every similar row of the table") +
+           rows + ", so its cost grows with the table; docs/benchmarks.md, trigram blocking rules)";
+  }
   if (!r.block_rows) return "";
   char buf[64];
   snprintf(buf, sizeof buf, "%.0f", *r.block_rows);
@@ -100,6 +106,11 @@ std::vector<TierIndexReport> entity_indexes(pqxx::transaction_base& tx, const co
         r.index.clear();
       }
     r.max_candidates = ent.fuzzy->max_candidates;
+    r.similarity = trigram;
+    if (estimate && trigram) {
+      auto rel = tx.exec_params("SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)", t.quoted);
+      if (!rel.empty() && rel[0][0].as<double>() >= 1) r.table_rows = rel[0][0].as<double>();
+    }
     // a similarity search has no rows per key the planner could tell from a generic plan
     if (estimate && !r.index.empty() && !trigram) r.block_rows = block_rows(tx, t, rule);
     out.push_back(std::move(r));

@@ -25,6 +25,8 @@ struct TierIndexReport {
   std::string before;        // a statement the index needs first (CREATE EXTENSION …), "" = none
   std::optional<double> block_rows;  // blocking rule: the planner's rows a key at the table's size
   int max_candidates = 0;            // blocking rule: where its blocks are cut
+  bool similarity = false;           // a trigram rule: a similarity search, not a key's rows
+  std::optional<double> table_rows;  // trigram rule: the table's rows by its statistics
 };
 
 /// The config path of an entity's tier: `datasets.D.entities.E.identity[i]`, i from 0.
