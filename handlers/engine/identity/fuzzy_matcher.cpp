@@ -66,6 +66,7 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
   out.known.resize(rules_.size());
   if (rows.empty() || rules_.empty()) return out;
   add_codes(sql, out, rows);
+  add_trigrams(sql, out, rows);
   const std::string probe = stage_probe(sql, rows);
   auto col = [&](int field) { return "p.k" + std::to_string(column_of_.at(field)); };
   size_t widest = 0;  // UNION ALL: every rule's query returns as many key columns
@@ -147,35 +148,48 @@ void phonetic_codes(pqxx::transaction_base& tx, const std::string& function, con
     codes[row[0].as<std::string>()] = row[1].is_null() ? "" : row[1].as<std::string>();
 }
 
+namespace {
+
+/// The values of `field` that `sides` hold and `have` lacks, once each.
+template <class Map>
+std::set<std::string> missing_values(int field, const std::vector<const FieldKeys*>& sides, const Map& have) {
+  std::set<std::string> missing;
+  for (const auto* s : sides)
+    if (size_t(field) < s->size() && (*s)[size_t(field)] && !have.count(*(*s)[size_t(field)]))
+      missing.insert(*(*s)[size_t(field)]);
+  return missing;
+}
+
+}  // namespace
+
 void FuzzyMatcher::add_codes(StepSql& sql, Blocks& blocks, const std::vector<const FieldKeys*>& sides) const {
   sql.timed("candidates", [&] {
     for (const auto& rule : rules_)
       for (const auto& term : rule.fields) {
-        if (term.probe_function.empty() && term.similarity == 0) continue;
-        auto missing_of = [&](const auto& have) {
-          std::set<std::string> missing;
-          for (const auto* s : sides)
-            if (size_t(term.field) < s->size() && (*s)[size_t(term.field)] && !have.count(*(*s)[size_t(term.field)]))
-              missing.insert(*(*s)[size_t(term.field)]);
-          return missing;
-        };
-        if (term.similarity > 0) {
-          const auto missing = missing_of(blocks.trigrams);
-          if (missing.empty()) continue;
-          for (const auto& row : sql.tx().exec_params("SELECT v, " + term.trgm_object("show_trgm") +
-                                                          "(v) FROM unnest($1::text[]) v",
-                                                      text_array_literal(missing))) {
-            auto& grams = blocks.trigrams[row[0].as<std::string>()];
-            auto parser = row[1].as_array();
-            for (auto item = parser.get_next(); item.first != pqxx::array_parser::done; item = parser.get_next())
-              if (item.first == pqxx::array_parser::string_value) grams.push_back(item.second);
-            std::sort(grams.begin(), grams.end());
-            grams.erase(std::unique(grams.begin(), grams.end()), grams.end());
-          }
-          continue;
-        }
+        if (term.probe_function.empty()) continue;
         auto& codes = blocks.codes[term.probe_function];
-        phonetic_codes(sql.tx(), term.probe_function, missing_of(codes), codes);
+        phonetic_codes(sql.tx(), term.probe_function, missing_values(term.field, sides, codes), codes);
+      }
+  });
+}
+
+void FuzzyMatcher::add_trigrams(StepSql& sql, Blocks& blocks, const std::vector<const FieldKeys*>& rows) const {
+  sql.timed("candidates", [&] {
+    for (const auto& rule : rules_)
+      for (const auto& term : rule.fields) {
+        if (term.similarity == 0) continue;
+        const auto missing = missing_values(term.field, rows, blocks.trigrams);
+        if (missing.empty()) continue;
+        for (const auto& row : sql.tx().exec_params("SELECT v, " + term.trgm_object("show_trgm") +
+                                                        "(v) FROM unnest($1::text[]) v",
+                                                    text_array_literal(missing))) {
+          auto& grams = blocks.trigrams[row[0].as<std::string>()];
+          auto parser = row[1].as_array();
+          for (auto item = parser.get_next(); item.first != pqxx::array_parser::done; item = parser.get_next())
+            if (item.first == pqxx::array_parser::string_value) grams.push_back(item.second);
+          std::sort(grams.begin(), grams.end());
+          grams.erase(std::unique(grams.begin(), grams.end()), grams.end());
+        }
       }
   });
 }

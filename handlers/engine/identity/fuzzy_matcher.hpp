@@ -86,6 +86,10 @@ class FuzzyMatcher {
   static bool conflicts(const FuzzySide& a, const FuzzySide& b);
 
  private:
+  /// Adds to `blocks` the trigrams (PostgreSQL's show_trgm()) of the values the rows hold for a
+  /// trigram rule: a record of the chunk is found by a key one of them gave it. A stored value
+  /// needs none: the target's records are found through the index.
+  void add_trigrams(StepSql& sql, Blocks& blocks, const std::vector<const FieldKeys*>& rows) const;
   /// Copies the rows' blocking keys into a temp table; returns its name.
   std::string stage_probe(StepSql& sql, const std::vector<const FieldKeys*>& rows) const;
 

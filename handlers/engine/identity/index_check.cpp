@@ -27,11 +27,17 @@ std::string missing_index_problem(const TierIndexReport& r) {
 
 namespace {
 
+/// The table's rows by its statistics; nothing when it was never analyzed, or is empty.
+std::optional<double> table_rows(pqxx::transaction_base& tx, const TableInfo& t) {
+  auto rel = tx.exec_params("SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)", t.quoted);
+  if (rel.empty() || rel[0][0].as<double>() < 1) return std::nullopt;
+  return rel[0][0].as<double>();
+}
+
 /// Rows a key of `rule` holds by the planner's statistics (a generic plan of its probe), or
 /// nothing when the table has none yet.
 std::optional<double> block_rows(pqxx::transaction_base& tx, const TableInfo& t, const TierSql& rule) {
-  auto rel = tx.exec_params("SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)", t.quoted);
-  if (rel.empty() || rel[0][0].as<double>() < 1) return std::nullopt;  // never analyzed, or empty
+  if (!table_rows(tx, t)) return std::nullopt;
   try {
     pqxx::subtransaction sub(dynamic_cast<pqxx::dbtransaction&>(tx), "block_rows");
     const size_t n = rule.fields.size();
@@ -107,10 +113,7 @@ std::vector<TierIndexReport> entity_indexes(pqxx::transaction_base& tx, const co
       }
     r.max_candidates = ent.fuzzy->max_candidates;
     r.similarity = trigram;
-    if (estimate && trigram) {
-      auto rel = tx.exec_params("SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)", t.quoted);
-      if (!rel.empty() && rel[0][0].as<double>() >= 1) r.table_rows = rel[0][0].as<double>();
-    }
+    if (estimate && trigram) r.table_rows = table_rows(tx, t);
     // a similarity search has no rows per key the planner could tell from a generic plan
     if (estimate && !r.index.empty() && !trigram) r.block_rows = block_rows(tx, t, rule);
     out.push_back(std::move(r));

@@ -177,12 +177,21 @@ std::string bare(std::string s, std::string schema) {
 
 }  // namespace
 
+namespace {
+
+/// TABLE_ingestd_<kind><number>, cut to PostgreSQL's 63 bytes from the left.
+std::string index_name(const TableInfo& table, const std::string& kind, int number) {
+  std::string name = table.canonical.substr(table.canonical.find('.') + 1) + "_ingestd_" + kind + std::to_string(number);
+  return name.size() > 63 ? name.substr(name.size() - 63) : name;
+}
+
+}  // namespace
+
 TierIndex trigram_index(pqxx::transaction_base& tx, const TableInfo& table, const TierSql& rule) {
   TierIndex ti;
   ti.tier = rule.tier.number;
   const TierFieldSql& f = rule.fields.at(0);
-  std::string name = table.canonical.substr(table.canonical.find('.') + 1) + "_ingestd_block" + std::to_string(ti.tier);
-  if (name.size() > 63) name = name.substr(name.size() - 63);
+  const std::string name = index_name(table, "block", ti.tier);
   ti.create_index = "CREATE INDEX CONCURRENTLY IF NOT EXISTS " + tx.quote_name(name) + " ON " + table.quoted +
                     " USING gin ((" + f.index_expr + ") " + f.trgm_object("gin_trgm_ops") + ") WITH (fastupdate = off)";
   const std::string want = bare(f.index_expr, rule.bookkeeping_quoted);
@@ -204,8 +213,7 @@ TierIndex tier_index(pqxx::transaction_base& tx, const TableInfo& table, const T
                      const std::string& trailing) {
   TierIndex ti;
   ti.tier = tier.tier.number;
-  std::string name = table.canonical.substr(table.canonical.find('.') + 1) + "_ingestd_" + kind + std::to_string(ti.tier);
-  if (name.size() > 63) name = name.substr(name.size() - 63);
+  const std::string name = index_name(table, kind, ti.tier);
   // Columns that are not name keys lead: tiers that share their names (name + birth date, name
   // + phone) then get indexes that cannot serve each other, so the planner never probes one tier
   // through the other's index and filters its third column over everyone with a common name.
