@@ -266,6 +266,30 @@ def test_a_candidate_every_row_of_its_block_conflicts_with_is_not_fetched_but_ke
     assert d.stop() == 0, d.log.read_text()[-3000:]
 
 
+@pytest.mark.parametrize("chunk_rows", [50, 1])
+def test_spellings_of_one_phonetic_code_in_a_chunk_name_their_block_once(pg, broker, tmp_path, chunk_rows):
+    """Thomson and Tomson (dmetaphone TMSN both) in one chunk probe the same block: its stored
+    records are named once and take their places under max_candidates once, so the record the
+    chunk made for Tomson still fits beside the table's Thomson and the second row merges into
+    it, as it does one row per chunk."""
+    config = CONFIG.replace("review_at: 10", "review_at: 10\n              max_candidates: 2") \
+        .replace('blocking: [[postcode], [birth_date], ["dmetaphone(surname)"]]', 'blocking: [["dmetaphone(surname)"]]')
+    d = Daemon(pg, broker, tmp_path, db=pg.create_db(), chunk_rows=chunk_rows, indexes=False, config_text=config)
+    d.sql(SCHEMA)
+    d.sql("INSERT INTO patients (national_id, given_name, surname, birth_date, postcode) "
+          "VALUES ('901', 'Anna', 'Thomson', '1971-04-04', '2000')")
+    assert d.create_indexes().returncode == 0
+    d.start()
+    rows = [HEAD, ",Zed,Tomson,01/01/1950,9000,", ",Zed,Thomson,01/01/1950,9000,"]
+    r = load(d, "tmsn.csv", "\n".join(rows) + "\n")
+    assert r["status"] == "completed", r
+    c = r["counts"]["patient"]
+    assert c["fuzzy"] == {"merged": 1, "review": 0, "new": 1}, c
+    assert (c["inserted"], c["updated"] + c["unchanged"], c["review"], c["rejected"]) == (1, 1, 0, 0), c
+    assert d.sql("SELECT given_name, surname FROM patients ORDER BY id") == [("Anna", "Thomson"), ("Zed", "Tomson")]
+    assert d.stop() == 0, d.log.read_text()[-3000:]
+
+
 TRIGRAM_ROWS = [HEAD,
                 ",Katherine,Johnston,17/05/1980,2000,0299",  # the table's Johnstone (written by plain SQL)
                 ",Marcus,Delacroix,03/03/1975,5000,0400",    # new

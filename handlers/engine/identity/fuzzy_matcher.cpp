@@ -83,10 +83,17 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
     // ends with the id), cut at max_candidates; the key's values come back as sent. `wanted`:
     // some row of the key may be scored against the record, i.e. no never_across field of its
     // stored values differs from the row's (a stored value is never replaced within a chunk,
-    // FuzzyRun::landed), so a record every such row conflicts with is not fetched.
+    // FuzzyRun::landed), so a record every such row conflicts with is not fetched. Only the
+    // wanted records come back by id, and with them how many the block holds (`places`): an
+    // unwanted one still takes its place under max_candidates, and nothing else of it is used.
     std::string groups = "SELECT DISTINCT " + sql::join(cols, ", ");
     std::string wanted = "true";
-    if (!never_sql_.empty()) {
+    if (never_sql_.size() == 1) {
+      // one never_across field: no subplan per block member
+      const std::string v = "(" + never_sql_[0].key_text + ")";
+      groups = "SELECT " + sql::join(cols, ", ") + ", array_agg(n1) AS n1, bool_or(n1 IS NULL) AS z1";
+      wanted = "(" + v + " IS NULL OR p.z1 OR " + v + " = ANY (p.n1))";
+    } else if (!never_sql_.empty()) {
       groups = "SELECT " + sql::join(cols, ", ") + ", " +
                sql::join_n(never_sql_.size(), ", ", [](size_t i) {
                  return "array_agg(n" + std::to_string(i + 1) + ") AS n" + std::to_string(i + 1);
@@ -110,12 +117,17 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
                                       : rule.condition([&](size_t i) { return col(rule.tier.fields[i]); });
     const std::string from = similar ? "(SELECT t.* FROM " + target_.table + " t WHERE " + where + " OFFSET 0) t"
                                      : target_.table + " t WHERE " + where;
-    (similar ? similar_sql : known_sql).push_back("SELECT " + std::to_string(r) + ", x.rid, x.wanted, " +
+    const std::string members = "SELECT t." + target_.id + "::text AS rid, " + wanted + " AS wanted FROM " + from +
+                                " ORDER BY t." + target_.id + " LIMIT " + std::to_string(tier_.max_candidates);
+    const std::string block =
+        never_sql_.empty() ? "SELECT y.rid, 0::bigint AS places FROM (" + members + ") y"
+                           : "SELECT CASE WHEN y.wanted THEN y.rid END AS rid, y.places FROM (SELECT m.*, count(*) "
+                             "OVER () AS places, row_number() OVER () AS n FROM (" + members +
+                             ") m) y WHERE y.wanted OR y.n = 1";
+    (similar ? similar_sql : known_sql).push_back("SELECT " + std::to_string(r) + ", x.rid, x.places, " +
                         sql::join_n(cols.size(), ", ", [&](size_t i) { return "p." + cols[i] + "::text"; }) +
                         sql::join_n(widest - cols.size(), "", [](size_t) { return ", NULL::text"; }) + " FROM (" +
-                        groups + ") p CROSS JOIN LATERAL (SELECT t." + target_.id + "::text AS rid, " + wanted +
-                        " AS wanted FROM " + from + " ORDER BY t." + target_.id + " LIMIT " +
-                        std::to_string(tier_.max_candidates) + ") x");
+                        groups + ") p CROSS JOIN LATERAL (" + block + ") x");
   }
   pqxx::result found[2];
   if (!known_sql.empty()) found[0] = sql.probe(sql::join(known_sql, " UNION ALL "), "candidates");
@@ -125,6 +137,8 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
   }
   FuzzySide probe_side;
   probe_side.block.resize(column_of_.size());
+  std::vector<std::pair<std::vector<std::string>*, size_t>> places;  // a block, the records it holds
+  std::vector<std::unordered_map<std::string, std::string>> sent_by(rules_.size());  // block key -> values probed
   for (const auto& result : found)
     for (const auto& row : result) {
       const auto r = row[0].as<size_t>();
@@ -132,11 +146,20 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
       for (size_t i = 0; i < rules_[r].tier.fields.size(); ++i) values.push_back(row[int(i) + 3].as<std::string>());
       for (size_t i = 0; i < values.size(); ++i) probe_side.block[column_of_.at(rules_[r].tier.fields[i]) - 1] = &values[i];
       if (auto key = rule_key(r, probe_side, out)) {
+        // values with one phonetic code make one block, the same members for each: taken once
+        std::string sent = sql::join(values, std::string(1, kBlockKeySeparator));
+        if (const auto [it, fresh] = sent_by[r].emplace(*key, sent); !fresh && it->second != sent) continue;
+        auto& ids = out.known[r][*key];
+        if (const auto n = row[2].as<size_t>(); n > 0) places.emplace_back(&ids, n);
+        if (row[1].is_null()) continue;
         auto id = row[1].as<std::string>();
-        if (row[2].as<bool>()) out.wanted.insert(id);
-        out.known[r][*key].push_back(std::move(id));
+        out.wanted.insert(id);
+        ids.push_back(std::move(id));
       }
     }
+  // the records a block holds but no row may be scored against: places without an id
+  for (auto& [ids, n] : places)
+    if (ids->size() < n) ids->resize(n);
   return out;
 }
 
