@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 
 #include <nlohmann/json.hpp>
 
@@ -93,10 +94,20 @@ void RejectWriter::write(const RowErrors& errors) {
 void RejectWriter::rebuild(pqxx::transaction_base& tx, const std::string& row_errors_table, const std::string& batch_id,
                            const std::string& header_raw) {
   open(header_raw, true);
-  auto r = tx.exec_params("SELECT row_number, string_agg(coalesce(field || ': ', '') || message, '; '), min(raw) FROM " +
-                              row_errors_table + " WHERE batch_id=$1 AND code <> 'invalid_value_nulled' GROUP BY row_number ORDER BY row_number",
-                          batch_id);
-  for (const auto& row : r) write(row[0].as<int64_t>(), row[2].c_str(), row[1].c_str());
+  // a page of rows at a time, in row order through (batch_id, row_number): a batch may have
+  // rejected millions of rows, and memory stays bounded whatever it holds
+  constexpr int kPage = 1000;
+  std::string after = std::to_string(std::numeric_limits<int64_t>::min());
+  for (;;) {
+    auto r = tx.exec_params("SELECT row_number, string_agg(coalesce(field || ': ', '') || message, '; '), min(raw) FROM " +
+                                row_errors_table + " WHERE batch_id = $1 AND row_number > $2::bigint AND code <> "
+                                "'invalid_value_nulled' GROUP BY row_number ORDER BY row_number LIMIT " +
+                                std::to_string(kPage),
+                            batch_id, after);
+    for (const auto& row : r) write(row[0].as<int64_t>(), row[2].c_str(), row[1].c_str());
+    if (r.size() < size_t(kPage)) break;
+    after = r[r.size() - 1][0].c_str();
+  }
   flush();
 }
 

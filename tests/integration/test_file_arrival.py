@@ -258,6 +258,40 @@ def test_kill9_mid_file_resumes_at_next_row(pg, broker, tmp_path):
     assert d.stop() == 0
 
 
+def test_kill9_mid_file_keeps_every_rejected_row_in_the_reject_file(pg, broker, tmp_path):
+    """On resume the reject file is rebuilt from ingestd.row_errors, a page of rows at a time:
+    after a kill -9 mid-file it lists every rejected row once, in row order, those rejected
+    before the kill (more than one page) and after it."""
+    d = Daemon(pg, broker, tmp_path, chunk_rows=500)
+    slow_trigger(d)
+    d.start()
+    n = 6000
+    bad = [i for i in range(n) if i % 4]  # three rows in four carry an e-mail without a domain
+    lines = ["Cedula,Nombre,Apellido,Email"] + [
+        f"{30000000 + i},Nombre{i},Apellido{i}," + (f"bad{i}@" if i % 4 else f"p{i}@example.com") for i in range(n)]
+    path = d.inbox_file("half_bad.csv", "\n".join(lines) + "\n")
+    ev = d.publish(d.file_event(path))
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        done = d.sql("SELECT coalesce(max(last_row_committed), 0) FROM ingestd.batches")[0][0]
+        if done >= 2000:
+            break
+        time.sleep(0.1)
+    assert 2000 <= done < n
+    d.stop(sig=signal.SIGKILL)
+    assert d.sql("SELECT count(DISTINCT row_number) FROM ingestd.row_errors")[0][0] > 1000  # more than a page
+    d.start()
+    r = d.result(ev["event_id"], timeout=120)
+    assert r["status"] == "completed_with_rejects", r
+    c = r["counts"]["person"]
+    assert (r["rows"], c["inserted"], c["rejected"]) == (n, n - len(bad), len(bad)), r
+    rej = open(r["reject_file"], encoding="utf-8").read().splitlines()
+    assert rej[0] == "Cedula,Nombre,Apellido,Email,_ingestd_row,_ingestd_error"
+    assert [int(line.split(",")[4]) for line in rej[1:]] == [i + 1 for i in bad]  # row 1: the first after the header
+    assert rej[1].startswith(f"30000001,Nombre1,Apellido1,bad1@,2,")
+    assert d.stop() == 0
+
+
 def test_sigterm_finishes_chunk_and_exits_zero(pg, broker, tmp_path):
     d = Daemon(pg, broker, tmp_path, chunk_rows=500)
     slow_trigger(d)  # slow the load down so the test can act mid-file
