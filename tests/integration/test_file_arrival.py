@@ -271,13 +271,7 @@ def test_kill9_mid_file_keeps_every_rejected_row_in_the_reject_file(pg, broker, 
         f"{30000000 + i},Nombre{i},Apellido{i}," + (f"bad{i}@" if i % 4 else f"p{i}@example.com") for i in range(n)]
     path = d.inbox_file("half_bad.csv", "\n".join(lines) + "\n")
     ev = d.publish(d.file_event(path))
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        done = d.sql("SELECT coalesce(max(last_row_committed), 0) FROM ingestd.batches")[0][0]
-        if done >= 2000:
-            break
-        time.sleep(0.1)
-    assert 2000 <= done < n
+    assert wait_committed(d, 1999, timeout=60) < n
     d.stop(sig=signal.SIGKILL)
     assert d.sql("SELECT count(DISTINCT row_number) FROM ingestd.row_errors")[0][0] > 1000  # more than a page
     d.start()
