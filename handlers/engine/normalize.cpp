@@ -248,6 +248,19 @@ std::string pg_bracket(const char* pattern) {
 
 }  // namespace
 
+std::optional<std::string> name_key(std::string_view stored) {
+  bool plain = !stored.empty() && stored.front() != ' ' && stored.back() != ' ';
+  for (size_t i = 0; plain && i < stored.size(); ++i) {
+    const char c = stored[i];
+    plain = (c >= '!' && c <= '~') || (c == ' ' && stored[i + 1] != ' ');  // back() is no space
+  }
+  if (!plain) return normalize_name(stored).key;
+  std::string key(stored);
+  for (char& c : key)
+    if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
+  return key;
+}
+
 std::string name_key_space_class() { return pg_bracket("[[:White_Space:]\\u200B\\uFEFF]"); }
 std::string name_key_marks_class() { return pg_bracket("[:Nonspacing Mark:]"); }
 

@@ -27,6 +27,12 @@ Normalized normalize(const config::Normalizer& n, std::string_view raw);
 std::string name_key_space_class();
 std::string name_key_marks_class();
 
+/// The name key of a value as stored in a target's column: what the SQL name_key in the
+/// bookkeeping schema computes of it, without asking PostgreSQL (printable ASCII words with one
+/// space between them are lowercased, as that function's first branch does; any other value
+/// takes the `name` normalizer's path). nullopt for a blank value.
+std::optional<std::string> name_key(std::string_view stored);
+
 /// The identity key of a field's typed value: text keys on its normalizer's key form (names
 /// case- and accent-folded), other types on their parsed form (19/10/1996 and 1996-10-19 are
 /// one birth date). The engine's one rule for field keys.

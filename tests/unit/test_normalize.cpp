@@ -168,6 +168,20 @@ TEST_CASE("normalize name: keys match across spellings on several threads") {
   for (const auto& k : keys) CHECK(k == "jose garcia");
 }
 
+TEST_CASE("name_key of a stored value: the name normalizer's key, plain ASCII names without ICU") {
+  // the fast path's edges (spaces, tabs, DEL, quotes, punctuation) and values that must leave it
+  const char* values[] = {"Smith",       "SMITH",         "van der Berg", "O'Brien",  "Anne-Marie", "MacDONALD",
+                          "a b",          "x~!",          "Jos\xC3\xA9",  "STRA\xC3\x9F" "E", " Ana", "Ana ",
+                          "Ana  Lopez",   "Ana\tLopez",   "Ana\x7f",      "\xC2\xA0" "Ana", "ZO\xC3\x8B", "  ",
+                          "",             "Z",            "@#$",          "ANA LOPEZ"};
+  for (const char* v : values) {
+    CAPTURE(v);
+    CHECK(ingestd::engine::name_key(v) == normalize(norm(Kind::Name), v).key);
+  }
+  CHECK(ingestd::engine::name_key("van der BERG") == std::optional<std::string>("van der berg"));
+  CHECK_FALSE(ingestd::engine::name_key("   ").has_value());
+}
+
 TEST_CASE("normalize upper and lower: full Unicode case mapping after trim") {
   check_same(normalize(norm(Kind::Upper), "  jos\xC3\xA9 stra\xC3\x9F" "e "), "JOS\xC3\x89 STRASSE");
   check_same(normalize(norm(Kind::Lower), " JOS\xC3\x89 \xC3\x91" "U\xC3\x91" "EZ "),

@@ -8,6 +8,7 @@
 #include "handlers/engine/identity/keys.hpp"
 #include "handlers/engine/identity/matcher.hpp"
 #include "handlers/engine/identity/tier_sql.hpp"
+#include "handlers/engine/normalize.hpp"
 #include "handlers/engine/merge/sql_builder.hpp"
 
 namespace ingestd::engine {
@@ -84,6 +85,9 @@ class ExactMatcher : public Matcher {
       for (int f : t.fields) identity_fields_.insert(f);
     }
     for (const auto& f : extra_) identity_fields_.insert(f.field);
+    name_field_.assign(fields_, 0);
+    for (int f : identity_fields_)
+      if (const TierFieldSql* fs = field_sql_of(f); fs && fs->name) name_field_[size_t(f)] = 1;
   }
 
   std::vector<std::optional<std::string>> keys(const FieldKeys& field_keys) const override {
@@ -180,10 +184,14 @@ class ExactMatcher : public Matcher {
            "p.tier AND ik.key = p.key" + lim;
   }
 
-  /// The records hit, with the stored keys of their identity fields and their memory.
+  /// The records hit, with the stored keys of their identity fields (a name's stored value,
+  /// whose key the engine makes: found()) and their memory.
   std::string fetch_sql() const {
     std::string cols;
-    for (int f : identity_fields_) cols += ", " + key_text_of(f);
+    for (int f : identity_fields_) {
+      const TierFieldSql* fs = field_sql_of(f);
+      cols += ", " + (!fs ? "NULL::text" : fs->name ? fs->column_text : fs->key_text);
+    }
     return "SELECT c.rid" + cols + ", m.keys FROM (SELECT DISTINCT record_id AS rid FROM pg_temp.ingestd_hits) c "
            "CROSS JOIN LATERAL (SELECT * FROM " + target_.table + " t WHERE t." + target_.id + " = c.rid::" +
            target_.id_type + " OFFSET 0) t LEFT JOIN LATERAL (SELECT array_agg(ik.tier::text || ':' || ik.key) AS keys "
@@ -191,13 +199,13 @@ class ExactMatcher : public Matcher {
            "ON true ORDER BY c.rid";
   }
 
-  std::string key_text_of(int field) const {
+  const TierFieldSql* field_sql_of(int field) const {
     for (const auto& t : sql_)
       for (const auto& f : t.fields)
-        if (f.field == field) return f.key_text;
+        if (f.field == field) return &f;
     for (const auto& f : extra_)
-      if (f.field == field) return f.key_text;
-    return "NULL::text";
+      if (f.field == field) return &f;
+    return nullptr;
   }
 
   FoundRecord found(const pqxx::row& row) const {
@@ -206,7 +214,10 @@ class ExactMatcher : public Matcher {
     r.own.resize(fields_);
     int c = 1;
     for (int f : identity_fields_) {
-      if (!row[c].is_null()) r.own[size_t(f)] = row[c].as<std::string>();
+      if (!row[c].is_null()) {
+        r.own[size_t(f)] = name_field_[size_t(f)] ? name_key(std::string_view(row[c].c_str(), row[c].size()))
+                                                  : row[c].as<std::string>();
+      }
       ++c;
     }
     r.memory.resize(tiers_.size());
@@ -228,6 +239,7 @@ class ExactMatcher : public Matcher {
   std::vector<std::vector<int>> tier_fields_;
   size_t width_ = 1;
   std::set<int> identity_fields_;
+  std::vector<char> name_field_;  // [field] its key is a name's: made here of the fetched value
 };
 
 }  // namespace

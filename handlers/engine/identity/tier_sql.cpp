@@ -80,6 +80,8 @@ TierFieldSql field_sql(pqxx::transaction_base& tx, const config::Entity& entity,
     fs.index_expr = bookkeeping + ".name_key(" + bare + ")";
     fs.key_text = fs.key_expr;
     fs.probe_type = "text";
+    fs.name = true;
+    fs.column_text = col + "::text";
   } else {
     fs.key_expr = col;
     fs.index_expr = bare;
