@@ -134,9 +134,8 @@ std::vector<TierSql> blocking_sql(pqxx::transaction_base& tx, const config::Enti
       TierFieldSql fs = field_sql(tx, entity, k, table, bookkeeping);
       if (term.trigram()) {
         // the key as text, found by pg_trgm's similarity to the probed key
-        const bool name = fs.index_expr.find(".name_key(") != std::string::npos;
-        fs.key_expr = name ? fs.key_expr : "(" + fs.key_text + ")";
-        fs.index_expr = name ? fs.index_expr : fs.index_expr + "::text";
+        fs.key_expr = fs.name ? fs.key_expr : "(" + fs.key_text + ")";
+        fs.index_expr = fs.name ? fs.index_expr : fs.index_expr + "::text";
         fs.key_text = fs.key_expr;
         fs.probe_type = "text";
         fs.similarity = term.similarity;
@@ -221,7 +220,7 @@ TierIndex tier_index(pqxx::transaction_base& tx, const TableInfo& table, const T
   // through the other's index and filters its third column over everyone with a common name.
   std::vector<std::string> lead, names;
   for (const auto& f : tier.fields)
-    (f.index_expr.find(".name_key(") == std::string::npos ? lead : names).push_back(f.index_expr);
+    (f.name ? names : lead).push_back(f.index_expr);
   lead.insert(lead.end(), names.begin(), names.end());
   if (!trailing.empty()) lead.push_back(trailing);
   ti.create_index = "CREATE INDEX CONCURRENTLY IF NOT EXISTS " + tx.quote_name(name) + " ON " + table.quoted + " (" +

@@ -21,8 +21,9 @@ struct TierFieldSql {
   std::string key_expr;     // the field's key over t (what an index on the tier holds)
   std::string index_expr;   // the same over the bare column, for CREATE INDEX
   std::string key_text;     // the same as text, as the engine's key of the value (C++ form)
-  /// A name: key_expr is the bookkeeping schema's name_key of the column, and the engine makes
-  /// the key of a fetched value itself (engine::name_key) from `column_text`, the value as text.
+  /// A name: key_expr is the bookkeeping schema's name_key of the column (a blocking term's
+  /// phonetic code is made of it), and the engine makes the key of a fetched value itself
+  /// (engine::name_key) from `column_text`, the value as text.
   bool name = false;
   std::string column_text;
   std::string probe_type;   // type a probed key is cast to before comparing with key_expr
