@@ -117,15 +117,16 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
                                       : rule.condition([&](size_t i) { return col(rule.tier.fields[i]); });
     const std::string from = similar ? "(SELECT t.* FROM " + target_.table + " t WHERE " + where + " OFFSET 0) t"
                                      : target_.table + " t WHERE " + where;
-    // One row per block key that has members: the wanted ones' ids in id order and how many
-    // places the block holds. An aggregate per key rather than a row per member under a window:
-    // less executor work per probe, which counts where most blocks hold nobody (a big table of
-    // other people: about 220 -> 150 ms for 14,000 keys of one rule).
-    const std::string members = "SELECT t." + target_.id + " AS o, t." + target_.id + "::text AS rid, " + wanted +
-                                " AS wanted FROM " + from + " ORDER BY t." + target_.id + " LIMIT " +
-                                std::to_string(tier_.max_candidates);
-    const std::string block = "SELECT array_agg(m.rid ORDER BY m.o) FILTER (WHERE m.wanted) AS rids, count(*) AS "
-                              "places FROM (" + members + ") m";
+    // One row per block key that has members: the wanted ones' ids and how many places the
+    // block holds. An aggregate per key rather than a row per member under a window: less
+    // executor work per probe, which counts where most blocks hold nobody (a big table of other
+    // people: about 220 -> 150 ms for 14,000 keys of one rule). The ids need no order: the
+    // LIMIT chose them, a block's places never exceed max_candidates, so FuzzyRun takes all of
+    // them, and blocked_records sorts what it takes.
+    const std::string members = "SELECT t." + target_.id + "::text AS rid, " + wanted + " AS wanted FROM " + from +
+                                " ORDER BY t." + target_.id + " LIMIT " + std::to_string(tier_.max_candidates);
+    const std::string block =
+        "SELECT array_agg(m.rid) FILTER (WHERE m.wanted) AS rids, count(*) AS places FROM (" + members + ") m";
     (similar ? similar_sql : known_sql).push_back("SELECT " + std::to_string(r) + ", x.rids, x.places, " +
                         sql::join_n(cols.size(), ", ", [&](size_t i) { return "p." + cols[i] + "::text"; }) +
                         sql::join_n(widest - cols.size(), "", [](size_t) { return ", NULL::text"; }) + " FROM (" +
