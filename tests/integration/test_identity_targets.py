@@ -309,6 +309,30 @@ def test_identity_memory_an_earlier_version_wrote_is_compacted_and_what_it_remem
     assert d.sql("SELECT count(*) FROM persons")[0][0] == 1
 
 
+def test_remembered_keys_match_whether_memory_is_smaller_or_larger_than_the_chunk(ice):
+    """Memory is read with one hash join while it holds fewer rows for the table than the chunk
+    has keys, and one index probe per key past that: both ways find a remembered e-mail."""
+    d = ice
+    r = load(d, "m.csv", HEAD + "\n1044556677,Marta,Rojas,marta@example.com,,02/02/1992,,Mentors,New,,\n")
+    pid = d.sql("SELECT id::text FROM persons WHERE cedula = '1044556677'")[0][0]
+    d.sql("INSERT INTO ingestd.identity_keys (table_name, tier, key, record_id, batch_id) VALUES "
+          "('public.persons', 2, 'marta.old@example.com', %s, %s)", (pid, r["batch_id"]))
+    # few memory rows, a chunk of two rows (up to eight keys): the hash join
+    r1 = load(d, "m1.csv", HEAD + "\n,Marta,Rojas,MARTA.OLD@example.com,,,,Mentors,New,,\n"
+              ",Otro,Nuevo,otro.nuevo@example.com,,,,Mentors,New,,\n")
+    c = r1["counts"]["person"]
+    assert c["inserted"] == 1 and c["unchanged"] + c["updated"] == 1 and c["matched_by_tier"] == {"2": 1}, c
+    # 300 memory rows of other records: one probe per key
+    d.sql("INSERT INTO ingestd.identity_keys (table_name, tier, key, record_id, batch_id) SELECT 'public.persons', 2, "
+          "'gone' || g || '@example.com', '-1', %s FROM generate_series(1, 300) g", (r["batch_id"],))
+    assert d.sql("SELECT count(*) FROM ingestd.identity_keys WHERE table_name = 'public.persons'")[0][0] > 300
+    r2 = load(d, "m2.csv", HEAD + "\n,Marta,Rojas,marta.old@example.com,300 765 4321,,,Mentors,New,,\n")
+    c = r2["counts"]["person"]
+    assert c["inserted"] == 0 and c["updated"] == 1 and c["matched_by_tier"] == {"2": 1}, c
+    assert d.sql("SELECT phone FROM persons WHERE id = %s", (int(pid),)) == [("+573007654321",)]
+    d.sql("DELETE FROM ingestd.identity_keys WHERE record_id = '-1'")
+
+
 def test_placeholders_are_null_and_an_invalid_phone_is_stored_as_null_with_a_warning(ice):
     d = ice
     r = load(d, "p.csv", HEAD + "\n"

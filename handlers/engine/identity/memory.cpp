@@ -73,6 +73,12 @@ RecordKeys record_keys(const config::Entity& entity, const Matcher& matcher, con
   for (size_t r = 0; r < res.records.size(); ++r) {
     if (rows[r].empty()) continue;  // a known record no row landed on
     const KnownState* k = res.records[r].known >= 0 ? &known[size_t(res.records[r].known)] : nullptr;
+    if (!k && rows[r].size() == 1) {  // a new record of one row holds that row's keys: nothing to remember
+      const auto& keys = row_tier_keys[rows[r].front()];
+      for (size_t t = 0; t < tiers && t < keys.size() && !out.held_tier[r]; ++t)
+        if (keys[t]) out.held_tier[r] = int(t) + 1;
+      continue;
+    }
     const auto before = k ? matcher.keys(k->own) : std::vector<std::optional<std::string>>(tiers);
     std::vector<std::set<std::string>> between(tiers);
     const auto after = matcher.keys(merged_own(entity, matcher, rows[r], row_keys, k ? &k->own : nullptr, between));

@@ -1,48 +1,77 @@
 #include "handlers/engine/identity/resolver.hpp"
 
 #include <algorithm>
-#include <map>
+#include <deque>
+#include <string_view>
 #include <unordered_map>
 
 namespace ingestd::engine {
 
 namespace {
 
-/// The keys every record holds, and who holds a key.
+/// The keys every record holds, and who holds a key. Keys are views: of the rows' and the known
+/// records' keys, which outlive the index, or of a copy keep() makes. Most keys have one holder
+/// and most records a handful of keys, so neither gets a container of its own until it needs
+/// one: a chunk's resolve allocates per record, not per key.
 class KeyIndex {
  public:
-  explicit KeyIndex(size_t tiers) : holders_(tiers), held_(0) {}
+  KeyIndex(size_t tiers, size_t expected) : holders_(tiers) {
+    for (auto& h : holders_) h.reserve(expected);
+    held_.reserve(expected);
+  }
 
   int add_record() {
-    held_.emplace_back(holders_.size());
+    held_.emplace_back();
     return int(held_.size()) - 1;
   }
-  void add(int record, size_t tier, const std::string& key) {
-    auto& keys = held_[size_t(record)][tier];
-    if (std::find(keys.begin(), keys.end(), key) != keys.end()) return;
-    keys.push_back(key);
-    holders_[tier][key].push_back(record);
+  void add(int record, size_t tier, std::string_view key) {
+    auto& keys = held_[size_t(record)];
+    for (const auto& [t, k] : keys)
+      if (t == tier && k == key) return;
+    keys.emplace_back(tier, key);
+    auto [it, fresh] = holders_[tier].try_emplace(key);
+    if (fresh) it->second.first = record;
+    else it->second.more.push_back(record);
   }
-  bool holds_any(int record, size_t tier) const { return !held_[size_t(record)][tier].empty(); }
-  const std::vector<int>* holders(size_t tier, const std::string& key) const {
+  /// A copy of `key` that lives as long as the index.
+  std::string_view keep(std::string key) { return kept_.emplace_back(std::move(key)); }
+  bool holds_any(int record, size_t tier) const {
+    for (const auto& [t, k] : held_[size_t(record)])
+      if (t == tier) return true;
+    return false;
+  }
+  /// Calls `f(record)` for every holder of `key` at `tier`, in the order they came.
+  template <class F>
+  void for_each_holder(size_t tier, std::string_view key, F&& f) const {
     auto it = holders_[tier].find(key);
-    return it == holders_[tier].end() ? nullptr : &it->second;
+    if (it == holders_[tier].end()) return;
+    f(it->second.first);
+    for (int r : it->second.more) f(r);
   }
 
  private:
-  std::vector<std::unordered_map<std::string, std::vector<int>>> holders_;  // [tier] key -> records
-  std::vector<std::vector<std::vector<std::string>>> held_;                 // [record][tier] -> keys
+  struct Holders {
+    int first = -1;
+    std::vector<int> more;
+  };
+  std::vector<std::unordered_map<std::string_view, Holders>> holders_;  // [tier] key -> records
+  std::vector<std::vector<std::pair<size_t, std::string_view>>> held_;  // [record] -> (tier, key)
+  std::deque<std::string> kept_;
 };
 
 /// Records sharing a key with the row, each at its best tier, minus those a higher-tier
 /// conflict rules out; in record order.
 std::vector<std::pair<int, int>> candidates(const TierKeys& row, const KeyIndex& index, size_t tiers) {
-  std::map<int, int> best;  // record -> tier (1-based)
+  std::vector<std::pair<int, int>> best;  // (record, tier 1-based); tiers ascend: the first is the best
   for (size_t t = 0; t < tiers; ++t) {
     if (!row[t]) continue;
-    if (const auto* hs = index.holders(t, *row[t]))
-      for (int r : *hs) best.emplace(r, int(t) + 1);  // tiers ascend: the first is the best
+    index.for_each_holder(t, *row[t], [&](int r) {
+      for (const auto& b : best)
+        if (b.first == r) return;
+      best.emplace_back(r, int(t) + 1);
+    });
   }
+  std::sort(best.begin(), best.end());
   std::vector<std::pair<int, int>> out;
   for (const auto& [r, tier] : best) {
     bool blocked = false;
@@ -85,7 +114,7 @@ bool judge(FuzzyJudge& fuzzy, size_t row, const std::vector<int>& row_records, R
 Resolution resolve_rows(const std::vector<TierKeys>& rows, const std::vector<KnownRecord>& known, size_t tiers,
                         FuzzyJudge* fuzzy, OwnKeys* own) {
   Resolution res;
-  KeyIndex index(tiers);
+  KeyIndex index(tiers, rows.size() + known.size());
   auto index_known = [&](int r) {
     const auto& k = known[size_t(r)];
     for (size_t t = 0; t < tiers && t < k.keys.size(); ++t)
@@ -131,9 +160,9 @@ Resolution resolve_rows(const std::vector<TierKeys>& rows, const std::vector<Kno
     for (size_t t = 0; t < tiers; ++t)
       if (rows[i][t]) index.add(d.record, t, *rows[i][t]);
     if (own) {
-      const TierKeys held = own->landed(i, d.record);
+      TierKeys held = own->landed(i, d.record);
       for (size_t t = 0; t < tiers && t < held.size(); ++t)
-        if (held[t]) index.add(d.record, t, *held[t]);
+        if (held[t]) index.add(d.record, t, index.keep(std::move(*held[t])));
     }
     row_records.push_back(d.record);
     if (fuzzy) fuzzy->landed(i, d.record);

@@ -58,7 +58,7 @@ void EntityMerge::create_work_tables() {
   // each use (clear); they are named after their shape, so every entity and config version
   // has its own.
   std::string stg = "row_number bigint, record_id text COLLATE \"C\", is_new bool, action text, tier int, "
-                    "rec_tier int, founds bool, reasons text, score real, review_record text";
+                    "rec_tier int, founds bool, reasons text, score real, review_record text, solo bool";
   std::string agg = "record_id text COLLATE \"C\", is_new bool, tier int";
   for (size_t k = 0; k < entity_.fields.size(); ++k) {
     const std::string col = "f" + std::to_string(k) + " " + table_.column_types.at(entity_.fields[k].column);
@@ -196,16 +196,21 @@ std::vector<int> EntityMerge::record_tiers(const Decisions& d) {
 
 void EntityMerge::stage(const StagedPart& part, const Decisions& d) {
   std::vector<std::string> cols{"row_number", "record_id", "is_new", "action", "tier", "rec_tier", "founds", "reasons",
-                                "score", "review_record"};
+                                "score", "review_record", "solo"};
   for (size_t k = 0; k < entity_.fields.size(); ++k) cols.push_back("f" + std::to_string(k));
   for (size_t k : deferred_) cols.push_back("d" + std::to_string(k));
   const std::vector<int> rec_tier = record_tiers(d);
+  // A new record whose only row is this one takes the row's values as they are: it is
+  // inserted straight from the staging table, without the aggregate (most rows of a new file).
+  std::vector<int> landed(d.res.records.size(), 0);
+  for (const auto& rd : d.res.rows)
+    if (rd.kind != RowDecision::Kind::Review) ++landed[size_t(rd.record)];
   rows_out_.clear();
   CopyIn copy(sql_.tx(), "pg_temp." + stg_, cols);
   std::string line;
   auto row_line = [&](const Row& r, const std::optional<std::string>& id, bool is_new, const char* action,
                       const std::optional<std::string>& tier, const std::optional<std::string>& rtier, bool founds,
-                      const std::optional<std::string>& reasons, bool values, const RowDecision* rd) {
+                      const std::optional<std::string>& reasons, bool values, const RowDecision* rd, bool solo) {
     line = std::to_string(r.number) + '\t';
     append_copy_value(line, id);
     line += is_new ? "\tt\t" : "\tf\t";
@@ -224,6 +229,7 @@ void EntityMerge::stage(const StagedPart& part, const Decisions& d) {
     append_copy_value(line, rd && rd->score && !rd->candidates.empty()
                                 ? std::optional<std::string>(d.ids[size_t(rd->candidates[0].first)])
                                 : std::nullopt);
+    line += solo ? "\tt" : "\tf";
     for (const auto& v : r.values[part.entity]) {
       line += '\t';
       append_copy_value(line, values ? v : std::nullopt);
@@ -240,17 +246,17 @@ void EntityMerge::stage(const StagedPart& part, const Decisions& d) {
     const RowDecision& rd = d.res.rows[i];
     if (rd.kind == RowDecision::Kind::Review) {
       row_line(*part.rows[i], std::nullopt, false, "review", std::nullopt, std::nullopt, false, review_reason(d, i), true,
-               &rd);
+               &rd, false);
       continue;
     }
     const auto rec = size_t(rd.record);
     const bool is_new = d.res.records[rec].known < 0;
     row_line(*part.rows[i], d.ids[rec], is_new, is_new ? "insert" : "match", num(rd.tier), num(rec_tier[rec]), rd.founds,
-             std::nullopt, true, &rd);
+             std::nullopt, true, &rd, is_new && landed[rec] == 1);
   }
   // a row whose referenced record is in review waits with its values, completed by the decision
   for (Row* r : part.waiting)
-    row_line(*r, std::nullopt, false, "wait", std::nullopt, std::nullopt, false, wait_reason(), true, nullptr);
+    row_line(*r, std::nullopt, false, "wait", std::nullopt, std::nullopt, false, wait_reason(), true, nullptr, false);
   copy.complete();
 }
 
@@ -278,7 +284,8 @@ void EntityMerge::aggregate() {
            (policy == MergePolicy::Overwrite ? "count(" + f + ")" : std::string("1")) + "] AS f" + std::to_string(k);
   });
   sql_.exec("INSERT INTO " + agg_ + " SELECT s.record_id, bool_or(s.is_new), min(s.rec_tier)" + values +
-                " FROM (SELECT * FROM " + stg_ + " WHERE action NOT IN ('review', 'wait') ORDER BY record_id, row_number) s GROUP BY "
+                " FROM (SELECT * FROM " + stg_ + " WHERE action NOT IN ('review', 'wait') AND NOT solo ORDER BY record_id, row_number) s "
+                "GROUP BY "
                 "s.record_id",
             "aggregate");
 }
@@ -343,6 +350,8 @@ void EntityMerge::insert_new() {
     cols.push_back(q.id(entity_.fields[k].column));
     vals.push_back("a.f" + std::to_string(k));
   }
+  // the aggregated records, and the one-row ones as staged (aggregate() left them out)
+  const std::string fields = sql::join_n(entity_.fields.size(), "", [](size_t k) { return ", f" + std::to_string(k); });
   for (const auto& [col, spec] : entity_.on_insert) {
     if (!seen.insert(col).second) continue;
     cols.push_back(q.id(col));
@@ -350,7 +359,8 @@ void EntityMerge::insert_new() {
   }
   sql_.exec("INSERT INTO " + table_.quoted + " (" + sql::join(cols, ", ") + ")" +
                 (table_.id_always_identity ? " OVERRIDING SYSTEM VALUE" : "") + " SELECT " + sql::join(vals, ", ") +
-                " FROM " + agg_ + " a WHERE a.is_new ORDER BY a.record_id",
+                " FROM (SELECT record_id, tier" + fields + " FROM " + agg_ + " WHERE is_new UNION ALL SELECT record_id, "
+                "rec_tier" + fields + " FROM " + stg_ + " WHERE solo) a ORDER BY a.record_id",
             "insert");
 }
 
