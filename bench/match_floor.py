@@ -3,7 +3,7 @@
 the work every load of issue 14's contract must do, next to `\\copy` and ingestd in one run.
 
     /usr/bin/python3 bench/match_floor.py [--rows 1000000] [--chunk-rows 25000] [--pg-defaults]
-                                          [--seed 1] [--no-ingestd]
+                                          [--seed 1] [--no-ingestd] [--profile]
 
 Steps, on one throwaway PostgreSQL (tuned as bench/driver.py tunes it unless --pg-defaults):
  0. bench/generate_people.py makes the messy file of bench/driver.py (same seed, same knobs).
@@ -26,7 +26,8 @@ Steps, on one throwaway PostgreSQL (tuned as bench/driver.py tunes it unless --p
     with the row to know updated from unchanged); one lineage row per chunk.
  4. unless --no-ingestd: ingestd's steps 3 and 4 of bench/driver.py (a new file, the same rows
     again) on the same cluster, checked against the generator's truth as the driver checks them.
-Reported: seconds and ratios to step 1 for each step.
+Reported: seconds and ratios to step 1 for each step (INGESTD_BIN picks the binary); with
+--profile, the server time per statement kind of the ingestd steps.
 """
 
 import argparse
@@ -181,6 +182,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--pg-defaults", action="store_true")
     ap.add_argument("--no-ingestd", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="log every statement of the ingestd steps and print the "
+                    "server time per statement kind (slows them down)")
     ap.add_argument("--work")
     a = ap.parse_args()
     da = argparse.Namespace(rows=a.rows, chunk_rows=a.chunk_rows, seed=a.seed, pg_defaults=a.pg_defaults,
@@ -214,7 +217,7 @@ def main():
         if not a.no_ingestd:
             b.start_broker()
             b.start_daemon(b.url)
-            b.set_statement_log(True)
+            b.set_statement_log(a.profile)
             base = b.counts()
             b.ingest_step("4a. ingestd, new file", csv_path, a.rows, b.expect(truth), base)
             again = b.state / "inbox" / f"people_{a.rows}_again.csv"

@@ -1,6 +1,7 @@
 // Exact matching: a tier's key is its fields' keys joined. Records are found through the
 // target's own indexes on the tier's columns (so rows written by anyone are found), and through
 // identity memory for the keys a record no longer holds in its columns.
+#include <algorithm>
 #include <set>
 
 #include "handlers/engine/catalog.hpp"
@@ -104,17 +105,28 @@ class ExactMatcher : public Matcher {
     // past the number of keys, so it never costs more than the probes it may save.
     const bool hashed = memory_rows(sql, keys.size()) <= keys.size();
     if (const std::string hits = hits_sql(!hashed); !hits.empty()) sql.probe(hits, "candidates");
-    if (hashed) {
-      sql.tx().exec("SET LOCAL enable_nestloop = off; SET LOCAL enable_mergejoin = off; SET LOCAL enable_seqscan = off");
-      sql.exec("INSERT INTO pg_temp.ingestd_hits SELECT ik.record_id FROM " + probe_table() + " p JOIN " +
-                   target_.bookkeeping + ".identity_keys ik ON ik.tier = p.tier AND ik.key = p.key WHERE ik.table_name "
-                   "= :table",
-               "candidates");
-      sql.tx().exec("RESET enable_nestloop; RESET enable_mergejoin; RESET enable_seqscan");
-    }
-    auto rows = sql.probe(fetch_sql(), "candidates");
+    if (hashed)
+      hashed_memory("INSERT INTO pg_temp.ingestd_hits SELECT ik.record_id FROM " + probe_table() + " p JOIN " +
+                        target_.bookkeeping + ".identity_keys ik ON ik.tier = p.tier AND ik.key = p.key WHERE "
+                        "ik.table_name = :table",
+                    sql);
+    auto rows = sql.probe(fetch_sql(!hashed), "candidates");
     out.reserve(rows.size());
-    for (const auto& row : rows) out.push_back(found(row));
+    for (const auto& row : rows) out.push_back(found(row, !hashed));
+    if (hashed) {
+      // and what memory holds for the records found, by the same hash join (out is in id order)
+      const auto memory = hashed_memory(
+          "SELECT ik.record_id, " + memory_array() + " FROM " + target_.bookkeeping + ".identity_keys ik WHERE "
+          "ik.table_name = :table AND ik.record_id IN (SELECT record_id FROM pg_temp.ingestd_hits) GROUP BY ik.record_id",
+          sql);
+      for (const auto& row : memory) {
+        const std::string id = row[0].as<std::string>();
+        auto it = std::lower_bound(out.begin(), out.end(), id, [](const FoundRecord& f, const std::string& v) {
+          return f.id < v;
+        });
+        if (it != out.end() && it->id == id) add_memory(row[1], *it);
+      }
+    }
     return out;
   }
 
@@ -132,7 +144,7 @@ class ExactMatcher : public Matcher {
       }
       copy.complete();
     }
-    for (const auto& row : sql.probe(fetch_sql(), "candidates")) out.push_back(found(row));
+    for (const auto& row : sql.probe(fetch_sql(true), "candidates")) out.push_back(found(row, true));
     return out;
   }
 
@@ -209,19 +221,32 @@ class ExactMatcher : public Matcher {
            "p.tier AND ik.key = p.key" + lim;
   }
 
+  /// `sql` over identity memory by hash joins only: the table's memory rows read once (there
+  /// are fewer than the keys looked for), never a probe per key or a scan of the key table.
+  pqxx::result hashed_memory(const std::string& statement, StepSql& sql) const {
+    sql.tx().exec("SET LOCAL enable_nestloop = off; SET LOCAL enable_mergejoin = off; SET LOCAL enable_seqscan = off");
+    auto r = sql.exec(statement, "candidates");
+    sql.tx().exec("RESET enable_nestloop; RESET enable_mergejoin; RESET enable_seqscan");
+    return r;
+  }
+
+  static std::string memory_array() { return "array_agg(ik.tier::text || ':' || ik.key)"; }
+
   /// The records hit, with the stored keys of their identity fields (a name's stored value,
-  /// whose key the engine makes: found()) and their memory.
-  std::string fetch_sql() const {
+  /// whose key the engine makes: found()) and, with `memory`, their memory.
+  std::string fetch_sql(bool memory) const {
     std::string cols;
     for (int f : identity_fields_) {
       const TierFieldSql* fs = field_sql_of(f);
       cols += ", " + (!fs ? "NULL::text" : fs->name ? fs->column_text : fs->key_text);
     }
-    return "SELECT c.rid" + cols + ", m.keys FROM (SELECT DISTINCT record_id AS rid FROM pg_temp.ingestd_hits) c "
-           "CROSS JOIN LATERAL (SELECT * FROM " + target_.table + " t WHERE t." + target_.id + " = c.rid::" +
-           target_.id_type + " OFFSET 0) t LEFT JOIN LATERAL (SELECT array_agg(ik.tier::text || ':' || ik.key) AS keys "
-           "FROM " + target_.bookkeeping + ".identity_keys ik WHERE ik.table_name = :table AND ik.record_id = c.rid) m "
-           "ON true ORDER BY c.rid";
+    return "SELECT c.rid" + cols + (memory ? ", m.keys" : "") + " FROM (SELECT DISTINCT record_id AS rid FROM "
+           "pg_temp.ingestd_hits) c CROSS JOIN LATERAL (SELECT * FROM " + target_.table + " t WHERE t." + target_.id +
+           " = c.rid::" + target_.id_type + " OFFSET 0) t" +
+           (memory ? " LEFT JOIN LATERAL (SELECT " + memory_array() + " AS keys FROM " + target_.bookkeeping +
+                         ".identity_keys ik WHERE ik.table_name = :table AND ik.record_id = c.rid) m ON true"
+                   : "") +
+           " ORDER BY c.rid";
   }
 
   const TierFieldSql* field_sql_of(int field) const {
@@ -233,7 +258,7 @@ class ExactMatcher : public Matcher {
     return nullptr;
   }
 
-  FoundRecord found(const pqxx::row& row) const {
+  FoundRecord found(const pqxx::row& row, bool memory) const {
     FoundRecord r;
     r.id = row[0].as<std::string>();
     r.own.resize(fields_);
@@ -246,16 +271,20 @@ class ExactMatcher : public Matcher {
       ++c;
     }
     r.memory.resize(tiers_.size());
-    if (!row[c].is_null()) {
-      auto parser = row[c].as_array();
-      for (auto item = parser.get_next(); item.first != pqxx::array_parser::done; item = parser.get_next()) {
-        if (item.first != pqxx::array_parser::string_value) continue;
-        const auto colon = item.second.find(':');
-        const size_t tier = size_t(std::stoi(item.second.substr(0, colon)));
-        if (tier >= 1 && tier <= tiers_.size()) r.memory[tier - 1].push_back(item.second.substr(colon + 1));
-      }
-    }
+    if (memory) add_memory(row[c], r);
     return r;
+  }
+
+  /// An array of memory keys ("tier:key") into the record's memory.
+  void add_memory(const pqxx::field& keys, FoundRecord& r) const {
+    if (keys.is_null()) return;
+    auto parser = keys.as_array();
+    for (auto item = parser.get_next(); item.first != pqxx::array_parser::done; item = parser.get_next()) {
+      if (item.first != pqxx::array_parser::string_value) continue;
+      const auto colon = item.second.find(':');
+      const size_t tier = size_t(std::stoi(item.second.substr(0, colon)));
+      if (tier >= 1 && tier <= tiers_.size()) r.memory[tier - 1].push_back(item.second.substr(colon + 1));
+    }
   }
 
   std::vector<TierSql> sql_;
