@@ -26,14 +26,18 @@ Steps, on one throwaway PostgreSQL (tuned as bench/driver.py tunes it unless --p
     with the row to know updated from unchanged); one lineage row per chunk.
  4. unless --no-ingestd: ingestd's steps 3 and 4 of bench/driver.py (a new file, the same rows
     again) on the same cluster, checked against the generator's truth as the driver checks them.
-Reported: seconds and ratios to step 1 for each step (INGESTD_BIN picks the binary); with
---profile, the server time per statement kind of the ingestd steps.
+Reported: seconds and ratios to step 1 for each step (INGESTD_BIN picks the binary), the
+daemon's own time per engine step (its ingestd_db_query_duration_seconds_sum per op, from
+/metrics before and after each load); with --profile, the server time per statement kind of the
+ingestd steps (every statement logged, which slows them down).
 """
 
 import argparse
+import re
 import shutil
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -44,6 +48,17 @@ from driver import COLS, ICE, Bench, generate, log  # noqa: E402
 import psycopg2  # noqa: E402
 
 NK = "ingestd.name_key"
+OP_SUM = re.compile(r'^ingestd_db_query_duration_seconds_sum\{[^}]*op="([^"]+)"[^}]*\} ([0-9.e+-]+)$', re.M)
+
+
+def op_seconds(bench):
+    """The daemon's own time per engine step so far: ingestd_db_query_duration_seconds_sum{op}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{bench.http_port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for op, v in OP_SUM.findall(text):
+        out[op] = out.get(op, 0.0) + float(v)
+    return out
 # The chunk files' columns: the row number, the stored values, the name keys the probes use.
 STAGE_COLS = ["rn", "cedula", "email", "phone", "first_name", "last_name", "birth_date", "address",
               "k_first", "k_last"]
@@ -219,11 +234,14 @@ def main():
             b.start_daemon(b.url)
             b.set_statement_log(a.profile)
             base = b.counts()
+            ops = [op_seconds(b)]
             b.ingest_step("4a. ingestd, new file", csv_path, a.rows, b.expect(truth), base)
+            ops.append(op_seconds(b))
             again = b.state / "inbox" / f"people_{a.rows}_again.csv"
             again.write_bytes(csv_path.read_bytes() + b"\n")
             base = b.counts()
             b.ingest_step("4b. ingestd, same rows again", again, a.rows, b.expect(truth["again"]), base)
+            ops.append(op_seconds(b))
             b.set_statement_log(False)
             for r in b.results[-2:]:
                 out.append((r["step"], r["seconds"]))
@@ -236,6 +254,13 @@ def main():
         for name, s in out:
             print(f"| {name} | {s:.2f} | {s / copy_s:.2f}× |")
         print(f"\nfloor new file: {inserted:,} rows inserted; floor again: {fetched:,} records fetched")
+        if not a.no_ingestd:
+            print("\nThe daemon's time per engine step (ingestd_db_query_duration_seconds_sum{op}), seconds:\n")
+            print("| op | 4a. new file | 4b. same rows again |\n|---|---:|---:|")
+            for op in sorted(ops[2], key=lambda k: -(ops[2][k] - ops[0].get(k, 0))):
+                d1, d2 = ops[1].get(op, 0) - ops[0].get(op, 0), ops[2][op] - ops[1].get(op, 0)
+                if d1 + d2 >= 0.05:
+                    print(f"| {op} | {d1:.2f} | {d2:.2f} |")
         for label, prof in b.profile.items():
             tot = sum(v["ms"] for v in prof.values())
             print(f"\nServer time per statement kind, {label} (total {tot / 1000:.1f}s):")

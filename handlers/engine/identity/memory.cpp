@@ -45,10 +45,23 @@ void merge_row_keys(const config::Entity& entity, FieldKeys& own, const FieldKey
   }
 }
 
+bool row_changes_keys(const config::Entity& entity, const FieldKeys& own, const FieldKeys& row) {
+  for (size_t f = 0; f < entity.fields.size() && f < row.size(); ++f) {
+    if (!row[f]) continue;
+    const auto policy = entity.fields[f].merge.value_or(entity.merge);
+    const bool held = f < own.size() && own[f];
+    if (policy == config::MergePolicy::Overwrite && (!held || *own[f] != *row[f])) return true;
+    if (policy == config::MergePolicy::FillNulls && !held) return true;
+  }
+  return false;
+}
+
 TierKeys RecordHoldings::landed(size_t row, int record) {
   const auto r = size_t(record);
   auto it = own_.find(record);
   if (it == own_.end()) {
+    // a row that changes nothing a known record holds leaves it holding the keys it had
+    if (r < known_.size() && !row_changes_keys(entity_, known_[r].own, *rows_[row])) return {};
     if (r >= known_.size()) {
       if (r >= founder_.size()) founder_.resize(r + 1, -1);
       if (founder_[r] < 0) {  // the record this row founds holds the row's own keys: nothing to add
@@ -77,6 +90,18 @@ RecordKeys record_keys(const config::Entity& entity, const Matcher& matcher, con
       const auto& keys = row_tier_keys[rows[r].front()];
       for (size_t t = 0; t < tiers && t < keys.size() && !out.held_tier[r]; ++t)
         if (keys[t]) out.held_tier[r] = int(t) + 1;
+      continue;
+    }
+    if (k && rows[r].size() == 1 && !row_changes_keys(entity, k->own, *row_keys[rows[r].front()])) {
+      // a known record one row left as it was: it holds its keys; the row's others are remembered
+      const auto held = matcher.keys(k->own);
+      const auto& keys = row_tier_keys[rows[r].front()];
+      for (size_t t = 0; t < tiers; ++t) {
+        if (held[t] && !out.held_tier[r]) out.held_tier[r] = int(t) + 1;
+        if (t >= keys.size() || !keys[t] || (held[t] && *held[t] == *keys[t])) continue;
+        if (t < k->memory.size() && std::count(k->memory[t].begin(), k->memory[t].end(), *keys[t])) continue;
+        out.remember.push_back({int(r), int(t) + 1, *keys[t]});
+      }
       continue;
     }
     const auto before = k ? matcher.keys(k->own) : std::vector<std::optional<std::string>>(tiers);

@@ -36,6 +36,9 @@ struct RecordKeys {
 /// A row's identity keys merged into a record's (`own`) by each field's policy: fill_nulls
 /// fills a missing key, overwrite takes the row's where it has one, keep leaves the record's.
 void merge_row_keys(const config::Entity& entity, FieldKeys& own, const FieldKeys& row);
+/// Whether merge_row_keys(entity, own, row) would change `own` (most rows that land on a
+/// known record bring nothing new: the same file again).
+bool row_changes_keys(const config::Entity& entity, const FieldKeys& own, const FieldKeys& row);
 
 /// @brief The keys each record's own columns hold as a chunk's rows land on it (the resolver's
 /// OwnKeys): known records start from their stored keys, new ones from their founding row's.
