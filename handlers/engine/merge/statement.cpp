@@ -42,7 +42,6 @@ pqxx::result StepSql::probe(const std::string& sql, const char* op, bool bitmap)
   // looks small enough to scan, a table grown since autovacuum last looked looks smaller than
   // it is, and an expression index has no statistics at all. A scan per probe would make a
   // chunk quadratic, so index scans are the only choice here (a probed id column must be
-  // indexed, as a primary key is).
   // indexed, as a primary key is). A GIN index is read by bitmap scans only: where one serves,
   // forbidding them would leave the primary key's full scan as the cheapest plan.
   tx_.exec(std::string("SET LOCAL enable_seqscan = off; ") + (bitmap ? "" : "SET LOCAL enable_bitmapscan = off; ") +
