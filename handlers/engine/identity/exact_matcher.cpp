@@ -105,20 +105,21 @@ class ExactMatcher : public Matcher {
     // past the number of keys, so it never costs more than the probes it may save.
     const bool hashed = memory_rows(sql, keys.size()) <= keys.size();
     if (const std::string hits = hits_sql(!hashed); !hits.empty()) sql.probe(hits, "candidates");
+    // (the table's memory rows are read once, through the index that leads with table_name)
     if (hashed)
-      hashed_memory("INSERT INTO pg_temp.ingestd_hits SELECT ik.record_id FROM " + probe_table() + " p JOIN " +
+      sql.hash_join("INSERT INTO pg_temp.ingestd_hits SELECT ik.record_id FROM " + probe_table() + " p JOIN " +
                         target_.bookkeeping + ".identity_keys ik ON ik.tier = p.tier AND ik.key = p.key WHERE "
                         "ik.table_name = :table",
-                    sql);
+                    "candidates");
     auto rows = sql.probe(fetch_sql(!hashed), "candidates");
     out.reserve(rows.size());
     for (const auto& row : rows) out.push_back(found(row, !hashed));
     if (hashed) {
       // and what memory holds for the records found, by the same hash join (out is in id order)
-      const auto memory = hashed_memory(
+      const auto memory = sql.hash_join(
           "SELECT ik.record_id, " + memory_array() + " FROM " + target_.bookkeeping + ".identity_keys ik WHERE "
           "ik.table_name = :table AND ik.record_id IN (SELECT record_id FROM pg_temp.ingestd_hits) GROUP BY ik.record_id",
-          sql);
+          "candidates");
       for (const auto& row : memory) {
         const std::string id = row[0].as<std::string>();
         auto it = std::lower_bound(out.begin(), out.end(), id, [](const FoundRecord& f, const std::string& v) {
@@ -219,15 +220,6 @@ class ExactMatcher : public Matcher {
            " ORDER BY h) p CROSS JOIN LATERAL (SELECT ik.record_id AS rid FROM " + target_.bookkeeping +
            ".identity_keys ik WHERE hashtextextended(ik.key, ik.tier) = p.h AND ik.table_name = :table AND ik.tier = "
            "p.tier AND ik.key = p.key" + lim;
-  }
-
-  /// `sql` over identity memory by hash joins only: the table's memory rows read once (there
-  /// are fewer than the keys looked for), never a probe per key or a scan of the key table.
-  pqxx::result hashed_memory(const std::string& statement, StepSql& sql) const {
-    sql.tx().exec("SET LOCAL enable_nestloop = off; SET LOCAL enable_mergejoin = off; SET LOCAL enable_seqscan = off");
-    auto r = sql.exec(statement, "candidates");
-    sql.tx().exec("RESET enable_nestloop; RESET enable_mergejoin; RESET enable_seqscan");
-    return r;
   }
 
   static std::string memory_array() { return "array_agg(ik.tier::text || ':' || ik.key)"; }

@@ -35,24 +35,28 @@ FieldKeys merged_own(const config::Entity& entity, const Matcher& matcher, const
 
 }  // namespace
 
+namespace {
+
+/// Whether field `f`'s policy makes the row's key replace the record's: fill_nulls where the
+/// record has none, overwrite where the row has one (keep: never).
+bool takes_row_key(const config::Entity& entity, size_t f, const FieldKeys& own, const FieldKeys& row) {
+  if (!row[f]) return false;
+  const auto policy = entity.fields[f].merge.value_or(entity.merge);
+  return policy == config::MergePolicy::Overwrite ||
+         (policy == config::MergePolicy::FillNulls && !(f < own.size() && own[f]));
+}
+
+}  // namespace
+
 void merge_row_keys(const config::Entity& entity, FieldKeys& own, const FieldKeys& row) {
   own.resize(entity.fields.size());
-  for (size_t f = 0; f < entity.fields.size() && f < row.size(); ++f) {
-    if (!row[f]) continue;
-    const auto policy = entity.fields[f].merge.value_or(entity.merge);
-    if (policy == config::MergePolicy::Overwrite || (policy == config::MergePolicy::FillNulls && !own[f]))
-      own[f] = row[f];
-  }
+  for (size_t f = 0; f < entity.fields.size() && f < row.size(); ++f)
+    if (takes_row_key(entity, f, own, row)) own[f] = row[f];
 }
 
 bool row_changes_keys(const config::Entity& entity, const FieldKeys& own, const FieldKeys& row) {
-  for (size_t f = 0; f < entity.fields.size() && f < row.size(); ++f) {
-    if (!row[f]) continue;
-    const auto policy = entity.fields[f].merge.value_or(entity.merge);
-    const bool held = f < own.size() && own[f];
-    if (policy == config::MergePolicy::Overwrite && (!held || *own[f] != *row[f])) return true;
-    if (policy == config::MergePolicy::FillNulls && !held) return true;
-  }
+  for (size_t f = 0; f < entity.fields.size() && f < row.size(); ++f)
+    if (takes_row_key(entity, f, own, row) && !(f < own.size() && own[f] == row[f])) return true;
   return false;
 }
 
@@ -83,6 +87,11 @@ RecordKeys record_keys(const config::Entity& entity, const Matcher& matcher, con
   RecordKeys out;
   out.held_tier.assign(res.records.size(), 0);
   const auto rows = rows_by_record(res);
+  // a key the record will not hold is remembered, unless memory holds it already
+  auto remember = [&](size_t r, const KnownState* k, size_t t, const std::string& key) {
+    if (k && t < k->memory.size() && std::count(k->memory[t].begin(), k->memory[t].end(), key)) return;
+    out.remember.push_back({int(r), int(t) + 1, key});
+  };
   for (size_t r = 0; r < res.records.size(); ++r) {
     if (rows[r].empty()) continue;  // a known record no row landed on
     const KnownState* k = res.records[r].known >= 0 ? &known[size_t(res.records[r].known)] : nullptr;
@@ -98,9 +107,7 @@ RecordKeys record_keys(const config::Entity& entity, const Matcher& matcher, con
       const auto& keys = row_tier_keys[rows[r].front()];
       for (size_t t = 0; t < tiers; ++t) {
         if (held[t] && !out.held_tier[r]) out.held_tier[r] = int(t) + 1;
-        if (t >= keys.size() || !keys[t] || (held[t] && *held[t] == *keys[t])) continue;
-        if (t < k->memory.size() && std::count(k->memory[t].begin(), k->memory[t].end(), *keys[t])) continue;
-        out.remember.push_back({int(r), int(t) + 1, *keys[t]});
+        if (t < keys.size() && keys[t] && !(held[t] && *held[t] == *keys[t])) remember(r, k, t, *keys[t]);
       }
       continue;
     }
@@ -113,11 +120,8 @@ RecordKeys record_keys(const config::Entity& entity, const Matcher& matcher, con
       if (before[t]) carried.insert(*before[t]);
       for (size_t i : rows[r])
         if (row_tier_keys[i][t]) carried.insert(*row_tier_keys[i][t]);
-      for (const auto& key : carried) {
-        if (after[t] && *after[t] == key) continue;
-        if (k && t < k->memory.size() && std::count(k->memory[t].begin(), k->memory[t].end(), key)) continue;
-        out.remember.push_back({int(r), int(t) + 1, key});
-      }
+      for (const auto& key : carried)
+        if (!(after[t] && *after[t] == key)) remember(r, k, t, key);
     }
   }
   return out;

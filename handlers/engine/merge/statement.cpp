@@ -51,4 +51,11 @@ pqxx::result StepSql::probe(const std::string& sql, const char* op, bool bitmap)
   return r;
 }
 
+pqxx::result StepSql::hash_join(const std::string& sql, const char* op) {
+  tx_.exec("SET LOCAL enable_nestloop = off; SET LOCAL enable_mergejoin = off; SET LOCAL enable_seqscan = off");
+  auto r = exec(sql, op);
+  tx_.exec("RESET enable_nestloop; RESET enable_mergejoin; RESET enable_seqscan");
+  return r;
+}
+
 }  // namespace ingestd::engine

@@ -38,6 +38,10 @@ class StepSql {
   /// exec with index probes of the big tables as the only plan (nested loops, index scans).
   /// `bitmap`: bitmap scans stay allowed, for searches only a GIN index serves (trigrams).
   pqxx::result probe(const std::string& sql, const char* op, bool bitmap = false);
+  /// exec with hash joins as the only join and no sequential scan: for a statement that reads
+  /// a bounded set of a big table's rows once (through an index) and matches a work table
+  /// against them, where a probe per work-table row would cost more.
+  pqxx::result hash_join(const std::string& sql, const char* op);
 
  private:
   pqxx::transaction_base& tx_;
