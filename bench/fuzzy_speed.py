@@ -11,9 +11,11 @@ max_wal_size 8GB, unless --pg-defaults):
   exact  — the config without its fuzzy tier, into an empty table;
   fuzzy  — the config as is, into an empty table;
   fuzzy into N — the config as is, into a table holding --existing other people (loaded with
-           COPY first, the indexes `ingestd check --create-indexes` makes built after).
+           COPY first, the indexes `ingestd check --create-indexes` makes built after);
+  exact into N — the config without its fuzzy tier into the same kind of table: how much of the
+           growth the exact tiers and the insert into a bigger table bring by themselves.
 Reported: wall time of `ingestd load`, its per-row time, the ratios fuzzy/exact and
-(fuzzy into N)/(fuzzy), the peak RSS of the ingestd process (VmHWM), and the result's
+(fuzzy into N)/(fuzzy) and (exact into N)/(exact), the peak RSS of the ingestd process (VmHWM), and the result's
 fuzzy bands. Indexes are made before the timed load (`check --create-indexes`, timed apart).
 --trigram surname adds a blocking rule ["trigram(surname)"] (pg_trgm, a GIN index) to the others.
 """
@@ -117,6 +119,7 @@ def main():
                     b.run("fuzzy", True, data, a.config, a.pair_rules, trigram=tri)]
             if a.existing:
                 runs.append(b.run(f"fuzzy into {a.existing:,}", True, data, a.config, a.pair_rules, existing, tri))
+                runs.append(b.run(f"exact into {a.existing:,}", False, data, a.config, a.pair_rules, existing))
         finally:
             b.stop()
     rules = "two-field blocking rules (--pair-rules)" if a.pair_rules else "the config's blocking rules"
@@ -129,8 +132,9 @@ def main():
         print(f"| {r['label']} | {r['seconds']:.1f} | {r['seconds'] / a.rows * 1e6:.0f} | "
               f"{r['seconds'] / runs[0]['seconds']:.2f}× | {r['rss_mib']} | "
               f"{f.get('merged', '–')} / {f.get('review', '–')} / {f.get('new', '–')} |")
-    if len(runs) == 3:
-        print(f"\nper-row time into {a.existing:,} people / into an empty table: {runs[2]['seconds'] / runs[1]['seconds']:.2f}×")
+    if len(runs) == 4:
+        print(f"\nper-row time into {a.existing:,} people / into an empty table: {runs[2]['seconds'] / runs[1]['seconds']:.2f}× "
+              f"with the fuzzy tier, {runs[3]['seconds'] / runs[0]['seconds']:.2f}× with the exact tiers alone")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ ingestd steps (every statement logged, which slows them down).
 """
 
 import argparse
+import os
 import re
 import shutil
 import sys
@@ -52,12 +53,16 @@ OP_SUM = re.compile(r'^ingestd_db_query_duration_seconds_sum\{[^}]*op="([^"]+)"[
 
 
 def op_seconds(bench):
-    """The daemon's own time per engine step so far: ingestd_db_query_duration_seconds_sum{op}."""
+    """The daemon's own time per engine step so far: ingestd_db_query_duration_seconds_sum{op};
+    and, as "daemon CPU", the CPU seconds of all its threads (user + system, /proc/PID/stat),
+    which the machine's other load moves less than wall time."""
     with urllib.request.urlopen(f"http://127.0.0.1:{bench.http_port}/metrics", timeout=10) as r:
         text = r.read().decode()
     out = {}
     for op, v in OP_SUM.findall(text):
         out[op] = out.get(op, 0.0) + float(v)
+    fields = Path(f"/proc/{bench.daemon.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    out["daemon CPU"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return out
 # The chunk files' columns: the row number, the stored values, the name keys the probes use.
 STAGE_COLS = ["rn", "cedula", "email", "phone", "first_name", "last_name", "birth_date", "address",
@@ -256,6 +261,7 @@ def main():
         print(f"\nfloor new file: {inserted:,} rows inserted; floor again: {fetched:,} records fetched")
         if not a.no_ingestd:
             print("\nThe daemon's time per engine step (ingestd_db_query_duration_seconds_sum{op}), seconds:\n")
+            print("(daemon CPU: its threads' CPU seconds, the reading thread's included; the others are wall time)\n")
             print("| op | 4a. new file | 4b. same rows again |\n|---|---:|---:|")
             for op in sorted(ops[2], key=lambda k: -(ops[2][k] - ops[0].get(k, 0))):
                 d1, d2 = ops[1].get(op, 0) - ops[0].get(op, 0), ops[2][op] - ops[1].get(op, 0)

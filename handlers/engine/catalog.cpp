@@ -68,15 +68,19 @@ void append_copy_value(std::string& line, const std::optional<std::string>& v) {
     line += "\\N";
     return;
   }
-  for (char c : *v) {
-    switch (c) {
-      case '\\': line += "\\\\"; break;
-      case '\t': line += "\\t"; break;
-      case '\n': line += "\\n"; break;
-      case '\r': line += "\\r"; break;
-      default: line += c;
-    }
+  append_copy_value(line, std::string_view(*v));
+}
+
+void append_copy_value(std::string& line, std::string_view v) {
+  size_t plain = 0;  // start of the run of characters copied as they are
+  for (size_t i = 0; i < v.size(); ++i) {
+    const char c = v[i];
+    if (c != '\\' && c != '\t' && c != '\n' && c != '\r') continue;
+    line.append(v.data() + plain, i - plain);
+    line += c == '\\' ? "\\\\" : c == '\t' ? "\\t" : c == '\n' ? "\\n" : "\\r";
+    plain = i + 1;
   }
+  line.append(v.data() + plain, v.size() - plain);
 }
 
 struct CopyIn::Impl {

@@ -4,6 +4,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <pqxx/pqxx>
@@ -31,6 +32,8 @@ void describe_id(pqxx::transaction_base& tx, TableInfo& t, const std::string& id
 
 /// Appends a value in COPY text format (\N for NULL; backslash, tab, CR, LF escaped).
 void append_copy_value(std::string& line, const std::optional<std::string>& v);
+void append_copy_value(std::string& line, std::string_view v);
+inline void append_copy_value(std::string& line, const std::string& v) { append_copy_value(line, std::string_view(v)); }
 
 /// Appends one element of a text[] literal: double-quoted with `"` and `\` escaped, or NULL.
 void append_array_element(std::string& literal, const std::optional<std::string>& v);

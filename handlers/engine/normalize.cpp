@@ -19,6 +19,7 @@
 #include <ctime>
 #include <memory>
 #include <mutex>
+#include <unordered_map>
 #include <nlohmann/json.hpp>
 
 namespace ingestd::engine {
@@ -155,6 +156,11 @@ Normalized normalize_phone(const Normalizer& n, std::string_view raw) {
 struct NameTools {
   std::unique_ptr<icu::BreakIterator> words;
   std::unique_ptr<icu::Transliterator> strip_accents;
+  /// Names repeat (a few first names and surnames are most of a file), and ICU's title-casing
+  /// and transliteration cost microseconds a value: the last names seen, by their collapsed
+  /// spelling. Emptied when full, so it stays small (a few MiB) whatever the file.
+  std::unordered_map<std::string, Normalized> seen;
+  static constexpr size_t kSeenMax = 8192;
 
   NameTools() {
     UErrorCode err = U_ZERO_ERROR;
@@ -206,6 +212,8 @@ Normalized normalize_name(std::string_view raw) {
   std::string collapsed = collapse_spaces(raw);
   if (collapsed.empty()) return missing();
   NameTools& tools = name_tools();
+  if (auto it = tools.seen.find(collapsed); it != tools.seen.end()) return it->second;
+  if (tools.seen.size() >= NameTools::kSeenMax) tools.seen.clear();
   icu::UnicodeString u = from_utf8(collapsed);
 
   icu::UnicodeString title(u);
@@ -224,6 +232,7 @@ Normalized normalize_name(std::string_view raw) {
   // (the SQL name_key does the same).
   key.findAndReplace(icu::UnicodeString(u'\u00DF'), icu::UnicodeString(u"ss"));
   if (!key.isEmpty()) out.key = to_utf8(key);
+  tools.seen.emplace(std::move(collapsed), out);
   return out;
 }
 

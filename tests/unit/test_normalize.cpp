@@ -168,6 +168,23 @@ TEST_CASE("normalize name: keys match across spellings on several threads") {
   for (const auto& k : keys) CHECK(k == "jose garcia");
 }
 
+TEST_CASE("normalize name: a name seen before gives the same value and key, also after many others") {
+  // each thread keeps the names it has normalized (bounded, emptied when full)
+  const char* raw = "JOS\xC3\x89  GARC\xC3\x8D" "A";
+  for (int round = 0; round < 2; ++round) {
+    check_value(normalize(norm(Kind::Name), raw), "Jos\xC3\xA9 Garc\xC3\xAD" "a", "jose garcia");
+    check_value(normalize(norm(Kind::Name), "jos\xC3\xA9 garc\xC3\xAD" "a"), "Jos\xC3\xA9 Garc\xC3\xAD" "a",
+                "jose garcia");
+    for (int i = 0; i < 20000; ++i) {  // more distinct names than it keeps
+      const std::string name = "\xC3\x81lvaro " + std::to_string(i);
+      const auto n = normalize(norm(Kind::Name), name);
+      REQUIRE(n.key == std::optional<std::string>("alvaro " + std::to_string(i)));
+    }
+  }
+  check_value(normalize(norm(Kind::Name), "STRA\xC3\x9F" "E"), "Stra\xC3\x9F" "e", "strasse");
+  check_value(normalize(norm(Kind::Name), "stra\xC3\x9F" "e"), "Stra\xC3\x9F" "e", "strasse");
+}
+
 TEST_CASE("name_key of a stored value: the name normalizer's key, plain ASCII names without ICU") {
   // the fast path's edges (spaces, tabs, DEL, quotes, punctuation) and values that must leave it
   const char* values[] = {"Smith",       "SMITH",         "van der Berg", "O'Brien",  "Anne-Marie", "MacDONALD",

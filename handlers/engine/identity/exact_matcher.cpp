@@ -31,9 +31,7 @@ Matcher::Matcher(std::vector<IdentityTier> tiers, MatchTarget target)
     : tiers_(std::move(tiers)), target_(std::move(target)) {}
 
 ProbeKey probe_key(const Matcher& m, size_t t, const std::string& key, const FieldKeys& field_keys) {
-  ProbeKey p{m.tiers()[t].number, key, {}};
-  for (int f : m.tiers()[t].fields) p.parts.push_back(*field_keys[size_t(f)]);
-  return p;
+  return ProbeKey{m.tiers()[t].number, key, &field_keys};
 }
 
 KnownRecord known_record(const Matcher& m, const FoundRecord& f) {
@@ -184,9 +182,11 @@ class ExactMatcher : public Matcher {
     for (const auto& k : keys) {
       line = std::to_string(k.tier) + '\t';
       append_copy_value(line, k.key);
+      const auto& parts = tier_fields_[size_t(k.tier - 1)];
       for (size_t i = 0; i < width_; ++i) {
         line += '\t';
-        append_copy_value(line, i < k.parts.size() ? std::optional<std::string>(k.parts[i]) : std::nullopt);
+        if (i < parts.size()) append_copy_value(line, (*k.fields)[size_t(parts[i])]);
+        else line += "\\N";
       }
       copy.line(line);
     }

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
@@ -42,11 +43,13 @@ struct MatchTarget {
   std::string id_type;      // its SQL type
 };
 
-/// @brief A key a chunk looks for: its tier, the composite key, and the field keys it joins.
+/// @brief A key a chunk looks for: its tier, the composite key, and the row's field keys, of
+/// which the tier's fields are the parts the key joins. Views of the row's keys, which outlive
+/// the find() they are given to.
 struct ProbeKey {
   int tier = 0;  // 1-based
-  std::string key;
-  std::vector<std::string> parts;
+  std::string_view key;
+  const FieldKeys* fields = nullptr;
 };
 
 /// @brief A record that holds one of the probed keys, with everything it holds.

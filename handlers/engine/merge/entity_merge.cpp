@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <memory_resource>
 #include <set>
 #include <string_view>
 #include <unordered_set>
@@ -114,8 +115,11 @@ std::vector<FoundRecord> EntityMerge::find_known(const StagedPart& part, const s
   const size_t tiers = matcher_.tiers().size();
   // the keys the chunk looks for, once each
   std::vector<ProbeKey> probes;
-  std::vector<std::unordered_set<std::string_view>> seen(tiers);  // views of part.tier_keys
-  for (auto& s : seen) s.reserve(part.rows.size());
+  // views of part.tier_keys, their nodes from one arena: freed at once, not one by one
+  std::pmr::monotonic_buffer_resource arena;
+  std::vector<std::pmr::unordered_set<std::string_view>> seen;
+  seen.reserve(tiers);
+  for (size_t t = 0; t < tiers; ++t) seen.emplace_back(&arena).reserve(part.rows.size());
   for (size_t i = 0; i < part.rows.size(); ++i)
     for (size_t t = 0; t < tiers; ++t) {
       const auto& key = part.tier_keys[i][t];
@@ -297,6 +301,8 @@ EntityCounts EntityMerge::record_lineage() {
   // records change, from their stored values; one lineage row per entity and chunk. Its arrays
   // are in row order: the rows come sorted once, and array_agg keeps its input order (see
   // aggregate()), where an ORDER BY inside each aggregate would sort the chunk five times.
+  // A row that is the only row of its new record (solo: most of a new file) founds it: it
+  // needs neither the windows' sort nor the target, and skips both.
   sql::Quoter q(sql_.tx());
   std::vector<std::string> windows, conds;
   for (size_t k : mergeable_fields()) {
@@ -320,9 +326,11 @@ EntityCounts EntityMerge::record_lineage() {
                                q.id(entity_.id_column) + " = w.record_id::" + table_.id_type + " OFFSET 0) t ON true";
   auto counts = sql_.probe(
       "WITH w AS (SELECT s.*" + std::string(windows.empty() ? "" : ", " + sql::join(windows, ", ")) + " FROM " + stg_ +
-          " s WHERE s.action NOT IN ('review', 'wait')), d AS (SELECT w.row_number, w.record_id, CASE WHEN w.founds THEN 'i' WHEN " +
-          changed + " THEN 'u' ELSE 'n' END AS action, CASE WHEN w.founds THEN NULL ELSE w.tier END AS tier, w.score FROM w" +
-          target + " UNION ALL SELECT row_number, NULL, 'r', NULL, score FROM " + stg_ + " WHERE action IN ('review', 'wait')), "
+          " s WHERE s.action NOT IN ('review', 'wait') AND NOT s.solo), d AS (SELECT w.row_number, w.record_id, CASE WHEN "
+          "w.founds THEN 'i' WHEN " + changed + " THEN 'u' ELSE 'n' END AS action, CASE WHEN w.founds THEN NULL ELSE w.tier "
+          "END AS tier, w.score FROM w" + target + " UNION ALL SELECT row_number, record_id, 'i', NULL, score FROM " + stg_ +
+          " WHERE solo UNION ALL SELECT row_number, NULL, 'r', NULL, score FROM " + stg_ + " WHERE action IN ('review', "
+          "'wait')), "
           "ins AS (INSERT INTO " + bk_ + ".lineage (batch_id, entity, table_name, first_row, last_row, row_numbers, "
           "record_ids, actions, tiers, scores) SELECT :batch::uuid, :entity, :table, min(row_number), max(row_number), "
           "array_agg(row_number), array_agg(record_id), array_agg(action::\"char\"), array_agg(tier::smallint), CASE WHEN "
