@@ -71,6 +71,28 @@ def test_a_person_another_writer_adds_between_two_files_is_found_and_filled(ice)
         [("ana@example.com", "+573015550101", "Calle 1", True)]
 
 
+def test_a_known_record_is_updated_only_by_a_row_that_fills_one_of_its_nulls(ice):
+    # Whether a stored column is NULL comes with the fetch of the records found (one flag per
+    # fill_nulls field): a row that brings only what its record holds is unchanged, one that
+    # brings a value for a NULL column updates it, whichever field that is.
+    d = ice
+    r1 = load(d, "k1.csv", HEAD + "\n1023456789,José,García,jose@example.com,,15/03/1990,,Mentors,New,,\n"
+              "1098765432,Ana,Pérez,,(301) 555-0101,02/02/1992,Calle 1,Mentors,New,,\n")
+    assert r1["counts"]["person"]["inserted"] == 2, r1
+    r2 = load(d, "k2.csv", HEAD + "\n1023456789,José,García,jose@example.com,,15/03/1990,,Mentors,New,,\n"  # as stored
+              "1098765432,Ana,Pérez,,(301) 555-0101,,Calle 1,Mentors,New,,\n"  # less than stored
+              "1023456789,José,García,,(300) 555-0199,,,Mentors,New,,\n"  # José's phone, NULL until now
+              "1098765432,Ana,Pérez,ana@example.com,,,,Mentors,New,,\n")  # Ana's e-mail, NULL until now
+    assert r2["status"] == "completed", r2
+    c = r2["counts"]["person"]
+    assert (c["inserted"], c["updated"], c["unchanged"], c["review"]) == (0, 2, 2, 0), r2
+    assert d.sql("SELECT row_number, action FROM ingestd.row_lineage WHERE entity = 'person' AND batch_id = %s "
+                 "ORDER BY row_number", (r2["batch_id"],)) == \
+        [(1, "unchanged"), (2, "unchanged"), (3, "updated"), (4, "updated")]
+    assert d.sql("SELECT cedula, email, phone FROM persons ORDER BY id") == [
+        ("1023456789", "jose@example.com", "+573005550199"), ("1098765432", "ana@example.com", "+573015550101")]
+
+
 AMBIGUOUS = "\n".join([HEAD,
     "55666777,Ana,Pérez,shared@example.com,,02/02/1992,,Mentors,New,,",
     "88999000,Anabel,Pérez,shared@example.com,,03/03/1993,,Mentors,New,,",
