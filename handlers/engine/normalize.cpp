@@ -157,8 +157,8 @@ struct NameTools {
   std::unique_ptr<icu::BreakIterator> words;
   std::unique_ptr<icu::Transliterator> strip_accents;
   /// Names repeat (a few first names and surnames are most of a file), and ICU's title-casing
-  /// and transliteration cost microseconds a value: the last names seen, by their collapsed
-  /// spelling. Emptied when full, so it stays small (a few MiB) whatever the file.
+  /// and transliteration cost microseconds a value: the names this thread normalized, by their
+  /// collapsed spelling. Emptied when full, so it stays small (a few MiB) whatever the file.
   std::unordered_map<std::string, Normalized> seen;
   static constexpr size_t kSeenMax = 8192;
 

@@ -72,9 +72,9 @@ def test_a_person_another_writer_adds_between_two_files_is_found_and_filled(ice)
 
 
 def test_a_known_record_is_updated_only_by_a_row_that_fills_one_of_its_nulls(ice):
-    # Whether a stored column is NULL comes with the fetch of the records found (one flag per
-    # fill_nulls field): a row that brings only what its record holds is unchanged, one that
-    # brings a value for a NULL column updates it, whichever field that is.
+    # Lineage judges each row against its record's stored values: a row that brings only what
+    # its record holds (or less) is unchanged, one that brings a value for a column the record
+    # has NULL updates it, whichever fill_nulls field that is.
     d = ice
     r1 = load(d, "k1.csv", HEAD + "\n1023456789,José,García,jose@example.com,,15/03/1990,,Mentors,New,,\n"
               "1098765432,Ana,Pérez,,(301) 555-0101,02/02/1992,Calle 1,Mentors,New,,\n")
