@@ -5,6 +5,7 @@ empty table and into a table already holding other people.
 
     /usr/bin/python3 bench/fuzzy_speed.py [--rows 100000] [--existing 1000000] [--chunk-rows 25000]
                                           [--pg-defaults] [--pair-rules] [--trigram FIELD,…] [--config FILE]
+                                          [--missing-ids SHARE]
 
 Steps, each on a fresh database of one throwaway PostgreSQL (tuned: shared_buffers 2GB,
 max_wal_size 8GB, unless --pg-defaults):
@@ -17,6 +18,9 @@ max_wal_size 8GB, unless --pg-defaults):
 Reported: wall time of `ingestd load`, its per-row time, the ratios fuzzy/exact and
 (fuzzy into N)/(fuzzy) and (exact into N)/(exact), the peak RSS of the ingestd process (VmHWM), and the result's
 fuzzy bands. Indexes are made before the timed load (`check --create-indexes`, timed apart).
+--missing-ids 0.2: a fifth of the people (in the file and in the table) have no soc_sec_id, and
+a duplicate may lose its own (bench/generate_febrl.py); by default everyone has one, so every
+row is blocked with open blocks (docs/benchmarks.md) and the table's people are never in them.
 --trigram surname adds a blocking rule ["trigram(surname)"] (pg_trgm, a GIN index) to the others.
 """
 
@@ -103,12 +107,13 @@ def main():
     ap.add_argument("--pg-defaults", action="store_true")
     ap.add_argument("--config", default=str(CONFIG), help="a variant of bench/febrl/febrl.yaml")
     ap.add_argument("--pair-rules", action="store_true", help="the fuzzy tier's blocking rules two fields each")
+    ap.add_argument("--missing-ids", type=float, default=0.0, help="share of people without a soc_sec_id")
     ap.add_argument("--trigram", default="", help="fields to add a trigram() blocking rule for, comma-separated")
     a = ap.parse_args()
     tri = [f for f in a.trigram.split(",") if f]
     with tempfile.TemporaryDirectory(prefix="fuzzy-speed-") as tmp:
         data, existing = Path(tmp) / "people.csv", Path(tmp) / "existing.csv"
-        gen = [sys.executable, str(HERE / "generate_febrl.py")]
+        gen = [sys.executable, str(HERE / "generate_febrl.py"), "--missing-ids", str(a.missing_ids)]
         subprocess.run(gen + ["--rows", str(a.rows), "--out", str(data)], check=True)
         if a.existing:
             subprocess.run(gen + ["--rows", str(a.existing), "--out", str(existing), "--no-dups", "--seed", "99",
@@ -124,6 +129,8 @@ def main():
             b.stop()
     rules = "two-field blocking rules (--pair-rules)" if a.pair_rules else "the config's blocking rules"
     rules += "".join(f' and ["trigram({f})"]' for f in tri)
+    if a.missing_ids:
+        rules += f", {a.missing_ids:.0%} of the people without a soc_sec_id"
     print(f"\n{a.rows:,} FEBRL-shaped rows, chunk_rows {a.chunk_rows}, {b.settings}, {rules}\n")
     print("| run | load s | µs/row | vs exact | RSS MiB | fuzzy merged / review / new |")
     print("|---|---:|---:|---:|---:|---|")

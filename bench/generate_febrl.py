@@ -3,7 +3,7 @@
 corrupted the way FEBRL's generator corrupts them.
 
     /usr/bin/python3 bench/generate_febrl.py --rows N --out FILE [--seed S] [--dup-share 0.3]
-                                             [--first-person K] [--no-dups]
+                                             [--first-person K] [--no-dups] [--missing-ids 0]
 
 Columns are FEBRL's (bench/febrl/febrl.yaml): rec_id, given_name, surname, street_number,
 address_1, address_2, suburb, postcode, state, date_of_birth, soc_sec_id. rec_id carries the
@@ -17,6 +17,9 @@ truth (rec-P-org, rec-P-dup-K) as in FEBRL; ingestd does not read it.
   corruptions: a typo in a name, street or suburb (insert, delete, substitute or swap a letter),
   a field left empty, one digit of the birth date, postcode, street number or soc_sec_id
   changed, or day and month of the birth date swapped.
+* --missing-ids S: a share S of the people have no soc_sec_id at all (every row of theirs
+  lacks it), and a duplicate's empty field may then be its soc_sec_id too. 0 (the default)
+  gives every person one and never empties it, and draws exactly as before the option existed.
 * Streaming: a duplicate is written within the next 2,000 rows of its original (FEBRL files
   are shuffled; a bounded delay keeps memory flat). Every attribute of person P is a function of
   (seed, P), so nothing about a person is stored.
@@ -90,10 +93,13 @@ def uniform_rank(rng, n):
 _HARMONIC = {}
 
 
+MISSING_IDS = 0.0  # --missing-ids
+
+
 def person(seed, p):
     rng = random.Random(seed * 1_000_003 + p)
     suburb = skewed(rng, SUBURBS)
-    return {
+    rec = {
         "given_name": skewed(rng, GIVEN), "surname": skewed(rng, SURNAMES),
         "street_number": str(rng.randint(1, 400)) if rng.random() < 0.9 else "",
         "address_1": f"{skewed(rng, STREETS)} {rng.choice(STREET_TYPES)}",
@@ -102,6 +108,10 @@ def person(seed, p):
         "date_of_birth": f"{rng.randint(1920, 2010)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}",
         "soc_sec_id": str(1_000_000 + (p * 7_919 + seed) % 9_000_000),
     }
+    # a draw of its own, after the others: with the option off every field is as before
+    if MISSING_IDS and random.Random(seed * 7_777_777 + p).random() < MISSING_IDS:
+        rec["soc_sec_id"] = ""
+    return rec
 
 
 def typo(rng, s):
@@ -134,7 +144,8 @@ def corrupt(rng, rec):
             f = rng.choice(["given_name", "surname", "surname", "given_name", "address_1", "suburb"])
             d[f] = typo(rng, d[f])
         elif kind < 6:
-            d[rng.choice(["street_number", "address_2", "given_name", "postcode", "date_of_birth"])] = ""
+            d[rng.choice(["street_number", "address_2", "given_name", "postcode", "date_of_birth"]
+                         + (["soc_sec_id"] if MISSING_IDS else []))] = ""
         elif kind < 9:
             f = rng.choice(["date_of_birth", "postcode", "street_number", "soc_sec_id"])
             d[f] = digit(rng, d[f])
@@ -172,7 +183,10 @@ def main():
     ap.add_argument("--dup-share", type=float, default=0.3)
     ap.add_argument("--first-person", type=int, default=0)
     ap.add_argument("--no-dups", action="store_true", help="distinct people only (to fill a table)")
+    ap.add_argument("--missing-ids", type=float, default=0.0, help="share of people without a soc_sec_id")
     a = ap.parse_args()
+    global MISSING_IDS
+    MISSING_IDS = a.missing_ids
     with (sys.stdout if a.out == "-" else open(a.out, "w", newline="")) as f:
         w = csv.writer(f)
         w.writerow(HEADER)

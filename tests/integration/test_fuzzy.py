@@ -266,6 +266,71 @@ def test_a_candidate_every_row_of_its_block_conflicts_with_is_not_fetched_but_ke
     assert d.stop() == 0, d.log.read_text()[-3000:]
 
 
+def test_a_row_with_a_national_id_is_blocked_among_the_records_without_one(pg, broker, tmp_path):
+    """A row that holds its national ID (never_across, and the first exact tier) could only ever
+    be scored against records that hold none: one holding the same ID places it by the exact
+    tier, one holding another conflicts. So its blocks are cut at max_candidates among those
+    records (partial indexes `check` names), and a crowd of other people with IDs, lower ids
+    first, no longer keeps the record it is out of every block."""
+    config = CONFIG.replace("review_at: 10", "review_at: 10\n              max_candidates: 2")
+    d = Daemon(pg, broker, tmp_path, db=pg.create_db(), chunk_rows=50, indexes=False, config_text=config)
+    d.sql(SCHEMA)
+    d.sql("INSERT INTO patients (national_id, given_name, surname, birth_date, postcode) VALUES "
+          "('901', 'Anna', 'Smith', '1980-05-17', '2000'), ('902', 'Bob', 'Smith', '1980-05-17', '2000'), "
+          "(NULL, 'Katherine', 'Smith', '1980-05-17', '2000')")
+    assert d.create_indexes().returncode == 0
+    # without its partial index, check names what makes it, and a load refuses
+    d.sql("DROP INDEX patients_ingestd_open1")
+    chk = cli(d, "check")
+    assert chk.returncode == 2, chk.stdout + chk.stderr
+    assert "identity[2].fuzzy.blocking[0] (open blocks): no index on public.patients serves this blocking rule's " \
+           "open blocks" in chk.stderr, chk.stderr
+    assert 'CREATE INDEX CONCURRENTLY IF NOT EXISTS "patients_ingestd_open1" ON "public"."patients" ("postcode", ' \
+           '"id") WHERE' in chk.stderr and "IS NULL" in chk.stderr, chk.stderr
+    p = d.inbox_file("refused.csv", HEAD + "\n555,Katharine,Smith,17/05/1980,2000,\n")
+    r = cli(d, "load", str(p), "--dataset", "patients")
+    assert r.returncode == 1 and "open blocks" in (r.stdout + r.stderr), r.stdout + r.stderr
+    assert d.create_indexes().returncode == 0
+    chk = cli(d, "check")
+    assert chk.returncode == 0, chk.stderr
+    for i in range(3):
+        assert f"identity[2].fuzzy.blocking[{i}] (open blocks): public.patients index patients_ingestd_open{i + 1}" \
+            in chk.stdout, chk.stdout
+    d.start()
+    r = load(d, "ids.csv", HEAD + "\n555,Katharine,Smith,17/05/1980,2000,\n")
+    assert r["status"] == "completed", r
+    c = r["counts"]["patient"]
+    assert c["fuzzy"] == {"merged": 1, "review": 0, "new": 0}, c
+    assert d.sql("SELECT id, national_id, given_name FROM patients ORDER BY id") == \
+        [(1, "901", "Anna"), (2, "902", "Bob"), (3, "555", "Katherine")]
+    assert d.stop() == 0, d.log.read_text()[-3000:]
+
+
+@pytest.mark.parametrize("chunk_rows", [50, 1])
+def test_a_record_that_gets_a_national_id_in_the_chunk_leaves_the_open_blocks(pg, broker, tmp_path, chunk_rows):
+    """A record the chunk gives a national ID leaves the open blocks at once, as the partial
+    index leaves it out once it is stored: Wanda, second in her postcode's block, is still met
+    by a row with an ID after Zed (first) got one, whether the rows come in one chunk or one by
+    one."""
+    config = CONFIG.replace("review_at: 10", "review_at: 10\n              max_candidates: 1") \
+        .replace('blocking: [[postcode], [birth_date], ["dmetaphone(surname)"]]', "blocking: [[postcode]]")
+    d = Daemon(pg, broker, tmp_path, db=pg.create_db(), chunk_rows=chunk_rows, indexes=False, config_text=config)
+    d.sql(SCHEMA)
+    assert d.create_indexes().returncode == 0
+    d.start()
+    rows = [HEAD,
+            ",Zed,Quux,01/01/1950,7000,",      # new: Zed, no ID
+            ",Wanda,Mole,02/02/1960,7000,",    # scored against Zed only (the block's one place): new
+            "777,Zedd,Quux,01/01/1950,7000,",  # the first record without an ID is Zed: merges, gives him 777
+            "888,Wandah,Mole,02/02/1960,7000,"]  # Zed holds an ID now: the place is Wanda's, merges
+    r = load(d, "zw.csv", "\n".join(rows) + "\n")
+    assert r["status"] == "completed", r
+    c = r["counts"]["patient"]
+    assert c["fuzzy"] == {"merged": 2, "review": 0, "new": 2}, c
+    assert d.sql("SELECT national_id, given_name FROM patients ORDER BY id") == [("777", "Zed"), ("888", "Wanda")]
+    assert d.stop() == 0, d.log.read_text()[-3000:]
+
+
 @pytest.mark.parametrize("chunk_rows", [50, 1])
 def test_spellings_of_one_phonetic_code_in_a_chunk_name_their_block_once(pg, broker, tmp_path, chunk_rows):
     """Thomson and Tomson (dmetaphone TMSN both) in one chunk probe the same block: its stored

@@ -15,6 +15,22 @@ int field_index(const config::Entity& entity, const std::string& name) {
   return -1;
 }
 
+bool open_blocks(const config::Entity& entity) {
+  if (!entity.fuzzy || entity.fuzzy->never_across.empty()) return false;
+  const auto& never = entity.fuzzy->never_across;
+  if (entity.identity.size() < never.size()) return false;
+  std::set<std::string> lead;
+  for (size_t t = 0; t < never.size(); ++t) {
+    if (entity.identity[t].size() != 1) return false;
+    lead.insert(entity.identity[t][0]);
+  }
+  return lead == std::set<std::string>(never.begin(), never.end());
+}
+
+std::string open_predicate(const std::vector<TierFieldSql>& never) {
+  return sql::join_n(never.size(), " AND ", [&](size_t i) { return "(" + never[i].index_expr + ") IS NULL"; });
+}
+
 std::vector<int> fuzzy_fields(const config::Entity& entity) {
   std::set<int> all;
   if (!entity.fuzzy) return {};
@@ -29,10 +45,12 @@ std::vector<int> fuzzy_fields(const config::Entity& entity) {
 FuzzyMatcher::FuzzyMatcher(const config::Entity& entity, MatchTarget target, std::vector<TierSql> rules,
                            std::vector<TierFieldSql> never)
     : tier_(*entity.fuzzy), target_(std::move(target)), rules_(std::move(rules)), never_sql_(std::move(never)),
+      open_(open_blocks(entity) && never_sql_.size() == entity.fuzzy->never_across.size()),
       scorer_(*entity.fuzzy),
       fields_(fuzzy_fields(entity)) {
   for (const auto& rule : rules_)
     for (int f : rule.tier.fields) column_of_.emplace(f, column_of_.size() + 1);
+  open_where_ = sql::join_n(never_sql_.size(), " AND ", [&](size_t i) { return "(" + never_sql_[i].key_expr + ") IS NULL"; });
   for (const auto& c : tier_.compare) compare_fields_.push_back(field_index(entity, c.field));
   for (const auto& n : tier_.never_across) never_fields_.push_back(field_index(entity, n));
 }
@@ -49,6 +67,19 @@ FuzzySide FuzzyMatcher::side(const FieldKeys& keys) const {
   return out;
 }
 
+bool FuzzyMatcher::open_row(const FuzzySide& side) const {
+  if (!open_) return false;
+  for (const auto* v : side.never)
+    if (!v) return false;
+  return true;
+}
+
+bool FuzzyMatcher::holds_never(const FuzzySide& side) {
+  for (const auto* v : side.never)
+    if (v) return true;
+  return false;
+}
+
 bool FuzzyMatcher::conflicts(const FuzzySide& a, const FuzzySide& b) {
   for (size_t k = 0; k < a.never.size() && k < b.never.size(); ++k)
     if (a.never[k] && b.never[k] && *a.never[k] != *b.never[k]) return true;
@@ -61,13 +92,15 @@ std::vector<std::string> Blocks::known_ids() const {
   return ids;
 }
 
-Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& rows) const {
+Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& rows,
+                           const std::vector<char>& probed) const {
   Blocks out;
   out.known.resize(rules_.size());
+  out.open.resize(rules_.size());
   if (rows.empty() || rules_.empty()) return out;
   add_codes(sql, out, rows);
   add_trigrams(sql, out, rows);
-  const std::string probe = stage_probe(sql, rows);
+  const std::string probe = stage_probe(sql, rows, probed);
   auto col = [&](int field) { return "p.k" + std::to_string(column_of_.at(field)); };
   size_t widest = 0;  // UNION ALL: every rule's query returns as many key columns
   for (const auto& rule : rules_) widest = std::max(widest, rule.fields.size());
@@ -106,13 +139,13 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
                  return "(" + a + " IS NOT NULL AND " + v + " IS NOT NULL AND " + a + " <> " + v + ")";
                }) + "))";
     }
-    groups += " FROM " + probe + " WHERE " +
-              sql::join_n(cols.size(), " AND ", [&](size_t i) { return cols[i] + " IS NOT NULL"; }) +
+    const bool similar = rule.lowest_similarity() > 0;
+    const std::string keyed = sql::join_n(cols.size(), " AND ", [&](size_t i) { return cols[i] + " IS NOT NULL"; });
+    groups += " FROM " + probe + " WHERE " + keyed + (open_ && !similar ? " AND NOT o" : "") +
               (never_sql_.empty() ? "" : " GROUP BY " + sql::join(cols, ", "));
     // A trigram rule's similar keys come from its trigram index, then are ordered by id: the
     // fence (OFFSET 0) keeps the planner from walking the primary key in id order and testing
     // every row of the table until it has max_candidates, which it prefers under the LIMIT.
-    const bool similar = rule.lowest_similarity() > 0;
     const std::string where = similar ? rule.similar(0, col(rule.tier.fields[0]), rule.lowest_similarity() == lowest)
                                       : rule.condition([&](size_t i) { return col(rule.tier.fields[i]); });
     const std::string from = similar ? "(SELECT t.* FROM " + target_.table + " t WHERE " + where + " OFFSET 0) t"
@@ -131,6 +164,19 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
                         sql::join_n(cols.size(), ", ", [&](size_t i) { return "p." + cols[i] + "::text"; }) +
                         sql::join_n(widest - cols.size(), "", [](size_t) { return ", NULL::text"; }) + " FROM (" +
                         groups + ") p CROSS JOIN LATERAL (" + block + ") x WHERE x.places > 0");
+    if (open_ && !similar) {
+      // the open blocks of the rows that hold every never_across value (numbered past the
+      // rules): only records holding none, through the rule's partial index, every one wanted
+      const std::string open_members = "SELECT t." + target_.id + "::text AS rid FROM " + target_.table + " t WHERE " +
+                                       where + " AND " + open_where_ + " ORDER BY t." + target_.id + " LIMIT " +
+                                       std::to_string(tier_.max_candidates);
+      known_sql.push_back("SELECT " + std::to_string(rules_.size() + r) + ", x.rids, x.places, " +
+                          sql::join_n(cols.size(), ", ", [&](size_t i) { return "p." + cols[i] + "::text"; }) +
+                          sql::join_n(widest - cols.size(), "", [](size_t) { return ", NULL::text"; }) +
+                          " FROM (SELECT DISTINCT " + sql::join(cols, ", ") + " FROM " + probe + " WHERE " + keyed +
+                          " AND o) p CROSS JOIN LATERAL (SELECT array_agg(m.rid) AS rids, count(*) AS places FROM (" +
+                          open_members + ") m) x WHERE x.places > 0");
+    }
   }
   pqxx::result found[2];
   if (!known_sql.empty()) found[0] = sql.probe(sql::join(known_sql, " UNION ALL "), "candidates");
@@ -141,18 +187,20 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
   FuzzySide probe_side;
   probe_side.block.resize(column_of_.size());
   std::vector<std::pair<std::vector<std::string>*, size_t>> places;  // a block, the records it holds
-  std::vector<std::unordered_map<std::string, std::string>> sent_by(rules_.size());  // block key -> values probed
+  std::vector<std::unordered_map<std::string, std::string>> sent_by(2 * rules_.size());  // block key -> values probed
   for (const auto& result : found)
     for (const auto& row : result) {
-      const auto r = row[0].as<size_t>();
+      const auto numbered = row[0].as<size_t>();
+      const size_t r = numbered % rules_.size();  // past the rules: an open block
+      const bool open = numbered >= rules_.size();
       std::vector<std::string> values;
       for (size_t i = 0; i < rules_[r].tier.fields.size(); ++i) values.push_back(row[int(i) + 3].as<std::string>());
       for (size_t i = 0; i < values.size(); ++i) probe_side.block[column_of_.at(rules_[r].tier.fields[i]) - 1] = &values[i];
       if (auto key = rule_key(r, probe_side, out)) {
         // values with one phonetic code make one block, the same members for each: taken once
         std::string sent = sql::join(values, std::string(1, kBlockKeySeparator));
-        if (const auto [it, fresh] = sent_by[r].emplace(*key, sent); !fresh && it->second != sent) continue;
-        auto& ids = out.known[r][*key];
+        if (const auto [it, fresh] = sent_by[numbered].emplace(*key, sent); !fresh && it->second != sent) continue;
+        auto& ids = (open ? out.open : out.known)[r][*key];
         places.emplace_back(&ids, row[2].as<size_t>());
         if (row[1].is_null()) continue;  // nobody the key's rows may be scored against
         auto parser = row[1].as_array();
@@ -284,8 +332,9 @@ std::optional<std::string> FuzzyMatcher::rule_key(size_t r, const FuzzySide& sid
   return key;
 }
 
-std::string FuzzyMatcher::stage_probe(StepSql& sql, const std::vector<const FieldKeys*>& rows) const {
-  // the rows' blocking keys (k…) and never_across keys (n…)
+std::string FuzzyMatcher::stage_probe(StepSql& sql, const std::vector<const FieldKeys*>& rows,
+                                      const std::vector<char>& probed) const {
+  // the rows' blocking keys (k…) and never_across keys (n…), and whether the row is open (o)
   const size_t width = column_of_.size(), nevers = never_sql_.size();
   const std::string probe = "pg_temp.ingestd_fprobe_" + std::to_string(width) + "_" + std::to_string(nevers);
   std::vector<std::string> cols{"i"};
@@ -293,12 +342,14 @@ std::string FuzzyMatcher::stage_probe(StepSql& sql, const std::vector<const Fiel
   for (size_t i = 0; i < nevers; ++i) cols.push_back("n" + std::to_string(i + 1));
   sql.exec("DO $ingestd$ BEGIN IF to_regclass('" + probe + "') IS NULL THEN CREATE TEMP TABLE " + probe.substr(8) +
                " (i int, " + sql::join_n(cols.size() - 1, ", ", [&](size_t i) { return cols[i + 1] + " text"; }) +
-               ") ON COMMIT DELETE ROWS; END IF; END $ingestd$; DELETE FROM " + probe,
+               ", o boolean) ON COMMIT DELETE ROWS; END IF; END $ingestd$; DELETE FROM " + probe,
            "candidates");
+  cols.push_back("o");
   CopyIn copy(sql.tx(), probe, cols);
   std::string line;
   std::vector<std::optional<std::string>> ks(width);
   for (size_t i = 0; i < rows.size(); ++i) {
+    if (!probed.empty() && !probed[i]) continue;
     line = std::to_string(i);
     for (const auto& [f, c] : column_of_) ks[c - 1] = (*rows[i])[size_t(f)];
     for (const auto& k : ks) {
@@ -309,6 +360,7 @@ std::string FuzzyMatcher::stage_probe(StepSql& sql, const std::vector<const Fiel
       line += '\t';
       append_copy_value(line, size_t(n.field) < rows[i]->size() ? (*rows[i])[size_t(n.field)] : std::nullopt);
     }
+    line += open_row(side(*rows[i])) ? "\tt" : "\tf";
     copy.line(line);
   }
   copy.complete();
@@ -331,6 +383,7 @@ FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vecto
   keyed_.resize(known_ids.size());
   // each block's target records as the resolver numbers them, looked up once per block
   known_.resize(blocks.known.size());
+  known_open_.resize(blocks.known.size());
   chunk_.resize(blocks.known.size());
   for (size_t r = 0; r < blocks.known.size(); ++r) similar_.emplace_back(m.similarity(r));
   for (size_t r = 0; r < blocks.known.size(); ++r)
@@ -342,8 +395,17 @@ FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vecto
         out.push_back(it == index.end() ? -1 : it->second);
       }
     }
+  for (size_t r = 0; r < blocks.open.size() && r < known_open_.size(); ++r)
+    for (const auto& [key, ids] : blocks.open[r]) {
+      auto& out = known_open_[r][key];
+      for (const auto& id : ids)
+        if (const auto it = index.find(id); it != index.end()) out.push_back(it->second);  // all were fetched
+    }
   rows_.reserve(rows.size());
-  for (const auto* r : rows) rows_.push_back(m.side(*r));
+  for (const auto* r : rows) {
+    rows_.push_back(m.side(*r));
+    open_rows_.push_back(m.open_row(rows_.back()));
+  }
 }
 
 std::vector<int> FuzzyRun::blocked_records(size_t row, const std::vector<int>&) {
@@ -357,16 +419,21 @@ std::vector<int> FuzzyRun::blocked_records(size_t row, const std::vector<int>&) 
     const auto key = m_.rule_key(r, rows_[row], blocks_);
     if (!key) continue;
     size_t taken = 0;
+    // an open block (the row holds every never_across value) holds only records that hold none,
+    // as its partial index does: one that came to hold one in this chunk has left it
+    const bool open = open_rows_[row] && m_.similarity(r) == 0;
     auto take = [&](const std::vector<int>& records) {
       for (int k : records) {
         if (taken == cap) return;
+        if (open && k >= 0 && FuzzyMatcher::holds_never(side_of(k))) continue;
         ++taken;
         if (k < 0 || seen_[size_t(k)] == int(row)) continue;
         seen_[size_t(k)] = int(row);
         out.push_back(k);
       }
     };
-    if (const auto it = known_[r].find(*key); it != known_[r].end()) take(it->second);
+    const auto& stored = open ? known_open_[r] : known_[r];
+    if (const auto it = stored.find(*key); it != stored.end()) take(it->second);
     if (m_.similarity(r) > 0) {
       // a trigram rule: the records this chunk gave a key similar to the row's
       if (const auto g = blocks_.trigrams.find(*key); g != blocks_.trigrams.end())

@@ -27,6 +27,10 @@ namespace ingestd::engine {
 /// block key is made the same way for rows and records, in C++.
 struct Blocks {
   std::vector<std::unordered_map<std::string, std::vector<std::string>>> known;  // [rule] key -> ids, lowest first
+  /// Open blocks (open_blocks()): [rule] key -> the ids of the records holding no never_across
+  /// value, the lowest max_candidates; what a row holding every never_across value is blocked
+  /// with under an equality rule.
+  std::vector<std::unordered_map<std::string, std::vector<std::string>>> open;
   std::map<std::string, std::unordered_map<std::string, std::string>> codes;    // function -> value -> code
   /// A trigram rule's values -> their trigrams (pg_trgm's show_trgm(), sorted): the chunk's
   /// records are found by similarity in C++ exactly as the target's through its index.
@@ -55,6 +59,18 @@ struct FuzzySide {
 /// The index of the entity's field `name` (-1: none).
 int field_index(const config::Entity& entity, const std::string& name);
 
+/// Whether the entity's fuzzy tier gives open blocks to the rows that hold every never_across
+/// value: its first exact tiers are its never_across fields, one field each. A record holding
+/// one of such a row's values is then found by that tier, and places the row (or conflicts with
+/// it at a tier above), and every other record holding one conflicts with it: the fuzzy tier
+/// could score only records that hold none, so that row's blocks are cut among those (through
+/// partial indexes, open_predicate()), not among records it could never be.
+bool open_blocks(const config::Entity& entity);
+
+/// `(key) IS NULL AND …` over the never_across fields' bare columns (index_expr): the predicate
+/// of the partial indexes behind open blocks.
+std::string open_predicate(const std::vector<TierFieldSql>& never);
+
 /// Fields an entity's fuzzy tier reads (blocking, comparisons, never_across), ascending; their
 /// keys are kept for every row.
 std::vector<int> fuzzy_fields(const config::Entity& entity);
@@ -70,8 +86,14 @@ class FuzzyMatcher {
   /// Fields whose keys the tier reads (blocking, comparisons, never_across), ascending.
   const std::vector<int>& fields() const { return fields_; }
   /// The target's records in the blocks of the rows (their field keys), each block cut at
-  /// max_candidates, lowest ids first.
-  Blocks block(StepSql& sql, const std::vector<const FieldKeys*>& rows) const;
+  /// max_candidates, lowest ids first. `probed`: [row] its blocks are looked up (empty: every
+  /// row's); a row an exact key surely places is never scored, so its blocks need no probe.
+  /// Every row's blocking values get their phonetic codes and trigrams (records take its keys).
+  Blocks block(StepSql& sql, const std::vector<const FieldKeys*>& rows, const std::vector<char>& probed = {}) const;
+  /// The row (its side) is blocked with open blocks under the equality rules (open_blocks()).
+  bool open_row(const FuzzySide& side) const;
+  /// The side holds a never_across value.
+  static bool holds_never(const FuzzySide& side);
   /// Adds to `blocks` the phonetic codes of the blocking values `sides` hold (PostgreSQL's
   /// functions, the ones the indexes hold).
   void add_codes(StepSql& sql, Blocks& blocks, const std::vector<const FieldKeys*>& sides) const;
@@ -91,12 +113,14 @@ class FuzzyMatcher {
   /// needs none: the target's records are found through the index.
   void add_trigrams(StepSql& sql, Blocks& blocks, const std::vector<const FieldKeys*>& rows) const;
   /// Copies the rows' blocking keys into a temp table; returns its name.
-  std::string stage_probe(StepSql& sql, const std::vector<const FieldKeys*>& rows) const;
+  std::string stage_probe(StepSql& sql, const std::vector<const FieldKeys*>& rows, const std::vector<char>& probed) const;
 
   const config::FuzzyTier& tier_;
   MatchTarget target_;
   std::vector<TierSql> rules_;
   std::vector<TierFieldSql> never_sql_;
+  bool open_ = false;      // open_blocks()
+  std::string open_where_;  // over t: the record holds no never_across value (open_predicate())
   PairScorer scorer_;
   std::vector<int> fields_, compare_fields_, never_fields_;
   std::map<int, size_t> column_of_;  // field -> probe column (k1…); FuzzySide::block[column - 1]
@@ -165,6 +189,8 @@ class FuzzyRun : public FuzzyJudge {
   const FuzzySide& side_of(int record);
 
   std::vector<std::unordered_map<std::string, std::vector<int>>> known_;  // [rule] key -> known records
+  std::vector<std::unordered_map<std::string, std::vector<int>>> known_open_;  // [rule] open block -> known records
+  std::vector<char> open_rows_;  // [row] blocked with open blocks under the equality rules
   std::vector<std::unordered_map<std::string, std::vector<int>>> chunk_;  // [rule] key -> records that got it here
   std::vector<SimilarBlock> similar_;  // [rule] a trigram rule's records that got a key here
   std::vector<std::vector<bool>> keyed_;  // [record][rule] its key for the rule is registered (or stored)

@@ -7,6 +7,7 @@
 
 #include "handlers/engine/catalog.hpp"
 #include "handlers/engine/documents.hpp"
+#include "handlers/engine/identity/fuzzy_matcher.hpp"
 #include "handlers/engine/identity/tier_sql.hpp"
 #include "handlers/engine/merge/sql_builder.hpp"
 
@@ -19,7 +20,8 @@ std::string tier_where(const config::Dataset& ds, const config::Entity& ent, int
 std::string missing_index_problem(const TierIndexReport& r) {
   const std::string what = !r.purpose.empty()
                                ? "unique index on " + r.table + " serves the " + r.purpose
-                               : "index on " + r.table + " serves this " + (r.blocking ? "blocking rule" : "tier");
+                               : "index on " + r.table + " serves this " +
+                                     (r.open ? "blocking rule's open blocks" : r.blocking ? "blocking rule" : "tier");
   return r.where + ": no " + what +
          "; create it with `ingestd check --create-indexes`, or: " + (r.before.empty() ? "" : r.before + "; ") +
          r.create_index;
@@ -93,6 +95,14 @@ std::vector<TierIndexReport> entity_indexes(pqxx::transaction_base& tx, const co
     out.push_back(report(tier_where(ds, ent, tier.tier.number), t, ti));
   }
   std::vector<std::string> missing;
+  // rows holding every never_across value are blocked among the records that hold none: a
+  // partial index per equality rule serves those probes
+  std::string open;
+  if (open_blocks(ent)) {
+    std::vector<TierFieldSql> never;
+    for (const auto& name : ent.fuzzy->never_across) never.push_back(field_sql(tx, ent, field_index(ent, name), t, bk));
+    open = open_predicate(never);
+  }
   for (const auto& rule : blocking_sql(tx, ent, t, bk, missing)) {
     // the id last: a big block is cut at the lowest ids, read in order from the index; a
     // trigram rule's similar keys come from a trigram index, then are ordered by id
@@ -116,6 +126,19 @@ std::vector<TierIndexReport> entity_indexes(pqxx::transaction_base& tx, const co
     if (estimate && trigram) r.table_rows = table_rows(tx, t);
     // a similarity search has no rows per key the planner could tell from a generic plan
     if (estimate && !r.index.empty() && !trigram) r.block_rows = block_rows(tx, t, rule);
+    if (!open.empty() && !trigram) {
+      TierIndexReport o = r;
+      const TierIndex oi = tier_index(tx, t, rule, "open", tx.quote_name(ent.id_column), open);
+      o.where += " (open blocks)";
+      if (!o.before.empty() && o.index.empty()) o.index.clear();  // the function comes first
+      else o.index = oi.index;
+      o.create_index = oi.create_index;
+      o.open = true;
+      o.block_rows.reset();
+      out.push_back(std::move(r));
+      out.push_back(std::move(o));
+      continue;
+    }
     out.push_back(std::move(r));
   }
   return out;

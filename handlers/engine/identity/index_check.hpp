@@ -21,6 +21,7 @@ struct TierIndexReport {
   std::string create_index;  // the statement that makes one
   bool created = false;      // made by this run (--create-indexes)
   bool blocking = false;     // a fuzzy tier's blocking rule, not an exact tier
+  bool open = false;         // a blocking rule's open blocks (fuzzy_matcher.hpp, open_blocks()): a partial index
   std::string purpose;       // what else the index serves ("" = a tier or blocking rule)
   std::string before;        // a statement the index needs first (CREATE EXTENSION …), "" = none
   std::optional<double> block_rows;  // blocking rule: the planner's rows a key at the table's size

@@ -211,7 +211,7 @@ TierIndex trigram_index(pqxx::transaction_base& tx, const TableInfo& table, cons
 }
 
 TierIndex tier_index(pqxx::transaction_base& tx, const TableInfo& table, const TierSql& tier, const std::string& kind,
-                     const std::string& trailing) {
+                     const std::string& trailing, const std::string& predicate) {
   TierIndex ti;
   ti.tier = tier.tier.number;
   const std::string name = index_name(table, kind, ti.tier);
@@ -224,7 +224,7 @@ TierIndex tier_index(pqxx::transaction_base& tx, const TableInfo& table, const T
   lead.insert(lead.end(), names.begin(), names.end());
   if (!trailing.empty()) lead.push_back(trailing);
   ti.create_index = "CREATE INDEX CONCURRENTLY IF NOT EXISTS " + tx.quote_name(name) + " ON " + table.quoted + " (" +
-                    sql::join(lead, ", ") + ")";
+                    sql::join(lead, ", ") + ")" + (predicate.empty() ? "" : " WHERE " + predicate);
   // An index serves the tier when it is a valid, unconditional btree whose leading columns are
   // exactly the tier's columns and key expressions, in any order: every probe is then one
   // descent of it, whatever its statistics say.
@@ -232,13 +232,16 @@ TierIndex tier_index(pqxx::transaction_base& tx, const TableInfo& table, const T
   std::vector<std::string> want;
   for (const auto& f : tier.fields) want.push_back(bare(f.index_expr, schema));
   std::sort(want.begin(), want.end());
+  // (a partial one serves a partial probe when its predicate is the probe's, as printed)
   auto idx = tx.exec_params("SELECT c.relname, i.indnkeyatts, ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, false) FROM "
-                            "generate_series(1, i.indnkeyatts) k) FROM pg_index i JOIN pg_class c ON c.oid = "
-                            "i.indexrelid JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = to_regclass($1) AND "
-                            "i.indisvalid AND i.indpred IS NULL AND a.amname = 'btree' ORDER BY c.relname",
-                            table.quoted);
+                            "generate_series(1, i.indnkeyatts) k), coalesce(pg_get_expr(i.indpred, i.indrelid), '') "
+                            "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
+                            "WHERE i.indrelid = to_regclass($1) AND i.indisvalid AND (i.indpred IS NULL) = $2 AND "
+                            "a.amname = 'btree' ORDER BY c.relname",
+                            table.quoted, predicate.empty());
+  const std::string want_predicate = bare(predicate, schema);
   for (const auto& row : idx) {
-    if (row[1].as<size_t>() < want.size()) continue;
+    if (row[1].as<size_t>() < want.size() || bare(row[3].as<std::string>(), schema) != want_predicate) continue;
     std::vector<std::string> have;
     auto parser = row[2].as_array();
     for (auto item = parser.get_next(); item.first != pqxx::array_parser::done; item = parser.get_next())

@@ -107,9 +107,11 @@ struct TierIndex {
 
 /// The index that serves a tier: a valid, unconditional btree whose leading columns are the
 /// tier's columns and key expressions; and the statement that makes one, named
-/// TABLE_ingestd_<kind><number>, with `trailing` (quoted) as its last column when given.
+/// TABLE_ingestd_<kind><number>, with `trailing` (quoted) as its last column when given. With a
+/// `predicate` (over the bare columns), a partial btree with that predicate.
 TierIndex tier_index(pqxx::transaction_base& tx, const TableInfo& table, const TierSql& tier,
-                     const std::string& kind = "tier", const std::string& trailing = "");
+                     const std::string& kind = "tier", const std::string& trailing = "",
+                     const std::string& predicate = "");
 
 /// The index that serves a trigram blocking rule: a valid, unconditional GIN or GiST index
 /// whose first column is the rule's key expression with pg_trgm's operator class; and the

@@ -128,8 +128,25 @@ std::vector<FoundRecord> EntityMerge::find_known(const StagedPart& part, const s
     }
   auto found = matcher_.find(sql_, probes);
   if (const FuzzyMatcher* fuzzy = matcher_.fuzzy()) {
-    // and the records the fuzzy tier's blocks lead to, that no exact key found
-    blocks = fuzzy->block(sql_, row_keys);
+    // and the records the fuzzy tier's blocks lead to, that no exact key found. A row is never
+    // judged by the fuzzy tier when a found record holds the key of its first tier with one (no
+    // tier above can rule that record out): its blocks need no probe (a file loaded again).
+    std::vector<std::unordered_set<std::string>> held(tiers);
+    for (const auto& f : found) {
+      const auto own = matcher_.keys(f.own);
+      for (size_t t = 0; t < tiers; ++t) {
+        if (t < own.size() && own[t]) held[t].insert(*own[t]);
+        if (t < f.memory.size()) held[t].insert(f.memory[t].begin(), f.memory[t].end());
+      }
+    }
+    std::vector<char> probed(part.rows.size(), 1);
+    for (size_t i = 0; i < part.rows.size(); ++i)
+      for (size_t t = 0; t < tiers; ++t)
+        if (const auto& key = part.tier_keys[i][t]) {
+          probed[i] = !held[t].count(*key);
+          break;
+        }
+    blocks = fuzzy->block(sql_, row_keys, probed);
     std::unordered_set<std::string> have;
     std::vector<std::string> more;
     for (const auto& f : found) have.insert(f.id);
