@@ -74,6 +74,13 @@ bool FuzzyMatcher::open_row(const FuzzySide& side) const {
   return true;
 }
 
+bool FuzzyMatcher::open_row(const FieldKeys& keys) const {
+  if (!open_) return false;
+  for (int f : never_fields_)
+    if (size_t(f) >= keys.size() || !keys[size_t(f)]) return false;
+  return true;
+}
+
 bool FuzzyMatcher::holds_never(const FuzzySide& side) {
   for (const auto* v : side.never)
     if (v) return true;
@@ -360,7 +367,7 @@ std::string FuzzyMatcher::stage_probe(StepSql& sql, const std::vector<const Fiel
       line += '\t';
       append_copy_value(line, size_t(n.field) < rows[i]->size() ? (*rows[i])[size_t(n.field)] : std::nullopt);
     }
-    line += open_row(side(*rows[i])) ? "\tt" : "\tf";
+    line += open_row(*rows[i]) ? "\tt" : "\tf";
     copy.line(line);
   }
   copy.complete();

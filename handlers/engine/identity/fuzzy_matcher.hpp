@@ -92,6 +92,8 @@ class FuzzyMatcher {
   Blocks block(StepSql& sql, const std::vector<const FieldKeys*>& rows, const std::vector<char>& probed = {}) const;
   /// The row (its side) is blocked with open blocks under the equality rules (open_blocks()).
   bool open_row(const FuzzySide& side) const;
+  /// The same from the row's field keys.
+  bool open_row(const FieldKeys& keys) const;
   /// The side holds a never_across value.
   static bool holds_never(const FuzzySide& side);
   /// Adds to `blocks` the phonetic codes of the blocking values `sides` hold (PostgreSQL's
