@@ -301,12 +301,8 @@ std::unique_ptr<Matcher> make_matcher(pqxx::transaction_base& tx, const config::
   std::vector<TierFieldSql> extra;
   if (entity.fuzzy) {
     std::vector<std::string> missing;  // the loader refused a missing function already
-    std::vector<TierFieldSql> never;
-    for (const auto& name : entity.fuzzy->never_across)
-      if (const int k = field_index(entity, name); k >= 0)
-        never.push_back(field_sql(tx, entity, k, table, target.bookkeeping));
     fuzzy = std::make_shared<FuzzyMatcher>(entity, target, blocking_sql(tx, entity, table, target.bookkeeping, missing),
-                                           std::move(never));
+                                           never_sql(tx, entity, table, target.bookkeeping));
     for (int f : fuzzy->fields()) extra.push_back(field_sql(tx, entity, f, table, target.bookkeeping));
   }
   return std::make_unique<ExactMatcher>(identity_tiers(entity), target, tier_sql(tx, entity, table, target.bookkeeping),

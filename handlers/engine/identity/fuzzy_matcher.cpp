@@ -27,8 +27,17 @@ bool open_blocks(const config::Entity& entity) {
   return lead == std::set<std::string>(never.begin(), never.end());
 }
 
-std::string open_predicate(const std::vector<TierFieldSql>& never) {
-  return sql::join_n(never.size(), " AND ", [&](size_t i) { return "(" + never[i].index_expr + ") IS NULL"; });
+std::string open_predicate(const std::vector<TierFieldSql>& never, std::string TierFieldSql::*expr) {
+  return sql::join_n(never.size(), " AND ", [&](size_t i) { return "(" + never[i].*expr + ") IS NULL"; });
+}
+
+std::vector<TierFieldSql> never_sql(pqxx::transaction_base& tx, const config::Entity& entity, const TableInfo& table,
+                                    const std::string& bookkeeping) {
+  std::vector<TierFieldSql> out;
+  if (!entity.fuzzy) return out;
+  for (const auto& name : entity.fuzzy->never_across)
+    if (const int k = field_index(entity, name); k >= 0) out.push_back(field_sql(tx, entity, k, table, bookkeeping));
+  return out;
 }
 
 std::vector<int> fuzzy_fields(const config::Entity& entity) {
@@ -50,7 +59,7 @@ FuzzyMatcher::FuzzyMatcher(const config::Entity& entity, MatchTarget target, std
       fields_(fuzzy_fields(entity)) {
   for (const auto& rule : rules_)
     for (int f : rule.tier.fields) column_of_.emplace(f, column_of_.size() + 1);
-  open_where_ = sql::join_n(never_sql_.size(), " AND ", [&](size_t i) { return "(" + never_sql_[i].key_expr + ") IS NULL"; });
+  open_where_ = open_predicate(never_sql_, &TierFieldSql::key_expr);
   for (const auto& c : tier_.compare) compare_fields_.push_back(field_index(entity, c.field));
   for (const auto& n : tier_.never_across) never_fields_.push_back(field_index(entity, n));
 }
@@ -65,13 +74,6 @@ FuzzySide FuzzyMatcher::side(const FieldKeys& keys) const {
   out.block.resize(column_of_.size());
   for (const auto& [f, c] : column_of_) out.block[c - 1] = key(f);
   return out;
-}
-
-bool FuzzyMatcher::open_row(const FuzzySide& side) const {
-  if (!open_) return false;
-  for (const auto* v : side.never)
-    if (!v) return false;
-  return true;
 }
 
 bool FuzzyMatcher::open_row(const FieldKeys& keys) const {
@@ -167,22 +169,24 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
                                 " ORDER BY t." + target_.id + " LIMIT " + std::to_string(tier_.max_candidates);
     const std::string block =
         "SELECT array_agg(m.rid) FILTER (WHERE m.wanted) AS rids, count(*) AS places FROM (" + members + ") m";
-    (similar ? similar_sql : known_sql).push_back("SELECT " + std::to_string(r) + ", x.rids, x.places, " +
-                        sql::join_n(cols.size(), ", ", [&](size_t i) { return "p." + cols[i] + "::text"; }) +
-                        sql::join_n(widest - cols.size(), "", [](size_t) { return ", NULL::text"; }) + " FROM (" +
-                        groups + ") p CROSS JOIN LATERAL (" + block + ") x WHERE x.places > 0");
+    // one answer per block key: its number (past the rules: an open block), its members' ids,
+    // its places, and the key's values as sent (as many columns for every rule)
+    auto answer = [&](size_t numbered, const std::string& keys, const std::string& of_key) {
+      return "SELECT " + std::to_string(numbered) + ", x.rids, x.places, " +
+             sql::join_n(cols.size(), ", ", [&](size_t i) { return "p." + cols[i] + "::text"; }) +
+             sql::join_n(widest - cols.size(), "", [](size_t) { return ", NULL::text"; }) + " FROM (" + keys +
+             ") p CROSS JOIN LATERAL (" + of_key + ") x WHERE x.places > 0";
+    };
+    (similar ? similar_sql : known_sql).push_back(answer(r, groups, block));
     if (open_ && !similar) {
-      // the open blocks of the rows that hold every never_across value (numbered past the
-      // rules): only records holding none, through the rule's partial index, every one wanted
+      // the open blocks of the rows that hold every never_across value: only records holding
+      // none, through the rule's partial index, every one wanted
       const std::string open_members = "SELECT t." + target_.id + "::text AS rid FROM " + target_.table + " t WHERE " +
                                        where + " AND " + open_where_ + " ORDER BY t." + target_.id + " LIMIT " +
                                        std::to_string(tier_.max_candidates);
-      known_sql.push_back("SELECT " + std::to_string(rules_.size() + r) + ", x.rids, x.places, " +
-                          sql::join_n(cols.size(), ", ", [&](size_t i) { return "p." + cols[i] + "::text"; }) +
-                          sql::join_n(widest - cols.size(), "", [](size_t) { return ", NULL::text"; }) +
-                          " FROM (SELECT DISTINCT " + sql::join(cols, ", ") + " FROM " + probe + " WHERE " + keyed +
-                          " AND o) p CROSS JOIN LATERAL (SELECT array_agg(m.rid) AS rids, count(*) AS places FROM (" +
-                          open_members + ") m) x WHERE x.places > 0");
+      known_sql.push_back(answer(rules_.size() + r,
+                                 "SELECT DISTINCT " + sql::join(cols, ", ") + " FROM " + probe + " WHERE " + keyed + " AND o",
+                                 "SELECT array_agg(m.rid) AS rids, count(*) AS places FROM (" + open_members + ") m"));
     }
   }
   pqxx::result found[2];
@@ -278,47 +282,6 @@ void FuzzyMatcher::add_trigrams(StepSql& sql, Blocks& blocks, const std::vector<
   });
 }
 
-void SimilarBlock::add(int record, std::string_view key, const std::vector<std::string>& trigrams) {
-  auto [it, fresh] = key_index_.emplace(key, uint32_t(trigrams_.size()));
-  if (fresh) {
-    trigrams_.push_back(&trigrams);
-    holders_.emplace_back();
-    for (const auto& g : trigrams) postings_[g].push_back(it->second);
-  }
-  holders_[it->second].emplace_back(arrivals_++, record);
-}
-
-std::vector<int> SimilarBlock::similar(std::string_view key, const std::vector<std::string>& trigrams,
-                                       size_t cap) const {
-  Found& f = found_[key];
-  const auto keys = uint32_t(trigrams_.size());
-  if (f.checked < keys) {
-    // the keys that came since this one was last asked about
-    shared_.resize(keys, 0);
-    for (const auto& g : trigrams)
-      if (const auto it = postings_.find(g); it != postings_.end())
-        for (auto k = std::lower_bound(it->second.begin(), it->second.end(), f.checked); k != it->second.end(); ++k)
-          if (shared_[*k]++ == 0) touched_.push_back(*k);
-    for (uint32_t k : touched_) {
-      if (trigram_similarity(shared_[k], trigrams.size(), trigrams_[k]->size()) >= similarity_) f.keys.push_back(k);
-      shared_[k] = 0;
-    }
-    touched_.clear();
-    f.checked = keys;
-  }
-  // the first `cap` holders of each similar key, merged in order of arrival
-  std::vector<std::pair<uint32_t, int>> hits;
-  for (uint32_t k : f.keys) {
-    const auto& h = holders_[k];
-    hits.insert(hits.end(), h.begin(), h.begin() + long(std::min(cap, h.size())));
-  }
-  std::sort(hits.begin(), hits.end());
-  if (hits.size() > cap) hits.resize(cap);
-  std::vector<int> out;
-  for (const auto& [arrival, record] : hits) out.push_back(record);
-  return out;
-}
-
 std::optional<std::string> FuzzyMatcher::rule_key(size_t r, const FuzzySide& side, const Blocks& blocks) const {
   std::string key;
   const auto& rule = rules_[r];
@@ -372,152 +335,6 @@ std::string FuzzyMatcher::stage_probe(StepSql& sql, const std::vector<const Fiel
   }
   copy.complete();
   return probe;
-}
-
-FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vector<std::string>& known_ids,
-                   const std::vector<const FieldKeys*>& known_keys, const std::vector<const FieldKeys*>& rows)
-    : m_(m), blocks_(blocks) {
-  tier = 0;
-  merge_at = m.tier().merge_at;
-  review_at = m.tier().review_at;
-  std::unordered_map<std::string, int> index;
-  index.reserve(known_ids.size());
-  for (size_t k = 0; k < known_ids.size(); ++k) index.emplace(known_ids[k], int(k));
-  // a known record's side is made when a row first meets it: most are never met
-  known_keys_ = known_keys;
-  records_.resize(known_ids.size());
-  built_.assign(known_ids.size(), 0);
-  keyed_.resize(known_ids.size());
-  // each block's target records as the resolver numbers them, looked up once per block
-  known_.resize(blocks.known.size());
-  known_open_.resize(blocks.known.size());
-  chunk_.resize(blocks.known.size());
-  for (size_t r = 0; r < blocks.known.size(); ++r) similar_.emplace_back(m.similarity(r));
-  for (size_t r = 0; r < blocks.known.size(); ++r)
-    for (const auto& [key, ids] : blocks.known[r]) {
-      auto& out = known_[r][key];
-      for (const auto& id : ids) {
-        // one not fetched (it conflicts with every row of its blocks) still takes its place
-        const auto it = index.find(id);
-        out.push_back(it == index.end() ? -1 : it->second);
-      }
-    }
-  for (size_t r = 0; r < blocks.open.size() && r < known_open_.size(); ++r)
-    for (const auto& [key, ids] : blocks.open[r]) {
-      auto& out = known_open_[r][key];
-      for (const auto& id : ids)
-        if (const auto it = index.find(id); it != index.end()) out.push_back(it->second);  // all were fetched
-    }
-  rows_.reserve(rows.size());
-  for (const auto* r : rows) {
-    rows_.push_back(m.side(*r));
-    open_rows_.push_back(m.open_row(rows_.back()));
-  }
-}
-
-std::vector<int> FuzzyRun::blocked_records(size_t row, const std::vector<int>&) {
-  // A block as the target would hold it had every earlier row been loaded before: its stored
-  // records (lowest ids first), then those that came to hold the key in this chunk, in order;
-  // the first max_candidates of them. So cutting a file into chunks changes nothing.
-  std::vector<int> out;
-  const auto cap = size_t(m_.tier().max_candidates);
-  seen_.resize(records_.size(), -1);
-  for (size_t r = 0; r < m_.rules(); ++r) {
-    const auto key = m_.rule_key(r, rows_[row], blocks_);
-    if (!key) continue;
-    size_t taken = 0;
-    // an open block (the row holds every never_across value) holds only records that hold none,
-    // as its partial index does: one that came to hold one in this chunk has left it
-    const bool open = open_rows_[row] && m_.similarity(r) == 0;
-    auto take = [&](const std::vector<int>& records) {
-      for (int k : records) {
-        if (taken == cap) return;
-        if (open && k >= 0 && FuzzyMatcher::holds_never(side_of(k))) continue;
-        ++taken;
-        if (k < 0 || seen_[size_t(k)] == int(row)) continue;
-        seen_[size_t(k)] = int(row);
-        out.push_back(k);
-      }
-    };
-    const auto& stored = open ? known_open_[r] : known_[r];
-    if (const auto it = stored.find(*key); it != stored.end()) take(it->second);
-    if (m_.similarity(r) > 0) {
-      // a trigram rule: the records this chunk gave a key similar to the row's
-      if (const auto g = blocks_.trigrams.find(*key); g != blocks_.trigrams.end())
-        take(similar_[r].similar(g->first, g->second, cap));
-    } else if (const auto it = chunk_[r].find(*key); it != chunk_[r].end()) {
-      take(it->second);
-    }
-  }
-  std::sort(out.begin(), out.end());  // the same order whatever the blocks' order
-  return out;
-}
-
-std::vector<std::pair<int, double>> FuzzyRun::candidates(size_t row, const std::vector<int>& row_records) {
-  const FuzzySide& mine = rows_[row];
-  std::vector<std::pair<int, double>> out;
-  std::vector<PairExplanation> shown;
-  for (int r : blocked_records(row, row_records)) {
-    const FuzzySide& theirs = side_of(r);
-    if (FuzzyMatcher::conflicts(mine, theirs)) continue;
-    PairExplanation e{r, 0, m_.scorer().fields(mine.compare, theirs.compare)};
-    e.score = PairScorer::total(e.fields);
-    out.emplace_back(r, e.score);
-    if (e.score >= review_at) shown.push_back(std::move(e));
-  }
-  std::stable_sort(shown.begin(), shown.end(), [](const auto& a, const auto& b) { return a.score > b.score; });
-  if (!shown.empty()) explained_[row] = std::move(shown);
-  return out;
-}
-
-const FuzzySide& FuzzyRun::side_of(int record) {
-  const auto r = size_t(record);
-  if (r < built_.size() && !built_[r]) {
-    records_[r] = m_.side(*known_keys_[r]);
-    built_[r] = 1;
-  }
-  return records_[r];
-}
-
-void FuzzyRun::landed(size_t row, int record) {
-  if (size_t(record) >= records_.size()) {
-    records_.resize(size_t(record) + 1);
-    keyed_.resize(size_t(record) + 1);
-  }
-  side_of(record);
-  FuzzySide& held = records_[size_t(record)];
-  auto& keyed = keyed_[size_t(record)];
-  if (keyed.empty()) {
-    // the keys its values make before this row: a known record is found by them through the
-    // target's index already; a new record has none yet
-    keyed.resize(m_.rules());
-    for (size_t r = 0; r < m_.rules(); ++r) keyed[r] = m_.rule_key(r, held, blocks_).has_value();
-  }
-  const FuzzySide& keys = rows_[row];
-  auto fill = [](auto& into, const auto& from) {
-    if (into.size() < from.size()) into.resize(from.size());
-    for (size_t k = 0; k < from.size(); ++k)
-      if (!into[k] && from[k]) into[k] = from[k];
-  };
-  fill(held.compare, keys.compare);
-  fill(held.never, keys.never);
-  fill(held.block, keys.block);
-  register_keys(record);
-}
-
-void FuzzyRun::register_keys(int record) {
-  // fill_nulls only completes keys, never changes one: a key, once registered, stays right
-  for (size_t r = 0; r < m_.rules(); ++r) {
-    if (keyed_[size_t(record)][r]) continue;
-    if (auto key = m_.rule_key(r, records_[size_t(record)], blocks_)) {
-      if (m_.similarity(r) == 0) {
-        chunk_[r][*key].push_back(record);
-      } else if (const auto g = blocks_.trigrams.find(*key); g != blocks_.trigrams.end()) {
-        similar_[r].add(record, g->first, g->second);
-      }
-      keyed_[size_t(record)][r] = true;
-    }
-  }
 }
 
 }  // namespace ingestd::engine

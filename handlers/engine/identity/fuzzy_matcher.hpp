@@ -67,9 +67,16 @@ int field_index(const config::Entity& entity, const std::string& name);
 /// partial indexes, open_predicate()), not among records it could never be.
 bool open_blocks(const config::Entity& entity);
 
-/// `(key) IS NULL AND …` over the never_across fields' bare columns (index_expr): the predicate
-/// of the partial indexes behind open blocks.
-std::string open_predicate(const std::vector<TierFieldSql>& never);
+/// `(key) IS NULL AND …` over the never_across fields: by default over their bare columns
+/// (index_expr), the predicate of the partial indexes behind open blocks; with
+/// &TierFieldSql::key_expr, the same over a target row aliased `t` (what a probe says).
+std::string open_predicate(const std::vector<TierFieldSql>& never,
+                           std::string TierFieldSql::*expr = &TierFieldSql::index_expr);
+
+/// The never_across fields of the entity's fuzzy tier as SQL over `table`, in the tier's order
+/// (a name that is no field of the entity is left out).
+std::vector<TierFieldSql> never_sql(pqxx::transaction_base& tx, const config::Entity& entity, const TableInfo& table,
+                                    const std::string& bookkeeping);
 
 /// Fields an entity's fuzzy tier reads (blocking, comparisons, never_across), ascending; their
 /// keys are kept for every row.
@@ -90,9 +97,7 @@ class FuzzyMatcher {
   /// row's); a row an exact key surely places is never scored, so its blocks need no probe.
   /// Every row's blocking values get their phonetic codes and trigrams (records take its keys).
   Blocks block(StepSql& sql, const std::vector<const FieldKeys*>& rows, const std::vector<char>& probed = {}) const;
-  /// The row (its side) is blocked with open blocks under the equality rules (open_blocks()).
-  bool open_row(const FuzzySide& side) const;
-  /// The same from the row's field keys.
+  /// The row (its field keys) is blocked with open blocks under the equality rules (open_blocks()).
   bool open_row(const FieldKeys& keys) const;
   /// The side holds a never_across value.
   static bool holds_never(const FuzzySide& side);

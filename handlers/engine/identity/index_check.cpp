@@ -97,12 +97,7 @@ std::vector<TierIndexReport> entity_indexes(pqxx::transaction_base& tx, const co
   std::vector<std::string> missing;
   // rows holding every never_across value are blocked among the records that hold none: a
   // partial index per equality rule serves those probes
-  std::string open;
-  if (open_blocks(ent)) {
-    std::vector<TierFieldSql> never;
-    for (const auto& name : ent.fuzzy->never_across) never.push_back(field_sql(tx, ent, field_index(ent, name), t, bk));
-    open = open_predicate(never);
-  }
+  const std::string open = open_blocks(ent) ? open_predicate(never_sql(tx, ent, t, bk)) : "";
   for (const auto& rule : blocking_sql(tx, ent, t, bk, missing)) {
     // the id last: a big block is cut at the lowest ids, read in order from the index; a
     // trigram rule's similar keys come from a trigram index, then are ordered by id
@@ -126,20 +121,16 @@ std::vector<TierIndexReport> entity_indexes(pqxx::transaction_base& tx, const co
     if (estimate && trigram) r.table_rows = table_rows(tx, t);
     // a similarity search has no rows per key the planner could tell from a generic plan
     if (estimate && !r.index.empty() && !trigram) r.block_rows = block_rows(tx, t, rule);
-    if (!open.empty() && !trigram) {
-      TierIndexReport o = r;
-      const TierIndex oi = tier_index(tx, t, rule, "open", tx.quote_name(ent.id_column), open);
-      o.where += " (open blocks)";
-      if (!o.before.empty() && o.index.empty()) o.index.clear();  // the function comes first
-      else o.index = oi.index;
-      o.create_index = oi.create_index;
-      o.open = true;
-      o.block_rows.reset();
-      out.push_back(std::move(r));
-      out.push_back(std::move(o));
-      continue;
-    }
     out.push_back(std::move(r));
+    if (open.empty() || trigram) continue;
+    TierIndexReport o = out.back();  // the same rule's open blocks: a partial index
+    const TierIndex oi = tier_index(tx, t, rule, "open", tx.quote_name(ent.id_column), open);
+    o.where += " (open blocks)";
+    o.index = o.before.empty() ? oi.index : "";  // a missing function comes first
+    o.create_index = oi.create_index;
+    o.open = true;
+    o.block_rows.reset();
+    out.push_back(std::move(o));
   }
   return out;
 }

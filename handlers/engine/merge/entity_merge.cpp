@@ -133,11 +133,8 @@ std::vector<FoundRecord> EntityMerge::find_known(const StagedPart& part, const s
     // tier above can rule that record out): its blocks need no probe (a file loaded again).
     std::vector<std::unordered_set<std::string>> held(tiers);
     for (const auto& f : found) {
-      const auto own = matcher_.keys(f.own);
-      for (size_t t = 0; t < tiers; ++t) {
-        if (t < own.size() && own[t]) held[t].insert(*own[t]);
-        if (t < f.memory.size()) held[t].insert(f.memory[t].begin(), f.memory[t].end());
-      }
+      const KnownRecord k = known_record(matcher_, f);  // its keys as the resolver indexes them
+      for (size_t t = 0; t < tiers && t < k.keys.size(); ++t) held[t].insert(k.keys[t].begin(), k.keys[t].end());
     }
     std::vector<char> probed(part.rows.size(), 1);
     for (size_t i = 0; i < part.rows.size(); ++i)

@@ -1,0 +1,197 @@
+// The fuzzy tier within a chunk: the chunk's records found by trigram similarity
+// (SimilarBlock) and the run that scores each row against the records its blocks lead to, as
+// they stand when its turn comes (FuzzyRun). The blocks themselves: fuzzy_matcher.cpp.
+#include "handlers/engine/identity/fuzzy_matcher.hpp"
+
+#include <algorithm>
+
+namespace ingestd::engine {
+
+void SimilarBlock::add(int record, std::string_view key, const std::vector<std::string>& trigrams) {
+  auto [it, fresh] = key_index_.emplace(key, uint32_t(trigrams_.size()));
+  if (fresh) {
+    trigrams_.push_back(&trigrams);
+    holders_.emplace_back();
+    for (const auto& g : trigrams) postings_[g].push_back(it->second);
+  }
+  holders_[it->second].emplace_back(arrivals_++, record);
+}
+
+std::vector<int> SimilarBlock::similar(std::string_view key, const std::vector<std::string>& trigrams,
+                                       size_t cap) const {
+  Found& f = found_[key];
+  const auto keys = uint32_t(trigrams_.size());
+  if (f.checked < keys) {
+    // the keys that came since this one was last asked about
+    shared_.resize(keys, 0);
+    for (const auto& g : trigrams)
+      if (const auto it = postings_.find(g); it != postings_.end())
+        for (auto k = std::lower_bound(it->second.begin(), it->second.end(), f.checked); k != it->second.end(); ++k)
+          if (shared_[*k]++ == 0) touched_.push_back(*k);
+    for (uint32_t k : touched_) {
+      if (trigram_similarity(shared_[k], trigrams.size(), trigrams_[k]->size()) >= similarity_) f.keys.push_back(k);
+      shared_[k] = 0;
+    }
+    touched_.clear();
+    f.checked = keys;
+  }
+  // the first `cap` holders of each similar key, merged in order of arrival
+  std::vector<std::pair<uint32_t, int>> hits;
+  for (uint32_t k : f.keys) {
+    const auto& h = holders_[k];
+    hits.insert(hits.end(), h.begin(), h.begin() + long(std::min(cap, h.size())));
+  }
+  std::sort(hits.begin(), hits.end());
+  if (hits.size() > cap) hits.resize(cap);
+  std::vector<int> out;
+  for (const auto& [arrival, record] : hits) out.push_back(record);
+  return out;
+}
+
+FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vector<std::string>& known_ids,
+                   const std::vector<const FieldKeys*>& known_keys, const std::vector<const FieldKeys*>& rows)
+    : m_(m), blocks_(blocks) {
+  tier = 0;
+  merge_at = m.tier().merge_at;
+  review_at = m.tier().review_at;
+  std::unordered_map<std::string, int> index;
+  index.reserve(known_ids.size());
+  for (size_t k = 0; k < known_ids.size(); ++k) index.emplace(known_ids[k], int(k));
+  // a known record's side is made when a row first meets it: most are never met
+  known_keys_ = known_keys;
+  records_.resize(known_ids.size());
+  built_.assign(known_ids.size(), 0);
+  keyed_.resize(known_ids.size());
+  // each block's target records as the resolver numbers them, looked up once per block
+  known_.resize(blocks.known.size());
+  known_open_.resize(blocks.known.size());
+  chunk_.resize(blocks.known.size());
+  for (size_t r = 0; r < blocks.known.size(); ++r) similar_.emplace_back(m.similarity(r));
+  for (size_t r = 0; r < blocks.known.size(); ++r)
+    for (const auto& [key, ids] : blocks.known[r]) {
+      auto& out = known_[r][key];
+      for (const auto& id : ids) {
+        // one not fetched (it conflicts with every row of its blocks) still takes its place
+        const auto it = index.find(id);
+        out.push_back(it == index.end() ? -1 : it->second);
+      }
+    }
+  for (size_t r = 0; r < blocks.open.size() && r < known_open_.size(); ++r)
+    for (const auto& [key, ids] : blocks.open[r]) {
+      auto& out = known_open_[r][key];
+      for (const auto& id : ids)
+        if (const auto it = index.find(id); it != index.end()) out.push_back(it->second);  // all were fetched
+    }
+  rows_.reserve(rows.size());
+  for (const auto* r : rows) {
+    rows_.push_back(m.side(*r));
+    open_rows_.push_back(m.open_row(*r));
+  }
+}
+
+std::vector<int> FuzzyRun::blocked_records(size_t row, const std::vector<int>&) {
+  // A block as the target would hold it had every earlier row been loaded before: its stored
+  // records (lowest ids first), then those that came to hold the key in this chunk, in order;
+  // the first max_candidates of them. So cutting a file into chunks changes nothing.
+  std::vector<int> out;
+  const auto cap = size_t(m_.tier().max_candidates);
+  seen_.resize(records_.size(), -1);
+  for (size_t r = 0; r < m_.rules(); ++r) {
+    const auto key = m_.rule_key(r, rows_[row], blocks_);
+    if (!key) continue;
+    size_t taken = 0;
+    // an open block (the row holds every never_across value) holds only records that hold none,
+    // as its partial index does: one that came to hold one in this chunk has left it
+    const bool open = open_rows_[row] && m_.similarity(r) == 0;
+    auto take = [&](const std::vector<int>& records) {
+      for (int k : records) {
+        if (taken == cap) return;
+        if (open && k >= 0 && FuzzyMatcher::holds_never(side_of(k))) continue;
+        ++taken;
+        if (k < 0 || seen_[size_t(k)] == int(row)) continue;
+        seen_[size_t(k)] = int(row);
+        out.push_back(k);
+      }
+    };
+    const auto& stored = open ? known_open_[r] : known_[r];
+    if (const auto it = stored.find(*key); it != stored.end()) take(it->second);
+    if (m_.similarity(r) > 0) {
+      // a trigram rule: the records this chunk gave a key similar to the row's
+      if (const auto g = blocks_.trigrams.find(*key); g != blocks_.trigrams.end())
+        take(similar_[r].similar(g->first, g->second, cap));
+    } else if (const auto it = chunk_[r].find(*key); it != chunk_[r].end()) {
+      take(it->second);
+    }
+  }
+  std::sort(out.begin(), out.end());  // the same order whatever the blocks' order
+  return out;
+}
+
+std::vector<std::pair<int, double>> FuzzyRun::candidates(size_t row, const std::vector<int>& row_records) {
+  const FuzzySide& mine = rows_[row];
+  std::vector<std::pair<int, double>> out;
+  std::vector<PairExplanation> shown;
+  for (int r : blocked_records(row, row_records)) {
+    const FuzzySide& theirs = side_of(r);
+    if (FuzzyMatcher::conflicts(mine, theirs)) continue;
+    PairExplanation e{r, 0, m_.scorer().fields(mine.compare, theirs.compare)};
+    e.score = PairScorer::total(e.fields);
+    out.emplace_back(r, e.score);
+    if (e.score >= review_at) shown.push_back(std::move(e));
+  }
+  std::stable_sort(shown.begin(), shown.end(), [](const auto& a, const auto& b) { return a.score > b.score; });
+  if (!shown.empty()) explained_[row] = std::move(shown);
+  return out;
+}
+
+const FuzzySide& FuzzyRun::side_of(int record) {
+  const auto r = size_t(record);
+  if (r < built_.size() && !built_[r]) {
+    records_[r] = m_.side(*known_keys_[r]);
+    built_[r] = 1;
+  }
+  return records_[r];
+}
+
+void FuzzyRun::landed(size_t row, int record) {
+  if (size_t(record) >= records_.size()) {
+    records_.resize(size_t(record) + 1);
+    keyed_.resize(size_t(record) + 1);
+  }
+  side_of(record);
+  FuzzySide& held = records_[size_t(record)];
+  auto& keyed = keyed_[size_t(record)];
+  if (keyed.empty()) {
+    // the keys its values make before this row: a known record is found by them through the
+    // target's index already; a new record has none yet
+    keyed.resize(m_.rules());
+    for (size_t r = 0; r < m_.rules(); ++r) keyed[r] = m_.rule_key(r, held, blocks_).has_value();
+  }
+  const FuzzySide& keys = rows_[row];
+  auto fill = [](auto& into, const auto& from) {
+    if (into.size() < from.size()) into.resize(from.size());
+    for (size_t k = 0; k < from.size(); ++k)
+      if (!into[k] && from[k]) into[k] = from[k];
+  };
+  fill(held.compare, keys.compare);
+  fill(held.never, keys.never);
+  fill(held.block, keys.block);
+  register_keys(record);
+}
+
+void FuzzyRun::register_keys(int record) {
+  // fill_nulls only completes keys, never changes one: a key, once registered, stays right
+  for (size_t r = 0; r < m_.rules(); ++r) {
+    if (keyed_[size_t(record)][r]) continue;
+    if (auto key = m_.rule_key(r, records_[size_t(record)], blocks_)) {
+      if (m_.similarity(r) == 0) {
+        chunk_[r][*key].push_back(record);
+      } else if (const auto g = blocks_.trigrams.find(*key); g != blocks_.trigrams.end()) {
+        similar_[r].add(record, g->first, g->second);
+      }
+      keyed_[size_t(record)][r] = true;
+    }
+  }
+}
+
+}  // namespace ingestd::engine
