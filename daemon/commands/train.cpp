@@ -68,12 +68,31 @@ std::vector<std::optional<std::string>> term_keys(pqxx::connection* db, const co
   return out;
 }
 
+/// A blocking rule as the config writes it: [postcode, dmetaphone(surname)].
+std::string rule_text(const std::vector<config::BlockingTerm>& rule) {
+  std::string out;
+  for (const auto& t : rule)
+    out += (out.empty() ? "[" : ", ") + (t.function.empty() ? t.field : t.function + "(" + t.field + ")");
+  return out + "]";
+}
+
 void print_weights(const config::FuzzyTier& tier, const engine::TrainedWeights& w) {
   std::printf("%-16s %-24s %10s %10s %8s\n", "FIELD", "LEVEL", "M", "U", "WEIGHT");
   for (size_t k = 0; k < tier.compare.size(); ++k)
     for (size_t l = 0; l < w.m[k].size(); ++l)
       std::printf("%-16s %-24s %10.4g %10.4g %+8.2f\n", tier.compare[k].field.c_str(),
                   engine::level_name(tier.compare[k], l).c_str(), w.m[k][l], w.u[k][l], std::log2(w.m[k][l] / w.u[k][l]));
+  for (size_t r = 0; r < tier.blocking.size(); ++r) {
+    std::string left;
+    for (size_t k = 0; k < tier.compare.size(); ++k)
+      if (w.left_out[r][k]) left += (left.empty() ? "" : ", ") + tier.compare[k].field;
+    std::printf("rule %zu %s: %zu pairs; m learnt without %s\n", r + 1, rule_text(tier.blocking[r]).c_str(),
+                w.rule_pairs[r], left.empty() ? "nothing left out" : left.c_str());
+  }
+  for (size_t k = 0; k < tier.compare.size(); ++k)
+    if (!w.estimated[k])
+      std::printf("%s: m not learnt (every blocking rule leaves it out, or no pair has it): the defaults stand\n",
+                  tier.compare[k].field.c_str());
   std::printf("pairs: %zu blocked, %zu random; matches among blocked pairs %.4f; EM rounds %d%s\n", w.blocked_pairs,
               w.random_pairs, w.lambda, w.iterations, w.converged ? "" : " (not converged)");
   std::printf("match weight for a posterior of 0.5: %.2f, 0.99: %.2f, 0.999: %.2f (merge_at %.2f, review_at %.2f now)\n",
@@ -93,9 +112,20 @@ void print_training(const config::FuzzyTier& tier, const engine::TrainedWeights&
     for (size_t l = 0; l < w.m[k].size(); ++l)
       levels.push_back({{"field", tier.compare[k].field}, {"level", engine::level_name(tier.compare[k], l)},
                         {"m", w.m[k][l]}, {"u", w.u[k][l]}, {"weight", std::log2(w.m[k][l] / w.u[k][l])}});
+  nlohmann::json rules = nlohmann::json::array();
+  for (size_t r = 0; r < tier.blocking.size(); ++r) {
+    nlohmann::json left = nlohmann::json::array();
+    for (size_t k = 0; k < tier.compare.size(); ++k)
+      if (w.left_out[r][k]) left.push_back(tier.compare[k].field);
+    rules.push_back({{"rule", rule_text(tier.blocking[r])}, {"pairs", w.rule_pairs[r]}, {"left_out", left}});
+  }
+  nlohmann::json untrained = nlohmann::json::array();
+  for (size_t k = 0; k < tier.compare.size(); ++k)
+    if (!w.estimated[k]) untrained.push_back(tier.compare[k].field);
   const nlohmann::json j = {{"rows", rows},          {"file", file},           {"output", output},
                             {"levels", levels},      {"blocked_pairs", w.blocked_pairs},
-                            {"random_pairs", w.random_pairs}, {"em_rounds", w.iterations}, {"converged", w.converged}};
+                            {"random_pairs", w.random_pairs}, {"em_rounds", w.iterations}, {"converged", w.converged},
+                            {"rules", rules},        {"m_not_learnt", untrained}};
   std::cout << j.dump() << std::endl;
 }
 
@@ -142,11 +172,14 @@ int cmd_train(const config::Config& cfg, const std::string& dataset, const std::
     for (const auto& x : tier.compare) c.push_back(r[size_t(engine::field_index(ent, x.field))]);
     cmp.push_back(std::move(c));
   }
-  std::vector<engine::LevelVector> blocked, random;
-  for (const auto& [i, j] : engine::blocked_pairs(block, 1000)) blocked.push_back(engine::pair_levels(tier, cmp[i], cmp[j]));
+  std::vector<engine::LevelVector> random;
   for (const auto& [i, j] : engine::random_pairs(rows.size(), 200000))
     random.push_back(engine::pair_levels(tier, cmp[i], cmp[j]));
-  const auto w = engine::estimate_weights(tier, blocked, random);
+  auto left_out = engine::left_out_comparisons(tier, random);
+  const auto blocked = engine::count_patterns(engine::blocked_pairs(block, 1000), left_out, [&](uint32_t i, uint32_t j) {
+    return engine::pair_levels(tier, cmp[i], cmp[j]);
+  });
+  const auto w = engine::estimate_weights(tier, blocked, random, std::move(left_out));
   std::ofstream out(output);
   out << engine::weights_yaml(tier, w, dataset, ent.name);
   out.close();

@@ -307,39 +307,84 @@ TEST_CASE("resolver: two records at merge_at send the row to review; an exact ke
 
 TEST_CASE("training: EM finds the levels that matches show, from pairs alone, the same every time") {
   cfg::FuzzyTier tier;
-  for (int k = 0; k < 4; ++k) tier.compare.push_back(comparison(cfg::FuzzyComparison::Method::Exact, {}));
-  // blocked pairs: 10% matches, each field agreeing with probability 0.9; non-matches and
-  // random pairs agree by chance with probability 0.05
+  for (int k = 0; k < 4; ++k) {
+    tier.compare.push_back(comparison(cfg::FuzzyComparison::Method::Exact, {}));
+    tier.compare.back().field = "f" + std::to_string(k);
+  }
+  // rule 0 blocks on f0, rule 1 on f1: their pairs agree on that field, match or not. Among
+  // them 10% are matches, whose other fields agree with probability 0.9; non-matches and random
+  // pairs agree by chance with probability 0.05
+  tier.blocking = {{{"", "f0", 0}}, {{"", "f1", 0}}};
   std::mt19937 gen(7);
   std::bernoulli_distribution match_agrees(0.9), chance(0.05);
-  auto pair = [&](std::bernoulli_distribution& agree) {
+  auto pair = [&](std::bernoulli_distribution& agree, int blocked_on) {
     LevelVector v;
-    for (int k = 0; k < 4; ++k) v.push_back(agree(gen) ? 0 : 1);
+    for (int k = 0; k < 4; ++k) v.push_back(k == blocked_on || agree(gen) ? 0 : 1);
     return v;
   };
-  std::vector<LevelVector> blocked, random;
-  for (int i = 0; i < 20000; ++i) blocked.push_back(i % 10 == 0 ? pair(match_agrees) : pair(chance));
-  for (int i = 0; i < 50000; ++i) random.push_back(pair(chance));
-  const auto w = estimate_weights(tier, blocked, random);
+  std::vector<LevelVector> random, pairs;
+  std::vector<BlockedPair> blocked;
+  for (uint32_t i = 0; i < 40000; ++i) {
+    pairs.push_back((i / 2) % 10 == 0 ? pair(match_agrees, int(i % 2)) : pair(chance, int(i % 2)));
+    blocked.push_back({i, i + 1, i % 2});
+  }
+  for (int i = 0; i < 50000; ++i) random.push_back(pair(chance, -1));
+  const auto left = left_out_comparisons(tier, random);
+  CHECK(left == std::vector<std::vector<bool>>{{true, false, false, false}, {false, true, false, false}});
+  const auto patterns = count_patterns(blocked, left, [&](uint32_t a, uint32_t) { return pairs[a]; });
+  CHECK(patterns.pairs == 40000);
+  const auto w = estimate_weights(tier, patterns, random, left);
   CHECK(w.converged);
+  // the blocking fields' agreement is not taken for the mark of a match: the share of matches
+  // and every m come out as generated
   CHECK(w.lambda == doctest::Approx(0.1).epsilon(0.1));
   for (int k = 0; k < 4; ++k) {
+    CHECK(w.estimated[size_t(k)]);
     CHECK(w.m[size_t(k)][0] == doctest::Approx(0.9).epsilon(0.05));
     CHECK(w.u[size_t(k)][0] == doctest::Approx(0.05).epsilon(0.1));
   }
   // a pair agreeing on all four is a match beyond doubt; the weight thresholds say so
   CHECK(w.weight_for(0.99) > w.weight_for(0.5));
-  const auto again = estimate_weights(tier, blocked, random);
+  const auto again = estimate_weights(tier, patterns, random, left);
   CHECK(weights_yaml(tier, w, "d", "e") == weights_yaml(tier, again, "d", "e"));
   CHECK(random_pairs(1000, 300) == random_pairs(1000, 300));
   CHECK(random_pairs(4, 100).size() == 6);  // all pairs when there are fewer
 }
 
-TEST_CASE("training: blocked pairs are each pair sharing a block key once, blocks cut at max_block") {
+TEST_CASE("training: a field that agrees together with a blocking field teaches nothing in that rule's pairs") {
+  cfg::FuzzyTier tier;
+  for (const char* f : {"postcode", "suburb", "name"}) {
+    tier.compare.push_back(comparison(cfg::FuzzyComparison::Method::Exact, {}));
+    tier.compare.back().field = f;
+  }
+  tier.blocking = {{{"", "postcode", 0}}, {{"", "suburb", 0}}};
+  // suburb agrees whenever postcode does (one suburb per postcode), 2% of random pairs
+  std::vector<LevelVector> random;
+  for (int i = 0; i < 10000; ++i) {
+    const int8_t place = i % 50 == 0 ? 0 : 1;
+    random.push_back({place, place, int8_t(i % 40 == 1 ? 0 : 1)});
+  }
+  const auto left = left_out_comparisons(tier, random);
+  CHECK(left[0] == std::vector<bool>{true, true, false});
+  CHECK(left[1] == std::vector<bool>{true, true, false});
+  const auto patterns = count_patterns({{0, 1, 0}, {0, 1, 1}, {1, 2, 0}}, left,
+                                       [](uint32_t, uint32_t) { return LevelVector{0, 0, 1}; });
+  CHECK(patterns.pairs == 2);  // the pair both rules make counts once
+  CHECK(patterns.rule[0].at(LevelVector{-1, -1, 1}) == 2);
+  CHECK(patterns.any.at(LevelVector{-1, -1, 1}) == 2);
+  // every rule leaves postcode and suburb out: their m stay the defaults, and the file says so
+  const auto w = estimate_weights(tier, patterns, random, left);
+  CHECK(w.estimated == std::vector<bool>{false, false, true});
+  const auto yaml = weights_yaml(tier, w, "d", "e");
+  CHECK(yaml.find("suburb: {m: [0.95, 0.05], u: [0.020096,") != std::string::npos);
+  CHECK(yaml.find("no rule could learn it") != std::string::npos);
+}
+
+TEST_CASE("training: blocked pairs are each pair sharing a block key, per rule, blocks cut at max_block") {
   std::vector<std::vector<K>> keys = {{K("a"), K("x")}, {K("a"), K("x")}, {K("b"), K("x")}, {std::nullopt, K("y")}};
   auto pairs = blocked_pairs(keys, 100);
-  CHECK(pairs == std::vector<std::pair<uint32_t, uint32_t>>{{0, 1}, {0, 2}, {1, 2}});
-  CHECK(blocked_pairs(keys, 2) == std::vector<std::pair<uint32_t, uint32_t>>{{0, 1}});
+  CHECK(pairs == std::vector<BlockedPair>{{0, 1, 0}, {0, 1, 1}, {0, 2, 1}, {1, 2, 1}});
+  CHECK(blocked_pairs(keys, 2) == std::vector<BlockedPair>{{0, 1, 0}, {0, 1, 1}});
 }
 
 TEST_CASE("resolver: a record only the fuzzy tier found keeps its stored keys once a row lands on it") {

@@ -14,13 +14,6 @@ namespace ingestd::engine {
 
 namespace {
 
-/// Identical level vectors counted once: EM then runs over the distinct patterns.
-std::map<LevelVector, double> patterns(const std::vector<LevelVector>& pairs) {
-  std::map<LevelVector, double> out;
-  for (const auto& p : pairs) out[p] += 1;
-  return out;
-}
-
 std::string num(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.6g", v);
@@ -39,11 +32,12 @@ std::pair<double, double> likelihoods(const LevelVector& g, const std::vector<st
   return {pm, pu};
 }
 
-/// One EM round: new m and lambda from the posteriors; returns the largest change.
-double em_round(const std::map<LevelVector, double>& pats, std::vector<std::vector<double>>& m,
-                const std::vector<std::vector<double>>& u, double& lambda) {
+/// One EM round: new m and lambda from the posteriors; returns the largest change. `seen`:
+/// per comparison, the expected matches with the field present.
+double em_round(const Patterns& pats, std::vector<std::vector<double>>& m, const std::vector<std::vector<double>>& u,
+                double& lambda, std::vector<double>& seen) {
   std::vector<std::vector<double>> num_m(m.size());
-  std::vector<double> den(m.size(), 0);  // [comparison] expected matches with the field present
+  seen.assign(m.size(), 0);
   for (size_t k = 0; k < m.size(); ++k) num_m[k].assign(m[k].size(), 0);
   double matches = 0, total = 0;
   for (const auto& [g, count] : pats) {
@@ -54,7 +48,7 @@ double em_round(const std::map<LevelVector, double>& pats, std::vector<std::vect
     for (size_t k = 0; k < g.size(); ++k) {
       if (g[k] < 0) continue;
       num_m[k][size_t(g[k])] += p * count;
-      den[k] += p * count;
+      seen[k] += p * count;
     }
   }
   double moved = std::abs(matches / total - lambda);
@@ -62,11 +56,30 @@ double em_round(const std::map<LevelVector, double>& pats, std::vector<std::vect
   for (size_t k = 0; k < m.size(); ++k)
     for (size_t l = 0; l < m[k].size(); ++l) {
       // a level no match shows keeps a floor: log2(m/u) stays finite
-      const double v = den[k] > 0 ? std::max(num_m[k][l] / den[k], 1e-6) : m[k][l];
+      const double v = seen[k] > 0 ? std::max(num_m[k][l] / seen[k], 1e-6) : m[k][l];
       moved = std::max(moved, std::abs(v - m[k][l]));
       m[k][l] = v;
     }
   return moved;
+}
+
+/// The share of matches among `pats` with m and u fixed (EM for lambda alone).
+double matches_share(const Patterns& pats, const std::vector<std::vector<double>>& m,
+                     const std::vector<std::vector<double>>& u) {
+  double lambda = 0.1;
+  for (int round = 0; round < 500; ++round) {
+    double matches = 0, total = 0;
+    for (const auto& [g, count] : pats) {
+      const auto [pm, pu] = likelihoods(g, m, u);
+      matches += count * lambda * pm / (lambda * pm + (1 - lambda) * pu);
+      total += count;
+    }
+    const double next = std::clamp(matches / total, 1e-9, 1 - 1e-9);
+    const bool still = std::abs(next - lambda) < 1e-9;
+    lambda = next;
+    if (still) break;
+  }
+  return lambda;
 }
 
 }  // namespace
@@ -83,9 +96,9 @@ LevelVector pair_levels(const config::FuzzyTier& tier, const std::vector<std::op
   return out;
 }
 
-std::vector<std::pair<uint32_t, uint32_t>> blocked_pairs(const std::vector<std::vector<std::optional<std::string>>>& keys,
-                                                         size_t max_block) {
-  std::set<std::pair<uint32_t, uint32_t>> out;
+std::vector<BlockedPair> blocked_pairs(const std::vector<std::vector<std::optional<std::string>>>& keys,
+                                       size_t max_block) {
+  std::vector<BlockedPair> out;
   const size_t rules = keys.empty() ? 0 : keys.front().size();
   for (size_t r = 0; r < rules; ++r) {
     std::map<std::string, std::vector<uint32_t>> blocks;  // ordered: the same pairs every run
@@ -96,9 +109,64 @@ std::vector<std::pair<uint32_t, uint32_t>> blocked_pairs(const std::vector<std::
       }
     for (const auto& [key, rows] : blocks)
       for (size_t x = 0; x < rows.size(); ++x)
-        for (size_t y = x + 1; y < rows.size(); ++y) out.emplace(rows[x], rows[y]);
+        for (size_t y = x + 1; y < rows.size(); ++y) out.push_back({rows[x], rows[y], uint32_t(r)});
   }
-  return {out.begin(), out.end()};
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::vector<bool>> left_out_comparisons(const config::FuzzyTier& tier, const std::vector<LevelVector>& random) {
+  const size_t n = tier.compare.size();
+  std::vector<double> agree(n, 0);
+  std::vector<std::vector<double>> both(n, std::vector<double>(n, 0));
+  for (const auto& g : random) {
+    const auto agreeing = std::count(g.begin(), g.end(), 0);
+    for (size_t a = 0; a < n; ++a)
+      if (g[a] == 0) {
+        agree[a] += 1;
+        // a random pair agreeing on much else is likely a match (a small file holds many):
+        // together means agreeing on the two and at most one other
+        if (agreeing <= 3)
+          for (size_t b = 0; b < n; ++b) both[a][b] += b != a && g[b] == 0;
+      }
+  }
+  const double pairs = double(random.size());
+  auto together = [&](size_t a, size_t b) {  // far more often than chance, and often enough to tell
+    return both[a][b] >= 10 && both[a][b] * pairs >= 10 * agree[a] * agree[b];
+  };
+  std::vector<std::vector<bool>> out;
+  for (const auto& rule : tier.blocking) {
+    std::vector<bool> left(n, false);
+    for (const auto& term : rule)
+      for (size_t a = 0; a < n; ++a)
+        if (tier.compare[a].field == term.field) {
+          left[a] = true;
+          for (size_t b = 0; b < n; ++b) left[b] = left[b] || together(a, b);
+        }
+    out.push_back(std::move(left));
+  }
+  return out;
+}
+
+BlockedPatterns count_patterns(const std::vector<BlockedPair>& blocked, const std::vector<std::vector<bool>>& left_out,
+                               const std::function<LevelVector(uint32_t, uint32_t)>& levels) {
+  BlockedPatterns out;
+  out.rule.resize(left_out.size());
+  for (size_t i = 0; i < blocked.size();) {
+    const uint32_t a = blocked[i].a, b = blocked[i].b;
+    const LevelVector g = levels(a, b);
+    LevelVector any = g;
+    for (; i < blocked.size() && blocked[i].a == a && blocked[i].b == b; ++i) {
+      const auto& left = left_out[blocked[i].rule];
+      LevelVector mine = g;
+      for (size_t k = 0; k < g.size(); ++k)
+        if (left[k]) mine[k] = any[k] = -1;
+      out.rule[blocked[i].rule][mine] += 1;
+    }
+    out.any[any] += 1;
+    ++out.pairs;
+  }
+  return out;
 }
 
 std::vector<std::pair<uint32_t, uint32_t>> random_pairs(size_t rows, size_t n) {
@@ -122,11 +190,12 @@ std::vector<std::pair<uint32_t, uint32_t>> random_pairs(size_t rows, size_t n) {
   return out;
 }
 
-TrainedWeights estimate_weights(const config::FuzzyTier& tier, const std::vector<LevelVector>& blocked,
-                                const std::vector<LevelVector>& random) {
+TrainedWeights estimate_weights(const config::FuzzyTier& tier, const BlockedPatterns& blocked,
+                                const std::vector<LevelVector>& random, std::vector<std::vector<bool>> left_out) {
   TrainedWeights w;
-  w.blocked_pairs = blocked.size();
+  w.blocked_pairs = blocked.pairs;
   w.random_pairs = random.size();
+  std::vector<std::vector<double>> start;
   for (const auto& c : tier.compare) {
     std::vector<double> counts(c.levels(), 1.0);  // Laplace: a level never seen is rare, not impossible
     const size_t k = w.u.size();
@@ -138,24 +207,43 @@ TrainedWeights estimate_weights(const config::FuzzyTier& tier, const std::vector
     w.u.push_back(std::move(counts));
     std::vector<double> m, u;
     PairScorer::default_mu(c, m, u);
-    w.m.push_back(std::move(m));
+    start.push_back(m);
+    w.m.push_back(std::vector<double>(m.size(), 0));
   }
-  const auto pats = patterns(blocked);
-  w.lambda = 0.1;
-  if (pats.empty()) return w;
-  for (w.iterations = 1; w.iterations <= 500; ++w.iterations)
-    if (em_round(pats, w.m, w.u, w.lambda) < 1e-7) {
-      w.converged = true;
-      break;
-    }
+  // per rule: m of the comparisons it does not leave out, and the matches it saw with each present
+  std::vector<double> seen_all(tier.compare.size(), 0);
+  w.converged = true;
+  for (size_t r = 0; r < blocked.rule.size(); ++r) {
+    w.rule_pairs.push_back(0);
+    for (const auto& [g, count] : blocked.rule[r]) w.rule_pairs.back() += size_t(count);
+    if (blocked.rule[r].empty()) continue;
+    auto m = start;
+    double lambda = 0.1;
+    std::vector<double> seen;
+    bool done = false;
+    for (int round = 1; round <= 500 && !done; ++round, ++w.iterations)
+      done = em_round(blocked.rule[r], m, w.u, lambda, seen) < 1e-7;
+    w.converged = w.converged && done;
+    for (size_t k = 0; k < m.size(); ++k)
+      if (!left_out[r][k] && seen[k] > 0) {
+        for (size_t l = 0; l < m[k].size(); ++l) w.m[k][l] += seen[k] * m[k][l];
+        seen_all[k] += seen[k];
+      }
+  }
+  for (size_t k = 0; k < w.m.size(); ++k) {
+    w.estimated.push_back(seen_all[k] > 0);
+    for (size_t l = 0; l < w.m[k].size(); ++l) w.m[k][l] = seen_all[k] > 0 ? w.m[k][l] / seen_all[k] : start[k][l];
+  }
+  w.left_out = std::move(left_out);
+  w.lambda = blocked.any.empty() ? 0.1 : matches_share(blocked.any, w.m, w.u);
   return w;
 }
 
 std::string weights_yaml(const config::FuzzyTier& tier, const TrainedWeights& w, const std::string& dataset,
                          const std::string& entity) {
   std::string out = "# m/u probabilities of the fuzzy tier, written by `ingestd train`: u from " +
-                    std::to_string(w.random_pairs) + " random pairs, m by EM over " + std::to_string(w.blocked_pairs) +
-                    " blocked pairs (lambda " + num(w.lambda) + ", " + std::to_string(w.iterations) + " rounds" +
+                    std::to_string(w.random_pairs) + " random pairs, m by EM per blocking rule over " +
+                    std::to_string(w.blocked_pairs) + " blocked pairs (lambda " + num(w.lambda) + ", " + std::to_string(w.iterations) + " rounds" +
                     (w.converged ? "" : ", not converged") + ").\n# Match weight for a posterior of 0.5: " +
                     num(w.weight_for(0.5)) + "; 0.99: " + num(w.weight_for(0.99)) + "; 0.999: " + num(w.weight_for(0.999)) +
                     "\ndataset: " + dataset + "\nentity: " + entity + "\npairs: " + std::to_string(w.blocked_pairs) +
@@ -166,7 +254,8 @@ std::string weights_yaml(const config::FuzzyTier& tier, const TrainedWeights& w,
       m += (l ? ", " : "") + num(w.m[k][l]);
       u += (l ? ", " : "") + num(w.u[k][l]);
     }
-    out += "  " + tier.compare[k].field + ": {m: [" + m + "], u: [" + u + "]}\n";
+    out += "  " + tier.compare[k].field + ": {m: [" + m + "], u: [" + u + "]}" +
+           (w.estimated[k] ? "" : "  # m: the defaults, no rule could learn it") + "\n";
   }
   return out;
 }
