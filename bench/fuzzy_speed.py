@@ -99,25 +99,38 @@ class FebrlBench(Bench):
         return r
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(doc, missing_ids):
+    """The options fuzzy_speed.py and fuzzy_precision.py share."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=100000)
     ap.add_argument("--existing", type=int, default=1000000)
     ap.add_argument("--chunk-rows", type=int, default=25000)
     ap.add_argument("--pg-defaults", action="store_true")
-    ap.add_argument("--config", default=str(CONFIG), help="a variant of bench/febrl/febrl.yaml")
     ap.add_argument("--pair-rules", action="store_true", help="the fuzzy tier's blocking rules two fields each")
-    ap.add_argument("--missing-ids", type=float, default=0.0, help="share of people without a soc_sec_id")
+    ap.add_argument("--missing-ids", type=float, default=missing_ids, help="share of people without a soc_sec_id")
+    return ap
+
+
+def generate(tmp, a):
+    """The file (people.csv, with duplicates) and the table's other people (existing.csv, another
+    seed, none when --existing 0), as `a` asks."""
+    data, existing = Path(tmp) / "people.csv", Path(tmp) / "existing.csv"
+    gen = [sys.executable, str(HERE / "generate_febrl.py"), "--missing-ids", str(a.missing_ids)]
+    subprocess.run(gen + ["--rows", str(a.rows), "--out", str(data)], check=True)
+    if a.existing:
+        subprocess.run(gen + ["--rows", str(a.existing), "--out", str(existing), "--no-dups", "--seed", "99",
+                              "--first-person", "10000000"], check=True)
+    return data, existing
+
+
+def main():
+    ap = arguments(__doc__, 0.0)
+    ap.add_argument("--config", default=str(CONFIG), help="a variant of bench/febrl/febrl.yaml")
     ap.add_argument("--trigram", default="", help="fields to add a trigram() blocking rule for, comma-separated")
     a = ap.parse_args()
     tri = [f for f in a.trigram.split(",") if f]
     with tempfile.TemporaryDirectory(prefix="fuzzy-speed-") as tmp:
-        data, existing = Path(tmp) / "people.csv", Path(tmp) / "existing.csv"
-        gen = [sys.executable, str(HERE / "generate_febrl.py"), "--missing-ids", str(a.missing_ids)]
-        subprocess.run(gen + ["--rows", str(a.rows), "--out", str(data)], check=True)
-        if a.existing:
-            subprocess.run(gen + ["--rows", str(a.existing), "--out", str(existing), "--no-dups", "--seed", "99",
-                                  "--first-person", "10000000"], check=True)
+        data, existing = generate(tmp, a)
         b = FebrlBench(tmp, a.chunk_rows, a.pg_defaults)
         try:
             runs = [b.run("exact", False, data, a.config, a.pair_rules),

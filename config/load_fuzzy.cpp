@@ -145,7 +145,38 @@ FuzzyComparison load_comparison(Reader& r, const Entry& e, const std::string& pa
   return c;
 }
 
-/// The m/u file `ingestd train` writes: {fields: {NAME: {m: […], u: […]}}}.
+/// The weights file's `together: [{fields: [A, B], u: P}]`: A before B among the comparisons.
+void load_together(Reader& wr, const YAML::Node& n, FuzzyTier& out) {
+  if (!n.IsSequence()) {
+    wr.problem(n, "together", "expected a list of {fields: [A, B], u: P}, got " + describe(n));
+    return;
+  }
+  auto index = [&](const std::string& f) {
+    return size_t(std::find_if(out.compare.begin(), out.compare.end(), [&](const auto& x) { return x.field == f; }) -
+                  out.compare.begin());
+  };
+  for (size_t i = 0; i < n.size(); ++i) {
+    const std::string at = at_index("together", i);
+    MapView t(wr, n[i], at, {"fields", "u"});
+    if (!t.ok()) continue;
+    FuzzyTogether pair;
+    const auto fields = t.get("fields") ? wr.string_list(*t.get("fields"), t.path("fields")) : std::vector<std::string>{};
+    if (fields.size() != 2 || index(fields[0]) >= index(fields[1]) || index(fields[1]) == out.compare.size()) {
+      wr.problem(n[i], t.path("fields"), "expected two compared fields, in the tier's order");
+      continue;
+    }
+    pair.first = fields[0];
+    pair.second = fields[1];
+    if (auto u = t.get("u")) {
+      if (auto x = wr.number(*u, t.path("u"), 1e-12)) pair.u = std::min(*x, 1.0);
+    } else {
+      wr.problem(n[i], t.path("u"), "required: the share of random pairs agreeing exactly on both");
+    }
+    if (pair.u > 0) out.together.push_back(std::move(pair));
+  }
+}
+
+/// The m/u file `ingestd train` writes: {fields: {NAME: {m: […], u: […]}}, together: […]}.
 void load_weights(Reader& r, const YAML::Node& at, const std::string& path, FuzzyTier& out) {
   YAML::Node doc;
   try {
@@ -156,7 +187,8 @@ void load_weights(Reader& r, const YAML::Node& at, const std::string& path, Fuzz
     return;
   }
   Reader wr(out.weights);
-  MapView top(wr, doc, "", {"dataset", "entity", "fields", "pairs", "iterations"});
+  MapView top(wr, doc, "", {"dataset", "entity", "fields", "pairs", "iterations", "together", "rows"});
+  top.read_int("rows", out.trained_rows, int64_t(0));
   if (auto f = top.get("fields"))
     if (auto es = wr.entries(*f, "fields"))
       for (const auto& e : *es) {
@@ -169,6 +201,7 @@ void load_weights(Reader& r, const YAML::Node& at, const std::string& path, Fuzz
         if (auto v = mu.get("m")) c->m = probabilities(wr, *v, mu.path("m"), c->levels());
         if (auto v = mu.get("u")) c->u = probabilities(wr, *v, mu.path("u"), c->levels());
       }
+  if (auto t = top.get("together")) load_together(wr, *t, out);
   try {
     wr.finish();
   } catch (const std::exception& e) {

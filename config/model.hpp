@@ -74,6 +74,15 @@ struct BlockingTerm {
   bool trigram() const { return function == "trigram"; }
 };
 
+/// @brief Two compared fields that agree exactly together far more often than chance (suburb
+/// with postcode), as `ingestd train` measured among random pairs: `u` is the share of them
+/// agreeing exactly on both. Where both agree, the second's weight is taken given the first's
+/// agreement, log2(m / (u / u of the first)): one fact is not counted twice.
+struct FuzzyTogether {
+  std::string first, second;  // in the tier's comparison order
+  double u = 0;
+};
+
 /// @brief A fuzzy tier (Fellegi–Sunter): the candidates its blocking rules find through the
 /// target's indexes are scored field by field; at or above merge_at a row merges, from
 /// review_at it goes to review, below it is new. Never across a differing never_across field.
@@ -84,6 +93,10 @@ struct FuzzyTier {
   double merge_at = 0, review_at = 0;
   int max_candidates = 50;  // per row and blocking rule: a bigger block is cut (lowest ids kept)
   std::string weights;      // m/u file written by `ingestd train` (absolute path), "" = none
+  std::vector<FuzzyTogether> together;  // from the weights file
+  /// The rows the weights were trained on (weights file `rows`), 0 = unknown. Against a table
+  /// of more records a pair's match weight is lowered by log2(records / trained_rows).
+  int64_t trained_rows = 0;
   int line = 0;
 };
 

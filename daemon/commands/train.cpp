@@ -89,6 +89,10 @@ void print_weights(const config::FuzzyTier& tier, const engine::TrainedWeights& 
     std::printf("rule %zu %s: %zu pairs; m learnt without %s\n", r + 1, rule_text(tier.blocking[r]).c_str(),
                 w.rule_pairs[r], left.empty() ? "nothing left out" : left.c_str());
   }
+  for (const auto& t : w.together)
+    std::printf("%s and %s agree together far more often than chance (u of both %.4g): %s's weight is taken given %s's\n",
+                tier.compare[t.first].field.c_str(), tier.compare[t.second].field.c_str(), t.u,
+                tier.compare[t.second].field.c_str(), tier.compare[t.first].field.c_str());
   for (size_t k = 0; k < tier.compare.size(); ++k)
     if (!w.estimated[k])
       std::printf("%s: m not learnt (every blocking rule leaves it out, or no pair has it): the defaults stand\n",
@@ -119,13 +123,16 @@ void print_training(const config::FuzzyTier& tier, const engine::TrainedWeights&
       if (w.left_out[r][k]) left.push_back(tier.compare[k].field);
     rules.push_back({{"rule", rule_text(tier.blocking[r])}, {"pairs", w.rule_pairs[r]}, {"left_out", left}});
   }
+  nlohmann::json together = nlohmann::json::array();
+  for (const auto& t : w.together)
+    together.push_back({{"fields", {tier.compare[t.first].field, tier.compare[t.second].field}}, {"u", t.u}});
   nlohmann::json untrained = nlohmann::json::array();
   for (size_t k = 0; k < tier.compare.size(); ++k)
     if (!w.estimated[k]) untrained.push_back(tier.compare[k].field);
   const nlohmann::json j = {{"rows", rows},          {"file", file},           {"output", output},
                             {"levels", levels},      {"blocked_pairs", w.blocked_pairs},
                             {"random_pairs", w.random_pairs}, {"em_rounds", w.iterations}, {"converged", w.converged},
-                            {"rules", rules},        {"m_not_learnt", untrained}};
+                            {"rules", rules},        {"m_not_learnt", untrained}, {"together", together}};
   std::cout << j.dump() << std::endl;
 }
 
@@ -175,11 +182,13 @@ int cmd_train(const config::Config& cfg, const std::string& dataset, const std::
   std::vector<engine::LevelVector> random;
   for (const auto& [i, j] : engine::random_pairs(rows.size(), 200000))
     random.push_back(engine::pair_levels(tier, cmp[i], cmp[j]));
-  auto left_out = engine::left_out_comparisons(tier, random);
+  auto together = engine::agreeing_together(tier, random);
+  auto left_out = engine::left_out_comparisons(tier, together);
   const auto blocked = engine::count_patterns(engine::blocked_pairs(block, 1000), left_out, [&](uint32_t i, uint32_t j) {
     return engine::pair_levels(tier, cmp[i], cmp[j]);
   });
-  const auto w = engine::estimate_weights(tier, blocked, random, std::move(left_out));
+  auto w = engine::estimate_weights(tier, blocked, random, std::move(together), std::move(left_out));
+  w.rows = rows.size();
   std::ofstream out(output);
   out << engine::weights_yaml(tier, w, dataset, ent.name);
   out.close();

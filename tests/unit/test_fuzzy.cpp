@@ -3,7 +3,11 @@
 // resolver's fuzzy bands (merge, review, new; never across a conflicting identifier).
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <random>
 
 #include "config/loader.hpp"
@@ -105,6 +109,31 @@ TEST_CASE("fuzzy: a pair's weight is the sum of log2(m/u) of its fields' levels;
   CHECK(PairScorer::total(f) == doctest::Approx(std::log2(0.15 / 0.04)));
 }
 
+TEST_CASE("fuzzy: a field agreeing together with an earlier one counts given it, not as a second fact") {
+  cfg::FuzzyTier tier;
+  for (const char* f : {"postcode", "suburb", "name"}) {
+    tier.compare.push_back(comparison(cfg::FuzzyComparison::Method::Exact, {}));
+    tier.compare.back().field = f;
+    tier.compare.back().m = {0.8, 0.2};
+    tier.compare.back().u = {0.01, 0.99};
+  }
+  tier.together = {{"postcode", "suburb", 0.008}};  // one suburb per postcode, nearly
+  PairScorer s(tier);
+  auto f = s.fields({K("2000"), K("rtson"), K("ann")}, {K("2000"), K("rtson"), K("bob")});
+  CHECK(f[0].weight == doctest::Approx(std::log2(80.0)));
+  // chance agreement on suburb once postcode agrees: 0.008 / 0.01
+  CHECK(f[1].weight == doctest::Approx(std::log2(0.8 / 0.8)));
+  CHECK(f[1].given == 0);
+  CHECK(score_level(tier, 1, f[1]) == "exact (with postcode)");
+  // alone, suburb is the fact it always was
+  f = s.fields({K("2000"), K("rtson"), K("ann")}, {K("3000"), K("rtson"), K("ann")});
+  CHECK(f[1].weight == doctest::Approx(std::log2(80.0)));
+  CHECK(f[1].given == -1);
+  CHECK(score_level(tier, 0, f[0]) == "disagrees");
+  f = s.fields({K("2000"), std::nullopt, K("ann")}, {K("2000"), K("rtson"), K("ann")});
+  CHECK(score_level(tier, 1, f[1]) == "missing");
+}
+
 namespace {
 
 const std::string kFuzzyBase = R"(postgres:
@@ -192,6 +221,24 @@ TEST_CASE("fuzzy config: mistakes are named with their key path") {
   CHECK(problems_of("              blocking: [[dob]]\n              compare: {dob: {date: [3]}}\n"
                     "              merge_at: 10\n              review_at: 4\n              weights: nope.yaml\n")
             .empty());
+}
+
+TEST_CASE("fuzzy config: the weights file's together pairs load, and a wrong one is named") {
+  const auto dir = std::filesystem::temp_directory_path() / ("ingestd-together-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto weights = (dir / "w.yaml").string();
+  const std::string tier = "              blocking: [[dob]]\n              compare: {given: exact, surname: exact}\n"
+                           "              merge_at: 10\n              review_at: 4\n              weights: " + weights + "\n";
+  std::ofstream(weights) << "fields:\n  given: {m: [0.9, 0.1], u: [0.01, 0.99]}\ntogether:\n"
+                            "  - {fields: [given, surname], u: 0.005}\n";
+  const auto c = cfg::load_config_text(kFuzzyBase + tier + kFuzzyFields, "ingestd.yaml");
+  const auto& t = *c.datasets.at("d").entities[0].fuzzy;
+  REQUIRE(t.together.size() == 1);
+  CHECK(t.together[0].second == "surname");
+  CHECK(t.together[0].u == 0.005);
+  std::ofstream(weights) << "together:\n  - {fields: [surname, given], u: 0.005}\n";
+  CHECK(has(problems_of(tier), "together[0].fields", "in the tier's order"));
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("fuzzy config: a trigram term stands alone in its rule, at pg_trgm's default or its own similarity") {
@@ -329,11 +376,12 @@ TEST_CASE("training: EM finds the levels that matches show, from pairs alone, th
     blocked.push_back({i, i + 1, i % 2});
   }
   for (int i = 0; i < 50000; ++i) random.push_back(pair(chance, -1));
-  const auto left = left_out_comparisons(tier, random);
+  CHECK(agreeing_together(tier, random).empty());
+  const auto left = left_out_comparisons(tier, {});
   CHECK(left == std::vector<std::vector<bool>>{{true, false, false, false}, {false, true, false, false}});
   const auto patterns = count_patterns(blocked, left, [&](uint32_t a, uint32_t) { return pairs[a]; });
   CHECK(patterns.pairs == 40000);
-  const auto w = estimate_weights(tier, patterns, random, left);
+  const auto w = estimate_weights(tier, patterns, random, {}, left);
   CHECK(w.converged);
   // the blocking fields' agreement is not taken for the mark of a match: the share of matches
   // and every m come out as generated
@@ -345,7 +393,7 @@ TEST_CASE("training: EM finds the levels that matches show, from pairs alone, th
   }
   // a pair agreeing on all four is a match beyond doubt; the weight thresholds say so
   CHECK(w.weight_for(0.99) > w.weight_for(0.5));
-  const auto again = estimate_weights(tier, patterns, random, left);
+  const auto again = estimate_weights(tier, patterns, random, {}, left);
   CHECK(weights_yaml(tier, w, "d", "e") == weights_yaml(tier, again, "d", "e"));
   CHECK(random_pairs(1000, 300) == random_pairs(1000, 300));
   CHECK(random_pairs(4, 100).size() == 6);  // all pairs when there are fewer
@@ -364,7 +412,12 @@ TEST_CASE("training: a field that agrees together with a blocking field teaches 
     const int8_t place = i % 50 == 0 ? 0 : 1;
     random.push_back({place, place, int8_t(i % 40 == 1 ? 0 : 1)});
   }
-  const auto left = left_out_comparisons(tier, random);
+  const auto together = agreeing_together(tier, random);
+  REQUIRE(together.size() == 1);
+  CHECK(together[0].first == 0);
+  CHECK(together[0].second == 1);
+  CHECK(together[0].u == doctest::Approx(0.02));
+  const auto left = left_out_comparisons(tier, together);
   CHECK(left[0] == std::vector<bool>{true, true, false});
   CHECK(left[1] == std::vector<bool>{true, true, false});
   const auto patterns = count_patterns({{0, 1, 0}, {0, 1, 1}, {1, 2, 0}}, left,
@@ -373,9 +426,10 @@ TEST_CASE("training: a field that agrees together with a blocking field teaches 
   CHECK(patterns.rule[0].at(LevelVector{-1, -1, 1}) == 2);
   CHECK(patterns.any.at(LevelVector{-1, -1, 1}) == 2);
   // every rule leaves postcode and suburb out: their m stay the defaults, and the file says so
-  const auto w = estimate_weights(tier, patterns, random, left);
+  const auto w = estimate_weights(tier, patterns, random, together, left);
   CHECK(w.estimated == std::vector<bool>{false, false, true});
   const auto yaml = weights_yaml(tier, w, "d", "e");
+  CHECK(yaml.find("together:\n  - {fields: [postcode, suburb], u: 0.02}") != std::string::npos);
   CHECK(yaml.find("suburb: {m: [0.95, 0.05], u: [0.020096,") != std::string::npos);
   CHECK(yaml.find("no rule could learn it") != std::string::npos);
 }

@@ -187,14 +187,38 @@ void PairScorer::default_mu(const config::FuzzyComparison& c, std::vector<double
   u[n - 1] = mid ? 0.95 : 0.99;
 }
 
-PairScorer::PairScorer(const config::FuzzyTier& tier) : tier_(tier) {
+std::string score_level(const config::FuzzyTier& tier, size_t comparison, const FieldScore& s) {
+  if (s.level < 0) return "missing";
+  const std::string name = level_name(tier.compare[comparison], size_t(s.level));
+  return s.given < 0 ? name : name + " (with " + tier.compare[size_t(s.given)].field + ")";
+}
+
+std::vector<TogetherIndex> together_index(const config::FuzzyTier& tier) {
+  auto index = [&](const std::string& f) {
+    return size_t(std::find_if(tier.compare.begin(), tier.compare.end(), [&](const auto& c) { return c.field == f; }) -
+                  tier.compare.begin());
+  };
+  std::vector<TogetherIndex> out;
+  for (const auto& t : tier.together) out.push_back({index(t.first), index(t.second), t.u});
+  std::sort(out.begin(), out.end(),
+            [](const auto& x, const auto& y) { return std::pair(x.second, x.first) < std::pair(y.second, y.first); });
+  return out;
+}
+
+PairScorer::PairScorer(const config::FuzzyTier& tier) : tier_(tier), together_(together_index(tier)) {
+  std::vector<double> exact_u;
+  std::vector<double> exact_m;
   for (const auto& c : tier.compare) {
     std::vector<double> m = c.m, u = c.u;
     if (m.size() != c.levels() || u.size() != c.levels()) default_mu(c, m, u);
     std::vector<double> w;
     for (size_t l = 0; l < c.levels(); ++l) w.push_back(std::log2(m[l] / u[l]));
     weights_.push_back(std::move(w));
+    exact_m.push_back(m[0]);
+    exact_u.push_back(u[0]);
   }
+  // agreeing on the second once the first agrees is as likely by chance as u(both) / u(first)
+  for (const auto& t : together_) given_weight_.push_back(std::log2(exact_m[t.second] * exact_u[t.first] / t.u));
 }
 
 std::vector<FieldScore> PairScorer::fields(const KeyRefs& a, const KeyRefs& b) const {
@@ -204,6 +228,12 @@ std::vector<FieldScore> PairScorer::fields(const KeyRefs& a, const KeyRefs& b) c
     const size_t l = comparison_level(tier_.compare[i], *a[i], *b[i]);
     out[i] = {int(l), weights_[i][l]};
   }
+  for (size_t i = 0; i < out.size() && !together_.empty(); ++i)
+    if (out[i].level == 0)
+      if (const auto* t = given_of(together_, i, [&](size_t f) { return out[f].level == 0; })) {
+        out[i].weight = given_weight_[size_t(t - together_.data())];
+        out[i].given = int(t->first);
+      }
   return out;
 }
 

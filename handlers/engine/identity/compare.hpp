@@ -26,7 +26,29 @@ std::string level_name(const config::FuzzyComparison& c, size_t level);
 struct FieldScore {
   int level = -1;      // -1: missing on a side (weight 0)
   double weight = 0;   // log2(m/u) of the level
+  int given = -1;      // exact, taken given this comparison's exact agreement (FuzzyTogether)
 };
+
+/// How a field's part of a score reads in explanations: "missing", "exact", "exact (with postcode)".
+std::string score_level(const config::FuzzyTier& tier, size_t comparison, const FieldScore& s);
+
+/// @brief Comparisons that agree together (FuzzyTogether) by index, first < second.
+struct TogetherIndex {
+  size_t first, second;
+  double u;
+};
+
+/// The tier's together pairs by comparison index, ordered by second then first.
+std::vector<TogetherIndex> together_index(const config::FuzzyTier& tier);
+
+/// The pair whose first's exact agreement comparison `b`'s is taken given: the first in
+/// `together` with second b and an exactly agreeing first (`exact(first)`); nullptr: none.
+template <class Exact>
+const TogetherIndex* given_of(const std::vector<TogetherIndex>& together, size_t b, Exact exact) {
+  for (const auto& t : together)
+    if (t.second == b && exact(t.first)) return &t;
+  return nullptr;
+}
 
 /// Keys by reference, one per comparison (nullptr: missing): scoring millions of pairs copies
 /// no strings.
@@ -49,6 +71,8 @@ class PairScorer {
  private:
   const config::FuzzyTier& tier_;
   std::vector<std::vector<double>> weights_;
+  std::vector<TogetherIndex> together_;
+  std::vector<double> given_weight_;  // [together_ index] the second's exact weight given the first
 };
 
 }  // namespace ingestd::engine

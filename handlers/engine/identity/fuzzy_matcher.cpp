@@ -107,6 +107,11 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
   out.known.resize(rules_.size());
   out.open.resize(rules_.size());
   if (rows.empty() || rules_.empty()) return out;
+  if (tier_.trained_rows > 0)
+    out.table_records = sql.exec("SELECT reltuples::float8 FROM pg_class WHERE oid = " +
+                                     sql.tx().quote(target_.table) + "::regclass",
+                                 "candidates")[0][0]
+                            .as<double>();
   add_codes(sql, out, rows);
   add_trigrams(sql, out, rows);
   const std::string probe = stage_probe(sql, rows, probed);

@@ -41,6 +41,8 @@ struct Blocks {
   std::unordered_set<std::string> wanted;
   /// The records to fetch: every wanted one, once each, ascending.
   std::vector<std::string> known_ids() const;
+  /// The target's records, as PostgreSQL estimates them (pg_class.reltuples; -1: never counted).
+  double table_records = -1;
 };
 
 /// Separates the terms of a block key (a control character no key holds).
@@ -168,6 +170,7 @@ struct PairExplanation {
   int record = -1;  // index into Resolution::records
   double score = 0;
   std::vector<FieldScore> fields;  // per comparison
+  double table = 0;                // the table-size term (FuzzyRun::table_term_), in score
 };
 
 /// @brief The fuzzy tier's say over one chunk: scores a row against the records its blocks
@@ -198,6 +201,11 @@ class FuzzyRun : public FuzzyJudge {
   std::vector<std::unordered_map<std::string, std::vector<int>>> known_;  // [rule] key -> known records
   std::vector<std::unordered_map<std::string, std::vector<int>>> known_open_;  // [rule] open block -> known records
   std::vector<char> open_rows_;  // [row] blocked with open blocks under the equality rules
+  /// What every pair's match weight gets for the table's size: -log2(records / trained_rows)
+  /// when the table holds more records than the weights were trained on, else 0. A pair
+  /// agrees by chance with more people in a bigger table, so the same weight is weaker
+  /// evidence there; the thresholds keep the meaning they had on the training file.
+  double table_term_ = 0;
   std::vector<std::unordered_map<std::string, std::vector<int>>> chunk_;  // [rule] key -> records that got it here
   std::vector<SimilarBlock> similar_;  // [rule] a trigram rule's records that got a key here
   std::vector<std::vector<bool>> keyed_;  // [record][rule] its key for the rule is registered (or stored)

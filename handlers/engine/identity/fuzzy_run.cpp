@@ -4,6 +4,7 @@
 #include "handlers/engine/identity/fuzzy_matcher.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 namespace ingestd::engine {
 
@@ -54,6 +55,8 @@ FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vecto
   tier = 0;
   merge_at = m.tier().merge_at;
   review_at = m.tier().review_at;
+  if (const auto trained = double(m.tier().trained_rows); trained > 0 && blocks.table_records > trained)
+    table_term_ = -std::log2(blocks.table_records / trained);
   std::unordered_map<std::string, int> index;
   index.reserve(known_ids.size());
   for (size_t k = 0; k < known_ids.size(); ++k) index.emplace(known_ids[k], int(k));
@@ -134,8 +137,8 @@ std::vector<std::pair<int, double>> FuzzyRun::candidates(size_t row, const std::
   for (int r : blocked_records(row, row_records)) {
     const FuzzySide& theirs = side_of(r);
     if (FuzzyMatcher::conflicts(mine, theirs)) continue;
-    PairExplanation e{r, 0, m_.scorer().fields(mine.compare, theirs.compare)};
-    e.score = PairScorer::total(e.fields);
+    PairExplanation e{r, 0, m_.scorer().fields(mine.compare, theirs.compare), table_term_};
+    e.score = PairScorer::total(e.fields) + table_term_;
     out.emplace_back(r, e.score);
     if (e.score >= review_at) shown.push_back(std::move(e));
   }

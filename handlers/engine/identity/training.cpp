@@ -20,14 +20,19 @@ std::string num(double v) {
   return buf;
 }
 
-/// P(pattern | match) and P(pattern | non-match) as products over the present levels.
+/// P(pattern | match) and P(pattern | non-match) as products over the present levels; a
+/// comparison agreeing together with an earlier one (`together`) counts by their joint u.
 std::pair<double, double> likelihoods(const LevelVector& g, const std::vector<std::vector<double>>& m,
-                                      const std::vector<std::vector<double>>& u) {
+                                      const std::vector<std::vector<double>>& u,
+                                      const std::vector<TogetherIndex>& together) {
   double pm = 1, pu = 1;
   for (size_t k = 0; k < g.size(); ++k) {
     if (g[k] < 0) continue;
     pm *= m[k][size_t(g[k])];
     pu *= u[k][size_t(g[k])];
+    if (g[k] == 0 && !together.empty())
+      if (const auto* t = given_of(together, k, [&](size_t f) { return g[f] == 0; }))
+        pu *= t->u / (u[t->first][0] * u[k][0]);
   }
   return {pm, pu};
 }
@@ -35,13 +40,13 @@ std::pair<double, double> likelihoods(const LevelVector& g, const std::vector<st
 /// One EM round: new m and lambda from the posteriors; returns the largest change. `seen`:
 /// per comparison, the expected matches with the field present.
 double em_round(const Patterns& pats, std::vector<std::vector<double>>& m, const std::vector<std::vector<double>>& u,
-                double& lambda, std::vector<double>& seen) {
+                const std::vector<TogetherIndex>& together, double& lambda, std::vector<double>& seen) {
   std::vector<std::vector<double>> num_m(m.size());
   seen.assign(m.size(), 0);
   for (size_t k = 0; k < m.size(); ++k) num_m[k].assign(m[k].size(), 0);
   double matches = 0, total = 0;
   for (const auto& [g, count] : pats) {
-    const auto [pm, pu] = likelihoods(g, m, u);
+    const auto [pm, pu] = likelihoods(g, m, u, together);
     const double p = lambda * pm / (lambda * pm + (1 - lambda) * pu);
     matches += p * count;
     total += count;
@@ -65,12 +70,12 @@ double em_round(const Patterns& pats, std::vector<std::vector<double>>& m, const
 
 /// The share of matches among `pats` with m and u fixed (EM for lambda alone).
 double matches_share(const Patterns& pats, const std::vector<std::vector<double>>& m,
-                     const std::vector<std::vector<double>>& u) {
+                     const std::vector<std::vector<double>>& u, const std::vector<TogetherIndex>& together) {
   double lambda = 0.1;
   for (int round = 0; round < 500; ++round) {
     double matches = 0, total = 0;
     for (const auto& [g, count] : pats) {
-      const auto [pm, pu] = likelihoods(g, m, u);
+      const auto [pm, pu] = likelihoods(g, m, u, together);
       matches += count * lambda * pm / (lambda * pm + (1 - lambda) * pu);
       total += count;
     }
@@ -115,7 +120,7 @@ std::vector<BlockedPair> blocked_pairs(const std::vector<std::vector<std::option
   return out;
 }
 
-std::vector<std::vector<bool>> left_out_comparisons(const config::FuzzyTier& tier, const std::vector<LevelVector>& random) {
+std::vector<TogetherIndex> agreeing_together(const config::FuzzyTier& tier, const std::vector<LevelVector>& random) {
   const size_t n = tier.compare.size();
   std::vector<double> agree(n, 0);
   std::vector<std::vector<double>> both(n, std::vector<double>(n, 0));
@@ -124,16 +129,21 @@ std::vector<std::vector<bool>> left_out_comparisons(const config::FuzzyTier& tie
     for (size_t a = 0; a < n; ++a)
       if (g[a] == 0) {
         agree[a] += 1;
-        // a random pair agreeing on much else is likely a match (a small file holds many):
-        // together means agreeing on the two and at most one other
         if (agreeing <= 3)
-          for (size_t b = 0; b < n; ++b) both[a][b] += b != a && g[b] == 0;
+          for (size_t b = a + 1; b < n; ++b) both[a][b] += g[b] == 0;
       }
   }
   const double pairs = double(random.size());
-  auto together = [&](size_t a, size_t b) {  // far more often than chance, and often enough to tell
-    return both[a][b] >= 10 && both[a][b] * pairs >= 10 * agree[a] * agree[b];
-  };
+  std::vector<TogetherIndex> out;
+  for (size_t b = 0; b < n; ++b)
+    for (size_t a = 0; a < b; ++a)
+      if (both[a][b] >= 10 && both[a][b] * pairs >= 10 * agree[a] * agree[b]) out.push_back({a, b, both[a][b] / pairs});
+  return out;
+}
+
+std::vector<std::vector<bool>> left_out_comparisons(const config::FuzzyTier& tier,
+                                                    const std::vector<TogetherIndex>& together) {
+  const size_t n = tier.compare.size();
   std::vector<std::vector<bool>> out;
   for (const auto& rule : tier.blocking) {
     std::vector<bool> left(n, false);
@@ -141,7 +151,8 @@ std::vector<std::vector<bool>> left_out_comparisons(const config::FuzzyTier& tie
       for (size_t a = 0; a < n; ++a)
         if (tier.compare[a].field == term.field) {
           left[a] = true;
-          for (size_t b = 0; b < n; ++b) left[b] = left[b] || together(a, b);
+          for (const auto& t : together)
+            if (t.first == a || t.second == a) left[t.first] = left[t.second] = true;
         }
     out.push_back(std::move(left));
   }
@@ -191,8 +202,10 @@ std::vector<std::pair<uint32_t, uint32_t>> random_pairs(size_t rows, size_t n) {
 }
 
 TrainedWeights estimate_weights(const config::FuzzyTier& tier, const BlockedPatterns& blocked,
-                                const std::vector<LevelVector>& random, std::vector<std::vector<bool>> left_out) {
+                                const std::vector<LevelVector>& random, std::vector<TogetherIndex> together,
+                                std::vector<std::vector<bool>> left_out) {
   TrainedWeights w;
+  w.together = std::move(together);
   w.blocked_pairs = blocked.pairs;
   w.random_pairs = random.size();
   std::vector<std::vector<double>> start;
@@ -222,7 +235,7 @@ TrainedWeights estimate_weights(const config::FuzzyTier& tier, const BlockedPatt
     std::vector<double> seen;
     bool done = false;
     for (int round = 1; round <= 500 && !done; ++round, ++w.iterations)
-      done = em_round(blocked.rule[r], m, w.u, lambda, seen) < 1e-7;
+      done = em_round(blocked.rule[r], m, w.u, w.together, lambda, seen) < 1e-7;
     w.converged = w.converged && done;
     for (size_t k = 0; k < m.size(); ++k)
       if (!left_out[r][k] && seen[k] > 0) {
@@ -235,7 +248,7 @@ TrainedWeights estimate_weights(const config::FuzzyTier& tier, const BlockedPatt
     for (size_t l = 0; l < w.m[k].size(); ++l) w.m[k][l] = seen_all[k] > 0 ? w.m[k][l] / seen_all[k] : start[k][l];
   }
   w.left_out = std::move(left_out);
-  w.lambda = blocked.any.empty() ? 0.1 : matches_share(blocked.any, w.m, w.u);
+  w.lambda = blocked.any.empty() ? 0.1 : matches_share(blocked.any, w.m, w.u, w.together);
   return w;
 }
 
@@ -246,7 +259,9 @@ std::string weights_yaml(const config::FuzzyTier& tier, const TrainedWeights& w,
                     std::to_string(w.blocked_pairs) + " blocked pairs (lambda " + num(w.lambda) + ", " + std::to_string(w.iterations) + " rounds" +
                     (w.converged ? "" : ", not converged") + ").\n# Match weight for a posterior of 0.5: " +
                     num(w.weight_for(0.5)) + "; 0.99: " + num(w.weight_for(0.99)) + "; 0.999: " + num(w.weight_for(0.999)) +
-                    "\ndataset: " + dataset + "\nentity: " + entity + "\npairs: " + std::to_string(w.blocked_pairs) +
+                    "\ndataset: " + dataset + "\nentity: " + entity + "\nrows: " + std::to_string(w.rows) +
+                    "  # against a table of more records a match weight is lowered by log2(records / rows)\npairs: " +
+                    std::to_string(w.blocked_pairs) +
                     "\niterations: " + std::to_string(w.iterations) + "\nfields:\n";
   for (size_t k = 0; k < tier.compare.size(); ++k) {
     std::string m, u;
@@ -257,6 +272,10 @@ std::string weights_yaml(const config::FuzzyTier& tier, const TrainedWeights& w,
     out += "  " + tier.compare[k].field + ": {m: [" + m + "], u: [" + u + "]}" +
            (w.estimated[k] ? "" : "  # m: the defaults, no rule could learn it") + "\n";
   }
+  if (!w.together.empty()) out += "# fields agreeing together far more often than chance: u of agreeing on both\ntogether:\n";
+  for (const auto& t : w.together)
+    out += "  - {fields: [" + tier.compare[t.first].field + ", " + tier.compare[t.second].field + "], u: " + num(t.u) +
+           "}\n";
   return out;
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "config/model.hpp"
+#include "handlers/engine/identity/compare.hpp"
 
 namespace ingestd::engine {
 
@@ -37,9 +38,11 @@ struct TrainedWeights {
   int iterations = 0;                     // EM rounds, all rules together
   bool converged = false;                 // every rule's EM
   size_t blocked_pairs = 0, random_pairs = 0;
+  size_t rows = 0;                          // the file's rows trained on
   std::vector<std::vector<bool>> left_out;  // [rule][comparison]
   std::vector<size_t> rule_pairs;           // [rule]
   std::vector<bool> estimated;              // [comparison]: m from the data (else the defaults)
+  std::vector<TogetherIndex> together;      // agreeing_together()
   /// The match weight at which a blocked pair is a match with `posterior` probability.
   double weight_for(double posterior) const;
 };
@@ -61,11 +64,17 @@ struct BlockedPair {
 std::vector<BlockedPair> blocked_pairs(const std::vector<std::vector<std::optional<std::string>>>& keys,
                                        size_t max_block);
 
+/// Comparisons that agree exactly together at least 10 times as often as chance (suburb with
+/// postcode), at least 10 times, among the random pairs that agree exactly on at most one more
+/// (a random pair agreeing on much else is likely a match: a small file holds many); u: their
+/// share of all random pairs. Ordered by second then first.
+std::vector<TogetherIndex> agreeing_together(const config::FuzzyTier& tier, const std::vector<LevelVector>& random);
+
 /// Per blocking rule, the comparisons its pairs cannot teach m: those on the rule's own fields,
-/// and those that agree exactly together with one of them at least 10 times as often as chance
-/// among the random pairs that agree on at most one more (suburb with postcode): pairs of that
-/// rule agree on them because the rule made them pairs, match or not.
-std::vector<std::vector<bool>> left_out_comparisons(const config::FuzzyTier& tier, const std::vector<LevelVector>& random);
+/// and those that agree together with one of them: pairs of that rule agree on them because
+/// the rule made them pairs, match or not.
+std::vector<std::vector<bool>> left_out_comparisons(const config::FuzzyTier& tier,
+                                                    const std::vector<TogetherIndex>& together);
 
 /// The blocked pairs' level patterns, per rule and all together (`blocked` ordered as
 /// blocked_pairs gives it); `levels(a, b)` gives a pair's levels.
@@ -80,8 +89,11 @@ std::vector<std::pair<uint32_t, uint32_t>> random_pairs(size_t rows, size_t n);
 /// moves by 1e-7 or 500 rounds; a comparison's m is the rules' estimates weighed by the matches
 /// each saw with the field present. lambda: the share of matches among all blocked pairs by
 /// those m and u. A comparison every rule leaves out keeps the defaults (`estimated` false).
+/// Where two comparisons of `together` agree, a non-match's chance of it is their u, as the
+/// scorer takes it (PairScorer).
 TrainedWeights estimate_weights(const config::FuzzyTier& tier, const BlockedPatterns& blocked,
-                                const std::vector<LevelVector>& random, std::vector<std::vector<bool>> left_out);
+                                const std::vector<LevelVector>& random, std::vector<TogetherIndex> together,
+                                std::vector<std::vector<bool>> left_out);
 
 /// The weights file the tier's `weights:` names: YAML, numbers with 6 significant digits.
 std::string weights_yaml(const config::FuzzyTier& tier, const TrainedWeights& w, const std::string& dataset,

@@ -47,7 +47,11 @@ std::string EntityMerge::explain_pair(const PairExplanation& e, const std::strin
   for (size_t f = 0; f < e.fields.size(); ++f) {
     if (e.fields[f].level < 0) continue;
     snprintf(buf, sizeof buf, "%+.2f", e.fields[f].weight);
-    out += " " + tier.compare[f].field + " " + level_name(tier.compare[f], size_t(e.fields[f].level)) + " " + buf;
+    out += " " + tier.compare[f].field + " " + score_level(tier, f, e.fields[f]) + " " + buf;
+  }
+  if (e.table != 0) {
+    snprintf(buf, sizeof buf, "%+.2f", e.table);
+    out += std::string(" table size ") + buf;
   }
   return out + ")";
 }
@@ -61,8 +65,12 @@ void EntityMerge::record_scores(const StagedPart& part, const Decisions& d, Enti
     nlohmann::json fields = nlohmann::json::array();
     for (size_t f = 0; f < e.fields.size(); ++f)
       fields.push_back({{"field", tier.compare[f].field},
-                        {"level", e.fields[f].level < 0 ? "missing" : level_name(tier.compare[f], size_t(e.fields[f].level))},
+                        {"level", score_level(tier, f, e.fields[f])},
                         {"weight", std::round(e.fields[f].weight * 100) / 100}});
+    if (e.table != 0)
+      fields.push_back({{"field", "(table size)"},
+                        {"level", "records beyond the " + std::to_string(tier.trained_rows) + " rows trained on"},
+                        {"weight", std::round(e.table * 100) / 100}});
     line = sql_.batch() + '\t';
     append_copy_value(line, entity_.name);
     line += '\t';
