@@ -176,7 +176,12 @@ class ExactMatcher : public Matcher {
                  ") ON COMMIT DELETE ROWS; CREATE TEMP TABLE IF NOT EXISTS ingestd_hits (record_id text COLLATE "
                  "\"C\") ON COMMIT DELETE ROWS; END IF; END $ingestd$",
              "candidates");
-    sql.exec("DELETE FROM " + probe_table() + "; DELETE FROM pg_temp.ingestd_hits", "candidates");
+    // Emptied for this probe: DELETE for a few keys; for many, TRUNCATE, since the slices of a big
+    // part probe one after another in one transaction, and every statement after a DELETE
+    // would scan all the rows the slices before left dead (as EntityMerge::clear does).
+    sql.exec(keys.size() >= 1000 ? "TRUNCATE " + probe_table() + ", pg_temp.ingestd_hits"
+                                 : "DELETE FROM " + probe_table() + "; DELETE FROM pg_temp.ingestd_hits",
+             "candidates");
     CopyIn copy(sql.tx(), probe_table(), cols);
     std::string line;
     for (const auto& k : keys) {
@@ -302,7 +307,8 @@ std::unique_ptr<Matcher> make_matcher(pqxx::transaction_base& tx, const config::
   if (entity.fuzzy) {
     std::vector<std::string> missing;  // the loader refused a missing function already
     fuzzy = std::make_shared<FuzzyMatcher>(entity, target, blocking_sql(tx, entity, table, target.bookkeeping, missing),
-                                           never_sql(tx, entity, table, target.bookkeeping));
+                                           never_sql(tx, entity, table, target.bookkeeping),
+                                           entity.fuzzy->trained_rows > 0 ? table_records(tx, target.table) : -1);
     for (int f : fuzzy->fields()) extra.push_back(field_sql(tx, entity, f, table, target.bookkeeping));
   }
   return std::make_unique<ExactMatcher>(identity_tiers(entity), target, tier_sql(tx, entity, table, target.bookkeeping),

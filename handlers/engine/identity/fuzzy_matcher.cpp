@@ -52,8 +52,9 @@ std::vector<int> fuzzy_fields(const config::Entity& entity) {
 }
 
 FuzzyMatcher::FuzzyMatcher(const config::Entity& entity, MatchTarget target, std::vector<TierSql> rules,
-                           std::vector<TierFieldSql> never)
+                           std::vector<TierFieldSql> never, double table_records)
     : tier_(*entity.fuzzy), target_(std::move(target)), rules_(std::move(rules)), never_sql_(std::move(never)),
+      table_records_(table_records),
       open_(open_blocks(entity) && never_sql_.size() == entity.fuzzy->never_across.size()),
       scorer_(*entity.fuzzy),
       fields_(fuzzy_fields(entity)) {
@@ -101,17 +102,18 @@ std::vector<std::string> Blocks::known_ids() const {
   return ids;
 }
 
+double table_records(pqxx::transaction_base& tx, const std::string& table) {
+  return tx.exec("SELECT reltuples::float8 FROM pg_class WHERE oid = " + tx.quote(table) + "::regclass")[0][0]
+      .as<double>();
+}
+
 Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& rows,
                            const std::vector<char>& probed) const {
   Blocks out;
   out.known.resize(rules_.size());
   out.open.resize(rules_.size());
   if (rows.empty() || rules_.empty()) return out;
-  if (tier_.trained_rows > 0)
-    out.table_records = sql.exec("SELECT reltuples::float8 FROM pg_class WHERE oid = " +
-                                     sql.tx().quote(target_.table) + "::regclass",
-                                 "candidates")[0][0]
-                            .as<double>();
+  out.table_records = table_records_;
   add_codes(sql, out, rows);
   add_trigrams(sql, out, rows);
   const std::string probe = stage_probe(sql, rows, probed);
@@ -317,7 +319,8 @@ std::string FuzzyMatcher::stage_probe(StepSql& sql, const std::vector<const Fiel
   for (size_t i = 0; i < nevers; ++i) cols.push_back("n" + std::to_string(i + 1));
   sql.exec("DO $ingestd$ BEGIN IF to_regclass('" + probe + "') IS NULL THEN CREATE TEMP TABLE " + probe.substr(8) +
                " (i int, " + sql::join_n(cols.size() - 1, ", ", [&](size_t i) { return cols[i + 1] + " text"; }) +
-               ", o boolean) ON COMMIT DELETE ROWS; END IF; END $ingestd$; DELETE FROM " + probe,
+               ", o boolean) ON COMMIT DELETE ROWS; END IF; END $ingestd$; " +
+               (rows.size() >= 1000 ? "TRUNCATE " : "DELETE FROM ") + probe,  // as ExactMatcher's probe
            "candidates");
   cols.push_back("o");
   CopyIn copy(sql.tx(), probe, cols);

@@ -41,7 +41,7 @@ struct Blocks {
   std::unordered_set<std::string> wanted;
   /// The records to fetch: every wanted one, once each, ascending.
   std::vector<std::string> known_ids() const;
-  /// The target's records, as PostgreSQL estimates them (pg_class.reltuples; -1: never counted).
+  /// The target's records when the batch began (FuzzyMatcher's table_records).
   double table_records = -1;
 };
 
@@ -80,6 +80,12 @@ std::string open_predicate(const std::vector<TierFieldSql>& never,
 std::vector<TierFieldSql> never_sql(pqxx::transaction_base& tx, const config::Entity& entity, const TableInfo& table,
                                     const std::string& bookkeeping);
 
+/// The target's records as PostgreSQL estimates them (pg_class.reltuples; -1: never counted).
+/// Read once when a batch begins, so the table-size term is the same for every chunk of it,
+/// whenever autovacuum counts the table again: the outcome does not depend on its timing, nor on
+/// the chunking.
+double table_records(pqxx::transaction_base& tx, const std::string& table);
+
 /// Fields an entity's fuzzy tier reads (blocking, comparisons, never_across), ascending; their
 /// keys are kept for every row.
 std::vector<int> fuzzy_fields(const config::Entity& entity);
@@ -87,9 +93,10 @@ std::vector<int> fuzzy_fields(const config::Entity& entity);
 /// @brief The fuzzy tier against its table.
 class FuzzyMatcher {
  public:
-  /// `never`: the never_across fields' SQL, in the tier's order.
+  /// `never`: the never_across fields' SQL, in the tier's order; `table_records`: the target's
+  /// records when the batch began (table_records()), for the table-size term.
   FuzzyMatcher(const config::Entity& entity, MatchTarget target, std::vector<TierSql> rules,
-               std::vector<TierFieldSql> never = {});
+               std::vector<TierFieldSql> never = {}, double table_records = -1);
   const config::FuzzyTier& tier() const { return tier_; }
   const PairScorer& scorer() const { return scorer_; }
   /// Fields whose keys the tier reads (blocking, comparisons, never_across), ascending.
@@ -128,6 +135,7 @@ class FuzzyMatcher {
   MatchTarget target_;
   std::vector<TierSql> rules_;
   std::vector<TierFieldSql> never_sql_;
+  double table_records_;
   bool open_ = false;      // open_blocks()
   std::string open_where_;  // over t: the record holds no never_across value (open_predicate())
   PairScorer scorer_;
