@@ -151,17 +151,14 @@ void load_together(Reader& wr, const YAML::Node& n, FuzzyTier& out) {
     wr.problem(n, "together", "expected a list of {fields: [A, B], u: P}, got " + describe(n));
     return;
   }
-  auto index = [&](const std::string& f) {
-    return size_t(std::find_if(out.compare.begin(), out.compare.end(), [&](const auto& x) { return x.field == f; }) -
-                  out.compare.begin());
-  };
   for (size_t i = 0; i < n.size(); ++i) {
     const std::string at = at_index("together", i);
     MapView t(wr, n[i], at, {"fields", "u"});
     if (!t.ok()) continue;
     FuzzyTogether pair;
     const auto fields = t.get("fields") ? wr.string_list(*t.get("fields"), t.path("fields")) : std::vector<std::string>{};
-    if (fields.size() != 2 || index(fields[0]) >= index(fields[1]) || index(fields[1]) == out.compare.size()) {
+    if (fields.size() != 2 || out.comparison_of(fields[0]) >= out.comparison_of(fields[1]) ||
+        out.comparison_of(fields[1]) == out.compare.size()) {
       wr.problem(n[i], t.path("fields"), "expected two compared fields, in the tier's order");
       continue;
     }
@@ -192,11 +189,12 @@ void load_weights(Reader& r, const YAML::Node& at, const std::string& path, Fuzz
   if (auto f = top.get("fields"))
     if (auto es = wr.entries(*f, "fields"))
       for (const auto& e : *es) {
-        auto c = std::find_if(out.compare.begin(), out.compare.end(), [&](const auto& x) { return x.field == e.key; });
-        if (c == out.compare.end()) {
+        const size_t k = out.comparison_of(e.key);
+        if (k == out.compare.size()) {
           wr.problem(e.key_node, child("fields", e.key), "the tier does not compare this field");
           continue;
         }
+        auto* c = &out.compare[k];
         MapView mu(wr, e.value, child("fields", e.key), {"m", "u"});
         if (auto v = mu.get("m")) c->m = probabilities(wr, *v, mu.path("m"), c->levels());
         if (auto v = mu.get("u")) c->u = probabilities(wr, *v, mu.path("u"), c->levels());

@@ -98,6 +98,12 @@ struct FuzzyTier {
   /// of more records a pair's match weight is lowered by log2(records / trained_rows).
   int64_t trained_rows = 0;
   int line = 0;
+  /// The index of the comparison of `field`; compare.size() when none compares it.
+  size_t comparison_of(std::string_view field) const {
+    size_t i = 0;
+    while (i < compare.size() && compare[i].field != field) ++i;
+    return i;
+  }
 };
 
 struct Entity {

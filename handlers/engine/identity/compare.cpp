@@ -194,12 +194,8 @@ std::string score_level(const config::FuzzyTier& tier, size_t comparison, const 
 }
 
 std::vector<TogetherIndex> together_index(const config::FuzzyTier& tier) {
-  auto index = [&](const std::string& f) {
-    return size_t(std::find_if(tier.compare.begin(), tier.compare.end(), [&](const auto& c) { return c.field == f; }) -
-                  tier.compare.begin());
-  };
   std::vector<TogetherIndex> out;
-  for (const auto& t : tier.together) out.push_back({index(t.first), index(t.second), t.u});
+  for (const auto& t : tier.together) out.push_back({tier.comparison_of(t.first), tier.comparison_of(t.second), t.u});
   std::sort(out.begin(), out.end(),
             [](const auto& x, const auto& y) { return std::pair(x.second, x.first) < std::pair(y.second, y.first); });
   return out;

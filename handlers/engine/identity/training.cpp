@@ -37,6 +37,13 @@ std::pair<double, double> likelihoods(const LevelVector& g, const std::vector<st
   return {pm, pu};
 }
 
+/// The posterior that a pair of pattern `g` is a match, with `lambda` the share of matches.
+double posterior(const LevelVector& g, const std::vector<std::vector<double>>& m, const std::vector<std::vector<double>>& u,
+                 const std::vector<TogetherIndex>& together, double lambda) {
+  const auto [pm, pu] = likelihoods(g, m, u, together);
+  return lambda * pm / (lambda * pm + (1 - lambda) * pu);
+}
+
 /// One EM round: new m and lambda from the posteriors; returns the largest change. `seen`:
 /// per comparison, the expected matches with the field present.
 double em_round(const Patterns& pats, std::vector<std::vector<double>>& m, const std::vector<std::vector<double>>& u,
@@ -46,8 +53,7 @@ double em_round(const Patterns& pats, std::vector<std::vector<double>>& m, const
   for (size_t k = 0; k < m.size(); ++k) num_m[k].assign(m[k].size(), 0);
   double matches = 0, total = 0;
   for (const auto& [g, count] : pats) {
-    const auto [pm, pu] = likelihoods(g, m, u, together);
-    const double p = lambda * pm / (lambda * pm + (1 - lambda) * pu);
+    const double p = posterior(g, m, u, together, lambda);
     matches += p * count;
     total += count;
     for (size_t k = 0; k < g.size(); ++k) {
@@ -75,8 +81,7 @@ double matches_share(const Patterns& pats, const std::vector<std::vector<double>
   for (int round = 0; round < 500; ++round) {
     double matches = 0, total = 0;
     for (const auto& [g, count] : pats) {
-      const auto [pm, pu] = likelihoods(g, m, u, together);
-      matches += count * lambda * pm / (lambda * pm + (1 - lambda) * pu);
+      matches += count * posterior(g, m, u, together, lambda);
       total += count;
     }
     const double next = std::clamp(matches / total, 1e-9, 1 - 1e-9);
@@ -148,12 +153,11 @@ std::vector<std::vector<bool>> left_out_comparisons(const config::FuzzyTier& tie
   for (const auto& rule : tier.blocking) {
     std::vector<bool> left(n, false);
     for (const auto& term : rule)
-      for (size_t a = 0; a < n; ++a)
-        if (tier.compare[a].field == term.field) {
-          left[a] = true;
-          for (const auto& t : together)
-            if (t.first == a || t.second == a) left[t.first] = left[t.second] = true;
-        }
+      if (const size_t a = tier.comparison_of(term.field); a < n) {
+        left[a] = true;
+        for (const auto& t : together)
+          if (t.first == a || t.second == a) left[t.first] = left[t.second] = true;
+      }
     out.push_back(std::move(left));
   }
   return out;
