@@ -46,6 +46,8 @@ import unicodedata
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import yaml
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent                                  # the repository
 CONFIG = HERE / "febrl" / "febrl.yaml"
@@ -714,7 +716,13 @@ def tables(out):
 
 def weights_note(retrained):
     """How the committed weights were made, from the file's own header, and whether they still come out so."""
-    header = " ".join(line.lstrip("# ").strip() for line in WEIGHTS.read_text().splitlines() if line.startswith("#"))
+    lines = WEIGHTS.read_text().splitlines()
+    lead = list(itertools.takewhile(lambda line: line.startswith("#"), lines))  # the comment that opens it
+    header = " ".join(line.lstrip("# ").strip() for line in lead)
+    frequent = yaml.safe_load(WEIGHTS.read_text()).get("frequent") or {}  # term frequencies
+    if frequent:
+        header += (". Common values listed (term frequencies): " +
+                   ", ".join(f"{f} {len(v['values'])}" for f, v in frequent.items()))
     again = {None: "not checked in this run", True: "yes, byte for byte", False: "NO — the file is stale"}[retrained]
     return (f"```sh\n{TRAIN_COMMAND}\n```\n\nThe file's header: {header}\n\n"
             f"Running the command again in this benchmark run reproduces the committed file: {again}.")

@@ -78,7 +78,8 @@ def main():
                 t = subprocess.run([str(BIN), "train", "febrl", str(data), "-c", str(cfg)], env=b.env(url),
                                    capture_output=True, text=True, check=True)
                 trained = "\n".join(ln for ln in t.stdout.splitlines() if not ln.startswith(("FIELD", " ")) and
-                                    ("rule" in ln or "together" in ln or "pairs:" in ln or "posterior" in ln))
+                                    ("rule" in ln or "together" in ln or "pairs:" in ln or "posterior" in ln
+                                     or "common values" in ln))
             r = b.load("into", cfg, url, data, "febrl")
             counts = outcomes(url, data)
         finally:

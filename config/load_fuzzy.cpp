@@ -173,7 +173,44 @@ void load_together(Reader& wr, const YAML::Node& n, FuzzyTier& out) {
   }
 }
 
-/// The m/u file `ingestd train` writes: {fields: {NAME: {m: […], u: […]}}, together: […]}.
+/// One probability: > 0 and <= 1.
+std::optional<double> probability(Reader& r, const YAML::Node& n, const std::string& path) {
+  auto v = r.number(n, path, 0.0);
+  if (v && (*v <= 0 || *v > 1)) {
+    r.problem(n, path, "a probability must be > 0 and <= 1");
+    return std::nullopt;
+  }
+  return v;
+}
+
+/// The weights file's term frequencies: `frequent: {FIELD: {rest: P, values: {VALUE: SHARE}}}`.
+void load_frequent(Reader& wr, const YAML::Node& n, FuzzyTier& out) {
+  const auto fields = wr.entries(n, "frequent");
+  if (!fields) return;
+  for (const auto& e : *fields) {
+    const std::string at = child("frequent", e.key);
+    const size_t k = out.comparison_of(e.key);
+    if (k == out.compare.size()) {
+      wr.problem(e.key_node, at, "the tier does not compare this field");
+      continue;
+    }
+    MapView f(wr, e.value, at, {"rest", "values"});
+    if (!f.ok()) continue;
+    auto& c = out.compare[k];
+    if (auto v = f.get("rest")) {
+      if (auto p = probability(wr, *v, f.path("rest"))) c.frequent_rest = *p;
+    } else {
+      wr.problem(e.value, f.path("rest"), "required: the chance a stranger holds the same value, for values not listed");
+    }
+    if (auto v = f.get("values"))
+      if (auto values = wr.entries(*v, f.path("values")))
+        for (const auto& x : *values)
+          if (auto p = probability(wr, x.value, child(f.path("values"), x.key))) c.frequent[x.key] = *p;
+  }
+}
+
+/// The m/u file `ingestd train` writes: {fields: {NAME: {m: […], u: […]}}, together: […],
+/// frequent: {…}}.
 void load_weights(Reader& r, const YAML::Node& at, const std::string& path, FuzzyTier& out) {
   YAML::Node doc;
   try {
@@ -184,7 +221,7 @@ void load_weights(Reader& r, const YAML::Node& at, const std::string& path, Fuzz
     return;
   }
   Reader wr(out.weights);
-  MapView top(wr, doc, "", {"dataset", "entity", "fields", "pairs", "iterations", "together", "rows"});
+  MapView top(wr, doc, "", {"dataset", "entity", "fields", "pairs", "iterations", "together", "rows", "frequent"});
   top.read_int("rows", out.trained_rows, int64_t(0));
   if (auto f = top.get("fields"))
     if (auto es = wr.entries(*f, "fields"))
@@ -200,6 +237,7 @@ void load_weights(Reader& r, const YAML::Node& at, const std::string& path, Fuzz
         if (auto v = mu.get("u")) c->u = probabilities(wr, *v, mu.path("u"), c->levels());
       }
   if (auto t = top.get("together")) load_together(wr, *t, out);
+  if (auto f = top.get("frequent")) load_frequent(wr, *f, out);
   try {
     wr.finish();
   } catch (const std::exception& e) {

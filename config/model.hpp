@@ -60,6 +60,12 @@ struct FuzzyComparison {
   bool initial = false;            // a level for "one is the other's initial"
   bool transposed = false;         // date: a level for day and month swapped
   std::vector<double> m, u;        // per level, the last = disagrees; empty = defaults
+  /// Term frequencies (weights file `frequent`): values so common that agreeing on one is weak
+  /// evidence, each with its share of the rows holding the field. An exact agreement on a listed
+  /// value weighs log2(m / share), on any other log2(m / frequent_rest): the chance that a
+  /// stranger holds the same value. frequent_rest 0: none, exact agreement weighs log2(m / u).
+  std::map<std::string, double, std::less<>> frequent;
+  double frequent_rest = 0;
   int line = 0;
   /// Levels, in the order they are tried: exact, transposed, each threshold, initial, disagrees.
   size_t levels() const { return 2 + transposed + thresholds.size() + initial; }

@@ -76,6 +76,12 @@ std::string rule_text(const std::vector<config::BlockingTerm>& rule) {
   return out + "]";
 }
 
+std::string percent(double share) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g%%", share * 100);
+  return buf;
+}
+
 void print_weights(const config::FuzzyTier& tier, const engine::TrainedWeights& w) {
   std::printf("%-16s %-24s %10s %10s %8s\n", "FIELD", "LEVEL", "M", "U", "WEIGHT");
   for (size_t k = 0; k < tier.compare.size(); ++k)
@@ -93,6 +99,16 @@ void print_weights(const config::FuzzyTier& tier, const engine::TrainedWeights& 
     std::printf("%s and %s agree together far more often than chance (u of both %.4g): %s's weight is taken given %s's\n",
                 tier.compare[t.first].field.c_str(), tier.compare[t.second].field.c_str(), t.u,
                 tier.compare[t.second].field.c_str(), tier.compare[t.first].field.c_str());
+  for (size_t k = 0; k < w.common.size(); ++k) {
+    const auto& c = w.common[k];
+    if (c.values.empty()) continue;
+    std::string shown;
+    for (size_t i = 0; i < c.values.size() && i < 3; ++i)
+      shown += (i ? ", " : "") + c.values[i].first + " " + percent(c.values[i].second);
+    std::printf("%s: %zu common values (%s%s), agreeing on one weighs less; any other value held by %s of rows\n",
+                tier.compare[k].field.c_str(), c.values.size(), shown.c_str(), c.values.size() > 3 ? ", …" : "",
+                percent(c.rest).c_str());
+  }
   for (size_t k = 0; k < tier.compare.size(); ++k)
     if (!w.estimated[k])
       std::printf("%s: m not learnt (every blocking rule leaves it out, or no pair has it): the defaults stand\n",
@@ -126,13 +142,18 @@ void print_training(const config::FuzzyTier& tier, const engine::TrainedWeights&
   nlohmann::json together = nlohmann::json::array();
   for (const auto& t : w.together)
     together.push_back({{"fields", {tier.compare[t.first].field, tier.compare[t.second].field}}, {"u", t.u}});
+  nlohmann::json frequent = nlohmann::json::object();
+  for (size_t k = 0; k < w.common.size(); ++k)
+    if (!w.common[k].values.empty())
+      frequent[tier.compare[k].field] = {{"values", w.common[k].values.size()}, {"rest", w.common[k].rest},
+                                         {"most_common", w.common[k].values.front().first}};
   nlohmann::json untrained = nlohmann::json::array();
   for (size_t k = 0; k < tier.compare.size(); ++k)
     if (!w.estimated[k]) untrained.push_back(tier.compare[k].field);
   const nlohmann::json j = {{"rows", rows},          {"file", file},           {"output", output},
                             {"levels", levels},      {"blocked_pairs", w.blocked_pairs},
                             {"random_pairs", w.random_pairs}, {"em_rounds", w.iterations}, {"converged", w.converged},
-                            {"rules", rules},        {"m_not_learnt", untrained}, {"together", together}};
+                            {"rules", rules},        {"m_not_learnt", untrained}, {"together", together}, {"frequent", frequent}};
   std::cout << j.dump() << std::endl;
 }
 
@@ -189,6 +210,7 @@ int cmd_train(const config::Config& cfg, const std::string& dataset, const std::
   });
   auto w = engine::estimate_weights(tier, blocked, random, std::move(together), std::move(left_out));
   w.rows = rows.size();
+  w.common = engine::common_values(cmp, tier.compare.size());
   std::ofstream out(output);
   out << engine::weights_yaml(tier, w, dataset, ent.name);
   out.close();

@@ -196,18 +196,24 @@ def test_train_writes_the_same_weights_twice_from_the_same_file(clinic, tmp_path
     assert chk.returncode == 0, chk.stderr
 
 
+def weighted_clinic(pg, broker, tmp_path, weights_text):
+    """A started clinic whose fuzzy tier names a weights file of this text; the config's own m/u
+    stand for whatever the file leaves out."""
+    weights = tmp_path / "clinic.weights.yaml"
+    weights.write_text(weights_text)
+    config = CONFIG.replace("review_at: 10", f"review_at: 10\n              weights: {weights}")
+    d = Daemon(pg, broker, tmp_path, db=pg.create_db(), chunk_rows=2, config_text=config, indexes=False)
+    d.sql(SCHEMA)
+    assert d.create_indexes().returncode == 0
+    d.start()
+    return d
+
+
 def test_a_table_bigger_than_the_weights_were_trained_on_asks_more_of_a_pair(pg, broker, tmp_path):
     """Weights trained on 50 rows: against a table of 8,001 records a pair's match weight is
     lowered by log2(8001 / 50) = 7.32 (a pair agrees by chance with more people there), so the
     typo that merges into a small table (26.95) goes to review in the big one, saying why."""
-    db = pg.create_db()
-    weights = tmp_path / "small.weights.yaml"
-    weights.write_text("rows: 50\n")  # the config's own m/u stand; the file says what they were trained on
-    config = CONFIG.replace("review_at: 10", f"review_at: 10\n              weights: {weights}")
-    d = Daemon(pg, broker, tmp_path, db=db, chunk_rows=2, config_text=config, indexes=False)
-    d.sql(SCHEMA)
-    assert d.create_indexes().returncode == 0
-    d.start()
+    d = weighted_clinic(pg, broker, tmp_path, "rows: 50\n")  # what the config's own m/u were trained on
     try:
         assert load(d, "first.csv", HEAD + "\n111,Katherine,Smith,17/05/1980,2000,\n")["counts"]["patient"]["inserted"] == 1
         typo = HEAD + "\n,Katharine,Smith,17/05/1980,2000,0299990000\n"

@@ -15,9 +15,11 @@
 #include "handlers/engine/identity/fuzzy_matcher.hpp"
 #include "handlers/engine/identity/resolver.hpp"
 #include "handlers/engine/identity/training.hpp"
+#include "tests/unit/fuzzy_config.hpp"
 
 using namespace ingestd::engine;
 namespace cfg = ingestd::config;
+using namespace fuzzy_config;
 using K = std::optional<std::string>;
 using Kind = RowDecision::Kind;
 
@@ -133,45 +135,6 @@ TEST_CASE("fuzzy: a field agreeing together with an earlier one counts given it,
   f = s.fields({K("2000"), std::nullopt, K("ann")}, {K("2000"), K("rtson"), K("ann")});
   CHECK(score_level(tier, 1, f[1]) == "missing");
 }
-
-namespace {
-
-const std::string kFuzzyBase = R"(postgres:
-  url: postgresql://localhost/app
-datasets:
-  d:
-    entities:
-      person:
-        table: persons
-        identity:
-          - [ssn]
-          - fuzzy:
-)";
-
-/// The fields the tiers above name.
-const std::string kFuzzyFields = R"(        fields:
-          ssn: {column: ssn, from: S}
-          given: {column: given, from: G, normalize: name}
-          surname: {column: surname, from: N, normalize: name}
-          dob: {column: dob, from: B, type: date}
-)";
-
-std::vector<std::string> problems_of(const std::string& fuzzy_body) {
-  try {
-    cfg::load_config_text(kFuzzyBase + fuzzy_body + kFuzzyFields, "ingestd.yaml");
-  } catch (const cfg::ConfigError& e) {
-    return e.problems;
-  }
-  return {};
-}
-
-bool has(const std::vector<std::string>& ps, const std::string& a, const std::string& b = "") {
-  for (const auto& p : ps)
-    if (p.find(a) != std::string::npos && p.find(b) != std::string::npos) return true;
-  return false;
-}
-
-}  // namespace
 
 TEST_CASE("fuzzy config: a tier loads with its rules, comparisons and thresholds") {
   const auto c = cfg::load_config_text(kFuzzyBase + R"Y(              blocking: [[dob], ["dmetaphone(surname)"]]

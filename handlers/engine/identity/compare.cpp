@@ -190,6 +190,11 @@ void PairScorer::default_mu(const config::FuzzyComparison& c, std::vector<double
 std::string score_level(const config::FuzzyTier& tier, size_t comparison, const FieldScore& s) {
   if (s.level < 0) return "missing";
   const std::string name = level_name(tier.compare[comparison], size_t(s.level));
+  if (s.share > 0) {
+    char pct[32];
+    std::snprintf(pct, sizeof pct, "%.3g", s.share * 100);
+    return name + " (common: " + pct + "% of rows)";
+  }
   return s.given < 0 ? name : name + " (with " + tier.compare[size_t(s.given)].field + ")";
 }
 
@@ -209,6 +214,12 @@ PairScorer::PairScorer(const config::FuzzyTier& tier) : tier_(tier), together_(t
     if (m.size() != c.levels() || u.size() != c.levels()) default_mu(c, m, u);
     std::vector<double> w;
     for (size_t l = 0; l < c.levels(); ++l) w.push_back(std::log2(m[l] / u[l]));
+    auto& common = common_.emplace_back();
+    if (c.frequent_rest > 0) {
+      // term frequencies: agreeing on a value is as likely by chance as a stranger holding it
+      w[0] = std::log2(m[0] / c.frequent_rest);
+      for (const auto& [value, share] : c.frequent) common.emplace(value, std::pair(std::log2(m[0] / share), share));
+    }
     weights_.push_back(std::move(w));
     exact_m.push_back(m[0]);
     exact_u.push_back(u[0]);
@@ -223,12 +234,18 @@ std::vector<FieldScore> PairScorer::fields(const KeyRefs& a, const KeyRefs& b) c
     if (!a[i] || !b[i]) continue;
     const size_t l = comparison_level(tier_.compare[i], *a[i], *b[i]);
     out[i] = {int(l), weights_[i][l]};
+    if (l == 0 && !common_[i].empty())
+      if (const auto it = common_[i].find(*a[i]); it != common_[i].end()) {
+        out[i].weight = it->second.first;
+        out[i].share = it->second.second;
+      }
   }
   for (size_t i = 0; i < out.size() && !together_.empty(); ++i)
     if (out[i].level == 0)
       if (const auto* t = given_of(together_, i, [&](size_t f) { return out[f].level == 0; })) {
         out[i].weight = given_weight_[size_t(t - together_.data())];
         out[i].given = int(t->first);
+        out[i].share = 0;
       }
   return out;
 }

@@ -5,6 +5,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "config/model.hpp"
@@ -27,9 +29,11 @@ struct FieldScore {
   int level = -1;      // -1: missing on a side (weight 0)
   double weight = 0;   // log2(m/u) of the level
   int given = -1;      // exact, taken given this comparison's exact agreement (FuzzyTogether)
+  double share = 0;    // exact on a common value (FuzzyComparison::frequent): its share of the rows
 };
 
-/// How a field's part of a score reads in explanations: "missing", "exact", "exact (with postcode)".
+/// How a field's part of a score reads in explanations: "missing", "exact", "exact (with
+/// postcode)", "exact (common: 1.2% of rows)".
 std::string score_level(const config::FuzzyTier& tier, size_t comparison, const FieldScore& s);
 
 /// @brief Comparisons that agree together (FuzzyTogether) by index, first < second.
@@ -58,7 +62,9 @@ using KeyRefs = std::vector<const std::string*>;
 class PairScorer {
  public:
   explicit PairScorer(const config::FuzzyTier& tier);
-  /// The weights per comparison and level: log2(m/u), from the tier's m/u or the defaults.
+  /// The weights per comparison and level: log2(m/u), from the tier's m/u or the defaults;
+  /// exact agreement on a value not listed as common, where the tier has term frequencies:
+  /// log2(m / frequent_rest).
   const std::vector<std::vector<double>>& weights() const { return weights_; }
   /// Scores two sides' keys, one per comparison (in the tier's order); the sum is the match weight.
   std::vector<FieldScore> fields(const KeyRefs& a, const KeyRefs& b) const;
@@ -73,6 +79,8 @@ class PairScorer {
   std::vector<std::vector<double>> weights_;
   std::vector<TogetherIndex> together_;
   std::vector<double> given_weight_;  // [together_ index] the second's exact weight given the first
+  /// [comparison] exact agreement on a common value: value -> (weight, share of the rows)
+  std::vector<std::unordered_map<std::string, std::pair<double, double>>> common_;
 };
 
 }  // namespace ingestd::engine

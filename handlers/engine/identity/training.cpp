@@ -6,7 +6,10 @@
 #include <map>
 #include <random>
 #include <set>
+#include <string_view>
 #include <unordered_map>
+
+#include <nlohmann/json.hpp>
 
 #include "handlers/engine/identity/compare.hpp"
 
@@ -205,6 +208,41 @@ std::vector<std::pair<uint32_t, uint32_t>> random_pairs(size_t rows, size_t n) {
   return out;
 }
 
+std::vector<CommonValues> common_values(const std::vector<std::vector<std::optional<std::string>>>& keys,
+                                        size_t comparisons) {
+  constexpr size_t kLeastRows = 10, kMost = 100;
+  constexpr double kTimesRest = 2;
+  std::vector<CommonValues> out(comparisons);
+  for (size_t k = 0; k < comparisons; ++k) {
+    std::unordered_map<std::string_view, size_t> count;
+    double rows = 0;
+    for (const auto& r : keys)
+      if (k < r.size() && r[k]) {
+        ++count[*r[k]];
+        ++rows;
+      }
+    std::vector<std::pair<std::string_view, size_t>> by_rows(count.begin(), count.end());
+    std::sort(by_rows.begin(), by_rows.end(),
+              [](const auto& a, const auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
+    // from value i on: their rows, and their rows squared
+    std::vector<double> rows_from(by_rows.size() + 1, 0), squares_from(by_rows.size() + 1, 0);
+    for (size_t i = by_rows.size(); i-- > 0;) {
+      const double c = double(by_rows[i].second);
+      rows_from[i] = rows_from[i + 1] + c;
+      squares_from[i] = squares_from[i + 1] + c * c;
+    }
+    auto rest = [&](size_t i) { return rows_from[i] > 0 ? squares_from[i] / (rows_from[i] * rows) : 1 / rows; };
+    size_t listed = 0;
+    while (listed < by_rows.size() && listed < kMost && by_rows[listed].second >= kLeastRows &&
+           double(by_rows[listed].second) / rows >= kTimesRest * rest(listed + 1))
+      ++listed;
+    if (!listed) continue;
+    for (size_t i = 0; i < listed; ++i) out[k].values.emplace_back(by_rows[i].first, double(by_rows[i].second) / rows);
+    out[k].rest = rest(listed);
+  }
+  return out;
+}
+
 TrainedWeights estimate_weights(const config::FuzzyTier& tier, const BlockedPatterns& blocked,
                                 const std::vector<LevelVector>& random, std::vector<TogetherIndex> together,
                                 std::vector<std::vector<bool>> left_out) {
@@ -280,6 +318,17 @@ std::string weights_yaml(const config::FuzzyTier& tier, const TrainedWeights& w,
   for (const auto& t : w.together)
     out += "  - {fields: [" + tier.compare[t.first].field + ", " + tier.compare[t.second].field + "], u: " + num(t.u) +
            "}\n";
+  bool any = false;
+  for (size_t k = 0; k < w.common.size() && k < tier.compare.size(); ++k) {
+    if (w.common[k].values.empty()) continue;
+    if (!any)
+      out += "# values so common that agreeing on one is weak evidence: u of an exact agreement on each (its share of\n"
+             "# the rows), and on any other value (rest)\nfrequent:\n";
+    any = true;
+    out += "  " + tier.compare[k].field + ":\n    rest: " + num(w.common[k].rest) + "\n    values:\n";
+    for (const auto& [value, share] : w.common[k].values)
+      out += "      " + nlohmann::json(value).dump() + ": " + num(share) + "\n";
+  }
   return out;
 }
 

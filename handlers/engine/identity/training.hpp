@@ -31,6 +31,21 @@ struct BlockedPatterns {
   size_t pairs = 0;            // distinct pairs
 };
 
+/// @brief A comparison's term frequencies: the values so common that agreeing on one is weak
+/// evidence, with their share of the rows holding the field, and for any other value the chance
+/// that a stranger holds the same one (FuzzyComparison::frequent).
+struct CommonValues {
+  std::vector<std::pair<std::string, double>> values;  // most common first, then by value
+  double rest = 0;                                     // 0: no value is common
+};
+
+/// Per comparison (keys[row][comparison]): a value is common when at least 10 rows hold it and
+/// its share is at least twice the chance for the values less common than it,
+/// sum(share^2) / sum(share) over those (a value no row holds counts as one row's). At most 100
+/// per comparison.
+std::vector<CommonValues> common_values(const std::vector<std::vector<std::optional<std::string>>>& keys,
+                                        size_t comparisons);
+
 /// @brief What training learned.
 struct TrainedWeights {
   std::vector<std::vector<double>> m, u;  // [comparison][level]
@@ -43,6 +58,7 @@ struct TrainedWeights {
   std::vector<size_t> rule_pairs;           // [rule]
   std::vector<bool> estimated;              // [comparison]: m from the data (else the defaults)
   std::vector<TogetherIndex> together;      // agreeing_together()
+  std::vector<CommonValues> common;         // [comparison] common_values(); empty: none
   /// The match weight at which a blocked pair is a match with `posterior` probability.
   double weight_for(double posterior) const;
 };
