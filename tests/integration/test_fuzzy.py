@@ -196,45 +196,6 @@ def test_train_writes_the_same_weights_twice_from_the_same_file(clinic, tmp_path
     assert chk.returncode == 0, chk.stderr
 
 
-def weighted_clinic(pg, broker, tmp_path, weights_text):
-    """A started clinic whose fuzzy tier names a weights file of this text; the config's own m/u
-    stand for whatever the file leaves out."""
-    weights = tmp_path / "clinic.weights.yaml"
-    weights.write_text(weights_text)
-    config = CONFIG.replace("review_at: 10", f"review_at: 10\n              weights: {weights}")
-    d = Daemon(pg, broker, tmp_path, db=pg.create_db(), chunk_rows=2, config_text=config, indexes=False)
-    d.sql(SCHEMA)
-    assert d.create_indexes().returncode == 0
-    d.start()
-    return d
-
-
-def test_a_table_bigger_than_the_weights_were_trained_on_asks_more_of_a_pair(pg, broker, tmp_path):
-    """Weights trained on 50 rows: against a table of 8,001 records a pair's match weight is
-    lowered by log2(8001 / 50) = 7.32 (a pair agrees by chance with more people there), so the
-    typo that merges into a small table (26.95) goes to review in the big one, saying why."""
-    d = weighted_clinic(pg, broker, tmp_path, "rows: 50\n")  # what the config's own m/u were trained on
-    try:
-        assert load(d, "first.csv", HEAD + "\n111,Katherine,Smith,17/05/1980,2000,\n")["counts"]["patient"]["inserted"] == 1
-        typo = HEAD + "\n,Katharine,Smith,17/05/1980,2000,0299990000\n"
-        small = load(d, "small.csv", typo, dry_run=True)
-        assert small["counts"]["patient"]["fuzzy"] == {"merged": 1, "review": 0, "new": 0}, small
-        # 8,000 other people, none in the row's blocks, counted by ANALYZE (pg_class.reltuples)
-        d.sql("INSERT INTO patients (given_name, surname, birth_date, postcode) SELECT 'P' || g, 'Q' || g, "
-              "date '1900-01-01' + g, '9999' FROM generate_series(1, 8000) g; ANALYZE patients")
-        big = load(d, "big.csv", typo)
-        assert big["counts"]["patient"]["fuzzy"] == {"merged": 0, "review": 1, "new": 0}, big
-        score, reasons = d.sql("SELECT score, reasons FROM ingestd.review_queue WHERE status = 'open'")[0]
-        assert score == pytest.approx(26.95 - 7.32, abs=0.03)
-        assert "table size -7.32" in reasons, reasons
-        ex = json.loads(cli(d, "explain", big["batch_id"], "1", "--json").stdout)
-        fields = {f["field"]: f for f in ex["entities"][0]["fuzzy"][0]["fields"]}
-        assert fields["(table size)"]["weight"] == pytest.approx(-7.32, abs=0.01), fields
-        assert fields["surname"]["weight"] == 7.41  # the fields' own weights are as they were
-    finally:
-        assert d.stop() == 0, d.log.read_text()[-3000:]
-
-
 def test_check_names_what_a_blocking_rule_needs_and_the_load_refuses_without_it(pg, broker, tmp_path):
     db = pg.create_db()
     d = Daemon(pg, broker, tmp_path, db=db, chunk_rows=2, config_text=CONFIG, indexes=False)
