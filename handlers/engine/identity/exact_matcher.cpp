@@ -34,13 +34,18 @@ ProbeKey probe_key(const Matcher& m, size_t t, const std::string& key, const Fie
   return ProbeKey{m.tiers()[t].number, key, &field_keys};
 }
 
+std::vector<std::vector<std::string>> stored_keys(const Matcher& m, const FieldKeys& own,
+                                                  const std::vector<std::vector<std::string>>& memory) {
+  auto keys = memory;
+  keys.resize(m.tiers().size());
+  const auto made = m.keys(own);
+  for (size_t t = 0; t < made.size() && t < keys.size(); ++t)
+    if (made[t]) keys[t].push_back(*made[t]);
+  return keys;
+}
+
 KnownRecord known_record(const Matcher& m, const FoundRecord& f) {
-  KnownRecord k{f.id, f.memory, f.by_blocks};
-  k.keys.resize(m.tiers().size());
-  const auto own = m.keys(f.own);
-  for (size_t t = 0; t < own.size(); ++t)
-    if (own[t]) k.keys[t].push_back(*own[t]);
-  return k;
+  return {f.id, stored_keys(m, f.own, f.memory), f.by_blocks};
 }
 
 OneRowMatch match_one_row(StepSql& sql, const Matcher& m, const FieldKeys& field_keys) {

@@ -62,6 +62,11 @@ FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vecto
   for (size_t k = 0; k < known_ids.size(); ++k) index.emplace(known_ids[k], int(k));
   // a known record's side is made when a row first meets it: most are never met
   known_keys_ = known_keys;
+  // every row may found a record: room for all at once, not by doubling (a slice holds tens of
+  // thousands of known records)
+  records_.reserve(known_ids.size() + rows.size());
+  keyed_.reserve(known_ids.size() + rows.size());
+  seen_.reserve(known_ids.size() + rows.size());
   records_.resize(known_ids.size());
   built_.assign(known_ids.size(), 0);
   keyed_.resize(known_ids.size());

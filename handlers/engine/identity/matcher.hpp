@@ -88,8 +88,12 @@ class Matcher {
 /// The probe of a row's key at tier index `t` (0-based): the composite key and the field keys it joins.
 ProbeKey probe_key(const Matcher& m, size_t t, const std::string& key, const FieldKeys& field_keys);
 
-/// A found record as the resolver knows it: per tier, the key its own values make and those
-/// identity memory holds for it.
+/// Per tier, the keys identity memory holds for a record (`memory`), then the key its own
+/// values make.
+std::vector<std::vector<std::string>> stored_keys(const Matcher& m, const FieldKeys& own,
+                                                  const std::vector<std::vector<std::string>>& memory);
+
+/// A found record as the resolver knows it: its stored_keys().
 KnownRecord known_record(const Matcher& m, const FoundRecord& f);
 
 /// @brief What one row's field keys find among an entity's records, decided as a load decides

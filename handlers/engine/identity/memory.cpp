@@ -80,6 +80,11 @@ TierKeys RecordHoldings::landed(size_t row, int record) {
   return matcher_.keys(it->second);
 }
 
+std::vector<std::vector<std::string>> RecordHoldings::stored(int record) const {
+  const KnownState& k = known_[size_t(record)];
+  return stored_keys(matcher_, k.own, k.memory);
+}
+
 RecordKeys record_keys(const config::Entity& entity, const Matcher& matcher, const Resolution& res,
                        const std::vector<const FieldKeys*>& row_keys, const std::vector<TierKeys>& row_tier_keys,
                        const std::vector<KnownState>& known) {

@@ -48,6 +48,7 @@ class RecordHoldings : public OwnKeys {
                  const std::vector<const FieldKeys*>& rows)
       : entity_(entity), matcher_(matcher), known_(known), rows_(rows) {}
   TierKeys landed(size_t row, int record) override;
+  std::vector<std::vector<std::string>> stored(int record) const override;
 
  private:
   const config::Entity& entity_;

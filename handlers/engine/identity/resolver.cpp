@@ -117,6 +117,12 @@ Resolution resolve_rows(const std::vector<TierKeys>& rows, const std::vector<Kno
   KeyIndex index(tiers, rows.size() + known.size());
   auto index_known = [&](int r) {
     const auto& k = known[size_t(r)];
+    if (k.fuzzy_only && k.keys.empty() && own) {  // asked for now: kept by the index
+      auto asked = own->stored(r);
+      for (size_t t = 0; t < tiers && t < asked.size(); ++t)
+        for (auto& key : asked[t]) index.add(r, t, index.keep(std::move(key)));
+      return;
+    }
     for (size_t t = 0; t < tiers && t < k.keys.size(); ++t)
       for (const auto& key : k.keys[t]) index.add(r, t, key);
   };

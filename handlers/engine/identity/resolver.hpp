@@ -19,7 +19,9 @@ struct KnownRecord {
   std::string id;
   std::vector<std::vector<std::string>> keys;  // [tier] -> keys
   /// Found only by a fuzzy tier's blocks: no row holds one of its keys, so they matter only
-  /// once a row lands on it (then they are indexed, for the conflicts of later rows).
+  /// once a row lands on it (then they are indexed, for the conflicts of later rows). Its
+  /// `keys` may then be left empty: the resolver asks OwnKeys::stored for them (a slice of a
+  /// big table fetches tens of thousands of such records, and rows land on few).
   bool fuzzy_only = false;
 };
 
@@ -69,6 +71,9 @@ class OwnKeys {
  public:
   virtual ~OwnKeys() = default;
   virtual TierKeys landed(size_t row, int record) = 0;
+  /// The keys known record `record` holds per tier (identity memory's, then its columns'), as
+  /// known_record() gives them: asked for a fuzzy-only record given without them.
+  virtual std::vector<std::vector<std::string>> stored(int record) const = 0;
 };
 
 /// Resolves `rows` in order against `known`. A row matches the records that hold one of its

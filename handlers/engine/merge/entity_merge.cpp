@@ -172,7 +172,8 @@ EntityMerge::Decisions EntityMerge::decide(const StagedPart& part) {
   Blocks blocks;
   std::vector<KnownRecord> known;
   for (auto& f : find_known(part, row_keys, blocks)) {
-    known.push_back(known_record(matcher_, f));
+    // one only the fuzzy tier's blocks found is keyed when a row lands on it (OwnKeys::stored)
+    known.push_back(f.by_blocks ? KnownRecord{f.id, {}, true} : known_record(matcher_, f));
     d.known.push_back({std::move(f.own), std::move(f.memory)});
   }
   RecordHoldings holdings(entity_, matcher_, d.known, row_keys);
