@@ -114,24 +114,7 @@ class ExactMatcher : public Matcher {
                         target_.bookkeeping + ".identity_keys ik ON ik.tier = p.tier AND ik.key = p.key WHERE "
                         "ik.table_name = :table",
                     "candidates");
-    auto rows = sql.probe(fetch_sql(!hashed), "candidates");
-    out.reserve(rows.size());
-    for (const auto& row : rows) out.push_back(found(row, !hashed));
-    if (hashed) {
-      // and what memory holds for the records found, by the same hash join (out is in id order)
-      const auto memory = sql.hash_join(
-          "SELECT ik.record_id, " + memory_array() + " FROM " + target_.bookkeeping + ".identity_keys ik WHERE "
-          "ik.table_name = :table AND ik.record_id IN (SELECT record_id FROM pg_temp.ingestd_hits) GROUP BY ik.record_id",
-          "candidates");
-      for (const auto& row : memory) {
-        const std::string id = row[0].as<std::string>();
-        auto it = std::lower_bound(out.begin(), out.end(), id, [](const FoundRecord& f, const std::string& v) {
-          return f.id < v;
-        });
-        if (it != out.end() && it->id == id) add_memory(row[1], *it);
-      }
-    }
-    return out;
+    return fetch_hits(sql, hashed);
   }
 
   std::vector<FoundRecord> fetch(StepSql& sql, const std::vector<std::string>& ids) const override {
@@ -148,8 +131,9 @@ class ExactMatcher : public Matcher {
       }
       copy.complete();
     }
-    for (const auto& row : sql.probe(fetch_sql(true), "candidates")) out.push_back(found(row, true));
-    return out;
+    // a fuzzy tier's blocks name tens of thousands of records a slice: memory by one hash
+    // join, as find() reads it, rather than a probe per record, where memory is the smaller
+    return fetch_hits(sql, memory_rows(sql, ids.size()) <= ids.size());
   }
 
   void remember(StepSql& sql, const std::vector<std::tuple<std::string, int, std::string>>& keys) const override {
@@ -234,6 +218,28 @@ class ExactMatcher : public Matcher {
 
   static std::string memory_array() { return "array_agg(ik.tier::text || ':' || ik.key)"; }
 
+  /// The records pg_temp.ingestd_hits names, in id order, with their memory: by a probe per
+  /// record, or (`hashed`) by one hash join over the table's memory rows.
+  std::vector<FoundRecord> fetch_hits(StepSql& sql, bool hashed) const {
+    std::vector<FoundRecord> out;
+    auto rows = sql.probe(fetch_sql(!hashed), "candidates");
+    out.reserve(rows.size());
+    for (const auto& row : rows) out.push_back(found(row, !hashed));
+    rows.clear();  // the result's text is held by libpq until then
+    if (!hashed) return out;
+    const auto memory = sql.hash_join(
+        "SELECT ik.record_id, " + memory_array() + " FROM " + target_.bookkeeping + ".identity_keys ik WHERE "
+        "ik.table_name = :table AND ik.record_id IN (SELECT record_id FROM pg_temp.ingestd_hits) GROUP BY ik.record_id",
+        "candidates");
+    for (const auto& row : memory) {
+      const std::string id = row[0].as<std::string>();
+      auto it = std::lower_bound(out.begin(), out.end(), id,
+                                 [](const FoundRecord& f, const std::string& v) { return f.id < v; });
+      if (it != out.end() && it->id == id) add_memory(row[1], *it);
+    }
+    return out;
+  }
+
   /// The records hit, with the stored keys of their identity fields (a name's stored value,
   /// whose key the engine makes: found()) and, with `memory`, their memory.
   std::string fetch_sql(bool memory) const {
@@ -272,7 +278,6 @@ class ExactMatcher : public Matcher {
       }
       ++c;
     }
-    r.memory.resize(tiers_.size());
     if (memory) add_memory(row[c], r);
     return r;
   }
@@ -285,7 +290,9 @@ class ExactMatcher : public Matcher {
       if (item.first != pqxx::array_parser::string_value) continue;
       const auto colon = item.second.find(':');
       const size_t tier = size_t(std::stoi(item.second.substr(0, colon)));
-      if (tier >= 1 && tier <= tiers_.size()) r.memory[tier - 1].push_back(item.second.substr(colon + 1));
+      if (tier < 1 || tier > tiers_.size()) continue;
+      r.memory.resize(tiers_.size());  // most records have none: no room made for them
+      r.memory[tier - 1].push_back(item.second.substr(colon + 1));
     }
   }
 

@@ -56,7 +56,7 @@ struct ProbeKey {
 struct FoundRecord {
   std::string id;
   FieldKeys own;                                 // [field] key of each identity field's stored value
-  std::vector<std::vector<std::string>> memory;  // [tier] keys identity memory holds for it
+  std::vector<std::vector<std::string>> memory;  // [tier] keys identity memory holds for it (empty: none)
   bool by_blocks = false;  // found only by the fuzzy tier's blocks, not by an exact key
 };
 

@@ -17,7 +17,7 @@ namespace ingestd::engine {
 /// @brief A record known before the chunk, as the database gave it.
 struct KnownState {
   FieldKeys own;                            // [field] key of each identity field's stored value
-  std::vector<std::vector<std::string>> memory;  // [tier] keys identity memory already holds
+  std::vector<std::vector<std::string>> memory;  // [tier] keys identity memory already holds (empty: none)
 };
 
 /// @brief A key to remember for a resolved record.

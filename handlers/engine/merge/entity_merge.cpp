@@ -171,10 +171,15 @@ EntityMerge::Decisions EntityMerge::decide(const StagedPart& part) {
   for (Row* r : part.rows) row_keys.push_back(&r->keys[part.entity]);
   Blocks blocks;
   std::vector<KnownRecord> known;
-  for (auto& f : find_known(part, row_keys, blocks)) {
-    // one only the fuzzy tier's blocks found is keyed when a row lands on it (OwnKeys::stored)
-    known.push_back(f.by_blocks ? KnownRecord{f.id, {}, true} : known_record(matcher_, f));
-    d.known.push_back({std::move(f.own), std::move(f.memory)});
+  {
+    auto found = find_known(part, row_keys, blocks);
+    known.reserve(found.size());
+    d.known.reserve(found.size());
+    for (auto& f : found) {
+      // one only the fuzzy tier's blocks found is keyed when a row lands on it (OwnKeys::stored)
+      known.push_back(f.by_blocks ? KnownRecord{std::move(f.id), {}, true} : known_record(matcher_, f));
+      d.known.push_back({std::move(f.own), std::move(f.memory)});
+    }
   }
   RecordHoldings holdings(entity_, matcher_, d.known, row_keys);
   if (const FuzzyMatcher* fuzzy = matcher_.fuzzy()) {
