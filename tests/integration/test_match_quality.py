@@ -123,13 +123,13 @@ def test_febrl_dataset1_two_file_linkage(pg, tmp_path, truth):
 
 def test_fuzzy_tier_in_slices_gives_the_records_of_small_chunks(pg, tmp_path, truth):
     """A fuzzy tier fetches every record its blocks name; into a big table a chunk's blocks name
-    hundreds of thousands, so the engine merges a chunk in slices (the first of a load 2000 rows,
+    hundreds of thousands, so the engine merges a chunk in slices (the first of a load 500 rows,
     then sized by the records per row its blocks fetched). dataset3 (5000 rows, 6538 true pairs)
     as one chunk is merged in slices; its records, lineage and review items must be those of
-    chunks of 700 rows, which are never sliced."""
+    chunks of 400 rows, which are never sliced."""
     data = fq.DATA / "dataset3.csv"
     seen = {}
-    for chunk_rows in (5000, 700):
+    for chunk_rows in (5000, 400):
         url, env, cfg = fq.prepare_target(pg, tmp_path / str(chunk_rows), fq.config_variant("fuzzy-no-ssid"),
                                           chunk_rows)
         proc = fq.ingestd(env, "load", data, "--dataset", "febrl", "-c", cfg)
@@ -141,7 +141,7 @@ def test_fuzzy_tier_in_slices_gives_the_records_of_small_chunks(pg, tmp_path, tr
             "SELECT candidate->>'row_number', record_id, score, reasons FROM ingestd.review_queue ORDER BY id",
             "SELECT count(*) FROM public.febrl_persons")
         seen[chunk_rows] = dict(counts=counts, lineage=lineage, reviews=reviews, persons=persons, log=proc.stderr)
-    big, small = seen[5000], seen[700]
+    big, small = seen[5000], seen[400]
     assert "fuzzy tier in 2 slices" in big["log"], big["log"][-2000:]
     assert "slices" not in small["log"]
     assert big["lineage"] == small["lineage"]
