@@ -205,7 +205,7 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
   FuzzySide probe_side;
   probe_side.block.resize(column_of_.size());
   std::vector<std::pair<std::vector<std::string>*, size_t>> places;  // a block, the records it holds
-  std::vector<std::unordered_map<std::string, std::string>> sent_by(2 * rules_.size());  // block key -> values probed
+  std::vector<std::unordered_set<std::string>> answered(2 * rules_.size());  // [numbered] block keys with an answer
   for (const auto& result : found)
     for (const auto& row : result) {
       const auto numbered = row[0].as<size_t>();
@@ -215,15 +215,19 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
       for (size_t i = 0; i < rules_[r].tier.fields.size(); ++i) values.push_back(row[int(i) + 3].as<std::string>());
       for (size_t i = 0; i < values.size(); ++i) probe_side.block[column_of_.at(rules_[r].tier.fields[i]) - 1] = &values[i];
       if (auto key = rule_key(r, probe_side, out)) {
-        // values with one phonetic code make one block, the same members for each: taken once
-        std::string sent = sql::join(values, std::string(1, kBlockKeySeparator));
-        if (const auto [it, fresh] = sent_by[numbered].emplace(*key, sent); !fresh && it->second != sent) continue;
+        // Values with one phonetic code make one block, the same members and places for each;
+        // but which members are wanted follows the never_across values of each spelling's rows,
+        // so every spelling's wanted ones are taken, once each. (Taking the first spelling's
+        // alone left out members a row of another spelling may be: a row's candidates then
+        // depended on which rows shared its slice.)
+        const bool fresh = answered[numbered].insert(*key).second;
         auto& ids = (open ? out.open : out.known)[r][*key];
-        places.emplace_back(&ids, row[2].as<size_t>());
+        if (fresh) places.emplace_back(&ids, row[2].as<size_t>());
         if (row[1].is_null()) continue;  // nobody the key's rows may be scored against
         auto parser = row[1].as_array();
         for (auto item = parser.get_next(); item.first != pqxx::array_parser::done; item = parser.get_next())
-          if (item.first == pqxx::array_parser::string_value) {
+          if (item.first == pqxx::array_parser::string_value &&
+              (fresh || std::find(ids.begin(), ids.end(), item.second) == ids.end())) {
             out.wanted.insert(item.second);
             ids.push_back(std::move(item.second));
           }
