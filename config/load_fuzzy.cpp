@@ -72,6 +72,16 @@ std::vector<BlockingTerm> load_rule(Reader& r, const YAML::Node& n, const std::s
   return rule;
 }
 
+/// One probability: > 0 and <= 1.
+std::optional<double> probability(Reader& r, const YAML::Node& n, const std::string& path) {
+  auto v = r.number(n, path, 0.0);
+  if (v && (*v <= 0 || *v > 1)) {
+    r.problem(n, path, "a probability must be > 0 and <= 1");
+    return std::nullopt;
+  }
+  return v;
+}
+
 std::vector<double> probabilities(Reader& r, const YAML::Node& n, const std::string& path, size_t levels) {
   std::vector<double> out;
   if (!n.IsSequence() || n.size() != levels) {
@@ -80,12 +90,8 @@ std::vector<double> probabilities(Reader& r, const YAML::Node& n, const std::str
     return out;
   }
   for (size_t i = 0; i < n.size(); ++i) {
-    auto v = r.number(n[i], at_index(path, i), 0.0);
+    auto v = probability(r, n[i], at_index(path, i));
     if (!v) return {};
-    if (*v <= 0 || *v > 1) {
-      r.problem(n[i], at_index(path, i), "a probability must be > 0 and <= 1");
-      return {};
-    }
     out.push_back(*v);
   }
   return out;
@@ -171,16 +177,6 @@ void load_together(Reader& wr, const YAML::Node& n, FuzzyTier& out) {
     }
     if (pair.u > 0) out.together.push_back(std::move(pair));
   }
-}
-
-/// One probability: > 0 and <= 1.
-std::optional<double> probability(Reader& r, const YAML::Node& n, const std::string& path) {
-  auto v = r.number(n, path, 0.0);
-  if (v && (*v <= 0 || *v > 1)) {
-    r.problem(n, path, "a probability must be > 0 and <= 1");
-    return std::nullopt;
-  }
-  return v;
 }
 
 /// The weights file's term frequencies: `frequent: {FIELD: {rest: P, values: {VALUE: SHARE}}}`.

@@ -64,7 +64,7 @@ struct FuzzyComparison {
   /// evidence, each with its share of the rows holding the field. An exact agreement on a listed
   /// value weighs log2(m / share), on any other log2(m / frequent_rest): the chance that a
   /// stranger holds the same value. frequent_rest 0: none, exact agreement weighs log2(m / u).
-  std::map<std::string, double, std::less<>> frequent;
+  std::map<std::string, double> frequent;
   double frequent_rest = 0;
   int line = 0;
   /// Levels, in the order they are tried: exact, transposed, each threshold, initial, disagrees.

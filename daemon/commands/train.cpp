@@ -76,12 +76,6 @@ std::string rule_text(const std::vector<config::BlockingTerm>& rule) {
   return out + "]";
 }
 
-std::string percent(double share) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3g%%", share * 100);
-  return buf;
-}
-
 void print_weights(const config::FuzzyTier& tier, const engine::TrainedWeights& w) {
   std::printf("%-16s %-24s %10s %10s %8s\n", "FIELD", "LEVEL", "M", "U", "WEIGHT");
   for (size_t k = 0; k < tier.compare.size(); ++k)
@@ -104,10 +98,10 @@ void print_weights(const config::FuzzyTier& tier, const engine::TrainedWeights& 
     if (c.values.empty()) continue;
     std::string shown;
     for (size_t i = 0; i < c.values.size() && i < 3; ++i)
-      shown += (i ? ", " : "") + c.values[i].first + " " + percent(c.values[i].second);
+      shown += (i ? ", " : "") + c.values[i].first + " " + engine::percent(c.values[i].second);
     std::printf("%s: %zu common values (%s%s), agreeing on one weighs less; any other value held by %s of rows\n",
                 tier.compare[k].field.c_str(), c.values.size(), shown.c_str(), c.values.size() > 3 ? ", …" : "",
-                percent(c.rest).c_str());
+                engine::percent(c.rest).c_str());
   }
   for (size_t k = 0; k < tier.compare.size(); ++k)
     if (!w.estimated[k])

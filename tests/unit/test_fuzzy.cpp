@@ -418,4 +418,19 @@ TEST_CASE("resolver: a record only the fuzzy tier found keeps its stored keys on
   CHECK(r.rows[0].kind == Kind::Match);
   CHECK(r.rows[0].record == 0);
   CHECK(r.rows[1].kind == Kind::New);
+
+  // the same record given without its keys: the resolver asks for them when row 0 lands on it
+  struct Stored : OwnKeys {
+    mutable int asked = 0;
+    TierKeys landed(size_t, int) override { return {}; }
+    std::vector<std::vector<std::string>> stored(int record) const override {
+      ++asked;
+      return record == 0 ? std::vector<std::vector<std::string>>{{"111"}, {}} : std::vector<std::vector<std::string>>{};
+    }
+  } own;
+  known[0].keys.clear();
+  r = resolve_rows({{std::nullopt, K("a@x")}, {K("222"), K("a@x")}}, known, 2, &j, &own);
+  CHECK(r.rows[0].kind == Kind::Match);
+  CHECK(r.rows[1].kind == Kind::New);
+  CHECK(own.asked == 1);
 }

@@ -187,14 +187,16 @@ void PairScorer::default_mu(const config::FuzzyComparison& c, std::vector<double
   u[n - 1] = mid ? 0.95 : 0.99;
 }
 
+std::string percent(double share) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g%%", share * 100);
+  return buf;
+}
+
 std::string score_level(const config::FuzzyTier& tier, size_t comparison, const FieldScore& s) {
   if (s.level < 0) return "missing";
   const std::string name = level_name(tier.compare[comparison], size_t(s.level));
-  if (s.share > 0) {
-    char pct[32];
-    std::snprintf(pct, sizeof pct, "%.3g", s.share * 100);
-    return name + " (common: " + pct + "% of rows)";
-  }
+  if (s.share > 0) return name + " (common: " + percent(s.share) + " of rows)";
   return s.given < 0 ? name : name + " (with " + tier.compare[size_t(s.given)].field + ")";
 }
 

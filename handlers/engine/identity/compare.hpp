@@ -32,6 +32,9 @@ struct FieldScore {
   double share = 0;    // exact on a common value (FuzzyComparison::frequent): its share of the rows
 };
 
+/// A share as a percentage, 3 significant digits: 0.0123 -> "1.23%".
+std::string percent(double share);
+
 /// How a field's part of a score reads in explanations: "missing", "exact", "exact (with
 /// postcode)", "exact (common: 1.2% of rows)".
 std::string score_level(const config::FuzzyTier& tier, size_t comparison, const FieldScore& s);
