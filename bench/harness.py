@@ -7,10 +7,14 @@ makes (timed apart), and a timed `ingestd load` with the peak RSS of its process
     url = b.database(schema_sql_text)
     run = b.load("csv", config_path, url, data_path, "people")   # {"seconds", "rss_mib", "result", ...}
     b.stop()
+
+BENCH_PG_SETTINGS="log_min_duration_statement=0 …" adds server settings (a statement profile);
+BENCH_PG_LOG=PATH keeps the server's log there when the run stops.
 """
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -61,13 +65,15 @@ class Bench:
     def __init__(self, work, chunk_rows, pg_defaults=False):
         self.work, self.chunk_rows = Path(work), chunk_rows
         self.pg = Postgres()
-        for kv in ([] if pg_defaults else TUNED):
+        for kv in ([] if pg_defaults else TUNED) + os.environ.get("BENCH_PG_SETTINGS", "").split():
             k, v = kv.split("=", 1)
             sql(self.pg.url(), f"ALTER SYSTEM SET {k} = '{v}'")
         self.pg._run([str(self.pg.bindir / "pg_ctl"), "-D", str(self.pg.data), "-l", str(self.pg.log), "-w", "restart"])
         self.settings = "PostgreSQL defaults" if pg_defaults else "tuned (" + ", ".join(TUNED) + ")"
 
     def stop(self):
+        if os.environ.get("BENCH_PG_LOG"):
+            shutil.copyfile(self.pg.log, os.environ["BENCH_PG_LOG"])
         self.pg.stop()
 
     def database(self, schema_sql):
@@ -79,13 +85,17 @@ class Bench:
         return dict(os.environ, INGESTD_BROKERS="127.0.0.1:9", INGESTD_GROUP="bench", INGESTD_STATE=str(self.work),
                     INGESTD_DATABASE_URL=url, INGESTD_HTTP="127.0.0.1:0", INGESTD_CHUNK_ROWS=str(self.chunk_rows))
 
-    def load(self, label, cfg, url, data, dataset):
-        """Makes the indexes the config's tiers need, then times `ingestd load DATA`; exits on failure."""
-        t = time.monotonic()
+    def create_indexes(self, cfg, url):
+        """`ingestd check --create-indexes`: the indexes the config's tiers need; exits on failure."""
         chk = subprocess.run([str(BIN), "check", "--create-indexes", "-c", str(cfg)], env=self.env(url),
                              capture_output=True, text=True)
         if chk.returncode:
             raise SystemExit(f"check --create-indexes failed: {chk.stdout}{chk.stderr}")
+
+    def load(self, label, cfg, url, data, dataset):
+        """Makes the indexes the config's tiers need, then times `ingestd load DATA`; exits on failure."""
+        t = time.monotonic()
+        self.create_indexes(cfg, url)
         idx = time.monotonic() - t
         t = time.monotonic()
         with open(self.work / f"{label.replace(' ', '_')}.stderr", "w+") as errf:
@@ -107,7 +117,8 @@ class Bench:
         # high-water mark across exec, so it counts this Python process as forked (a 1M-row
         # workbook held by xlsxwriter read as a 1341 MiB load).
         rss = peak[0] // 1024
-        log(f"{label}: {wall:.1f}s ({idx:.1f}s indexes), RSS {rss} MiB, {json.dumps(result['counts'])}")
-        return {"label": label, "seconds": wall, "index_seconds": idx, "rss_mib": rss, "result": result,
+        cpu = usage.ru_utime + usage.ru_stime  # the daemon's own CPU: steadier than wall time on a noisy machine
+        log(f"{label}: {wall:.1f}s ({idx:.1f}s indexes), ingestd CPU {cpu:.1f}s, RSS {rss} MiB, {json.dumps(result['counts'])}")
+        return {"label": label, "seconds": wall, "cpu_seconds": cpu, "index_seconds": idx, "rss_mib": rss, "result": result,
                 "counts": result["counts"], "bytes": Path(data).stat().st_size}
 

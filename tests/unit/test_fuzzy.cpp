@@ -34,6 +34,32 @@ TEST_CASE("fuzzy: Jaro-Winkler gives the published values") {
   CHECK(jaro_winkler("a", "") == 0.0);
   // by code point: one accented letter is one character, not two bytes
   CHECK(jaro_winkler("josé", "jose") == doctest::Approx(jaro_winkler("josx", "jose")));
+  // past 64 characters (no short strings' path) still symmetric
+  const std::string longer(70, 'a');
+  CHECK(jaro_winkler(longer, longer + "b") == doctest::Approx(jaro_winkler(longer + "b", longer)));
+}
+
+TEST_CASE("fuzzy: Jaro-Winkler of short ASCII strings equals the general measure") {
+  // short ASCII keys take a path of their own; code points of the same letters take the general one
+  std::mt19937 gen(11);
+  auto word = [&](size_t most) {
+    std::string w(gen() % (most + 1), 'a');
+    for (auto& c : w) c = "abcde"[gen() % 5];
+    return w;
+  };
+  auto general = [](const std::string& a, const std::string& b) {
+    // "é" for every "e": the same characters by code point, outside the ASCII path
+    auto wide = [](std::string s) {
+      std::string out;
+      for (char c : s) out += c == 'e' ? std::string("é") : std::string(1, c);
+      return out;
+    };
+    return jaro_winkler(wide(a), wide(b));
+  };
+  for (int n = 0; n < 3000; ++n) {
+    const std::string a = word(n % 2 ? 12 : 64), b = word(n % 3 ? 12 : 64);
+    REQUIRE(jaro_winkler(a, b) == doctest::Approx(general(a, b)).epsilon(1e-12));
+  }
 }
 
 TEST_CASE("fuzzy: Levenshtein counts edits by code point") {
@@ -42,6 +68,34 @@ TEST_CASE("fuzzy: Levenshtein counts edits by code point") {
   CHECK(levenshtein("flaw", "lawn") == 2);
   CHECK(levenshtein("müller", "muller") == 1);
   CHECK(levenshtein("same", "same") == 0);
+}
+
+TEST_CASE("fuzzy: Levenshtein counted up to a cap is exact within it and cap + 1 past it") {
+  // the comparison counts edits no further than its widest threshold; checked against the
+  // whole table of edits on random strings over a small alphabet (many near misses)
+  auto reference = [](const std::string& a, const std::string& b) {
+    std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+    for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+    for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+    for (size_t i = 1; i <= a.size(); ++i)
+      for (size_t j = 1; j <= b.size(); ++j)
+        d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1])});
+    return d[a.size()][b.size()];
+  };
+  std::mt19937 gen(7);
+  auto word = [&] {
+    std::string w(gen() % 10, 'a');
+    for (auto& c : w) c = "abc-"[gen() % 4];
+    return w;
+  };
+  for (int n = 0; n < 3000; ++n) {
+    const std::string a = word(), b = word();
+    const size_t full = reference(a, b);
+    REQUIRE(levenshtein(a, b) == full);
+    for (size_t cap = 0; cap < 5; ++cap) REQUIRE(levenshtein(a, b, cap) == std::min(full, cap + 1));
+  }
+  CHECK(levenshtein("1980-01-12", "1980-12-01", 2) == 3);  // four digits off: past the cap
+  CHECK(levenshtein("müller", "muller", 0) == 1);
 }
 
 namespace {

@@ -1,8 +1,10 @@
 #include "handlers/engine/identity/compare.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 
 namespace ingestd::engine {
@@ -87,33 +89,75 @@ double jaro_winkler_of(const S& a, const S& b) {
   return jaro + double(prefix) * 0.1 * (1 - jaro);
 }
 
-template <class S>
-size_t levenshtein_of(const S& a, const S& b) {
-  thread_local std::vector<size_t> row;
-  row.resize(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
-      diag = up;
-    }
+/// Edits between a and b, exact up to `cap`; past it, cap + 1. Only the diagonal band of
+/// width 2·cap + 1 is filled, and a row whose cells all exceed cap ends the search: a
+/// comparison asks only whether two values are within its thresholds, and most pairs a block
+/// brings are strangers, far apart.
+/// jaro_winkler_of for ASCII strings of at most 64 characters (nearly every key a fuzzy tier
+/// compares): the matched characters as bits of two words, nothing written to memory.
+double jaro_winkler_short(std::string_view a, std::string_view b) {
+  const size_t la = a.size(), lb = b.size();
+  if (!la && !lb) return 1;
+  if (!la || !lb) return 0;
+  const size_t window = std::max(la, lb) / 2 > 0 ? std::max(la, lb) / 2 - 1 : 0;
+  uint64_t ma = 0, mb = 0;
+  size_t matches = 0;
+  for (size_t i = 0; i < la; ++i) {
+    const size_t lo = i > window ? i - window : 0, hi = std::min(lb, i + window + 1);
+    for (size_t j = lo; j < hi; ++j)
+      if (!(mb >> j & 1) && a[i] == b[j]) {
+        ma |= uint64_t(1) << i;
+        mb |= uint64_t(1) << j;
+        ++matches;
+        break;
+      }
   }
-  return row[b.size()];
+  if (!matches) return 0;
+  size_t out_of_order = 0;
+  for (uint64_t x = ma, y = mb; x; x &= x - 1, y &= y - 1)
+    out_of_order += a[size_t(std::countr_zero(x))] != b[size_t(std::countr_zero(y))];
+  const double m = double(matches);
+  const double jaro = (m / double(la) + m / double(lb) + (m - double(out_of_order / 2)) / m) / 3;
+  size_t prefix = 0;
+  while (prefix < 4 && prefix < la && prefix < lb && a[prefix] == b[prefix]) ++prefix;
+  return jaro + double(prefix) * 0.1 * (1 - jaro);
+}
+
+template <class S>
+size_t levenshtein_of(const S& a, const S& b, size_t cap) {
+  const size_t n = a.size(), m = b.size(), over = cap + 1;
+  if ((n > m ? n - m : m - n) > cap) return over;
+  thread_local std::vector<size_t> row;  // row[j]: the last row's value at j; outside its band, over
+  row.resize(m + 1);
+  for (size_t j = 0; j <= m; ++j) row[j] = std::min(j, over);
+  for (size_t i = 1; i <= n; ++i) {
+    const size_t lo = i > cap ? i - cap : 1, hi = cap >= m ? m : std::min(m, i + cap);
+    size_t diag = row[lo - 1];
+    size_t left = lo == 1 ? std::min(i, over) : over;
+    row[lo - 1] = left;
+    size_t least = left;
+    for (size_t j = lo; j <= hi; ++j) {
+      const size_t up = row[j];
+      const size_t cell = std::min({up + 1, left + 1, diag + (a[i - 1] != b[j - 1]), over});
+      diag = up;
+      row[j] = left = cell;
+      least = std::min(least, cell);
+    }
+    if (least > cap) return over;
+  }
+  return std::min(row[m], over);
 }
 
 }  // namespace
 
 double jaro_winkler(std::string_view a, std::string_view b) {
-  if (ascii(a) && ascii(b)) return jaro_winkler_of(a, b);
+  if (ascii(a) && ascii(b)) return a.size() <= 64 && b.size() <= 64 ? jaro_winkler_short(a, b) : jaro_winkler_of(a, b);
   return jaro_winkler_of(code_points(a), code_points(b));
 }
 
-size_t levenshtein(std::string_view a, std::string_view b) {
-  if (ascii(a) && ascii(b)) return levenshtein_of(a, b);
-  return levenshtein_of(code_points(a), code_points(b));
+size_t levenshtein(std::string_view a, std::string_view b, size_t cap) {
+  if (ascii(a) && ascii(b)) return levenshtein_of(a, b, cap);
+  return levenshtein_of(code_points(a), code_points(b), cap);
 }
 
 size_t comparison_level(const config::FuzzyComparison& c, std::string_view a, std::string_view b) {
@@ -142,7 +186,9 @@ size_t comparison_level(const config::FuzzyComparison& c, std::string_view a, st
       ++level;
     }
   } else if (c.method == Method::Levenshtein) {
-    const size_t d = c.thresholds.empty() ? 0 : levenshtein(a, b);
+    // edits past the widest threshold all read as "disagrees": counted no further
+    const double widest = c.thresholds.empty() ? 0 : *std::max_element(c.thresholds.begin(), c.thresholds.end());
+    const size_t d = c.thresholds.empty() ? 0 : levenshtein(a, b, widest < 0 ? 0 : size_t(widest));
     for (double k : c.thresholds) {
       if (double(d) <= k) return level;
       ++level;
@@ -230,8 +276,14 @@ PairScorer::PairScorer(const config::FuzzyTier& tier) : tier_(tier), together_(t
   for (const auto& t : together_) given_weight_.push_back(std::log2(exact_m[t.second] * exact_u[t.first] / t.u));
 }
 
-std::vector<FieldScore> PairScorer::fields(const KeyRefs& a, const KeyRefs& b) const {
-  std::vector<FieldScore> out(tier_.compare.size());
+std::vector<FieldScore> PairScorer::fields(KeyView a, KeyView b) const {
+  std::vector<FieldScore> out;
+  score(a, b, out);
+  return out;
+}
+
+double PairScorer::score(KeyView a, KeyView b, std::vector<FieldScore>& out) const {
+  out.assign(tier_.compare.size(), FieldScore{});
   for (size_t i = 0; i < out.size(); ++i) {
     if (!a[i] || !b[i]) continue;
     const size_t l = comparison_level(tier_.compare[i], *a[i], *b[i]);
@@ -249,7 +301,7 @@ std::vector<FieldScore> PairScorer::fields(const KeyRefs& a, const KeyRefs& b) c
         out[i].given = int(t->first);
         out[i].share = 0;
       }
-  return out;
+  return total(out);
 }
 
 std::vector<FieldScore> PairScorer::fields(const std::vector<std::optional<std::string>>& a,

@@ -2,7 +2,9 @@
 // level of two keys, and the Fellegi–Sunter weight of a candidate pair. Pure: no database.
 #pragma once
 
+#include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -15,8 +17,9 @@ namespace ingestd::engine {
 
 /// Jaro–Winkler similarity of two UTF-8 strings, by code point (prefix scale 0.1, up to 4).
 double jaro_winkler(std::string_view a, std::string_view b);
-/// Edits (insert, delete, substitute) between two UTF-8 strings, by code point.
-size_t levenshtein(std::string_view a, std::string_view b);
+/// Edits (insert, delete, substitute) between two UTF-8 strings, by code point; more than
+/// `cap` read as cap + 1 (counted no further).
+size_t levenshtein(std::string_view a, std::string_view b, size_t cap = SIZE_MAX - 1);
 
 /// The level two present keys agree at: 0 = exact, …, levels()-1 = disagrees. Dates are ISO
 /// (YYYY-MM-DD), as the engine keys them.
@@ -60,6 +63,8 @@ const TogetherIndex* given_of(const std::vector<TogetherIndex>& together, size_t
 /// Keys by reference, one per comparison (nullptr: missing): scoring millions of pairs copies
 /// no strings.
 using KeyRefs = std::vector<const std::string*>;
+/// A view of such keys (part of a FuzzySide's one array).
+using KeyView = std::span<const std::string* const>;
 
 /// @brief A fuzzy tier's comparisons with their weights, ready to score pairs.
 class PairScorer {
@@ -70,7 +75,10 @@ class PairScorer {
   /// log2(m / frequent_rest).
   const std::vector<std::vector<double>>& weights() const { return weights_; }
   /// Scores two sides' keys, one per comparison (in the tier's order); the sum is the match weight.
-  std::vector<FieldScore> fields(const KeyRefs& a, const KeyRefs& b) const;
+  std::vector<FieldScore> fields(KeyView a, KeyView b) const;
+  /// The same into `out`, whose room is reused (a run scores millions of pairs, most of them
+  /// strangers never shown: no allocation each); returns the sum.
+  double score(KeyView a, KeyView b, std::vector<FieldScore>& out) const;
   std::vector<FieldScore> fields(const std::vector<std::optional<std::string>>& a,
                                  const std::vector<std::optional<std::string>>& b) const;
   static double total(const std::vector<FieldScore>& f);

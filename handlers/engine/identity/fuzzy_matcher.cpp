@@ -63,17 +63,19 @@ FuzzyMatcher::FuzzyMatcher(const config::Entity& entity, MatchTarget target, std
   open_where_ = open_predicate(never_sql_, &TierFieldSql::key_expr);
   for (const auto& c : tier_.compare) compare_fields_.push_back(field_index(entity, c.field));
   for (const auto& n : tier_.never_across) never_fields_.push_back(field_index(entity, n));
+  side_fields_ = compare_fields_;
+  side_fields_.insert(side_fields_.end(), never_fields_.begin(), never_fields_.end());
+  side_fields_.resize(side_fields_.size() + column_of_.size());
+  for (const auto& [f, c] : column_of_) side_fields_[compare_fields_.size() + never_fields_.size() + c - 1] = f;
 }
 
 FuzzySide FuzzyMatcher::side(const FieldKeys& keys) const {
   FuzzySide out;
-  auto key = [&](int f) -> const std::string* {
-    return size_t(f) < keys.size() && keys[size_t(f)] ? &*keys[size_t(f)] : nullptr;
-  };
-  for (int f : compare_fields_) out.compare.push_back(key(f));
-  for (int f : never_fields_) out.never.push_back(key(f));
-  out.block.resize(column_of_.size());
-  for (const auto& [f, c] : column_of_) out.block[c - 1] = key(f);
+  out.compares = uint32_t(compare_fields_.size());
+  out.nevers = uint32_t(never_fields_.size());
+  out.keys.resize(side_fields_.size());
+  for (size_t i = 0; i < side_fields_.size(); ++i)
+    if (const int f = side_fields_[i]; f >= 0 && size_t(f) < keys.size() && keys[size_t(f)]) out.keys[i] = &*keys[size_t(f)];
   return out;
 }
 
@@ -85,14 +87,15 @@ bool FuzzyMatcher::open_row(const FieldKeys& keys) const {
 }
 
 bool FuzzyMatcher::holds_never(const FuzzySide& side) {
-  for (const auto* v : side.never)
+  for (const auto* v : side.never())
     if (v) return true;
   return false;
 }
 
 bool FuzzyMatcher::conflicts(const FuzzySide& a, const FuzzySide& b) {
-  for (size_t k = 0; k < a.never.size() && k < b.never.size(); ++k)
-    if (a.never[k] && b.never[k] && *a.never[k] != *b.never[k]) return true;
+  const KeyView x = a.never(), y = b.never();
+  for (size_t k = 0; k < x.size() && k < y.size(); ++k)
+    if (x[k] && y[k] && *x[k] != *y[k]) return true;
   return false;
 }
 
@@ -202,8 +205,8 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
     sql.exec("SELECT set_config('pg_trgm.similarity_threshold', '" + float8_literal(lowest) + "', true)", "candidates");
     found[1] = sql.probe(sql::join(similar_sql, " UNION ALL "), "candidates", /*bitmap=*/true);
   }
-  FuzzySide probe_side;
-  probe_side.block.resize(column_of_.size());
+  FuzzySide probe_side;  // blocking keys only
+  probe_side.keys.resize(column_of_.size());
   std::vector<std::pair<std::vector<std::string>*, size_t>> places;  // a block, the records it holds
   std::vector<std::unordered_set<std::string>> answered(2 * rules_.size());  // [numbered] block keys with an answer
   for (const auto& result : found)
@@ -213,7 +216,7 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
       const bool open = numbered >= rules_.size();
       std::vector<std::string> values;
       for (size_t i = 0; i < rules_[r].tier.fields.size(); ++i) values.push_back(row[int(i) + 3].as<std::string>());
-      for (size_t i = 0; i < values.size(); ++i) probe_side.block[column_of_.at(rules_[r].tier.fields[i]) - 1] = &values[i];
+      for (size_t i = 0; i < values.size(); ++i) probe_side.keys[column_of_.at(rules_[r].tier.fields[i]) - 1] = &values[i];
       if (auto key = rule_key(r, probe_side, out)) {
         // Values with one phonetic code make one block, the same members and places for each;
         // but which members are wanted follows the never_across values of each spelling's rows,
@@ -298,7 +301,8 @@ std::optional<std::string> FuzzyMatcher::rule_key(size_t r, const FuzzySide& sid
   const auto& rule = rules_[r];
   for (size_t i = 0; i < rule.fields.size(); ++i) {
     const size_t pos = column_of_.at(rule.tier.fields[i]) - 1;
-    const std::string* v = pos < side.block.size() ? side.block[pos] : nullptr;  // a new record holds none yet
+    const KeyView block = side.block();
+    const std::string* v = pos < block.size() ? block[pos] : nullptr;  // a new record holds none yet
     if (!v) return std::nullopt;
     if (i) key += kBlockKeySeparator;
     if (rule.fields[i].probe_function.empty()) {

@@ -53,9 +53,15 @@ inline constexpr char kBlockKeySeparator = '\x1f';
 void phonetic_codes(pqxx::transaction_base& tx, const std::string& function, const std::set<std::string>& values,
                     std::unordered_map<std::string, std::string>& codes);
 
-/// @brief What a fuzzy tier reads of a row or record: comparison, never_across and blocking keys.
+/// @brief What a fuzzy tier reads of a row or record: comparison, never_across and blocking keys,
+/// into field keys that outlive it (rows, fetched records). In one array: a side is made for
+/// every record a row meets, tens of thousands a slice.
 struct FuzzySide {
-  KeyRefs compare, never, block;  // into field keys that outlive it (rows, fetched records)
+  KeyRefs keys;                   // the comparisons', then the never_across ones, then the blocking ones
+  uint32_t compares = 0, nevers = 0;
+  KeyView compare() const { return {keys.data(), compares}; }
+  KeyView never() const { return {keys.data() + compares, nevers}; }
+  KeyView block() const { return {keys.data() + compares + nevers, keys.size() - compares - nevers}; }
 };
 
 /// The index of the entity's field `name` (-1: none).
@@ -140,7 +146,8 @@ class FuzzyMatcher {
   std::string open_where_;  // over t: the record holds no never_across value (open_predicate())
   PairScorer scorer_;
   std::vector<int> fields_, compare_fields_, never_fields_;
-  std::map<int, size_t> column_of_;  // field -> probe column (k1…); FuzzySide::block[column - 1]
+  std::map<int, size_t> column_of_;  // field -> probe column (k1…); FuzzySide::block()[column - 1]
+  std::vector<int> side_fields_;     // [key of a FuzzySide] its field: comparisons, never_across, columns
 };
 
 /// @brief The records of a chunk under a trigram rule, in the order they came to hold its key,
@@ -222,6 +229,7 @@ class FuzzyRun : public FuzzyJudge {
   std::vector<char> built_;                    // [known record] records_ holds its side
   std::vector<int> seen_;           // [record] the last row that listed it
   std::map<size_t, std::vector<PairExplanation>> explained_;
+  std::vector<FieldScore> scored_;  // the pair being scored, its room reused
 };
 
 }  // namespace ingestd::engine

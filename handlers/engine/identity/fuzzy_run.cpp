@@ -142,10 +142,9 @@ std::vector<std::pair<int, double>> FuzzyRun::candidates(size_t row, const std::
   for (int r : blocked_records(row, row_records)) {
     const FuzzySide& theirs = side_of(r);
     if (FuzzyMatcher::conflicts(mine, theirs)) continue;
-    PairExplanation e{r, 0, m_.scorer().fields(mine.compare, theirs.compare), table_term_};
-    e.score = PairScorer::total(e.fields) + table_term_;
-    out.emplace_back(r, e.score);
-    if (e.score >= review_at) shown.push_back(std::move(e));
+    const double score = m_.scorer().score(mine.compare(), theirs.compare(), scored_) + table_term_;
+    out.emplace_back(r, score);
+    if (score >= review_at) shown.push_back({r, score, scored_, table_term_});
   }
   std::stable_sort(shown.begin(), shown.end(), [](const auto& a, const auto& b) { return a.score > b.score; });
   if (!shown.empty()) explained_[row] = std::move(shown);
@@ -176,14 +175,12 @@ void FuzzyRun::landed(size_t row, int record) {
     for (size_t r = 0; r < m_.rules(); ++r) keyed[r] = m_.rule_key(r, held, blocks_).has_value();
   }
   const FuzzySide& keys = rows_[row];
-  auto fill = [](auto& into, const auto& from) {
-    if (into.size() < from.size()) into.resize(from.size());
-    for (size_t k = 0; k < from.size(); ++k)
-      if (!into[k] && from[k]) into[k] = from[k];
-  };
-  fill(held.compare, keys.compare);
-  fill(held.never, keys.never);
-  fill(held.block, keys.block);
+  if (held.keys.empty()) {
+    held = keys;  // a record the chunk makes: what its first row holds
+  } else {
+    for (size_t k = 0; k < keys.keys.size() && k < held.keys.size(); ++k)
+      if (!held.keys[k] && keys.keys[k]) held.keys[k] = keys.keys[k];
+  }
   register_keys(record);
 }
 
