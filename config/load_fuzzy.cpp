@@ -171,7 +171,7 @@ void load_together(Reader& wr, const YAML::Node& n, FuzzyTier& out) {
     pair.first = fields[0];
     pair.second = fields[1];
     if (auto u = t.get("u")) {
-      if (auto x = wr.number(*u, t.path("u"), 1e-12)) pair.u = std::min(*x, 1.0);
+      if (auto x = probability(wr, *u, t.path("u"))) pair.u = *x;
     } else {
       wr.problem(n[i], t.path("u"), "required: the share of random pairs agreeing exactly on both");
     }

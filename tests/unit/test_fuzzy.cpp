@@ -255,6 +255,9 @@ TEST_CASE("fuzzy config: the weights file's together pairs load, and a wrong one
   CHECK(t.together[0].u == 0.005);
   std::ofstream(weights) << "together:\n  - {fields: [surname, given], u: 0.005}\n";
   CHECK(has(problems_of(tier), "together[0].fields", "in the tier's order"));
+  // a share past 1 is refused, not read as 1
+  std::ofstream(weights) << "together:\n  - {fields: [given, surname], u: 1.5}\n";
+  CHECK(has(problems_of(tier), "together[0].u", "a probability must be > 0 and <= 1"));
   std::filesystem::remove_all(dir);
 }
 
