@@ -100,7 +100,10 @@ FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vecto
 std::vector<int> FuzzyRun::blocked_records(size_t row, const std::vector<int>&) {
   // A block as the target would hold it had every earlier row been loaded before: its stored
   // records (lowest ids first), then those that came to hold the key in this chunk, in order;
-  // the first max_candidates of them. So cutting a file into chunks changes nothing.
+  // the first max_candidates of them. So cutting a file into chunks changes nothing, except
+  // where a block is full and an earlier row of the chunk moves a stored record out of it (no
+  // record past the cut was fetched to take its place) or into it (here after the stored
+  // members, where the index would place it by id): docs/benchmarks.md, "Growth against \copy".
   std::vector<int> out;
   const auto cap = size_t(m_.tier().max_candidates);
   seen_.resize(records_.size(), -1);
