@@ -56,6 +56,17 @@ bool ascii(std::string_view s) {
   return true;
 }
 
+/// Jaro–Winkler from the characters two sequences match within the window and how many of
+/// those are out of order.
+template <class S>
+double winkler(const S& a, const S& b, size_t matches, size_t out_of_order) {
+  const double m = double(matches);
+  const double jaro = (m / double(a.size()) + m / double(b.size()) + (m - double(out_of_order / 2)) / m) / 3;
+  size_t prefix = 0;
+  while (prefix < 4 && prefix < a.size() && prefix < b.size() && a[prefix] == b[prefix]) ++prefix;
+  return jaro + double(prefix) * 0.1 * (1 - jaro);
+}
+
 /// Jaro–Winkler over two sequences of characters (bytes for ASCII, code points otherwise).
 template <class S>
 double jaro_winkler_of(const S& a, const S& b) {
@@ -82,17 +93,9 @@ double jaro_winkler_of(const S& a, const S& b) {
     while (!mb[j]) ++j;
     out_of_order += a[i] != b[j++];
   }
-  const double m = double(matches);
-  const double jaro = (m / double(a.size()) + m / double(b.size()) + (m - double(out_of_order / 2)) / m) / 3;
-  size_t prefix = 0;
-  while (prefix < 4 && prefix < a.size() && prefix < b.size() && a[prefix] == b[prefix]) ++prefix;
-  return jaro + double(prefix) * 0.1 * (1 - jaro);
+  return winkler(a, b, matches, out_of_order);
 }
 
-/// Edits between a and b, exact up to `cap`; past it, cap + 1. Only the diagonal band of
-/// width 2·cap + 1 is filled, and a row whose cells all exceed cap ends the search: a
-/// comparison asks only whether two values are within its thresholds, and most pairs a block
-/// brings are strangers, far apart.
 /// jaro_winkler_of for ASCII strings of at most 64 characters (nearly every key a fuzzy tier
 /// compares): the matched characters as bits of two words, nothing written to memory.
 double jaro_winkler_short(std::string_view a, std::string_view b) {
@@ -116,13 +119,13 @@ double jaro_winkler_short(std::string_view a, std::string_view b) {
   size_t out_of_order = 0;
   for (uint64_t x = ma, y = mb; x; x &= x - 1, y &= y - 1)
     out_of_order += a[size_t(std::countr_zero(x))] != b[size_t(std::countr_zero(y))];
-  const double m = double(matches);
-  const double jaro = (m / double(la) + m / double(lb) + (m - double(out_of_order / 2)) / m) / 3;
-  size_t prefix = 0;
-  while (prefix < 4 && prefix < la && prefix < lb && a[prefix] == b[prefix]) ++prefix;
-  return jaro + double(prefix) * 0.1 * (1 - jaro);
+  return winkler(a, b, matches, out_of_order);
 }
 
+/// Edits between a and b, exact up to `cap`; past it, cap + 1. Only the diagonal band of
+/// width 2·cap + 1 is filled, and a row whose cells all exceed cap ends the search: a
+/// comparison asks only whether two values are within its thresholds, and most pairs a block
+/// brings are strangers, far apart.
 template <class S>
 size_t levenshtein_of(const S& a, const S& b, size_t cap) {
   const size_t n = a.size(), m = b.size(), over = cap + 1;
@@ -188,7 +191,8 @@ size_t comparison_level(const config::FuzzyComparison& c, std::string_view a, st
   } else if (c.method == Method::Levenshtein) {
     // edits past the widest threshold all read as "disagrees": counted no further
     const double widest = c.thresholds.empty() ? 0 : *std::max_element(c.thresholds.begin(), c.thresholds.end());
-    const size_t d = c.thresholds.empty() ? 0 : levenshtein(a, b, widest < 0 ? 0 : size_t(widest));
+    const size_t cap = widest < 0 ? 0 : widest >= 1e9 ? SIZE_MAX - 1 : size_t(widest);
+    const size_t d = c.thresholds.empty() ? 0 : levenshtein(a, b, cap);
     for (double k : c.thresholds) {
       if (double(d) <= k) return level;
       ++level;
