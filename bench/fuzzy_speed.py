@@ -84,34 +84,30 @@ class FebrlBench(Bench):
         url = super().database(SCHEMA.read_text())
         if existing_csv:
             # other people already in the table, as another application wrote them
-            cols = "rec_id, given_name, surname, street_number, address_1, address_2, suburb, postcode, state, dob, ssid"
-            sql(url, f"CREATE UNLOGGED TABLE raw ({', '.join(c + ' text' for c in cols.split(', '))})")
-            subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-c",
-                            f"\\copy raw FROM '{existing_csv}' WITH (FORMAT csv, HEADER true)"], check=True)
-            sql(url, "INSERT INTO febrl_persons (soc_sec_id, given_name, surname, street_number, address_1, address_2, "
-                     "suburb, postcode, state, date_of_birth) SELECT ssid, initcap(given_name), initcap(surname), "
-                     "street_number, address_1, nullif(address_2, ''), suburb, postcode, state, "
-                     "to_date(dob, 'YYYYMMDD') FROM raw; DROP TABLE raw; ANALYZE febrl_persons")
+            rows = self.work / "existing_rows.csv"  # converted once, for every database of the run
+            copy_into_table(url, rows if rows.exists() else as_table_rows(existing_csv, rows))
+            sql(url, "ANALYZE febrl_persons")
         return url
+
+    def config(self, label, fuzzy, config, pair_rules, trigram):
+        """The config of one run, written for it."""
+        cfg = self.work / f"{label.replace(' ', '_').replace(chr(92), '')}.yaml"
+        cfg.write_text(config_text(fuzzy, Path(config), pair_rules, trigram))
+        return cfg
 
     def yardstick(self, label, table_csv, config, pair_rules, existing_csv=None, trigram=()):
         """PostgreSQL's own `\\copy` of the same rows (as table_csv holds them) into the same kind of
         table, with the indexes the fuzzy config makes: what a plain insert pays for the same rows."""
-        cfg = self.work / f"{label.replace(' ', '_')}.yaml"
-        cfg.write_text(config_text(True, Path(config), pair_rules, trigram))
         url = self.database(existing_csv)
-        self.create_indexes(cfg, url)
+        self.create_indexes(self.config(label, True, config, pair_rules, trigram), url)
         t = time.monotonic()
-        subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-c",
-                        f"\\copy febrl_persons ({', '.join(TABLE_COLUMNS)}) FROM '{table_csv}' "
-                        "WITH (FORMAT csv, HEADER true)"], check=True)
+        copy_into_table(url, table_csv)
         wall = time.monotonic() - t
         log(f"{label}: {wall:.1f}s")
         return {"label": label, "seconds": wall, "rss_mib": "–", "counts": {}}
 
     def run(self, label, fuzzy, data, config, pair_rules, existing_csv=None, trigram=()):
-        cfg = self.work / f"{label.replace(' ', '_')}.yaml"
-        cfg.write_text(config_text(fuzzy, Path(config), pair_rules, trigram))
+        cfg = self.config(label, fuzzy, config, pair_rules, trigram)
         r = self.load(label, cfg, self.database(existing_csv), data, "febrl")
         r["counts"] = r["counts"]["person"]
         return r
@@ -121,9 +117,17 @@ TABLE_COLUMNS = ["soc_sec_id", "given_name", "surname", "street_number", "addres
                  "postcode", "state", "date_of_birth"]
 
 
+def copy_into_table(url, table_csv):
+    """`\\copy` of rows in the table's columns (as_table_rows) into febrl_persons."""
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-c",
+                    f"\\copy febrl_persons ({', '.join(TABLE_COLUMNS)}) FROM '{table_csv}' WITH (FORMAT csv, HEADER true)"],
+                   check=True)
+
+
 def as_table_rows(data, out):
-    """The generator's CSV in the table's columns, for `\\copy` (a date that is no date left empty,
-    as ingestd rejects it)."""
+    """The generator's CSV in the table's columns, for `\\copy`: names capitalized (as an application
+    would store them), the date ISO, an empty value NULL, a date that is no date left empty (ingestd
+    rejects it)."""
     with open(data, newline="") as f, open(out, "w", newline="") as o:
         w = csv.writer(o)
         w.writerow(TABLE_COLUMNS)

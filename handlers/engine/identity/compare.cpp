@@ -189,10 +189,10 @@ size_t comparison_level(const config::FuzzyComparison& c, std::string_view a, st
       ++level;
     }
   } else if (c.method == Method::Levenshtein) {
-    // edits past the widest threshold all read as "disagrees": counted no further
-    const double widest = c.thresholds.empty() ? 0 : *std::max_element(c.thresholds.begin(), c.thresholds.end());
-    const size_t cap = widest < 0 ? 0 : widest >= 1e9 ? SIZE_MAX - 1 : size_t(widest);
-    const size_t d = c.thresholds.empty() ? 0 : levenshtein(a, b, cap);
+    // edits past the widest threshold (the last: the config has them ascending, from 1) all
+    // read as "disagrees": counted no further
+    const double widest = c.thresholds.empty() ? 0 : c.thresholds.back();
+    const size_t d = c.thresholds.empty() ? 0 : levenshtein(a, b, widest >= 1e9 ? SIZE_MAX - 1 : size_t(widest));
     for (double k : c.thresholds) {
       if (double(d) <= k) return level;
       ++level;
