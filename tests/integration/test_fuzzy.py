@@ -345,15 +345,12 @@ def one_place_blocks(pg, broker, tmp_path, chunk_rows, field, stored):
     return d
 
 
-@pytest.mark.parametrize("chunk_rows", [
-    pytest.param(50, marks=pytest.mark.xfail(strict=True, reason="a stored record leaving a full block within a "
-                                             "chunk leaves no place for the next one (docs/benchmarks.md)")),
-    1])
+@pytest.mark.parametrize("chunk_rows", [50, 1])
 def test_a_stored_record_given_a_national_id_makes_room_in_its_full_open_block(pg, broker, tmp_path, chunk_rows):
     """The same as above with Zed and Wanda already in the table: once a row gives Zed an ID, the
     partial index leaves him out and Wanda takes the block's one place, so the next row meets her.
-    One row per chunk, it does. In one chunk it does not yet: the block was cut at Zed when the
-    chunk began and nothing past the cut was fetched (the chunking changes the outcome)."""
+    One row per chunk, the next chunk's probe finds her; in one chunk, the block was cut at Zed
+    when the chunk began, and the record past the cut is fetched once he leaves."""
     d = one_place_blocks(pg, broker, tmp_path, chunk_rows, "postcode",
                          "(NULL, 'Zed', 'Quux', '1950-01-01', '7000'), (NULL, 'Wanda', 'Mole', '1960-02-02', '7000')")
     try:

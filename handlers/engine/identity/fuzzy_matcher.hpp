@@ -27,10 +27,16 @@ namespace ingestd::engine {
 /// block key is made the same way for rows and records, in C++.
 struct Blocks {
   std::vector<std::unordered_map<std::string, std::vector<std::string>>> known;  // [rule] key -> ids, lowest first
-  /// Open blocks (open_blocks()): [rule] key -> the ids of the records holding no never_across
-  /// value, the lowest max_candidates; what a row holding every never_across value is blocked
-  /// with under an equality rule.
-  std::vector<std::unordered_map<std::string, std::vector<std::string>>> open;
+  /// @brief An open block (open_blocks()) as the slice began: the records of the key holding no
+  /// never_across value, the lowest max_candidates; what a row holding every never_across value
+  /// is blocked with under an equality rule.
+  struct Open {
+    std::vector<std::string> ids;
+    std::vector<std::string> values;  // the key's values as probed: what a refill looks up again
+    std::string last;                 // the highest id among them: where a refill goes on from
+    bool full = false;                // it held max_candidates: more may lie past the cut
+  };
+  std::vector<std::unordered_map<std::string, Open>> open;  // [rule] key -> its open block
   std::map<std::string, std::unordered_map<std::string, std::string>> codes;    // function -> value -> code
   /// A trigram rule's values -> their trigrams (pg_trgm's show_trgm(), sorted): the chunk's
   /// records are found by similarity in C++ exactly as the target's through its index.
@@ -41,6 +47,8 @@ struct Blocks {
   std::unordered_set<std::string> wanted;
   /// The records to fetch: every wanted one, once each, ascending.
   std::vector<std::string> known_ids() const;
+  /// The places the blocks (not the open ones) name, over all keys.
+  size_t named() const;
   /// The target's records when the batch began (FuzzyMatcher's table_records).
   double table_records = -1;
 };
@@ -112,6 +120,10 @@ class FuzzyMatcher {
   /// row's); a row an exact key surely places is never scored, so its blocks need no probe.
   /// Every row's blocking values get their phonetic codes and trigrams (records take its keys).
   Blocks block(StepSql& sql, const std::vector<const FieldKeys*>& rows, const std::vector<char>& probed = {}) const;
+  /// Up to `n` ids of rule `r`'s open block of `values` (Blocks::Open) past id `after`, lowest
+  /// first, as the table holds them now: the members a full block's cut left out.
+  std::vector<std::string> open_members_after(StepSql& sql, size_t r, const std::vector<std::string>& values,
+                                              const std::string& after, size_t n) const;
   /// The row (its field keys) is blocked with open blocks under the equality rules (open_blocks()).
   bool open_row(const FieldKeys& keys) const;
   /// The side holds a never_across value.
@@ -180,6 +192,20 @@ class SimilarBlock {
   mutable std::vector<uint32_t> touched_;  // keys whose shared_ is not 0
 };
 
+/// @brief Where a full open block's next members come from while a slice is resolved. A row of
+/// the slice may give a record of the block a never_across value: the block's partial index
+/// then leaves it out, and the next record past the cut takes its place, as it would had the
+/// rows before been loaded in chunks of their own.
+class BlockRefill {
+ public:
+  virtual ~BlockRefill() = default;
+  /// Up to `n` members of rule `r`'s open block past the id `after` (open_members_after()), each
+  /// as the resolver numbers it and its id, lowest ids first: a record the slice did not know
+  /// yet is fetched into a spare place the resolver numbered for it.
+  virtual std::vector<std::pair<int, std::string>> more(size_t r, const Blocks::Open& block, const std::string& after,
+                                                        size_t n) = 0;
+};
+
 /// @brief A pair's score, as explanations show it.
 struct PairExplanation {
   int record = -1;  // index into Resolution::records
@@ -194,8 +220,11 @@ class FuzzyRun : public FuzzyJudge {
  public:
   /// `known_ids`/`known_keys`: the known records in the resolver's order; `rows`: each row's
   /// field keys.
+  /// `refill` (when given) fetches the members a full open block's cut left out, once a record
+  /// of it left.
   FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vector<std::string>& known_ids,
-           const std::vector<const FieldKeys*>& known_keys, const std::vector<const FieldKeys*>& rows);
+           const std::vector<const FieldKeys*>& known_keys, const std::vector<const FieldKeys*>& rows,
+           BlockRefill* refill = nullptr);
   std::vector<std::pair<int, double>> candidates(size_t row, const std::vector<int>& row_records) override;
   void landed(size_t row, int record) override;
   /// The best pair of each row the tier scored (merged or sent to review).
@@ -214,7 +243,16 @@ class FuzzyRun : public FuzzyJudge {
   const FuzzySide& side_of(int record);
 
   std::vector<std::unordered_map<std::string, std::vector<int>>> known_;  // [rule] key -> known records
-  std::vector<std::unordered_map<std::string, std::vector<int>>> known_open_;  // [rule] open block -> known records
+  /// @brief An open block as this slice holds it: its members (refills appended, lowest ids
+  /// first past the cut), and where a refill goes on from.
+  struct OpenMembers {
+    std::vector<int> records;
+    const Blocks::Open* block = nullptr;
+    std::string last;
+    bool more = false;  // records may lie past `last`
+  };
+  std::vector<std::unordered_map<std::string, OpenMembers>> known_open_;  // [rule] open block
+  BlockRefill* refill_ = nullptr;
   std::vector<char> open_rows_;  // [row] blocked with open blocks under the equality rules
   /// What every pair's match weight gets for the table's size: -log2(records / trained_rows)
   /// when the table holds more records than the weights were trained on, else 0. A pair

@@ -50,8 +50,9 @@ std::vector<int> SimilarBlock::similar(std::string_view key, const std::vector<s
 }
 
 FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vector<std::string>& known_ids,
-                   const std::vector<const FieldKeys*>& known_keys, const std::vector<const FieldKeys*>& rows)
-    : m_(m), blocks_(blocks) {
+                   const std::vector<const FieldKeys*>& known_keys, const std::vector<const FieldKeys*>& rows,
+                   BlockRefill* refill)
+    : m_(m), blocks_(blocks), refill_(refill) {
   tier = 0;
   merge_at = m.tier().merge_at;
   review_at = m.tier().review_at;
@@ -59,7 +60,8 @@ FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vecto
     table_term_ = -std::log2(blocks.table_records / trained);
   std::unordered_map<std::string, int> index;
   index.reserve(known_ids.size());
-  for (size_t k = 0; k < known_ids.size(); ++k) index.emplace(known_ids[k], int(k));
+  for (size_t k = 0; k < known_ids.size(); ++k)
+    if (!known_ids[k].empty()) index.emplace(known_ids[k], int(k));  // "": a spare place (SpareRefill)
   // a known record's side is made when a row first meets it: most are never met
   known_keys_ = known_keys;
   // every row may found a record: room for all at once, not by doubling (a slice holds tens of
@@ -85,10 +87,13 @@ FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vecto
       }
     }
   for (size_t r = 0; r < blocks.open.size() && r < known_open_.size(); ++r)
-    for (const auto& [key, ids] : blocks.open[r]) {
+    for (const auto& [key, block] : blocks.open[r]) {
       auto& out = known_open_[r][key];
-      for (const auto& id : ids)
-        if (const auto it = index.find(id); it != index.end()) out.push_back(it->second);  // all were fetched
+      out.block = &block;
+      out.last = block.last;
+      out.more = block.full;
+      for (const auto& id : block.ids)
+        if (const auto it = index.find(id); it != index.end()) out.records.push_back(it->second);  // all were fetched
     }
   rows_.reserve(rows.size());
   for (const auto* r : rows) {
@@ -100,10 +105,11 @@ FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vecto
 std::vector<int> FuzzyRun::blocked_records(size_t row, const std::vector<int>&) {
   // A block as the target would hold it had every earlier row been loaded before: its stored
   // records (lowest ids first), then those that came to hold the key in this chunk, in order;
-  // the first max_candidates of them. So cutting a file into chunks changes nothing, except
-  // where a block is full and an earlier row of the chunk moves a stored record out of it (no
-  // record past the cut was fetched to take its place) or into it (here after the stored
-  // members, where the index would place it by id): docs/benchmarks.md, "Growth against \copy".
+  // the first max_candidates of them. A full open block a record left (an earlier row gave it
+  // a never_across value) takes the next ones past its cut from the table (BlockRefill). So
+  // cutting a file into chunks changes nothing, except where a block is full and an earlier
+  // row of the chunk completes a stored record into it: here it comes after the stored
+  // members, where the index would place it by id (docs/benchmarks.md, "Growth against \copy").
   std::vector<int> out;
   const auto cap = size_t(m_.tier().max_candidates);
   seen_.resize(records_.size(), -1);
@@ -124,8 +130,21 @@ std::vector<int> FuzzyRun::blocked_records(size_t row, const std::vector<int>&) 
         out.push_back(k);
       }
     };
-    const auto& stored = open ? known_open_[r] : known_[r];
-    if (const auto it = stored.find(*key); it != stored.end()) take(it->second);
+    if (!open) {
+      if (const auto it = known_[r].find(*key); it != known_[r].end()) take(it->second);
+    } else if (const auto it = known_open_[r].find(*key); it != known_open_[r].end()) {
+      OpenMembers& o = it->second;
+      take(o.records);
+      // members left it: the next ones past the cut take their places, before any the chunk made
+      while (taken < cap && o.more && refill_) {
+        const size_t asked = cap - taken, from = o.records.size();
+        const auto more = refill_->more(r, *o.block, o.last, asked);
+        o.more = more.size() == asked;
+        if (!more.empty()) o.last = more.back().second;
+        for (const auto& [k, id] : more) o.records.push_back(k);
+        take(std::vector<int>(o.records.begin() + long(from), o.records.end()));
+      }
+    }
     if (m_.similarity(r) > 0) {
       // a trigram rule: the records this chunk gave a key similar to the row's
       if (const auto g = blocks_.trigrams.find(*key); g != blocks_.trigrams.end())

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "handlers/engine/identity/block_refill.hpp"
 #include "handlers/engine/merge/sql_builder.hpp"
 
 namespace ingestd::engine {
@@ -149,10 +150,7 @@ std::vector<FoundRecord> EntityMerge::find_known(const StagedPart& part, const s
     for (const auto& f : found) have.insert(f.id);
     for (auto& id : blocks.known_ids())
       if (!have.count(id)) more.push_back(std::move(id));
-    size_t named = 0;
-    for (const auto& rule : blocks.known)
-      for (const auto& [key, ids] : rule) named += ids.size();
-    blocked_records_ = more.size() + named / 16;
+    blocked_records_ = more.size() + blocks.named() / 16;
     for (auto& f : matcher_.fetch(sql_, more)) {
       f.by_blocks = true;
       found.push_back(std::move(f));
@@ -181,18 +179,20 @@ EntityMerge::Decisions EntityMerge::decide(const StagedPart& part) {
       d.known.push_back({std::move(f.own), std::move(f.memory)});
     }
   }
-  RecordHoldings holdings(entity_, matcher_, d.known, row_keys);
+  RecordHoldings holdings(entity_, matcher_, d.known, row_keys);  // d.known grows by the refill's spare places
   if (const FuzzyMatcher* fuzzy = matcher_.fuzzy()) {
+    SpareRefill refill(sql_, matcher_, known, d.known, spare_places(*fuzzy, blocks, row_keys));
     std::vector<std::string> ids;
     std::vector<const FieldKeys*> keys;
     for (size_t k = 0; k < known.size(); ++k) {
       ids.push_back(known[k].id);
       keys.push_back(&d.known[k].own);
     }
-    FuzzyRun run(*fuzzy, blocks, ids, keys, row_keys);
+    FuzzyRun run(*fuzzy, blocks, ids, keys, row_keys, &refill);
     run.tier = int(tiers) + 1;
     d.res = resolve_rows(part.tier_keys, known, tiers, &run, &holdings);
     d.explained = run.explanations();
+    blocked_records_ += refill.fetched();
   } else {
     d.res = resolve_rows(part.tier_keys, known, tiers, nullptr, &holdings);
   }
