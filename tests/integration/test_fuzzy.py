@@ -362,15 +362,13 @@ def test_a_stored_record_given_a_national_id_makes_room_in_its_full_open_block(p
         assert d.stop() == 0, d.log.read_text()[-3000:]
 
 
-@pytest.mark.parametrize("chunk_rows", [
-    pytest.param(50, marks=pytest.mark.xfail(strict=True, reason="a stored record completed into a full block within "
-                                             "a chunk comes after its members, not by id (docs/benchmarks.md)")),
-    1])
+@pytest.mark.parametrize("chunk_rows", [50, 1])
 def test_a_stored_record_completed_into_a_full_block_takes_its_place_by_id(pg, broker, tmp_path, chunk_rows):
     """Yvonne (id 1) has no birth date, Xavier (id 2) has one; the birth-date block holds one place.
     A row with Yvonne's national ID fills in her birth date, and the index then holds her first in
-    that block, so the next row (Yvonn, no ID) meets her and merges. One row per chunk, it does. In
-    one chunk it does not yet: she comes after Xavier, past the cut."""
+    that block, so the next row (Yvonn, no ID) meets her and merges. One row per chunk, the next
+    chunk's probe finds her; in one chunk, she is placed by id among the block's stored members,
+    and Xavier falls past the cut."""
     d = one_place_blocks(pg, broker, tmp_path, chunk_rows, "birth_date",
                          "('111', 'Yvonne', 'Yule', NULL, '7000'), ('222', 'Xavier', 'Xu', '1970-03-03', '8000')")
     try:

@@ -29,8 +29,12 @@ class SpareRefill : public BlockRefill {
   /// row lands on it: after it is filled).
   SpareRefill(StepSql& sql, const Matcher& matcher, std::vector<KnownRecord>& known, std::vector<KnownState>& states,
               size_t spares);
-  std::vector<std::pair<int, std::string>> more(size_t r, const Blocks::Open& block, const std::string& after,
-                                                size_t n) override;
+  std::vector<std::pair<int, std::string>> more(size_t r, const std::vector<std::string>& values,
+                                                const std::string& after, size_t n) override;
+  std::vector<std::pair<int, std::string>> first(size_t r, const std::vector<std::string>* values, bool open,
+                                                 const std::vector<int>& joined, size_t n) override;
+  /// -1 for an id the table no longer holds.
+  std::vector<int> fetch(const std::vector<std::string>& ids) override;
   /// The records fetched so far.
   size_t fetched() const { return next_ - first_; }
 
@@ -41,6 +45,8 @@ class SpareRefill : public BlockRefill {
   std::vector<KnownState>& states_;
   size_t first_, next_;                         // the first spare place, the next free one
   std::unordered_map<std::string, int> index_;  // id -> known record, made at the first refill
+  /// The known record of each id (-1: none).
+  std::vector<std::pair<int, std::string>> numbered(std::vector<std::string> ids);
 };
 
 }  // namespace ingestd::engine

@@ -122,6 +122,7 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
   Blocks out;
   out.known.resize(rules_.size());
   out.open.resize(rules_.size());
+  out.values.resize(rules_.size());
   if (rows.empty() || rules_.empty()) return out;
   out.table_records = table_records_;
   add_codes(sql, out, rows);
@@ -234,9 +235,9 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
         // alone left out members a row of another spelling may be: a row's candidates then
         // depended on which rows shared its slice.)
         const bool fresh = answered[numbered].insert(*key).second;
+        if (fresh) out.values[r].try_emplace(*key, values);
         Blocks::Open* o = open ? &out.open[r][*key] : nullptr;
         if (o && fresh) {
-          o->values = values;
           o->last = row[3].as<std::string>();
           o->full = row[2].as<size_t>() >= size_t(tier_.max_candidates);
         }
@@ -268,6 +269,22 @@ std::vector<std::string> FuzzyMatcher::open_members_after(StepSql& sql, size_t r
                                        " AND " + open_where_ + " AND t." + target_.id + " > " + tx.quote(after) +
                                        "::" + target_.id_type + " ORDER BY t." + target_.id + " LIMIT " +
                                        std::to_string(n),
+                                   "candidates"))
+    ids.push_back(row[0].as<std::string>());
+  return ids;
+}
+
+std::vector<std::string> FuzzyMatcher::members_with(StepSql& sql, size_t r, const std::vector<std::string>* values,
+                                                    bool open, const std::vector<std::string>& joined, size_t n) const {
+  auto& tx = sql.tx();
+  std::string members = "SELECT unnest(" + tx.quote(text_array_literal(joined)) + "::text[])::" + target_.id_type + " AS id";
+  if (values)
+    members = "(SELECT t." + target_.id + " AS id FROM " + target_.table + " t WHERE " +
+              rules_[r].condition([&](size_t i) { return tx.quote(values->at(i)); }) +
+              (open ? " AND " + open_where_ : std::string()) + " ORDER BY t." + target_.id + " LIMIT " +
+              std::to_string(n) + ") UNION ALL " + members;
+  std::vector<std::string> ids;
+  for (const auto& row : sql.probe("SELECT u.id::text FROM (" + members + ") u ORDER BY u.id LIMIT " + std::to_string(n),
                                    "candidates"))
     ids.push_back(row[0].as<std::string>());
   return ids;

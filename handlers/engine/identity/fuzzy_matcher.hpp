@@ -32,11 +32,13 @@ struct Blocks {
   /// is blocked with under an equality rule.
   struct Open {
     std::vector<std::string> ids;
-    std::vector<std::string> values;  // the key's values as probed: what a refill looks up again
-    std::string last;                 // the highest id among them: where a refill goes on from
-    bool full = false;                // it held max_candidates: more may lie past the cut
+    std::string last;   // the highest id among them: where a refill goes on from
+    bool full = false;  // it held max_candidates: more may lie past the cut
   };
   std::vector<std::unordered_map<std::string, Open>> open;  // [rule] key -> its open block
+  /// [rule] key -> its values as probed, for every block the table held members of: what a
+  /// block is looked up by again while the slice is resolved (BlockRefill).
+  std::vector<std::unordered_map<std::string, std::vector<std::string>>> values;
   std::map<std::string, std::unordered_map<std::string, std::string>> codes;    // function -> value -> code
   /// A trigram rule's values -> their trigrams (pg_trgm's show_trgm(), sorted): the chunk's
   /// records are found by similarity in C++ exactly as the target's through its index.
@@ -124,6 +126,11 @@ class FuzzyMatcher {
   /// first, as the table holds them now: the members a full block's cut left out.
   std::vector<std::string> open_members_after(StepSql& sql, size_t r, const std::vector<std::string>& values,
                                               const std::string& after, size_t n) const;
+  /// The first `n` ids, lowest first, of rule `r`'s block of `values` (nullptr: none; `open`:
+  /// its open block) as the table holds it now, together with `joined` (ids of records the
+  /// block does not hold yet): the block once they hold its key, ordered as its index orders it.
+  std::vector<std::string> members_with(StepSql& sql, size_t r, const std::vector<std::string>* values, bool open,
+                                        const std::vector<std::string>& joined, size_t n) const;
   /// The row (its field keys) is blocked with open blocks under the equality rules (open_blocks()).
   bool open_row(const FieldKeys& keys) const;
   /// The side holds a never_across value.
@@ -199,11 +206,19 @@ class SimilarBlock {
 class BlockRefill {
  public:
   virtual ~BlockRefill() = default;
-  /// Up to `n` members of rule `r`'s open block past the id `after` (open_members_after()), each
-  /// as the resolver numbers it and its id, lowest ids first: a record the slice did not know
-  /// yet is fetched into a spare place the resolver numbered for it.
-  virtual std::vector<std::pair<int, std::string>> more(size_t r, const Blocks::Open& block, const std::string& after,
-                                                        size_t n) = 0;
+  /// Up to `n` members of rule `r`'s open block of `values` past the id `after`
+  /// (open_members_after()), each as the resolver numbers it and its id, lowest ids first: a
+  /// record the slice did not know yet is fetched into a spare place the resolver numbered for it.
+  virtual std::vector<std::pair<int, std::string>> more(size_t r, const std::vector<std::string>& values,
+                                                        const std::string& after, size_t n) = 0;
+  /// The first `n` members of a block (FuzzyMatcher::members_with()) once the known records
+  /// `joined` hold its key (a row of the slice completed it), each as the resolver numbers it
+  /// (-1: the slice does not know it) and its id.
+  virtual std::vector<std::pair<int, std::string>> first(size_t r, const std::vector<std::string>* values, bool open,
+                                                         const std::vector<int>& joined, size_t n) = 0;
+  /// The records with these ids, which the slice did not know, fetched into spare places, as
+  /// the resolver numbers them.
+  virtual std::vector<int> fetch(const std::vector<std::string>& ids) = 0;
 };
 
 /// @brief A pair's score, as explanations show it.
@@ -247,7 +262,7 @@ class FuzzyRun : public FuzzyJudge {
   /// first past the cut), and where a refill goes on from.
   struct OpenMembers {
     std::vector<int> records;
-    const Blocks::Open* block = nullptr;
+    const std::vector<std::string>* values = nullptr;
     std::string last;
     bool more = false;  // records may lie past `last`
   };
@@ -259,7 +274,23 @@ class FuzzyRun : public FuzzyJudge {
   /// agrees by chance with more people in a bigger table, so the same weight is weaker
   /// evidence there; the thresholds keep the meaning they had on the training file.
   double table_term_ = 0;
-  std::vector<std::unordered_map<std::string, std::vector<int>>> chunk_;  // [rule] key -> records that got it here
+  /// [rule] key -> records made here that got it, in the order they got it (an equality rule)
+  std::vector<std::unordered_map<std::string, std::vector<int>>> chunk_;
+  /// [rule] key -> known records a row completed it for (an equality rule): the index places
+  /// them by id among the stored members
+  std::vector<std::unordered_map<std::string, std::vector<int>>> joined_;
+  /// @brief A block's first members with the joined records (BlockRefill::first), while no more
+  /// joined it.
+  struct Ordered {
+    size_t joined = 0, asked = 0;
+    std::vector<std::pair<int, std::string>> members;
+  };
+  std::vector<std::unordered_map<std::string, Ordered>> ordered_;  // [rule, then rule past the rules: open] key
+  /// The stored members of rule `r`'s block `key` (open: its open block) as the index holds them
+  /// now, into `take`: those the probe gave, the next past the cut once members left an open
+  /// block, and the known records rows completed into it, by id.
+  template <class Take>
+  void take_stored(size_t r, const std::string& key, bool open, size_t cap, size_t& taken, Take&& take);
   std::vector<SimilarBlock> similar_;  // [rule] a trigram rule's records that got a key here
   std::vector<std::vector<bool>> keyed_;  // [record][rule] its key for the rule is registered (or stored)
   std::vector<FuzzySide> records_;  // [record] what it holds so far (fill nulls)

@@ -76,6 +76,8 @@ FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vecto
   known_.resize(blocks.known.size());
   known_open_.resize(blocks.known.size());
   chunk_.resize(blocks.known.size());
+  joined_.resize(blocks.known.size());
+  ordered_.resize(2 * blocks.known.size());
   for (size_t r = 0; r < blocks.known.size(); ++r) similar_.emplace_back(m.similarity(r));
   for (size_t r = 0; r < blocks.known.size(); ++r)
     for (const auto& [key, ids] : blocks.known[r]) {
@@ -89,7 +91,7 @@ FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vecto
   for (size_t r = 0; r < blocks.open.size() && r < known_open_.size(); ++r)
     for (const auto& [key, block] : blocks.open[r]) {
       auto& out = known_open_[r][key];
-      out.block = &block;
+      out.values = &blocks.values[r].at(key);
       out.last = block.last;
       out.more = block.full;
       for (const auto& id : block.ids)
@@ -102,14 +104,71 @@ FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vecto
   }
 }
 
+template <class Take>
+void FuzzyRun::take_stored(size_t r, const std::string& key, bool open, size_t cap, size_t& taken, Take&& take) {
+  const auto o = known_open_[r].find(key);
+  const auto k = known_[r].find(key);
+  const auto j = joined_[r].find(key);
+  const bool cut = open ? o != known_open_[r].end() && o->second.more : k != known_[r].end() && k->second.size() >= cap;
+  const size_t stored = open ? (o != known_open_[r].end() ? o->second.records.size() : 0)
+                             : (k != known_[r].end() ? k->second.size() : 0);
+  if (j != joined_[r].end() && refill_ && (cut || stored + j->second.size() > cap)) {
+    // records completed into a block past its places: the index orders them by id among the
+    // stored members, and the last ones fall past the cut
+    Ordered& ord = ordered_[open ? m_.rules() + r : r][key];
+    const auto v = blocks_.values[r].find(key);
+    const auto* values = v == blocks_.values[r].end() ? nullptr : &v->second;
+    if (ord.joined != j->second.size()) ord = {j->second.size(), 0, {}};
+    std::vector<int> records;
+    for (;;) {
+      // the members up to the block's places: an open block's that the slice did not know lay
+      // past the cut when it began (the ones that left it make room), fetched now
+      records.clear();
+      std::vector<std::string> unknown;
+      size_t held = 0;
+      for (const auto& [m, id] : ord.members) {
+        if (held == cap) break;
+        if (open && m < 0) unknown.push_back(id);
+        held += !(open && m >= 0 && FuzzyMatcher::holds_never(side_of(m)));
+        records.push_back(m);
+      }
+      if (!unknown.empty()) {
+        const auto fetched = refill_->fetch(unknown);
+        for (size_t i = 0, u = 0; i < records.size() && u < fetched.size(); ++i)
+          if (records[i] < 0) ord.members[i].first = records[i] = fetched[u++];
+      }
+      if (ord.asked && (held == cap || ord.members.size() < ord.asked)) break;
+      ord.asked = ord.asked ? 2 * ord.asked : cap + j->second.size();
+      ord.members = refill_->first(r, values, open, j->second, ord.asked);
+    }
+    take(records);
+    return;
+  }
+  if (!open) {
+    if (k != known_[r].end()) take(k->second);
+  } else if (o != known_open_[r].end()) {
+    OpenMembers& m = o->second;
+    take(m.records);
+    // members left it: the next ones past the cut take their places, before any the chunk made
+    while (taken < cap && m.more && refill_) {
+      const size_t asked = cap - taken, from = m.records.size();
+      const auto more = refill_->more(r, *m.values, m.last, asked);
+      m.more = more.size() == asked;
+      if (!more.empty()) m.last = more.back().second;
+      for (const auto& [rec, id] : more) m.records.push_back(rec);
+      take(std::vector<int>(m.records.begin() + long(from), m.records.end()));
+    }
+  }
+  if (j != joined_[r].end()) take(j->second);  // within the block's places: all of them
+}
+
 std::vector<int> FuzzyRun::blocked_records(size_t row, const std::vector<int>&) {
   // A block as the target would hold it had every earlier row been loaded before: its stored
-  // records (lowest ids first), then those that came to hold the key in this chunk, in order;
-  // the first max_candidates of them. A full open block a record left (an earlier row gave it
-  // a never_across value) takes the next ones past its cut from the table (BlockRefill). So
-  // cutting a file into chunks changes nothing, except where a block is full and an earlier
-  // row of the chunk completes a stored record into it: here it comes after the stored
-  // members, where the index would place it by id (docs/benchmarks.md, "Growth against \copy").
+  // records, lowest ids first (take_stored: those that left an open block replaced, those
+  // completed into it placed by id), then the ones the chunk made, in the order they came to
+  // hold the key; the first max_candidates of them. So cutting a file into chunks changes
+  // nothing an equality rule decides. A trigram rule still takes the chunk's records (made or
+  // completed) after the stored ones, in the order they came to hold a similar key.
   std::vector<int> out;
   const auto cap = size_t(m_.tier().max_candidates);
   seen_.resize(records_.size(), -1);
@@ -130,27 +189,14 @@ std::vector<int> FuzzyRun::blocked_records(size_t row, const std::vector<int>&) 
         out.push_back(k);
       }
     };
-    if (!open) {
+    if (m_.similarity(r) == 0) {
+      take_stored(r, *key, open, cap, taken, take);
+      if (const auto it = chunk_[r].find(*key); it != chunk_[r].end()) take(it->second);
+    } else {
       if (const auto it = known_[r].find(*key); it != known_[r].end()) take(it->second);
-    } else if (const auto it = known_open_[r].find(*key); it != known_open_[r].end()) {
-      OpenMembers& o = it->second;
-      take(o.records);
-      // members left it: the next ones past the cut take their places, before any the chunk made
-      while (taken < cap && o.more && refill_) {
-        const size_t asked = cap - taken, from = o.records.size();
-        const auto more = refill_->more(r, *o.block, o.last, asked);
-        o.more = more.size() == asked;
-        if (!more.empty()) o.last = more.back().second;
-        for (const auto& [k, id] : more) o.records.push_back(k);
-        take(std::vector<int>(o.records.begin() + long(from), o.records.end()));
-      }
-    }
-    if (m_.similarity(r) > 0) {
-      // a trigram rule: the records this chunk gave a key similar to the row's
+      // a trigram rule: the records this chunk gave a key similar to the row's, in that order
       if (const auto g = blocks_.trigrams.find(*key); g != blocks_.trigrams.end())
         take(similar_[r].similar(g->first, g->second, cap));
-    } else if (const auto it = chunk_[r].find(*key); it != chunk_[r].end()) {
-      take(it->second);
     }
   }
   std::sort(out.begin(), out.end());  // the same order whatever the blocks' order
@@ -212,7 +258,7 @@ void FuzzyRun::register_keys(int record) {
     if (keyed_[size_t(record)][r]) continue;
     if (auto key = m_.rule_key(r, records_[size_t(record)], blocks_)) {
       if (m_.similarity(r) == 0) {
-        chunk_[r][*key].push_back(record);
+        (size_t(record) < built_.size() ? joined_ : chunk_)[r][*key].push_back(record);  // known: joined
       } else if (const auto g = blocks_.trigrams.find(*key); g != blocks_.trigrams.end()) {
         similar_[r].add(record, g->first, g->second);
       }
