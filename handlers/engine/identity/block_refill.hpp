@@ -1,14 +1,17 @@
-// The members a full open block's cut left out, fetched while a slice is resolved (BlockRefill),
-// into places numbered for them before the resolver began: the resolver numbers the records
-// known before the slice first, then the ones it makes, so a record fetched midway needs a
-// number of the first kind.
+// A slice's rows resolved with its fuzzy tier (resolve_fuzzy), and the members a full open
+// block's cut left out, fetched while they are (BlockRefill) into places numbered for them
+// before the resolver began: the resolver numbers the records known before the slice first,
+// then the ones it makes, so a record fetched midway needs a number of the first kind.
 #pragma once
 
+#include <map>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "config/model.hpp"
 #include "handlers/engine/identity/fuzzy_matcher.hpp"
 #include "handlers/engine/identity/matcher.hpp"
 #include "handlers/engine/identity/memory.hpp"
@@ -25,10 +28,12 @@ size_t spare_places(const FuzzyMatcher& m, const Blocks& blocks, const std::vect
 /// known records (KnownRecord with an empty id, fuzzy_only: nobody's until filled).
 class SpareRefill : public BlockRefill {
  public:
+  /// Thrown when the spare places run out before `last` (the bound) was given.
+  struct Exhausted {};
   /// Appends `spares` empty places to `known` and `states` (the resolver reads a place once a
-  /// row lands on it: after it is filled).
+  /// row lands on it: after it is filled); `last`: they are as many as spare_places() says.
   SpareRefill(StepSql& sql, const Matcher& matcher, std::vector<KnownRecord>& known, std::vector<KnownState>& states,
-              size_t spares);
+              size_t spares, bool last);
   std::vector<std::pair<int, std::string>> more(size_t r, const std::vector<std::string>& values,
                                                 const std::string& after, size_t n) override;
   std::vector<std::pair<int, std::string>> first(size_t r, const std::vector<std::string>* values, bool open,
@@ -37,16 +42,34 @@ class SpareRefill : public BlockRefill {
   std::vector<int> fetch(const std::vector<std::string>& ids) override;
   /// The records fetched so far.
   size_t fetched() const { return next_ - first_; }
+  /// Takes the spare places away again (known and states as they were given).
+  void drop();
 
  private:
   StepSql& sql_;
   const Matcher& matcher_;
   std::vector<KnownRecord>& known_;
   std::vector<KnownState>& states_;
-  size_t first_, next_;                         // the first spare place, the next free one
-  std::unordered_map<std::string, int> index_;  // id -> known record, made at the first refill
+  size_t first_, next_;  // the first spare place, the next free one
+  bool last_;
+  std::unordered_map<std::string_view, int> index_;  // id -> known record, made at the first refill
   /// The known record of each id (-1: none).
   std::vector<std::pair<int, std::string>> numbered(std::vector<std::string> ids);
 };
+
+/// @brief What the fuzzy tier said about a slice besides the decisions.
+struct FuzzyVerdicts {
+  std::map<size_t, std::vector<PairExplanation>> explained;  // [row] its scored pairs
+  size_t fetched = 0;                                        // records refills fetched
+};
+
+/// Resolves a slice's rows (`rows`: field keys, `tier_keys`) against `known` (with `states`, in
+/// the same order) with the entity's fuzzy tier over `blocks`. The spare places for refills are
+/// few at first (most slices need none); a slice that needs more is resolved again with as many
+/// as spare_places() allows, from the start: the outcome is the same as if it had had them.
+Resolution resolve_fuzzy(StepSql& sql, const Matcher& matcher, const config::Entity& entity, const Blocks& blocks,
+                         std::vector<KnownRecord>& known, std::vector<KnownState>& states,
+                         const std::vector<const FieldKeys*>& rows, const std::vector<TierKeys>& tier_keys,
+                         FuzzyVerdicts& verdicts);
 
 }  // namespace ingestd::engine

@@ -233,11 +233,11 @@ struct PairExplanation {
 /// lead to, as they stand when the row's turn comes.
 class FuzzyRun : public FuzzyJudge {
  public:
-  /// `known_ids`/`known_keys`: the known records in the resolver's order; `rows`: each row's
+  /// `known`/`known_keys`: the known records in the resolver's order; `rows`: each row's
   /// field keys.
   /// `refill` (when given) fetches the members a full open block's cut left out, once a record
   /// of it left.
-  FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vector<std::string>& known_ids,
+  FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vector<KnownRecord>& known,
            const std::vector<const FieldKeys*>& known_keys, const std::vector<const FieldKeys*>& rows,
            BlockRefill* refill = nullptr);
   std::vector<std::pair<int, double>> candidates(size_t row, const std::vector<int>& row_records) override;

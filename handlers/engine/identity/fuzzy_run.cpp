@@ -49,7 +49,7 @@ std::vector<int> SimilarBlock::similar(std::string_view key, const std::vector<s
   return out;
 }
 
-FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vector<std::string>& known_ids,
+FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vector<KnownRecord>& known,
                    const std::vector<const FieldKeys*>& known_keys, const std::vector<const FieldKeys*>& rows,
                    BlockRefill* refill)
     : m_(m), blocks_(blocks), refill_(refill) {
@@ -58,20 +58,20 @@ FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vecto
   review_at = m.tier().review_at;
   if (const auto trained = double(m.tier().trained_rows); trained > 0 && blocks.table_records > trained)
     table_term_ = -std::log2(blocks.table_records / trained);
-  std::unordered_map<std::string, int> index;
-  index.reserve(known_ids.size());
-  for (size_t k = 0; k < known_ids.size(); ++k)
-    if (!known_ids[k].empty()) index.emplace(known_ids[k], int(k));  // "": a spare place (SpareRefill)
+  std::unordered_map<std::string_view, int> index;
+  index.reserve(known.size());
+  for (size_t k = 0; k < known.size(); ++k)
+    if (!known[k].id.empty()) index.emplace(known[k].id, int(k));  // "": a spare place (SpareRefill)
   // a known record's side is made when a row first meets it: most are never met
   known_keys_ = known_keys;
   // every row may found a record: room for all at once, not by doubling (a slice holds tens of
   // thousands of known records)
-  records_.reserve(known_ids.size() + rows.size());
-  keyed_.reserve(known_ids.size() + rows.size());
-  seen_.reserve(known_ids.size() + rows.size());
-  records_.resize(known_ids.size());
-  built_.assign(known_ids.size(), 0);
-  keyed_.resize(known_ids.size());
+  records_.reserve(known.size() + rows.size());
+  keyed_.reserve(known.size() + rows.size());
+  seen_.reserve(known.size() + rows.size());
+  records_.resize(known.size());
+  built_.assign(known.size(), 0);
+  keyed_.resize(known.size());
   // each block's target records as the resolver numbers them, looked up once per block
   known_.resize(blocks.known.size());
   known_open_.resize(blocks.known.size());

@@ -179,21 +179,13 @@ EntityMerge::Decisions EntityMerge::decide(const StagedPart& part) {
       d.known.push_back({std::move(f.own), std::move(f.memory)});
     }
   }
-  RecordHoldings holdings(entity_, matcher_, d.known, row_keys);  // d.known grows by the refill's spare places
-  if (const FuzzyMatcher* fuzzy = matcher_.fuzzy()) {
-    SpareRefill refill(sql_, matcher_, known, d.known, spare_places(*fuzzy, blocks, row_keys));
-    std::vector<std::string> ids;
-    std::vector<const FieldKeys*> keys;
-    for (size_t k = 0; k < known.size(); ++k) {
-      ids.push_back(known[k].id);
-      keys.push_back(&d.known[k].own);
-    }
-    FuzzyRun run(*fuzzy, blocks, ids, keys, row_keys, &refill);
-    run.tier = int(tiers) + 1;
-    d.res = resolve_rows(part.tier_keys, known, tiers, &run, &holdings);
-    d.explained = run.explanations();
-    blocked_records_ += refill.fetched();
+  if (matcher_.fuzzy()) {
+    FuzzyVerdicts verdicts;
+    d.res = resolve_fuzzy(sql_, matcher_, entity_, blocks, known, d.known, row_keys, part.tier_keys, verdicts);
+    d.explained = std::move(verdicts.explained);
+    blocked_records_ += verdicts.fetched;
   } else {
+    RecordHoldings holdings(entity_, matcher_, d.known, row_keys);
     d.res = resolve_rows(part.tier_keys, known, tiers, nullptr, &holdings);
   }
   size_t fresh = 0;
