@@ -97,7 +97,7 @@ Resolution resolve_fuzzy(StepSql& sql, const Matcher& matcher, const config::Ent
   // A spare place costs about as much memory as a known record, and the bound is most of the
   // slice's rows times its rules: 39,000 places for a slice of 25,000 rows into an empty table,
   // which fetched none. A slice of 600 rows into 1M people with a fifth lacking the ID fetched at
-  // most 6 (87 of 117 slices fetched any): a sixteenth of the rows is room enough, and a slice
+  // most 6 (125 of 168 slices fetched any): a sixteenth of the rows is room enough, and a slice
   // of a few rows (none) shows the second pass works.
   const FuzzyMatcher& fuzzy = *matcher.fuzzy();
   const size_t tiers = matcher.tiers().size(), bound = spare_places(fuzzy, blocks, rows);
