@@ -2,9 +2,10 @@
 is merged in slices: FEBRL-shaped people from bench/generate_febrl.py (half of them without a
 soc_sec_id, so rows holding one meet the table's records without one in their open blocks) are
 loaded into a table already holding other such people, once as one chunk (merged in slices) and
-once in chunks too small to slice; lineage, review items and counts must be the same (the
-candidates a review item lists, not yet: below). And the rows of one probe that spell a name two
-ways with one phonetic code each meet the records they may be."""
+once in chunks too small to slice; lineage, review items, the candidates they list and counts
+must be the same (which of two candidates that score alike an item names first, not yet: below).
+And the rows of one probe that spell a name two ways with one phonetic code each meet the records
+they may be."""
 
 import json
 import re
