@@ -382,6 +382,24 @@ def test_a_stored_record_completed_into_a_full_block_takes_its_place_by_id(pg, b
 
 
 @pytest.mark.parametrize("chunk_rows", [50, 1])
+def test_a_new_record_completed_into_a_full_block_comes_before_later_new_ones(pg, broker, tmp_path, chunk_rows):
+    """Records a file makes hold ids in the order they were made: Yvonne (made first, without a birth
+    date, given one by a later row with her ID) comes before Xavier in the one-place birth-date
+    block, so the last row (Yvonn, no ID) meets her and merges, one row per chunk or one chunk."""
+    d = one_place_blocks(pg, broker, tmp_path, chunk_rows, "birth_date", "('999', 'Zoe', 'Zed', '1999-09-09', '9000')")
+    try:
+        rows = ["111,Yvonne,Yule,,7000,", ",Xavier,Xu,03/03/1970,8000,", "111,Yvonne,Yule,03/03/1970,7000,",
+                ",Yvonn,Yule,03/03/1970,7000,"]
+        r = load(d, "yx2.csv", HEAD + "\n" + "\n".join(rows) + "\n")
+        assert r["status"] == "completed", r
+        assert d.sql("SELECT national_id, given_name FROM patients ORDER BY id") == \
+            [("999", "Zoe"), ("111", "Yvonne"), (None, "Xavier")]
+        assert r["counts"]["patient"]["fuzzy"]["merged"] == 1, r
+    finally:
+        assert d.stop() == 0, d.log.read_text()[-3000:]
+
+
+@pytest.mark.parametrize("chunk_rows", [50, 1])
 def test_spellings_of_one_phonetic_code_in_a_chunk_name_their_block_once(pg, broker, tmp_path, chunk_rows):
     """Thomson and Tomson (dmetaphone TMSN both) in one chunk probe the same block: its stored
     records are named once and take their places under max_candidates once, so the record the

@@ -274,7 +274,7 @@ class FuzzyRun : public FuzzyJudge {
   /// agrees by chance with more people in a bigger table, so the same weight is weaker
   /// evidence there; the thresholds keep the meaning they had on the training file.
   double table_term_ = 0;
-  /// [rule] key -> records made here that got it, in the order they got it (an equality rule)
+  /// [rule] key -> records made here that got it, in the order they were made (an equality rule)
   std::vector<std::unordered_map<std::string, std::vector<int>>> chunk_;
   /// [rule] key -> known records a row completed it for (an equality rule): the index places
   /// them by id among the stored members

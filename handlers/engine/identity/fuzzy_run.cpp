@@ -165,8 +165,8 @@ void FuzzyRun::take_stored(size_t r, const std::string& key, bool open, size_t c
 std::vector<int> FuzzyRun::blocked_records(size_t row, const std::vector<int>&) {
   // A block as the target would hold it had every earlier row been loaded before: its stored
   // records, lowest ids first (take_stored: those that left an open block replaced, those
-  // completed into it placed by id), then the ones the chunk made, in the order they came to
-  // hold the key; the first max_candidates of them. So cutting a file into chunks changes
+  // completed into it placed by id), then the ones the chunk made, in the order they were made
+  // (their ids are drawn in that order); the first max_candidates of them. So cutting a file into chunks changes
   // nothing an equality rule decides. A trigram rule still takes the chunk's records (made or
   // completed) after the stored ones, in the order they came to hold a similar key.
   std::vector<int> out;
@@ -258,7 +258,10 @@ void FuzzyRun::register_keys(int record) {
     if (keyed_[size_t(record)][r]) continue;
     if (auto key = m_.rule_key(r, records_[size_t(record)], blocks_)) {
       if (m_.similarity(r) == 0) {
-        (size_t(record) < built_.size() ? joined_ : chunk_)[r][*key].push_back(record);  // known: joined
+        // a known record joins by id (take_stored); one made here by when it was made, as the ids
+        // drawn for them in that order place it
+        auto& held = (size_t(record) < built_.size() ? joined_ : chunk_)[r][*key];
+        held.insert(std::upper_bound(held.begin(), held.end(), record), record);
       } else if (const auto g = blocks_.trigrams.find(*key); g != blocks_.trigrams.end()) {
         similar_[r].add(record, g->first, g->second);
       }
