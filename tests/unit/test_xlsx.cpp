@@ -195,6 +195,9 @@ TEST_SUITE("xlsx") {
           std::string::npos);
     spec.sheets = {{"S", R"(<row r="3"/><row r="2"><c r="A2"><v>1</v></c></row>)"}};
     CHECK(error_of(ingestd::test::make_workbook(spec)).find("row 2 comes after row 3") != std::string::npos);
+    // found by fuzz_xlsx_reader: a row inside a cell of another used to end that cell at column -1
+    spec.sheets = {{"S", R"(<row r="1"><c r="B1"><v>1<row r="3"/>2</v></c></row>)"}};
+    CHECK(error_of(ingestd::test::make_workbook(spec)).find("a row starts inside row 1") != std::string::npos);
   }
 
   TEST_CASE("the record source: header at header_row, records numbered by sheet row, CSV raw text") {

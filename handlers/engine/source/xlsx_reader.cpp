@@ -249,6 +249,11 @@ bool XlsxReader::Impl::next(SheetRow& row) {
     const auto name = sheet->local_name();
     if (sheet->is_start()) {
       if (name == "row") {
+        // a row inside another (a cell of it left open) is no sheet Excel writes: the cell it
+        // interrupts would end in the wrong row
+        if (in_row)
+          throw XlsxError("sheet '" + sheet_title + "': a row starts inside row " + std::to_string(row_number) +
+                          "; the sheet is malformed");
         const int64_t r = to_int(sheet->attr("r"), int(row_number + 1));
         if (r <= row_number)
           throw XlsxError("sheet '" + sheet_title + "': row " + std::to_string(r) + " comes after row " +
