@@ -29,24 +29,28 @@ SpareRefill::SpareRefill(StepSql& sql, const Matcher& matcher, std::vector<Known
 
 void SpareRefill::drop() {
   index_.clear();
+  indexed_ = false;
   known_.resize(first_);
   states_.resize(first_);
   next_ = first_;
 }
 
-std::vector<std::pair<int, std::string>> SpareRefill::numbered(std::vector<std::string> ids) {
-  if (index_.empty())
+int SpareRefill::record_of(const std::string& id) {
+  if (!indexed_) {  // the records known before the slice, once: most slices never ask
     for (size_t k = 0; k < first_; ++k) index_.emplace(known_[k].id, int(k));
-  std::vector<std::pair<int, std::string>> out;
-  for (auto& id : ids) {
-    const auto it = index_.find(id);
-    out.emplace_back(it == index_.end() ? -1 : it->second, std::move(id));
+    indexed_ = true;
   }
+  const auto it = index_.find(id);
+  return it == index_.end() ? -1 : it->second;
+}
+
+std::vector<std::pair<int, std::string>> SpareRefill::numbered(std::vector<std::string> ids) {
+  std::vector<std::pair<int, std::string>> out;
+  for (auto& id : ids) out.emplace_back(record_of(id), std::move(id));
   return out;
 }
 
 std::vector<int> SpareRefill::fetch(const std::vector<std::string>& ids) {
-  numbered({});  // the index, once
   for (auto& f : matcher_.fetch(sql_, ids)) {
     if (next_ == known_.size()) {
       if (!last_) throw Exhausted{};
@@ -61,10 +65,7 @@ std::vector<int> SpareRefill::fetch(const std::vector<std::string>& ids) {
     ++next_;
   }
   std::vector<int> out;
-  for (const auto& id : ids) {
-    const auto it = index_.find(id);
-    out.push_back(it == index_.end() ? -1 : it->second);
-  }
+  for (const auto& id : ids) out.push_back(record_of(id));
   return out;
 }
 

@@ -53,6 +53,9 @@ class SpareRefill : public BlockRefill {
   size_t first_, next_;  // the first spare place, the next free one
   bool last_;
   std::unordered_map<std::string_view, int> index_;  // id -> known record, made at the first refill
+  bool indexed_ = false;                             // index_ holds the records known before the slice
+  /// The known record holding `id` (-1: none).
+  int record_of(const std::string& id);
   /// The known record of each id (-1: none).
   std::vector<std::pair<int, std::string>> numbered(std::vector<std::string> ids);
 };
