@@ -259,7 +259,8 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
   return out;
 }
 
-std::vector<std::string> FuzzyMatcher::open_members_after(StepSql& sql, size_t r, const std::vector<std::string>& values,
+std::vector<std::string> FuzzyMatcher::open_members_after(StepSql& sql, size_t r,
+                                                          const std::vector<std::string>& values,
                                                           const std::string& after, size_t n) const {
   // the open block's probe (block()), the key's values as literals, on from `after`
   auto& tx = sql.tx();
@@ -277,15 +278,16 @@ std::vector<std::string> FuzzyMatcher::open_members_after(StepSql& sql, size_t r
 std::vector<std::string> FuzzyMatcher::members_with(StepSql& sql, size_t r, const std::vector<std::string>* values,
                                                     bool open, const std::vector<std::string>& joined, size_t n) const {
   auto& tx = sql.tx();
-  std::string members = "SELECT unnest(" + tx.quote(text_array_literal(joined)) + "::text[])::" + target_.id_type + " AS id";
+  std::string members =
+      "SELECT unnest(" + tx.quote(text_array_literal(joined)) + "::text[])::" + target_.id_type + " AS id";
   if (values)
     members = "(SELECT t." + target_.id + " AS id FROM " + target_.table + " t WHERE " +
               rules_[r].condition([&](size_t i) { return tx.quote(values->at(i)); }) +
               (open ? " AND " + open_where_ : std::string()) + " ORDER BY t." + target_.id + " LIMIT " +
               std::to_string(n) + ") UNION ALL " + members;
   std::vector<std::string> ids;
-  for (const auto& row : sql.probe("SELECT u.id::text FROM (" + members + ") u ORDER BY u.id LIMIT " + std::to_string(n),
-                                   "candidates"))
+  for (const auto& row :
+       sql.probe("SELECT u.id::text FROM (" + members + ") u ORDER BY u.id LIMIT " + std::to_string(n), "candidates"))
     ids.push_back(row[0].as<std::string>());
   return ids;
 }

@@ -166,9 +166,10 @@ std::vector<int> FuzzyRun::blocked_records(size_t row, const std::vector<int>&) 
   // A block as the target would hold it had every earlier row been loaded before: its stored
   // records, lowest ids first (take_stored: those that left an open block replaced, those
   // completed into it placed by id), then the ones the chunk made, in the order they were made
-  // (their ids are drawn in that order); the first max_candidates of them. So cutting a file into chunks changes
-  // nothing an equality rule decides. A trigram rule still takes the chunk's records (made or
-  // completed) after the stored ones, in the order they came to hold a similar key.
+  // (their ids are drawn in that order); the first max_candidates of them. So cutting a file
+  // into chunks changes nothing an equality rule decides. A trigram rule still takes the chunk's
+  // records (made or completed) after the stored ones, in the order they came to hold a similar
+  // key.
   std::vector<int> out;
   const auto cap = size_t(m_.tier().max_candidates);
   seen_.resize(records_.size(), -1);
