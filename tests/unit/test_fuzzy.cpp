@@ -112,6 +112,38 @@ cfg::FuzzyComparison comparison(cfg::FuzzyComparison::Method m, std::vector<doub
 
 }  // namespace
 
+TEST_CASE("fuzzy: a Jaro-Winkler level is the one the whole measure gives, bounded or not") {
+  // a pair is first bounded by the letters the keys share, and measured only when the bound
+  // reaches the lowest threshold; checked against the measure on random pairs over alphabets
+  // small (bound rarely low) and wide (bound often low), at thresholds near and far
+  using M = cfg::FuzzyComparison::Method;
+  std::mt19937 gen(5);
+  auto word = [&](const std::string& letters) {
+    std::string w(1 + gen() % 12, 'a');
+    for (auto& c : w) c = letters[gen() % letters.size()];
+    return w;
+  };
+  const std::string narrow = "aeno", wide = "abcdefghijklmnopqrstuvwxyz";
+  size_t disagree = 0, checked = 0;
+  for (const std::vector<double>& t : std::vector<std::vector<double>>{{0.92, 0.8}, {0.9}, {0.7, 0.5}, {0.99}}) {
+    const auto c = comparison(M::JaroWinkler, t);
+    for (int n = 0; n < 3000; ++n) {
+      const std::string& letters = n % 2 ? narrow : wide;
+      const std::string a = word(letters), b = n % 5 ? word(letters) : a.substr(0, a.size() / 2) + word(letters);
+      const double s = jaro_winkler(a, b);
+      size_t want = 1;
+      if (a == b) want = 0;
+      else
+        while (want <= t.size() && s < t[want - 1]) ++want;
+      REQUIRE(comparison_level(c, a, b) == want);
+      disagree += want == t.size() + 1;
+      ++checked;
+    }
+  }
+  CHECK(disagree > checked / 4);  // the bound had strangers to rule out
+  CHECK(disagree < checked);
+}
+
 TEST_CASE("fuzzy: levels go from exact down to disagrees, in the order they are declared") {
   using M = cfg::FuzzyComparison::Method;
   auto jw = comparison(M::JaroWinkler, {0.94, 0.85}, true);

@@ -151,6 +151,40 @@ size_t levenshtein_of(const S& a, const S& b, size_t cap) {
   return std::min(row[m], over);
 }
 
+/// Jaro–Winkler of a and b, or 0 where an upper bound shows it below `floor`: most pairs a
+/// block brings are strangers whose letters barely overlap. Matched characters are at most
+/// the characters of either string that occur in the other; with none out of order and the
+/// common prefix counted, that bound is the measure itself (the same arithmetic: equal where
+/// the bound is reached).
+double jaro_winkler_above(std::string_view a, std::string_view b, double floor) {
+  const size_t la = a.size(), lb = b.size();
+  if (!la || !lb || la > 64 || lb > 64) return jaro_winkler(a, b);
+  uint64_t in_a[2] = {0, 0}, in_b[2] = {0, 0};
+  unsigned char high = 0;
+  for (char ch : a) {
+    const auto c = static_cast<unsigned char>(ch);
+    high |= c;
+    in_a[(c >> 6) & 1] |= uint64_t(1) << (c & 63);
+  }
+  for (char ch : b) {
+    const auto c = static_cast<unsigned char>(ch);
+    high |= c;
+    in_b[(c >> 6) & 1] |= uint64_t(1) << (c & 63);
+  }
+  if (high & 0x80) return jaro_winkler(a, b);  // not ASCII: by code point
+  size_t a_in_b = 0, b_in_a = 0;
+  for (char ch : a) a_in_b += in_b[(static_cast<unsigned char>(ch) >> 6) & 1] >> (ch & 63) & 1;
+  for (char ch : b) b_in_a += in_a[(static_cast<unsigned char>(ch) >> 6) & 1] >> (ch & 63) & 1;
+  const size_t most = std::min(a_in_b, b_in_a);
+  if (!most) return 0;
+  size_t prefix = 0;
+  while (prefix < 4 && prefix < la && prefix < lb && a[prefix] == b[prefix]) ++prefix;
+  const double m = double(most);
+  const double jaro = (m / double(la) + m / double(lb) + 1.0) / 3;
+  if (jaro + double(prefix) * 0.1 * (1 - jaro) < floor) return 0;
+  return jaro_winkler_short(a, b);
+}
+
 }  // namespace
 
 double jaro_winkler(std::string_view a, std::string_view b) {
@@ -183,7 +217,8 @@ size_t comparison_level(const config::FuzzyComparison& c, std::string_view a, st
     return level;
   }
   if (c.method == Method::JaroWinkler) {
-    const double s = c.thresholds.empty() ? 0 : jaro_winkler(a, b);
+    // thresholds descend (the config says so): below the last, the pair disagrees
+    const double s = c.thresholds.empty() ? 0 : jaro_winkler_above(a, b, c.thresholds.back());
     for (double t : c.thresholds) {
       if (s >= t) return level;
       ++level;
