@@ -69,21 +69,6 @@ std::vector<int> SpareRefill::fetch(const std::vector<std::string>& ids) {
   return out;
 }
 
-std::vector<std::pair<int, std::string>> SpareRefill::more(size_t r, const std::vector<std::string>& values,
-                                                           const std::string& after, size_t n) {
-  // every member of an open block is fetched: the ones the slice did not know yet, now
-  auto out = numbered(matcher_.fuzzy()->open_members_after(sql_, r, values, after, n));
-  std::vector<std::string> unknown;
-  for (const auto& [k, id] : out)
-    if (k < 0) unknown.push_back(id);
-  if (unknown.empty()) return out;
-  const auto fetched = fetch(unknown);
-  for (size_t i = 0, u = 0; i < out.size(); ++i)
-    if (out[i].first < 0) out[i].first = fetched[u++];
-  std::erase_if(out, [](const auto& m) { return m.first < 0; });  // gone since the slice began
-  return out;
-}
-
 std::vector<std::pair<int, std::string>> SpareRefill::first(size_t r, const std::vector<std::string>* values,
                                                             bool open, const std::vector<int>& joined, size_t n) {
   std::vector<std::string> ids;

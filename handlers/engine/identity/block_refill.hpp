@@ -34,8 +34,6 @@ class SpareRefill : public BlockRefill {
   /// row lands on it: after it is filled); `last`: they are as many as spare_places() says.
   SpareRefill(StepSql& sql, const Matcher& matcher, std::vector<KnownRecord>& known, std::vector<KnownState>& states,
               size_t spares, bool last);
-  std::vector<std::pair<int, std::string>> more(size_t r, const std::vector<std::string>& values,
-                                                const std::string& after, size_t n) override;
   std::vector<std::pair<int, std::string>> first(size_t r, const std::vector<std::string>* values, bool open,
                                                  const std::vector<int>& joined, size_t n) override;
   /// -1 for an id the table no longer holds.

@@ -125,6 +125,12 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
   out.values.resize(rules_.size());
   if (rows.empty() || rules_.empty()) return out;
   out.table_records = table_records_;
+  // a bound on the codes kept: a table of millions of different names would hold them all
+  constexpr size_t kMaxCodes = 200000;
+  size_t kept = 0;
+  for (const auto& [function, codes] : *codes_) kept += codes.size();
+  if (kept > kMaxCodes) codes_ = std::make_shared<PhoneticCodes>();
+  out.codes = codes_;
   add_codes(sql, out, rows);
   add_trigrams(sql, out, rows);
   const std::string probe = stage_probe(sql, rows, probed);
@@ -185,13 +191,12 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
     // them, and blocked_records sorts what it takes.
     const std::string members = "SELECT t." + target_.id + "::text AS rid, " + wanted + " AS wanted FROM " + from +
                                 " ORDER BY t." + target_.id + " LIMIT " + std::to_string(tier_.max_candidates);
-    const std::string block = "SELECT array_agg(m.rid) FILTER (WHERE m.wanted) AS rids, count(*) AS places, "
-                              "NULL::text AS last FROM (" + members + ") m";
+    const std::string block =
+        "SELECT array_agg(m.rid) FILTER (WHERE m.wanted) AS rids, count(*) AS places FROM (" + members + ") m";
     // one answer per block key: its number (past the rules: an open block), its members' ids,
-    // its places, an open block's highest id, and the key's values as sent (as many columns
-    // for every rule)
+    // its places, and the key's values as sent (as many columns for every rule)
     auto answer = [&](size_t numbered, const std::string& keys, const std::string& of_key) {
-      return "SELECT " + std::to_string(numbered) + ", x.rids, x.places, x.last, " +
+      return "SELECT " + std::to_string(numbered) + ", x.rids, x.places, " +
              sql::join_n(cols.size(), ", ", [&](size_t i) { return "p." + cols[i] + "::text"; }) +
              sql::join_n(widest - cols.size(), "", [](size_t) { return ", NULL::text"; }) + " FROM (" + keys +
              ") p CROSS JOIN LATERAL (" + of_key + ") x WHERE x.places > 0";
@@ -200,14 +205,12 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
     if (open_ && !similar) {
       // the open blocks of the rows that hold every never_across value: only records holding
       // none, through the rule's partial index, every one wanted
-      const std::string open_members = "SELECT t." + target_.id + "::text AS rid, t." + target_.id + " AS tid FROM " +
-                                       target_.table + " t WHERE " +
+      const std::string open_members = "SELECT t." + target_.id + "::text AS rid FROM " + target_.table + " t WHERE " +
                                        where + " AND " + open_where_ + " ORDER BY t." + target_.id + " LIMIT " +
                                        std::to_string(tier_.max_candidates);
       known_sql.push_back(answer(rules_.size() + r,
                                  "SELECT DISTINCT " + sql::join(cols, ", ") + " FROM " + probe + " WHERE " + keyed + " AND o",
-                                 "SELECT array_agg(m.rid) AS rids, count(*) AS places, max(m.tid)::text AS last "
-                                 "FROM (" + open_members + ") m"));
+                                 "SELECT array_agg(m.rid) AS rids, count(*) AS places FROM (" + open_members + ") m"));
     }
   }
   pqxx::result found[2];
@@ -226,7 +229,7 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
       const size_t r = numbered % rules_.size();  // past the rules: an open block
       const bool open = numbered >= rules_.size();
       std::vector<std::string> values;
-      for (size_t i = 0; i < rules_[r].tier.fields.size(); ++i) values.push_back(row[int(i) + 4].as<std::string>());
+      for (size_t i = 0; i < rules_[r].tier.fields.size(); ++i) values.push_back(row[int(i) + 3].as<std::string>());
       for (size_t i = 0; i < values.size(); ++i) probe_side.keys[column_of_.at(rules_[r].tier.fields[i]) - 1] = &values[i];
       if (auto key = rule_key(r, probe_side, out)) {
         // Values with one phonetic code make one block, the same members and places for each;
@@ -237,10 +240,7 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
         const bool fresh = answered[numbered].insert(*key).second;
         if (fresh) out.values[r].try_emplace(*key, values);
         Blocks::Open* o = open ? &out.open[r][*key] : nullptr;
-        if (o && fresh) {
-          o->last = row[3].as<std::string>();
-          o->full = row[2].as<size_t>() >= size_t(tier_.max_candidates);
-        }
+        if (o && fresh) o->full = row[2].as<size_t>() >= size_t(tier_.max_candidates);
         auto& ids = o ? o->ids : out.known[r][*key];
         if (fresh) places.emplace_back(&ids, row[2].as<size_t>());
         if (row[1].is_null()) continue;  // nobody the key's rows may be scored against
@@ -257,22 +257,6 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
   for (auto& [ids, n] : places)
     if (ids->size() < n) ids->resize(n);
   return out;
-}
-
-std::vector<std::string> FuzzyMatcher::open_members_after(StepSql& sql, size_t r,
-                                                          const std::vector<std::string>& values,
-                                                          const std::string& after, size_t n) const {
-  // the open block's probe (block()), the key's values as literals, on from `after`
-  auto& tx = sql.tx();
-  const std::string where = rules_[r].condition([&](size_t i) { return tx.quote(values.at(i)); });
-  std::vector<std::string> ids;
-  for (const auto& row : sql.probe("SELECT t." + target_.id + "::text FROM " + target_.table + " t WHERE " + where +
-                                       " AND " + open_where_ + " AND t." + target_.id + " > " + tx.quote(after) +
-                                       "::" + target_.id_type + " ORDER BY t." + target_.id + " LIMIT " +
-                                       std::to_string(n),
-                                   "candidates"))
-    ids.push_back(row[0].as<std::string>());
-  return ids;
 }
 
 std::vector<std::string> FuzzyMatcher::members_with(StepSql& sql, size_t r, const std::vector<std::string>* values,
@@ -319,7 +303,7 @@ void FuzzyMatcher::add_codes(StepSql& sql, Blocks& blocks, const std::vector<con
     for (const auto& rule : rules_)
       for (const auto& term : rule.fields) {
         if (term.probe_function.empty()) continue;
-        auto& codes = blocks.codes[term.probe_function];
+        auto& codes = (*blocks.codes)[term.probe_function];
         phonetic_codes(sql.tx(), term.probe_function, missing_values(term.field, sides, codes), codes);
       }
   });
@@ -359,7 +343,7 @@ std::optional<std::string> FuzzyMatcher::rule_key(size_t r, const FuzzySide& sid
       key += *v;
       continue;
     }
-    const auto& codes = blocks.codes.at(rule.fields[i].probe_function);
+    const auto& codes = blocks.codes->at(rule.fields[i].probe_function);
     const auto it = codes.find(*v);
     if (it == codes.end() || it->second.empty()) return std::nullopt;
     key += it->second;

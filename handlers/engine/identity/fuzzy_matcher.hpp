@@ -5,6 +5,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -22,6 +23,9 @@
 
 namespace ingestd::engine {
 
+/// Phonetic codes PostgreSQL gave: function -> value -> code ("": none).
+using PhoneticCodes = std::map<std::string, std::unordered_map<std::string, std::string>>;
+
 /// @brief A chunk's blocks: the target records holding each block key the chunk's rows have
 /// (each distinct key probed once), and the phonetic codes of the values the chunk met, so a
 /// block key is made the same way for rows and records, in C++.
@@ -32,14 +36,15 @@ struct Blocks {
   /// is blocked with under an equality rule.
   struct Open {
     std::vector<std::string> ids;
-    std::string last;   // the highest id among them: where a refill goes on from
     bool full = false;  // it held max_candidates: more may lie past the cut
   };
   std::vector<std::unordered_map<std::string, Open>> open;  // [rule] key -> its open block
   /// [rule] key -> its values as probed, for every block the table held members of: what a
   /// block is looked up by again while the slice is resolved (BlockRefill).
   std::vector<std::unordered_map<std::string, std::vector<std::string>>> values;
-  std::map<std::string, std::unordered_map<std::string, std::string>> codes;    // function -> value -> code
+  /// function -> value -> code: the matcher's, kept over the slices and chunks of a load
+  /// (FuzzyMatcher::codes_), so a common name is coded once, not once a slice
+  std::shared_ptr<PhoneticCodes> codes = std::make_shared<PhoneticCodes>();
   /// A trigram rule's values -> their trigrams (pg_trgm's show_trgm(), sorted): the chunk's
   /// records are found by similarity in C++ exactly as the target's through its index.
   std::unordered_map<std::string, std::vector<std::string>> trigrams;
@@ -122,10 +127,6 @@ class FuzzyMatcher {
   /// row's); a row an exact key surely places is never scored, so its blocks need no probe.
   /// Every row's blocking values get their phonetic codes and trigrams (records take its keys).
   Blocks block(StepSql& sql, const std::vector<const FieldKeys*>& rows, const std::vector<char>& probed = {}) const;
-  /// Up to `n` ids of rule `r`'s open block of `values` (Blocks::Open) past id `after`, lowest
-  /// first, as the table holds them now: the members a full block's cut left out.
-  std::vector<std::string> open_members_after(StepSql& sql, size_t r, const std::vector<std::string>& values,
-                                              const std::string& after, size_t n) const;
   /// The first `n` ids, lowest first, of rule `r`'s block of `values` (nullptr: none; `open`:
   /// its open block) as the table holds it now, together with `joined` (ids of records the
   /// block does not hold yet): the block once they hold its key, ordered as its index orders it.
@@ -167,6 +168,10 @@ class FuzzyMatcher {
   std::vector<int> fields_, compare_fields_, never_fields_;
   std::map<int, size_t> column_of_;  // field -> probe column (k1…); FuzzySide::block()[column - 1]
   std::vector<int> side_fields_;     // [key of a FuzzySide] its field: comparisons, never_across, columns
+  /// The codes of the values the load met so far (a function's code of a value never
+  /// changes), handed to each slice's Blocks; started afresh past kMaxCodes values. A load
+  /// is one thread's: only it reads and adds to them.
+  mutable std::shared_ptr<PhoneticCodes> codes_ = std::make_shared<PhoneticCodes>();
 };
 
 /// @brief The records of a chunk under a trigram rule, in the order they came to hold its key,
@@ -206,14 +211,10 @@ class SimilarBlock {
 class BlockRefill {
  public:
   virtual ~BlockRefill() = default;
-  /// Up to `n` members of rule `r`'s open block of `values` past the id `after`
-  /// (open_members_after()), each as the resolver numbers it and its id, lowest ids first: a
-  /// record the slice did not know yet is fetched into a spare place the resolver numbered for it.
-  virtual std::vector<std::pair<int, std::string>> more(size_t r, const std::vector<std::string>& values,
-                                                        const std::string& after, size_t n) = 0;
-  /// The first `n` members of a block (FuzzyMatcher::members_with()) once the known records
-  /// `joined` hold its key (a row of the slice completed it), each as the resolver numbers it
-  /// (-1: the slice does not know it) and its id.
+  /// The first `n` members of a block (FuzzyMatcher::members_with()) as its index orders it
+  /// now, with the known records `joined` that rows of the slice completed its key for (none:
+  /// members left an open block), each as the resolver numbers it (-1: the slice does not know
+  /// it; fetch() it) and its id.
   virtual std::vector<std::pair<int, std::string>> first(size_t r, const std::vector<std::string>* values, bool open,
                                                          const std::vector<int>& joined, size_t n) = 0;
   /// The records with these ids, which the slice did not know, fetched into spare places, as
@@ -258,13 +259,10 @@ class FuzzyRun : public FuzzyJudge {
   const FuzzySide& side_of(int record);
 
   std::vector<std::unordered_map<std::string, std::vector<int>>> known_;  // [rule] key -> known records
-  /// @brief An open block as this slice holds it: its members (refills appended, lowest ids
-  /// first past the cut), and where a refill goes on from.
+  /// @brief An open block as the slice began: its members, lowest ids first.
   struct OpenMembers {
     std::vector<int> records;
-    const std::vector<std::string>* values = nullptr;
-    std::string last;
-    bool more = false;  // records may lie past `last`
+    bool full = false;  // cut at max_candidates: more may lie past the cut
   };
   std::vector<std::unordered_map<std::string, OpenMembers>> known_open_;  // [rule] open block
   BlockRefill* refill_ = nullptr;

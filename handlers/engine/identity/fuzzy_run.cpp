@@ -91,9 +91,7 @@ FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vecto
   for (size_t r = 0; r < blocks.open.size() && r < known_open_.size(); ++r)
     for (const auto& [key, block] : blocks.open[r]) {
       auto& out = known_open_[r][key];
-      out.values = &blocks.values[r].at(key);
-      out.last = block.last;
-      out.more = block.full;
+      out.full = block.full;
       for (const auto& id : block.ids)
         if (const auto it = index.find(id); it != index.end()) out.records.push_back(it->second);  // all were fetched
     }
@@ -109,16 +107,28 @@ void FuzzyRun::take_stored(size_t r, const std::string& key, bool open, size_t c
   const auto o = known_open_[r].find(key);
   const auto k = known_[r].find(key);
   const auto j = joined_[r].find(key);
-  const bool cut = open ? o != known_open_[r].end() && o->second.more : k != known_[r].end() && k->second.size() >= cap;
+  const bool cut = open ? o != known_open_[r].end() && o->second.full : k != known_[r].end() && k->second.size() >= cap;
   const size_t stored = open ? (o != known_open_[r].end() ? o->second.records.size() : 0)
                              : (k != known_[r].end() ? k->second.size() : 0);
-  if (j != joined_[r].end() && refill_ && (cut || stored + j->second.size() > cap)) {
-    // records completed into a block past its places: the index orders them by id among the
-    // stored members, and the last ones fall past the cut
+  static const std::vector<int> kNone;
+  const std::vector<int>& joined = j != joined_[r].end() ? j->second : kNone;
+  // a full open block that rows of the slice moved members out of (gave them a never_across
+  // value): its partial index would leave them out, and the next ones past the cut take their
+  // places
+  bool departed = false;
+  if (open && cut && joined.empty()) {
+    size_t held = 0;
+    for (int m : o->second.records) held += !FuzzyMatcher::holds_never(side_of(m));
+    departed = held < cap;
+  }
+  if (refill_ && (departed || (!joined.empty() && (cut || stored + joined.size() > cap)))) {
+    // the block as its index orders it now: records completed into it placed by id among the
+    // stored members (the last ones fall past the cut), members that left it skipped, and
+    // the next past the cut in their places, fetched now
     Ordered& ord = ordered_[open ? m_.rules() + r : r][key];
     const auto v = blocks_.values[r].find(key);
     const auto* values = v == blocks_.values[r].end() ? nullptr : &v->second;
-    if (ord.joined != j->second.size()) ord = {j->second.size(), 0, {}};
+    if (ord.joined != joined.size()) ord = {joined.size(), 0, {}};
     std::vector<int> records;
     for (;;) {
       // the members up to the block's places: an open block's that the slice did not know lay
@@ -138,8 +148,8 @@ void FuzzyRun::take_stored(size_t r, const std::string& key, bool open, size_t c
           if (records[i] < 0) ord.members[i].first = records[i] = fetched[u++];
       }
       if (ord.asked && (held == cap || ord.members.size() < ord.asked)) break;
-      ord.asked = ord.asked ? 2 * ord.asked : cap + j->second.size();
-      ord.members = refill_->first(r, values, open, j->second, ord.asked);
+      ord.asked = ord.asked ? 2 * ord.asked : cap + joined.size();
+      ord.members = refill_->first(r, values, open, joined, ord.asked);
     }
     take(records);
     return;
@@ -147,19 +157,9 @@ void FuzzyRun::take_stored(size_t r, const std::string& key, bool open, size_t c
   if (!open) {
     if (k != known_[r].end()) take(k->second);
   } else if (o != known_open_[r].end()) {
-    OpenMembers& m = o->second;
-    take(m.records);
-    // members left it: the next ones past the cut take their places, before any the chunk made
-    while (taken < cap && m.more && refill_) {
-      const size_t asked = cap - taken, from = m.records.size();
-      const auto more = refill_->more(r, *m.values, m.last, asked);
-      m.more = more.size() == asked;
-      if (!more.empty()) m.last = more.back().second;
-      for (const auto& [rec, id] : more) m.records.push_back(rec);
-      take(std::vector<int>(m.records.begin() + long(from), m.records.end()));
-    }
+    take(o->second.records);
   }
-  if (j != joined_[r].end()) take(j->second);  // within the block's places: all of them
+  take(joined);  // within the block's places: all of them
 }
 
 std::vector<int> FuzzyRun::blocked_records(size_t row, const std::vector<int>&) {
