@@ -193,7 +193,24 @@ double jaro_winkler(std::string_view a, std::string_view b) {
 }
 
 size_t levenshtein(std::string_view a, std::string_view b, size_t cap) {
-  if (ascii(a) && ascii(b)) return levenshtein_of(a, b, cap);
+  if (ascii(a) && ascii(b)) {
+    // A bound first: every alignment pairs at most as many equal characters as the two share
+    // (counted by the low four bits, which only counts more), and each character of the
+    // longer left unpaired costs an edit. Two strangers' dates share few digits in place.
+    const size_t longer = std::max(a.size(), b.size());
+    if (cap < longer && longer < 256) {
+      uint8_t count[16] = {};
+      for (char c : a) ++count[c & 15];
+      size_t shared = 0;
+      for (char c : b)
+        if (count[c & 15]) {
+          --count[c & 15];
+          ++shared;
+        }
+      if (longer - shared > cap) return cap + 1;
+    }
+    return levenshtein_of(a, b, cap);
+  }
   return levenshtein_of(code_points(a), code_points(b), cap);
 }
 
