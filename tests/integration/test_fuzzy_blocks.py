@@ -34,6 +34,13 @@ def test_a_record_that_gets_a_national_id_in_the_chunk_leaves_the_open_blocks(pg
     assert d.stop() == 0, d.log.read_text()[-3000:]
 
 
+def load_rows(d, name, rows):
+    """Loads the rows (under HEAD) as file `name`; returns the result, which must be completed."""
+    r = load(d, name, HEAD + "\n" + "\n".join(rows) + "\n")
+    assert r["status"] == "completed", r
+    return r
+
+
 def one_place_blocks(pg, broker, tmp_path, chunk_rows, field, stored):
     """A started daemon whose fuzzy tier blocks on `field` alone with one place a block, over a table
     already holding `stored` (VALUES of national_id, given_name, surname, birth_date, postcode)."""
@@ -95,10 +102,8 @@ def test_a_full_open_block_that_loses_members_and_gains_one_is_ordered_as_its_in
                          "(NULL, 'Zed', 'Quux', '1950-01-01', '7000'), (NULL, 'Yola', 'Yule', '1960-02-02', NULL), "
                          "(NULL, 'Wanda', 'Mole', '1970-03-03', '7000')")
     try:
-        rows = ["777,Zedd,Quux,01/01/1950,7000,", ",Yola,Yule,02/02/1960,7000,", "888,Yolla,Yule,02/02/1960,7000,",
-                "999,Wandah,Mole,03/03/1970,7000,"]
-        r = load(d, "zyw.csv", HEAD + "\n" + "\n".join(rows) + "\n")
-        assert r["status"] == "completed", r
+        r = load_rows(d, "zyw.csv", ["777,Zedd,Quux,01/01/1950,7000,", ",Yola,Yule,02/02/1960,7000,",
+                                     "888,Yolla,Yule,02/02/1960,7000,", "999,Wandah,Mole,03/03/1970,7000,"])
         assert d.sql("SELECT national_id, given_name, postcode FROM patients ORDER BY id") == \
             [("777", "Zed", "7000"), ("888", "Yola", "7000"), ("999", "Wanda", "7000")]
         assert r["counts"]["patient"]["fuzzy"] == {"merged": 3, "review": 0, "new": 0}, r
@@ -113,10 +118,8 @@ def test_a_new_record_completed_into_a_full_block_comes_before_later_new_ones(pg
     block, so the last row (Yvonn, no ID) meets her and merges, one row per chunk or one chunk."""
     d = one_place_blocks(pg, broker, tmp_path, chunk_rows, "birth_date", "('999', 'Zoe', 'Zed', '1999-09-09', '9000')")
     try:
-        rows = ["111,Yvonne,Yule,,7000,", ",Xavier,Xu,03/03/1970,8000,", "111,Yvonne,Yule,03/03/1970,7000,",
-                ",Yvonn,Yule,03/03/1970,7000,"]
-        r = load(d, "yx2.csv", HEAD + "\n" + "\n".join(rows) + "\n")
-        assert r["status"] == "completed", r
+        r = load_rows(d, "yx2.csv", ["111,Yvonne,Yule,,7000,", ",Xavier,Xu,03/03/1970,8000,",
+                                     "111,Yvonne,Yule,03/03/1970,7000,", ",Yvonn,Yule,03/03/1970,7000,"])
         assert d.sql("SELECT national_id, given_name FROM patients ORDER BY id") == \
             [("999", "Zoe"), ("111", "Yvonne"), (None, "Xavier")]
         assert r["counts"]["patient"]["fuzzy"]["merged"] == 1, r
