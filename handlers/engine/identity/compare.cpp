@@ -154,8 +154,8 @@ size_t levenshtein_of(const S& a, const S& b, size_t cap) {
 /// Jaro–Winkler of a and b, or 0 where an upper bound shows it below `floor`: most pairs a
 /// block brings are strangers whose letters barely overlap. Matched characters are at most
 /// the characters of either string that occur in the other; with none out of order and the
-/// common prefix counted, that bound is the measure itself (the same arithmetic: equal where
-/// the bound is reached).
+/// common prefix counted, the measure's own arithmetic (winkler) gives the bound, equal to the
+/// measure where it is reached.
 double jaro_winkler_above(std::string_view a, std::string_view b, double floor) {
   const size_t la = a.size(), lb = b.size();
   if (!la || !lb || la > 64 || lb > 64) return jaro_winkler(a, b);
@@ -176,12 +176,7 @@ double jaro_winkler_above(std::string_view a, std::string_view b, double floor) 
   for (char ch : a) a_in_b += in_b[(static_cast<unsigned char>(ch) >> 6) & 1] >> (ch & 63) & 1;
   for (char ch : b) b_in_a += in_a[(static_cast<unsigned char>(ch) >> 6) & 1] >> (ch & 63) & 1;
   const size_t most = std::min(a_in_b, b_in_a);
-  if (!most) return 0;
-  size_t prefix = 0;
-  while (prefix < 4 && prefix < la && prefix < lb && a[prefix] == b[prefix]) ++prefix;
-  const double m = double(most);
-  const double jaro = (m / double(la) + m / double(lb) + 1.0) / 3;
-  if (jaro + double(prefix) * 0.1 * (1 - jaro) < floor) return 0;
+  if (!most || winkler(a, b, most, 0) < floor) return 0;  // the measure had every one matched in order
   return jaro_winkler_short(a, b);
 }
 

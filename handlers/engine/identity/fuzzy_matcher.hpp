@@ -288,7 +288,7 @@ class FuzzyRun : public FuzzyJudge {
   /// now, into `take`: those the probe gave, the next past the cut once members left an open
   /// block, and the known records rows completed into it, by id.
   template <class Take>
-  void take_stored(size_t r, const std::string& key, bool open, size_t cap, size_t& taken, Take&& take);
+  void take_stored(size_t r, const std::string& key, bool open, size_t cap, Take&& take);
   std::vector<SimilarBlock> similar_;  // [rule] a trigram rule's records that got a key here
   std::vector<std::vector<bool>> keyed_;  // [record][rule] its key for the rule is registered (or stored)
   std::vector<FuzzySide> records_;  // [record] what it holds so far (fill nulls)

@@ -103,7 +103,7 @@ FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vecto
 }
 
 template <class Take>
-void FuzzyRun::take_stored(size_t r, const std::string& key, bool open, size_t cap, size_t& taken, Take&& take) {
+void FuzzyRun::take_stored(size_t r, const std::string& key, bool open, size_t cap, Take&& take) {
   const auto o = known_open_[r].find(key);
   const auto k = known_[r].find(key);
   const auto j = joined_[r].find(key);
@@ -191,7 +191,7 @@ std::vector<int> FuzzyRun::blocked_records(size_t row, const std::vector<int>&) 
       }
     };
     if (m_.similarity(r) == 0) {
-      take_stored(r, *key, open, cap, taken, take);
+      take_stored(r, *key, open, cap, take);
       if (const auto it = chunk_[r].find(*key); it != chunk_[r].end()) take(it->second);
     } else {
       if (const auto it = known_[r].find(*key); it != known_[r].end()) take(it->second);
