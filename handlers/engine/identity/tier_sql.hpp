@@ -42,14 +42,12 @@ struct TierSql {
   IdentityTier tier;
   std::string bookkeeping_quoted;  // the schema that holds name_key
   std::vector<TierFieldSql> fields;
-  /// `key_expr = $param` for every field (for a trigram term: similar to it, through the `%`
-  /// operator a trigram index serves); `param(i)` names the i-th key part.
+  /// `key_expr = $param` for every field; `param(i)` names the i-th key part. An equality tier
+  /// or rule: a trigram rule's probe says similar() instead.
   template <class F>
   std::string condition(F&& param) const {
     std::string c;
-    for (size_t i = 0; i < fields.size(); ++i)
-      c += (i ? " AND " : "") + (fields[i].similarity > 0 ? similar(i, param(i))
-                                                           : fields[i].key_expr + " = " + probe(i, param(i)));
+    for (size_t i = 0; i < fields.size(); ++i) c += (i ? " AND " : "") + fields[i].key_expr + " = " + probe(i, param(i));
     return c;
   }
   /// `key_expr % $param AND similarity(key_expr, $param) >= t`: the operator finds the keys
