@@ -97,7 +97,7 @@ struct FuzzyTier {
   std::vector<FuzzyComparison> compare;
   std::vector<std::string> never_across;
   double merge_at = 0, review_at = 0;
-  int max_candidates = 50;  // per row and blocking rule: a bigger block is cut (lowest ids kept)
+  int max_candidates = 50;  // per row and blocking rule: a bigger block is too common, it gives no candidates
   std::string weights;      // m/u file written by `ingestd train` (absolute path), "" = none
   std::vector<FuzzyTogether> together;  // from the weights file
   /// The rows the weights were trained on (weights file `rows`), 0 = unknown. Against a table

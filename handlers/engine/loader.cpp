@@ -87,6 +87,7 @@ class LoadRun {
   RejectWriter rejects_;
   bool chunk_sampled_ = false;  // refused_by_most tried the current chunk
   size_t slices_ = 0;                    // slices merged by a fuzzy tier in the current chunk
+  size_t over_blocks_ = 0;               // blocks over max_candidates the chunk's rows left out (EntityMerge)
   std::vector<double> blocked_per_row_;  // [entity] records the fuzzy tier fetched per row, last slice; < 0: none yet
   LoadResult result_;
   std::vector<std::pair<std::string, std::vector<double>>> weights_;  // entity -> match weights not yet committed
@@ -258,8 +259,10 @@ LoadResult LoadRun::run(const FinalStep& final_step, const BeforeFinal& before_f
     if (!chunk.rows.empty())
       log_->info("batch {}: chunk of rows {}-{} in {:.0f} ms ({} rejected){}", req_.batch_id, chunk.rows.front().number,
                  chunk.rows.back().number, secs * 1000, chunk.errors.rows,
-                 slices_ > 1 ? ", fuzzy tier in " + std::to_string(slices_) + " slices" : std::string());
-    slices_ = 0;
+                 (slices_ > 1 ? ", fuzzy tier in " + std::to_string(slices_) + " slices" : std::string()) +
+                     (over_blocks_ ? ", " + std::to_string(over_blocks_) + " blocks over max_candidates left out"
+                                   : std::string()));
+    slices_ = over_blocks_ = 0;
     rejects_.write(chunk.errors);
     svc_.metrics.progress(ds_.name, result_.rows_read, chunk.bytes - std::min(chunk.bytes, bytes_counted));
     bytes_counted = chunk.bytes;
@@ -374,6 +377,7 @@ void LoadRun::merge_part(pqxx::transaction_base& tx, const EntityMapping& m, con
   EntityMerge merge(tx, &svc_.metrics, tables_[m.index].table, *m.cfg, *matchers_[m.index], req_.bookkeeping_schema,
                     req_.batch_id, req_.vars);
   c += merge.run(part);
+  over_blocks_ += merge.over_blocks();
   if (matchers_[m.index]->fuzzy() && !part.rows.empty()) {
     blocked_per_row_[m.index] = double(merge.blocked_records()) / double(part.rows.size());
     ++slices_;

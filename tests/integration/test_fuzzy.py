@@ -235,8 +235,9 @@ def test_check_names_what_a_blocking_rule_needs_and_the_load_refuses_without_it(
 def test_a_candidate_every_row_of_its_block_conflicts_with_is_not_fetched_but_keeps_its_place(pg, broker, tmp_path):
     """A record whose never_across values conflict with those of every row of its block is
     ruled out in PostgreSQL and never fetched; it still counts towards max_candidates, so the
-    rows' outcome is the one of a run that fetched it: here its place in the block keeps out a
-    record an earlier row of the chunk made (the block as the table would hold it)."""
+    rows' outcome is the one of a run that fetched it: here, with a record an earlier row of the
+    chunk made, it takes its blocks over max_candidates, so they give no candidates (the blocks as
+    the table would hold them)."""
     db = pg.create_db()
     config = CONFIG.replace("review_at: 10", "review_at: 10\n              max_candidates: 2") \
         .replace("never_across: [national_id]", "never_across: [national_id, phone]")
@@ -250,8 +251,9 @@ def test_a_candidate_every_row_of_its_block_conflicts_with_is_not_fetched_but_ke
     d.start()
     rows = [HEAD,
             ",Zed,Quux,01/01/1950,2000,0299",  # 1 and 2 have other phones: a new record, Zed
-            # 1 and 2 conflict again and fill the postcode's and the surname's blocks (two
-            # candidates each), so the Zed the chunk made is never met (scored, 16.0: review)
+            # 1 and 2 conflict again and, with the Zed the chunk made, take the postcode's and
+            # the surname's blocks over two: no candidates, so that Zed is never met (scored, 16.0:
+            # review)
             ",Zed,Quux,02/02/1960,2000,0299",
             "555,Mariah,Lopez,03/03/1970,4000,"]  # 4 has another ID, 3 none: merges into 3
     r = load(d, "quux.csv", "\n".join(rows) + "\n")
@@ -270,9 +272,9 @@ def test_a_candidate_every_row_of_its_block_conflicts_with_is_not_fetched_but_ke
 def test_a_row_with_a_national_id_is_blocked_among_the_records_without_one(pg, broker, tmp_path):
     """A row that holds its national ID (never_across, and the first exact tier) could only ever
     be scored against records that hold none: one holding the same ID places it by the exact
-    tier, one holding another conflicts. So its blocks are cut at max_candidates among those
-    records (partial indexes `check` names), and a crowd of other people with IDs, lower ids
-    first, no longer keeps the record it is out of every block."""
+    tier, one holding another conflicts. So its blocks count only those records (partial
+    indexes `check` names), and a crowd of other people with IDs no longer takes every block
+    over max_candidates."""
     config = CONFIG.replace("review_at: 10", "review_at: 10\n              max_candidates: 2")
     d = Daemon(pg, broker, tmp_path, db=pg.create_db(), chunk_rows=50, indexes=False, config_text=config)
     d.sql(SCHEMA)

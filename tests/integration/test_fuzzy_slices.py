@@ -57,12 +57,11 @@ def test_a_chunk_merged_in_slices_gives_the_records_of_small_chunks(pg, tmp_path
     assert big["lineage"] == small["lineage"]
     assert [(r[0], r[2]) for r in big["reviews"]] == [(r[0], r[2]) for r in small["reviews"]]  # row, score
     # The candidates a review item lists are the same ones. A row holding an ID is blocked among
-    # the records holding none, the lowest max_candidates ids of its block (open blocks); a record
-    # an earlier row of the same chunk gives an ID leaves that block, and the next one past the
-    # cut is fetched to take its place, as a later chunk's probe finds it through the index. Not
-    # yet the same: which of two that score alike an item names first (its record_id); ties are
-    # ordered as the resolver numbers records: found by an exact key, then by the blocks, then
-    # made in the chunk.
+    # the records holding none (open blocks); a record an earlier row of the same chunk gives an ID
+    # leaves that block, which may bring it back within max_candidates, as a later chunk's probe
+    # counts it through the index. Not yet the same: which of two that score alike an item names
+    # first (its record_id); ties are ordered as the resolver numbers records: found by an exact
+    # key, then by the blocks, then made in the chunk.
     for a, b in zip(big["reviews"], small["reviews"]):
         assert set(listed(a[3])) == set(listed(b[3])), "\n".join(map(str, (a, b)))
     c = big["counts"]

@@ -7,16 +7,16 @@
 namespace ingestd::engine {
 
 size_t spare_places(const FuzzyMatcher& m, const Blocks& blocks, const std::vector<const FieldKeys*>& rows) {
-  size_t full_rules = 0;  // equality rules with a full open block
+  size_t over_rules = 0;  // equality rules with an open block over max_candidates
   for (const auto& rule : blocks.open) {
-    bool full = false;
-    for (const auto& [key, block] : rule) full = full || block.full;
-    full_rules += full;
+    bool over = false;
+    for (const auto& [key, block] : rule) over = over || block.over;
+    over_rules += over;
   }
-  if (!full_rules) return 0;
+  if (!over_rules) return 0;
   size_t holders = 0;  // rows that may give a record a never_across value
   for (const auto* row : rows) holders += FuzzyMatcher::holds_never(m.side(*row));
-  return holders * full_rules;
+  return holders * over_rules * size_t(m.tier().max_candidates);
 }
 
 SpareRefill::SpareRefill(StepSql& sql, const Matcher& matcher, std::vector<KnownRecord>& known,
@@ -55,8 +55,8 @@ std::vector<int> SpareRefill::fetch(const std::vector<std::string>& ids) {
     if (next_ == known_.size()) {
       if (!last_) throw Exhausted{};
       // not expected (spare_places() bounds them): the record is left out of the block's
-      // candidates, its place taken, rather than the chunk failed
-      spdlog::warn("fuzzy tier: no spare place for record {} past a full open block's cut", f.id);
+      // candidates, though it counts, rather than the chunk failed
+      spdlog::warn("fuzzy tier: no spare place for record {} of an open block back within max_candidates", f.id);
       continue;
     }
     known_[next_] = KnownRecord{std::move(f.id), {}, true};
@@ -69,25 +69,22 @@ std::vector<int> SpareRefill::fetch(const std::vector<std::string>& ids) {
   return out;
 }
 
-std::vector<std::pair<int, std::string>> SpareRefill::first(size_t r, const std::vector<std::string>* values,
-                                                            bool open, const std::vector<int>& joined, size_t n) {
-  std::vector<std::string> ids;
-  for (int k : joined) ids.push_back(known_[size_t(k)].id);
-  return numbered(matcher_.fuzzy()->members_with(sql_, r, values, open, ids, n));
+std::vector<std::pair<int, std::string>> SpareRefill::first(size_t r, const std::vector<std::string>& values,
+                                                            bool open, size_t n) {
+  return numbered(matcher_.fuzzy()->members(sql_, r, values, open, n));
 }
 
 Resolution resolve_fuzzy(StepSql& sql, const Matcher& matcher, const config::Entity& entity, const Blocks& blocks,
                          std::vector<KnownRecord>& known, std::vector<KnownState>& states,
                          const std::vector<const FieldKeys*>& rows, const std::vector<TierKeys>& tier_keys,
                          FuzzyVerdicts& verdicts) {
-  // A spare place costs about as much memory as a known record, and the bound is most of the
-  // slice's rows times its rules: 39,000 places for a slice of 25,000 rows into an empty table,
-  // which fetched none. A slice of 600 rows into 1M people with a fifth lacking the ID fetched at
-  // most 6 (125 of 168 slices fetched any): a sixteenth of the rows is room enough, and a slice
-  // of a few rows (none) shows the second pass works.
+  // A spare place costs about as much memory as a known record, and the bound (spare_places())
+  // is far more than a slice needs: an open block over max_candidates must lose members until it
+  // holds no more, and few do. So a slice starts with a sixteenth of its rows, and one that needs
+  // more is resolved again with four times as many (a slice of a few rows: none), up to the bound.
   const FuzzyMatcher& fuzzy = *matcher.fuzzy();
   const size_t tiers = matcher.tiers().size(), bound = spare_places(fuzzy, blocks, rows);
-  for (size_t spares = std::min(bound, rows.size() / 16);; spares = bound) {
+  for (size_t spares = std::min(bound, rows.size() / 16);; spares = std::min(bound, 4 * spares + 64)) {
     SpareRefill refill(sql, matcher, known, states, spares, spares == bound);
     try {
       RecordHoldings holdings(entity, matcher, states, rows);
@@ -99,6 +96,7 @@ Resolution resolve_fuzzy(StepSql& sql, const Matcher& matcher, const config::Ent
       Resolution res = resolve_rows(tier_keys, known, tiers, &run, &holdings);
       verdicts.explained = run.explanations();
       verdicts.fetched = refill.fetched();
+      verdicts.over = run.over();
       return res;
     } catch (const SpareRefill::Exhausted&) {
       refill.drop();

@@ -1,5 +1,5 @@
-// A slice's rows resolved with its fuzzy tier (resolve_fuzzy), and the members a full open
-// block's cut left out, fetched while they are (BlockRefill) into places numbered for them
+// A slice's rows resolved with its fuzzy tier (resolve_fuzzy), and the members of an open block
+// that was over max_candidates and is not any more, fetched while they are (BlockRefill) into places numbered for them
 // before the resolver began: the resolver numbers the records known before the slice first,
 // then the ones it makes, so a record fetched midway needs a number of the first kind.
 #pragma once
@@ -21,10 +21,11 @@ namespace ingestd::engine {
 
 /// How many records a slice's refills may fetch at most: a record leaves an open block only when
 /// a row holding a never_across value lands on it, and leaves one block per equality rule, and
-/// each departure lets in one record past the cut. 0 when no open block is full.
+/// each departure may bring an open block over max_candidates back within it, its members then
+/// fetched. 0 when no open block is over.
 size_t spare_places(const FuzzyMatcher& m, const Blocks& blocks, const std::vector<const FieldKeys*>& rows);
 
-/// @brief Fetches a full open block's next members into the spare places at the end of the
+/// @brief Fetches an open block's members into the spare places at the end of the
 /// known records (KnownRecord with an empty id, fuzzy_only: nobody's until filled).
 class SpareRefill : public BlockRefill {
  public:
@@ -34,8 +35,8 @@ class SpareRefill : public BlockRefill {
   /// row lands on it: after it is filled); `last`: they are as many as spare_places() says.
   SpareRefill(StepSql& sql, const Matcher& matcher, std::vector<KnownRecord>& known, std::vector<KnownState>& states,
               size_t spares, bool last);
-  std::vector<std::pair<int, std::string>> first(size_t r, const std::vector<std::string>* values, bool open,
-                                                 const std::vector<int>& joined, size_t n) override;
+  std::vector<std::pair<int, std::string>> first(size_t r, const std::vector<std::string>& values, bool open,
+                                                 size_t n) override;
   /// -1 for an id the table no longer holds.
   std::vector<int> fetch(const std::vector<std::string>& ids) override;
   /// The records fetched so far.
@@ -62,6 +63,7 @@ class SpareRefill : public BlockRefill {
 struct FuzzyVerdicts {
   std::map<size_t, std::vector<PairExplanation>> explained;  // [row] its scored pairs
   size_t fetched = 0;                                        // records refills fetched
+  size_t over = 0;  // blocks (a row's, under a rule) left out as over max_candidates (FuzzyRun::over)
 };
 
 /// Resolves a slice's rows (`rows`: field keys, `tier_keys`) against `known` (with `states`, in

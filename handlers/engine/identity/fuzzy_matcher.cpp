@@ -121,6 +121,7 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
                            const std::vector<char>& probed) const {
   Blocks out;
   out.known.resize(rules_.size());
+  out.over.resize(rules_.size());
   out.open.resize(rules_.size());
   out.values.resize(rules_.size());
   if (rows.empty() || rules_.empty()) return out;
@@ -145,13 +146,14 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
     const auto& rule = rules_[r];
     std::vector<std::string> cols;
     for (int f : rule.tier.fields) cols.push_back("k" + std::to_string(column_of_.at(f)));
-    // each distinct key once: one probe of the rule's index, the lowest ids first (the index
-    // ends with the id), cut at max_candidates; the key's values come back as sent. `wanted`:
+    // each distinct key once: one probe of the rule's index, up to max_candidates + 1 records (a
+    // block holding more gives no candidates: it is only counted); the key's values come back as
+    // sent. `wanted`:
     // some row of the key may be scored against the record, i.e. no never_across field of its
     // stored values differs from the row's (a stored value is never replaced within a chunk,
     // FuzzyRun::landed), so a record every such row conflicts with is not fetched. Only the
     // wanted records come back by id, and with them how many the block holds (`places`): an
-    // unwanted one still takes its place under max_candidates, and nothing else of it is used.
+    // unwanted one still counts towards max_candidates, and nothing else of it is used.
     std::string groups = "SELECT DISTINCT " + sql::join(cols, ", ");
     std::string wanted = "true";
     if (never_sql_.size() == 1) {
@@ -178,7 +180,8 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
               (never_sql_.empty() ? "" : " GROUP BY " + sql::join(cols, ", "));
     // A trigram rule's similar keys come from its trigram index, then are ordered by id: the
     // fence (OFFSET 0) keeps the planner from walking the primary key in id order and testing
-    // every row of the table until it has max_candidates, which it prefers under the LIMIT.
+    // every row of the table until it has enough, which it prefers under the LIMIT. An equality
+    // rule's index ends with the id: the order costs nothing there, and keeps the planner on it.
     const std::string where = similar ? rule.similar(0, col(rule.tier.fields[0]), rule.lowest_similarity() == lowest)
                                       : rule.condition([&](size_t i) { return col(rule.tier.fields[i]); });
     const std::string from = similar ? "(SELECT t.* FROM " + target_.table + " t WHERE " + where + " OFFSET 0) t"
@@ -186,11 +189,11 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
     // One row per block key that has members: the wanted ones' ids and how many places the
     // block holds. An aggregate per key rather than a row per member under a window: less
     // executor work per probe, which counts where most blocks hold nobody (a big table of other
-    // people: about 220 -> 150 ms for 14,000 keys of one rule). The ids need no order: the
-    // LIMIT chose them, a block's places never exceed max_candidates, so FuzzyRun takes all of
-    // them, and blocked_records sorts what it takes.
+    // people: about 220 -> 150 ms for 14,000 keys of one rule). The ids need no order: FuzzyRun
+    // takes all of a block's or none, and blocked_records sorts what it takes.
+    const std::string limit = " LIMIT " + std::to_string(size_t(tier_.max_candidates) + 1);
     const std::string members = "SELECT t." + target_.id + "::text AS rid, " + wanted + " AS wanted FROM " + from +
-                                " ORDER BY t." + target_.id + " LIMIT " + std::to_string(tier_.max_candidates);
+                                " ORDER BY t." + target_.id + limit;
     const std::string block =
         "SELECT array_agg(m.rid) FILTER (WHERE m.wanted) AS rids, count(*) AS places FROM (" + members + ") m";
     // one answer per block key: its number (past the rules: an open block), its members' ids,
@@ -206,8 +209,7 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
       // the open blocks of the rows that hold every never_across value: only records holding
       // none, through the rule's partial index, every one wanted
       const std::string open_members = "SELECT t." + target_.id + "::text AS rid FROM " + target_.table + " t WHERE " +
-                                       where + " AND " + open_where_ + " ORDER BY t." + target_.id + " LIMIT " +
-                                       std::to_string(tier_.max_candidates);
+                                       where + " AND " + open_where_ + " ORDER BY t." + target_.id + limit;
       known_sql.push_back(answer(rules_.size() + r,
                                  "SELECT DISTINCT " + sql::join(cols, ", ") + " FROM " + probe + " WHERE " + keyed + " AND o",
                                  "SELECT array_agg(m.rid) AS rids, count(*) AS places FROM (" + open_members + ") m"));
@@ -240,7 +242,12 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
         const bool fresh = answered[numbered].insert(*key).second;
         if (fresh) out.values[r].try_emplace(*key, values);
         Blocks::Open* o = open ? &out.open[r][*key] : nullptr;
-        if (o && fresh) o->full = row[2].as<size_t>() >= size_t(tier_.max_candidates);
+        if (row[2].as<size_t>() > size_t(tier_.max_candidates)) {
+          // too common to tell people apart: counted, never fetched
+          if (o) o->over = true;
+          else out.over[r].insert(*key);
+          continue;
+        }
         auto& ids = o ? o->ids : out.known[r][*key];
         if (fresh) places.emplace_back(&ids, row[2].as<size_t>());
         if (row[1].is_null()) continue;  // nobody the key's rows may be scored against
@@ -259,19 +266,15 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
   return out;
 }
 
-std::vector<std::string> FuzzyMatcher::members_with(StepSql& sql, size_t r, const std::vector<std::string>* values,
-                                                    bool open, const std::vector<std::string>& joined, size_t n) const {
+std::vector<std::string> FuzzyMatcher::members(StepSql& sql, size_t r, const std::vector<std::string>& values,
+                                               bool open, size_t n) const {
   auto& tx = sql.tx();
-  std::string members =
-      "SELECT unnest(" + tx.quote(text_array_literal(joined)) + "::text[])::" + target_.id_type + " AS id";
-  if (values)
-    members = "(SELECT t." + target_.id + " AS id FROM " + target_.table + " t WHERE " +
-              rules_[r].condition([&](size_t i) { return tx.quote(values->at(i)); }) +
-              (open ? " AND " + open_where_ : std::string()) + " ORDER BY t." + target_.id + " LIMIT " +
-              std::to_string(n) + ") UNION ALL " + members;
   std::vector<std::string> ids;
-  for (const auto& row :
-       sql.probe("SELECT u.id::text FROM (" + members + ") u ORDER BY u.id LIMIT " + std::to_string(n), "candidates"))
+  for (const auto& row : sql.probe("SELECT t." + target_.id + "::text FROM " + target_.table + " t WHERE " +
+                                       rules_[r].condition([&](size_t i) { return tx.quote(values.at(i)); }) +
+                                       (open ? " AND " + open_where_ : std::string()) + " ORDER BY t." + target_.id +
+                                       " LIMIT " + std::to_string(n),
+                                   "candidates"))
     ids.push_back(row[0].as<std::string>());
   return ids;
 }

@@ -28,15 +28,20 @@ using PhoneticCodes = std::map<std::string, std::unordered_map<std::string, std:
 
 /// @brief A chunk's blocks: the target records holding each block key the chunk's rows have
 /// (each distinct key probed once), and the phonetic codes of the values the chunk met, so a
-/// block key is made the same way for rows and records, in C++.
+/// block key is made the same way for rows and records, in C++. A block holding more than
+/// max_candidates records is too common to tell people apart: it gives no candidates, and its
+/// members are neither named nor fetched.
 struct Blocks {
-  std::vector<std::unordered_map<std::string, std::vector<std::string>>> known;  // [rule] key -> ids, lowest first
+  /// [rule] key -> the ids of its records, or "" for one no row may be scored against (it is
+  /// not fetched but counts towards max_candidates); for the blocks of max_candidates records or fewer
+  std::vector<std::unordered_map<std::string, std::vector<std::string>>> known;
+  std::vector<std::unordered_set<std::string>> over;  // [rule] keys whose block held more than max_candidates
   /// @brief An open block (open_blocks()) as the slice began: the records of the key holding no
-  /// never_across value, the lowest max_candidates; what a row holding every never_across value
-  /// is blocked with under an equality rule.
+  /// never_across value; what a row holding every never_across value is blocked with under an
+  /// equality rule.
   struct Open {
-    std::vector<std::string> ids;
-    bool full = false;  // it held max_candidates: more may lie past the cut
+    std::vector<std::string> ids;  // every one of them, when not over
+    bool over = false;             // it held more than max_candidates: ids empty
   };
   std::vector<std::unordered_map<std::string, Open>> open;  // [rule] key -> its open block
   /// [rule] key -> its values as probed, for every block the table held members of: what a
@@ -86,7 +91,7 @@ int field_index(const config::Entity& entity, const std::string& name);
 /// value: its first exact tiers are its never_across fields, one field each. A record holding
 /// one of such a row's values is then found by that tier, and places the row (or conflicts with
 /// it at a tier above), and every other record holding one conflicts with it: the fuzzy tier
-/// could score only records that hold none, so that row's blocks are cut among those (through
+/// could score only records that hold none, so that row's blocks hold only those (through
 /// partial indexes, open_predicate()), not among records it could never be.
 bool open_blocks(const config::Entity& entity);
 
@@ -122,16 +127,15 @@ class FuzzyMatcher {
   const PairScorer& scorer() const { return scorer_; }
   /// Fields whose keys the tier reads (blocking, comparisons, never_across), ascending.
   const std::vector<int>& fields() const { return fields_; }
-  /// The target's records in the blocks of the rows (their field keys), each block cut at
-  /// max_candidates, lowest ids first. `probed`: [row] its blocks are looked up (empty: every
+  /// The target's records in the blocks of the rows (their field keys); a block holding more
+  /// than max_candidates is marked over instead. `probed`: [row] its blocks are looked up (empty: every
   /// row's); a row an exact key surely places is never scored, so its blocks need no probe.
   /// Every row's blocking values get their phonetic codes and trigrams (records take its keys).
   Blocks block(StepSql& sql, const std::vector<const FieldKeys*>& rows, const std::vector<char>& probed = {}) const;
-  /// The first `n` ids, lowest first, of rule `r`'s block of `values` (nullptr: none; `open`:
-  /// its open block) as the table holds it now, together with `joined` (ids of records the
-  /// block does not hold yet): the block once they hold its key, ordered as its index orders it.
-  std::vector<std::string> members_with(StepSql& sql, size_t r, const std::vector<std::string>* values, bool open,
-                                        const std::vector<std::string>& joined, size_t n) const;
+  /// The first `n` ids, lowest first, of rule `r`'s block of `values` (`open`: its open block)
+  /// as the table holds it now.
+  std::vector<std::string> members(StepSql& sql, size_t r, const std::vector<std::string>& values, bool open,
+                                   size_t n) const;
   /// The row (its field keys) is blocked with open blocks under the equality rules (open_blocks()).
   bool open_row(const FieldKeys& keys) const;
   /// The side holds a never_across value.
@@ -204,19 +208,17 @@ class SimilarBlock {
   mutable std::vector<uint32_t> touched_;  // keys whose shared_ is not 0
 };
 
-/// @brief Where a full open block's next members come from while a slice is resolved. A row of
-/// the slice may give a record of the block a never_across value: the block's partial index
-/// then leaves it out, and the next record past the cut takes its place, as it would had the
-/// rows before been loaded in chunks of their own.
+/// @brief Where an open block's members come from when it was over max_candidates as the slice
+/// began and rows of the slice gave some of them a never_across value: the block's partial
+/// index then leaves them out, and the block may hold max_candidates or fewer again, as a later
+/// chunk's probe would find it.
 class BlockRefill {
  public:
   virtual ~BlockRefill() = default;
-  /// The first `n` members of a block (FuzzyMatcher::members_with()) as its index orders it
-  /// now, with the known records `joined` that rows of the slice completed its key for (none:
-  /// members left an open block), each as the resolver numbers it (-1: the slice does not know
-  /// it; fetch() it) and its id.
-  virtual std::vector<std::pair<int, std::string>> first(size_t r, const std::vector<std::string>* values, bool open,
-                                                         const std::vector<int>& joined, size_t n) = 0;
+  /// The first `n` members of a block (FuzzyMatcher::members()) as the table holds it, each as
+  /// the resolver numbers it (-1: the slice does not know it; fetch() it) and its id.
+  virtual std::vector<std::pair<int, std::string>> first(size_t r, const std::vector<std::string>& values, bool open,
+                                                         size_t n) = 0;
   /// The records with these ids, which the slice did not know, fetched into spare places, as
   /// the resolver numbers them.
   virtual std::vector<int> fetch(const std::vector<std::string>& ids) = 0;
@@ -236,8 +238,8 @@ class FuzzyRun : public FuzzyJudge {
  public:
   /// `known`/`known_keys`: the known records in the resolver's order; `rows`: each row's
   /// field keys.
-  /// `refill` (when given) fetches the members a full open block's cut left out, once a record
-  /// of it left.
+  /// `refill` (when given) fetches the members of an open block that was over max_candidates
+  /// and is not any more, records of it having left.
   FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vector<KnownRecord>& known,
            const std::vector<const FieldKeys*>& known_keys, const std::vector<const FieldKeys*>& rows,
            BlockRefill* refill = nullptr);
@@ -245,6 +247,8 @@ class FuzzyRun : public FuzzyJudge {
   void landed(size_t row, int record) override;
   /// The best pair of each row the tier scored (merged or sent to review).
   const std::map<size_t, std::vector<PairExplanation>>& explanations() const { return explained_; }
+  /// How many blocks (a row's, under a rule) gave no candidates as they held more than max_candidates.
+  size_t over() const { return over_; }
 
  private:
   /// The records row `row`'s blocks lead to, as the resolver numbers them, once each.
@@ -259,10 +263,10 @@ class FuzzyRun : public FuzzyJudge {
   const FuzzySide& side_of(int record);
 
   std::vector<std::unordered_map<std::string, std::vector<int>>> known_;  // [rule] key -> known records
-  /// @brief An open block as the slice began: its members, lowest ids first.
+  /// @brief An open block as the slice began: its members (none when over).
   struct OpenMembers {
     std::vector<int> records;
-    bool full = false;  // cut at max_candidates: more may lie past the cut
+    bool over = false;  // it held more than max_candidates
   };
   std::vector<std::unordered_map<std::string, OpenMembers>> known_open_;  // [rule] open block
   BlockRefill* refill_ = nullptr;
@@ -272,23 +276,29 @@ class FuzzyRun : public FuzzyJudge {
   /// agrees by chance with more people in a bigger table, so the same weight is weaker
   /// evidence there; the thresholds keep the meaning they had on the training file.
   double table_term_ = 0;
-  /// [rule] key -> records made here that got it, in the order they were made (an equality rule)
+  /// [rule] key -> records made here that got it (an equality rule)
   std::vector<std::unordered_map<std::string, std::vector<int>>> chunk_;
-  /// [rule] key -> known records a row completed it for (an equality rule): the index places
-  /// them by id among the stored members
+  /// [rule] key -> known records a row completed it for (an equality rule)
   std::vector<std::unordered_map<std::string, std::vector<int>>> joined_;
-  /// @brief A block's first members with the joined records (BlockRefill::first), while no more
-  /// joined it.
-  struct Ordered {
-    size_t joined = 0, asked = 0;
-    std::vector<std::pair<int, std::string>> members;
+  /// [rule] key -> stored members of its open block, over when the slice began, that rows of the
+  /// slice gave a never_across value (they left it)
+  std::vector<std::unordered_map<std::string, size_t>> departed_;
+  /// @brief An open block that was over and lost members: what the table held of it when last
+  /// asked (BlockRefill::first), while no more left.
+  struct Refilled {
+    size_t departed = 0;
+    bool over = true;
+    std::vector<int> members;
   };
-  std::vector<std::unordered_map<std::string, Ordered>> ordered_;  // [rule, then rule past the rules: open] key
-  /// The stored members of rule `r`'s block `key` (open: its open block) as the index holds them
-  /// now, into `take`: those the probe gave, the next past the cut once members left an open
-  /// block, and the known records rows completed into it, by id.
-  template <class Take>
-  void take_stored(size_t r, const std::string& key, bool open, size_t cap, Take&& take);
+  std::vector<std::unordered_map<std::string, Refilled>> refilled_;  // [rule] open block
+  /// Into `members`, the records rule `r`'s block `key` (open: its open block) holds at the row's
+  /// turn: the stored ones (-1: not fetched), those rows of the slice completed the key for, and
+  /// those made here; false (and `members` left partial) when they are more than `cap`.
+  bool block_members(size_t r, const std::string& key, bool open, size_t cap, std::vector<int>& members);
+  /// The stored members of an open block that was over when the slice began (after members
+  /// left it), into `members`; false when still over `cap`.
+  bool refill_open(size_t r, const std::string& key, size_t cap, std::vector<int>& members);
+  size_t over_ = 0;  // blocks (row by rule) left out as over max_candidates
   std::vector<SimilarBlock> similar_;  // [rule] a trigram rule's records that got a key here
   std::vector<std::vector<bool>> keyed_;  // [record][rule] its key for the rule is registered (or stored)
   std::vector<FuzzySide> records_;  // [record] what it holds so far (fill nulls)

@@ -77,13 +77,14 @@ FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vecto
   known_open_.resize(blocks.known.size());
   chunk_.resize(blocks.known.size());
   joined_.resize(blocks.known.size());
-  ordered_.resize(2 * blocks.known.size());
+  departed_.resize(blocks.known.size());
+  refilled_.resize(blocks.known.size());
   for (size_t r = 0; r < blocks.known.size(); ++r) similar_.emplace_back(m.similarity(r));
   for (size_t r = 0; r < blocks.known.size(); ++r)
     for (const auto& [key, ids] : blocks.known[r]) {
       auto& out = known_[r][key];
       for (const auto& id : ids) {
-        // one not fetched (it conflicts with every row of its blocks) still takes its place
+        // one not fetched (it conflicts with every row of its blocks) still counts
         const auto it = index.find(id);
         out.push_back(it == index.end() ? -1 : it->second);
       }
@@ -91,7 +92,7 @@ FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vecto
   for (size_t r = 0; r < blocks.open.size() && r < known_open_.size(); ++r)
     for (const auto& [key, block] : blocks.open[r]) {
       auto& out = known_open_[r][key];
-      out.full = block.full;
+      out.over = block.over;
       for (const auto& id : block.ids)
         if (const auto it = index.find(id); it != index.end()) out.records.push_back(it->second);  // all were fetched
     }
@@ -102,102 +103,107 @@ FuzzyRun::FuzzyRun(const FuzzyMatcher& m, const Blocks& blocks, const std::vecto
   }
 }
 
-template <class Take>
-void FuzzyRun::take_stored(size_t r, const std::string& key, bool open, size_t cap, Take&& take) {
-  const auto o = known_open_[r].find(key);
-  const auto k = known_[r].find(key);
-  const auto j = joined_[r].find(key);
-  const bool cut = open ? o != known_open_[r].end() && o->second.full : k != known_[r].end() && k->second.size() >= cap;
-  const size_t stored = open ? (o != known_open_[r].end() ? o->second.records.size() : 0)
-                             : (k != known_[r].end() ? k->second.size() : 0);
-  static const std::vector<int> kNone;
-  const std::vector<int>& joined = j != joined_[r].end() ? j->second : kNone;
-  // a full open block that rows of the slice moved members out of (gave them a never_across
-  // value): its partial index would leave them out, and the next ones past the cut take their
-  // places
-  bool departed = false;
-  if (open && cut && joined.empty()) {
-    size_t held = 0;
-    for (int m : o->second.records) held += !FuzzyMatcher::holds_never(side_of(m));
-    departed = held < cap;
-  }
-  if (refill_ && (departed || (!joined.empty() && (cut || stored + joined.size() > cap)))) {
-    // the block as its index orders it now: records completed into it placed by id among the
-    // stored members (the last ones fall past the cut), members that left it skipped, and
-    // the next past the cut in their places, fetched now
-    Ordered& ord = ordered_[open ? m_.rules() + r : r][key];
+bool FuzzyRun::refill_open(size_t r, const std::string& key, size_t cap, std::vector<int>& members) {
+  // Rows of the slice gave `departed` of its stored members a never_across value: its partial
+  // index leaves them out once they are stored, and what is left may be max_candidates or
+  // fewer. The table still holds them without one: the first cap + 1 + departed it holds are
+  // asked for (each departed one is known here, so it is among them or past them), and those
+  // left, fetched when the slice did not know them, are the block's stored members.
+  const auto d = departed_[r].find(key);
+  if (!refill_ || d == departed_[r].end()) return false;
+  Refilled& f = refilled_[r][key];
+  if (f.departed != d->second) {
+    f = {d->second, true, {}};
     const auto v = blocks_.values[r].find(key);
-    const auto* values = v == blocks_.values[r].end() ? nullptr : &v->second;
-    if (ord.joined != joined.size()) ord = {joined.size(), 0, {}};
-    std::vector<int> records;
-    for (;;) {
-      // the members up to the block's places: an open block's that the slice did not know lay
-      // past the cut when it began (the ones that left it make room), fetched now
-      records.clear();
-      std::vector<std::string> unknown;
-      size_t held = 0;
-      for (const auto& [m, id] : ord.members) {
-        if (held == cap) break;
-        if (open && m < 0) unknown.push_back(id);
-        held += !(open && m >= 0 && FuzzyMatcher::holds_never(side_of(m)));
-        records.push_back(m);
-      }
-      if (!unknown.empty()) {
-        const auto fetched = refill_->fetch(unknown);
-        for (size_t i = 0, u = 0; i < records.size() && u < fetched.size(); ++i)
-          if (records[i] < 0) ord.members[i].first = records[i] = fetched[u++];
-      }
-      if (ord.asked && (held == cap || ord.members.size() < ord.asked)) break;
-      ord.asked = ord.asked ? 2 * ord.asked : cap + joined.size();
-      ord.members = refill_->first(r, values, open, joined, ord.asked);
+    if (v == blocks_.values[r].end()) return false;  // not expected: every block the table held is
+    const size_t asked = cap + 1 + d->second;
+    auto first = refill_->first(r, v->second, true, asked);
+    std::vector<std::string> unknown;
+    size_t held = 0;
+    for (const auto& [m, id] : first) {
+      if (m >= 0 && FuzzyMatcher::holds_never(side_of(m))) continue;  // departed
+      ++held;
+      if (m < 0) unknown.push_back(id);
     }
-    take(records);
-    return;
+    // all asked for: at least cap + 1 are held, as every departed one is known
+    f.over = held > cap;
+    if (f.over) return false;
+    const auto fetched = unknown.empty() ? std::vector<int>{} : refill_->fetch(unknown);
+    size_t u = 0;
+    for (const auto& [m, id] : first)
+      if (m >= 0 && !FuzzyMatcher::holds_never(side_of(m))) f.members.push_back(m);
+      else if (m < 0) f.members.push_back(u < fetched.size() ? fetched[u++] : -1);
   }
-  if (!open) {
-    if (k != known_[r].end()) take(k->second);
-  } else if (o != known_open_[r].end()) {
-    take(o->second.records);
+  if (f.over) return false;
+  members.insert(members.end(), f.members.begin(), f.members.end());
+  return true;
+}
+
+bool FuzzyRun::block_members(size_t r, const std::string& key, bool open, size_t cap, std::vector<int>& members) {
+  // the block as the target would hold it had every earlier row been loaded before: an open
+  // block holds only records holding no never_across value, as its partial index does
+  auto add = [&](const std::vector<int>& records) {
+    for (int k : records)
+      if (!(open && k >= 0 && FuzzyMatcher::holds_never(side_of(k)))) members.push_back(k);
+    return members.size() <= cap;
+  };
+  auto in = [&](const auto& map) -> const std::vector<int>* {
+    const auto it = map.find(key);
+    return it == map.end() ? nullptr : &it->second;
+  };
+  if (open) {
+    const auto o = known_open_[r].find(key);
+    if (o != known_open_[r].end()) {
+      if (o->second.over ? !refill_open(r, key, cap, members) : !add(o->second.records)) return false;
+    }
+  } else if (blocks_.over[r].count(key)) {
+    return false;  // members never leave it: a stored key is never replaced (fill_nulls)
+  } else if (const auto* stored = in(known_[r])) {
+    members = *stored;  // the unfetched ones (-1) count too
   }
-  take(joined);  // within the block's places: all of them
+  if (members.size() > cap) return false;
+  if (const auto* joined = in(joined_[r]); joined && !add(*joined)) return false;
+  if (const auto* made = in(chunk_[r]); made && !add(*made)) return false;
+  return true;
 }
 
 std::vector<int> FuzzyRun::blocked_records(size_t row, const std::vector<int>&) {
-  // A block as the target would hold it had every earlier row been loaded before: its stored
-  // records, lowest ids first (take_stored: those that left an open block replaced, those
-  // completed into it placed by id), then the ones the chunk made, in the order they were made
-  // (their ids are drawn in that order); the first max_candidates of them. So cutting a file
-  // into chunks changes nothing an equality rule decides. A trigram rule still takes the chunk's
-  // records (made or completed) after the stored ones, in the order they came to hold a similar
-  // key.
-  std::vector<int> out;
+  // Each rule's block as the target would hold it had every earlier row been loaded before: its
+  // stored records (those that left an open block out), the known records rows completed its
+  // key for and those the chunk made; all of them, or none where they are more than
+  // max_candidates. So cutting a file into chunks changes nothing an equality rule decides. A
+  // trigram rule's block is the stored records with a similar key as the chunk began and the
+  // chunk's records that came to hold one.
+  std::vector<int> out, members;
   const auto cap = size_t(m_.tier().max_candidates);
   seen_.resize(records_.size(), -1);
   for (size_t r = 0; r < m_.rules(); ++r) {
     const auto key = m_.rule_key(r, rows_[row], blocks_);
     if (!key) continue;
-    size_t taken = 0;
-    // an open block (the row holds every never_across value) holds only records that hold none,
-    // as its partial index does: one that came to hold one in this chunk has left it
-    const bool open = open_rows_[row] && m_.similarity(r) == 0;
-    auto take = [&](const std::vector<int>& records) {
-      for (int k : records) {
-        if (taken == cap) return;
-        if (open && k >= 0 && FuzzyMatcher::holds_never(side_of(k))) continue;
-        ++taken;
-        if (k < 0 || seen_[size_t(k)] == int(row)) continue;
-        seen_[size_t(k)] = int(row);
-        out.push_back(k);
-      }
-    };
+    members.clear();
+    bool within = true;
     if (m_.similarity(r) == 0) {
-      take_stored(r, *key, open, cap, take);
-      if (const auto it = chunk_[r].find(*key); it != chunk_[r].end()) take(it->second);
+      // an open block (the row holds every never_across value) holds only records that hold none
+      within = block_members(r, *key, open_rows_[row], cap, members);
+    } else if (blocks_.over[r].count(*key)) {
+      within = false;
     } else {
-      if (const auto it = known_[r].find(*key); it != known_[r].end()) take(it->second);
-      // a trigram rule: the records this chunk gave a key similar to the row's, in that order
-      if (const auto g = blocks_.trigrams.find(*key); g != blocks_.trigrams.end())
-        take(similar_[r].similar(g->first, g->second, cap));
+      if (const auto it = known_[r].find(*key); it != known_[r].end()) members = it->second;
+      // a trigram rule: the records this chunk gave a key similar to the row's
+      if (const auto g = blocks_.trigrams.find(*key); g != blocks_.trigrams.end() && members.size() <= cap) {
+        const auto similar = similar_[r].similar(g->first, g->second, cap + 1 - members.size());
+        members.insert(members.end(), similar.begin(), similar.end());
+      }
+      within = members.size() <= cap;
+    }
+    if (!within) {
+      ++over_;
+      continue;
+    }
+    for (int k : members) {
+      if (k < 0 || seen_[size_t(k)] == int(row)) continue;
+      seen_[size_t(k)] = int(row);
+      out.push_back(k);
     }
   }
   std::sort(out.begin(), out.end());  // the same order whatever the blocks' order
@@ -253,6 +259,21 @@ void FuzzyRun::landed(size_t row, int record) {
     for (size_t r = 0; r < m_.rules(); ++r) keyed[r] = m_.rule_key(r, held, blocks_).has_value();
   }
   const FuzzySide& keys = rows_[row];
+  const bool stored = size_t(record) < built_.size();
+  if (stored && !FuzzyMatcher::holds_never(held)) {
+    // a stored record given a never_across value leaves the open blocks its stored keys put it in
+    FuzzySide gains = held;
+    for (size_t k = held.compares; k < held.compares + held.nevers && k < keys.keys.size(); ++k)
+      if (!gains.keys[k]) gains.keys[k] = keys.keys[k];
+    if (FuzzyMatcher::holds_never(gains)) {
+      const FuzzySide own = m_.side(*known_keys_[size_t(record)]);
+      for (size_t r = 0; r < m_.rules(); ++r)
+        if (const auto key = m_.similarity(r) == 0 ? m_.rule_key(r, own, blocks_) : std::nullopt) {
+          const auto o = known_open_[r].find(*key);
+          if (o != known_open_[r].end() && o->second.over) ++departed_[r][*key];
+        }
+    }
+  }
   if (held.keys.empty()) {
     held = keys;  // a record the chunk makes: what its first row holds
   } else {

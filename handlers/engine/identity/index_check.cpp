@@ -81,7 +81,7 @@ std::string block_size_note(const TierIndexReport& r) {
   snprintf(buf, sizeof buf, "%.0f", *r.block_rows);
   std::string note = std::string(" (about ") + buf + " rows a key at the table's size";
   if (*r.block_rows > r.max_candidates)
-    note += "; over max_candidates " + std::to_string(r.max_candidates) + ", so its blocks are cut at the lowest ids: "
+    note += "; over max_candidates " + std::to_string(r.max_candidates) + ", so its blocks give no candidates: "
             "combine it with another field to keep them small";
   return note + ")";
 }
@@ -99,8 +99,8 @@ std::vector<TierIndexReport> entity_indexes(pqxx::transaction_base& tx, const co
   // partial index per equality rule serves those probes
   const std::string open = open_blocks(ent) ? open_predicate(never_sql(tx, ent, t, bk)) : "";
   for (const auto& rule : blocking_sql(tx, ent, t, bk, missing)) {
-    // the id last: a big block is cut at the lowest ids, read in order from the index; a
-    // trigram rule's similar keys come from a trigram index, then are ordered by id
+    // the id last: a block's first max_candidates + 1 members are read in order from the
+    // index; a trigram rule's similar keys come from a trigram index, then are ordered by id
     const bool trigram = rule.lowest_similarity() > 0;
     TierIndex ti = trigram ? trigram_index(tx, t, rule) : tier_index(tx, t, rule, "block", tx.quote_name(ent.id_column));
     TierIndexReport r = report(tier_where(ds, ent, int(ent.identity.size()) + 1) + ".fuzzy.blocking[" +

@@ -25,7 +25,7 @@ struct TierIndexReport {
   std::string purpose;       // what else the index serves ("" = a tier or blocking rule)
   std::string before;        // a statement the index needs first (CREATE EXTENSION …), "" = none
   std::optional<double> block_rows;  // blocking rule: the planner's rows a key at the table's size
-  int max_candidates = 0;            // blocking rule: where its blocks are cut
+  int max_candidates = 0;            // blocking rule: a bigger block gives no candidates
   bool similarity = false;           // a trigram rule: a similarity search, not a key's rows
   std::optional<double> table_rows;  // trigram rule: the table's rows by its statistics
 };

@@ -184,6 +184,7 @@ EntityMerge::Decisions EntityMerge::decide(const StagedPart& part) {
     d.res = resolve_fuzzy(sql_, matcher_, entity_, blocks, known, d.known, row_keys, part.tier_keys, verdicts);
     d.explained = std::move(verdicts.explained);
     blocked_records_ += verdicts.fetched;
+    over_blocks_ += verdicts.over;
   } else {
     RecordHoldings holdings(entity_, matcher_, d.known, row_keys);
     d.res = resolve_rows(part.tier_keys, known, tiers, nullptr, &holdings);

@@ -48,6 +48,8 @@ class EntityMerge {
   /// named that no exact key found and that were fetched, plus every id they named at a
   /// sixteenth (an id in a block holds about that share of a fetched record's memory).
   size_t blocked_records() const { return blocked_records_; }
+  /// Blocks (a row's, under a fuzzy rule) that gave no candidates as they held more than max_candidates.
+  size_t over_blocks() const { return over_blocks_; }
   /// Empties the work tables for the next entity or chunk of this transaction.
   void clear(size_t staged_rows);
 
@@ -100,6 +102,7 @@ class EntityMerge {
   std::string work_tables_;  // every work table, as a list for TRUNCATE
   std::vector<std::tuple<int64_t, std::string, bool>> rows_out_;
   size_t blocked_records_ = 0;
+  size_t over_blocks_ = 0;
 };
 
 }  // namespace ingestd::engine
