@@ -115,7 +115,7 @@ bool FuzzyRun::refill_open(size_t r, const std::string& key, size_t cap, std::ve
   if (f.departed != d->second) {
     f = {d->second, true, {}};
     const auto v = blocks_.values[r].find(key);
-    if (v == blocks_.values[r].end()) return false;  // not expected: every block the table held is
+    if (v == blocks_.values[r].end()) return false;  // not expected: a block the table held has its values
     const size_t asked = cap + 1 + d->second;
     auto first = refill_->first(r, v->second, true, asked);
     std::vector<std::string> unknown;
