@@ -240,12 +240,15 @@ Blocks FuzzyMatcher::block(StepSql& sql, const std::vector<const FieldKeys*>& ro
         // alone left out members a row of another spelling may be: a row's candidates then
         // depended on which rows shared its slice.)
         const bool fresh = answered[numbered].insert(*key).second;
-        if (fresh) out.values[r].try_emplace(*key, values);
         Blocks::Open* o = open ? &out.open[r][*key] : nullptr;
         if (row[2].as<size_t>() > size_t(tier_.max_candidates)) {
           // too common to tell people apart: counted, never fetched
-          if (o) o->over = true;
-          else out.over[r].insert(*key);
+          if (o) {
+            o->over = true;
+            out.values[r].try_emplace(*key, values);  // rows of the slice may bring it back within
+          } else {
+            out.over[r].insert(*key);
+          }
           continue;
         }
         auto& ids = o ? o->ids : out.known[r][*key];

@@ -44,8 +44,8 @@ struct Blocks {
     bool over = false;             // it held more than max_candidates: ids empty
   };
   std::vector<std::unordered_map<std::string, Open>> open;  // [rule] key -> its open block
-  /// [rule] key -> its values as probed, for every block the table held members of: what a
-  /// block is looked up by again while the slice is resolved (BlockRefill).
+  /// [rule] key -> its values as probed, for every open block over max_candidates: what such a
+  /// block is looked up by again when rows of the slice bring it back within (BlockRefill).
   std::vector<std::unordered_map<std::string, std::vector<std::string>>> values;
   /// function -> value -> code: the matcher's, kept over the slices and chunks of a load
   /// (FuzzyMatcher::codes_), so a common name is coded once, not once a slice

@@ -115,7 +115,7 @@ bool FuzzyRun::refill_open(size_t r, const std::string& key, size_t cap, std::ve
   if (f.departed != d->second) {
     f = {d->second, true, {}};
     const auto v = blocks_.values[r].find(key);
-    if (v == blocks_.values[r].end()) return false;  // not expected: a block the table held has its values
+    if (v == blocks_.values[r].end()) return false;  // not expected: an over open block has its values
     const size_t asked = cap + 1 + d->second;
     auto first = refill_->first(r, v->second, true, asked);
     std::vector<std::string> unknown;
@@ -260,19 +260,15 @@ void FuzzyRun::landed(size_t row, int record) {
   }
   const FuzzySide& keys = rows_[row];
   const bool stored = size_t(record) < built_.size();
-  if (stored && !FuzzyMatcher::holds_never(held)) {
-    // a stored record given a never_across value leaves the open blocks its stored keys put it in
-    FuzzySide gains = held;
-    for (size_t k = held.compares; k < held.compares + held.nevers && k < keys.keys.size(); ++k)
-      if (!gains.keys[k]) gains.keys[k] = keys.keys[k];
-    if (FuzzyMatcher::holds_never(gains)) {
-      const FuzzySide own = m_.side(*known_keys_[size_t(record)]);
-      for (size_t r = 0; r < m_.rules(); ++r)
-        if (const auto key = m_.similarity(r) == 0 ? m_.rule_key(r, own, blocks_) : std::nullopt) {
-          const auto o = known_open_[r].find(*key);
-          if (o != known_open_[r].end() && o->second.over) ++departed_[r][*key];
-        }
-    }
+  if (stored && !FuzzyMatcher::holds_never(held) && FuzzyMatcher::holds_never(keys)) {
+    // a stored record holding no never_across value is given one (fill_nulls): it leaves the open
+    // blocks its stored keys put it in
+    const FuzzySide own = m_.side(*known_keys_[size_t(record)]);
+    for (size_t r = 0; r < m_.rules(); ++r)
+      if (const auto key = m_.similarity(r) == 0 ? m_.rule_key(r, own, blocks_) : std::nullopt) {
+        const auto o = known_open_[r].find(*key);
+        if (o != known_open_[r].end() && o->second.over) ++departed_[r][*key];
+      }
   }
   if (held.keys.empty()) {
     held = keys;  // a record the chunk makes: what its first row holds
