@@ -128,3 +128,25 @@ def test_records_the_chunk_makes_count_in_their_blocks(pg, broker, tmp_path, chu
         assert r["counts"]["patient"]["fuzzy"]["merged"] == (1 if max_candidates == 2 else 0), r
     finally:
         assert d.stop() == 0, d.log.read_text()[-3000:]
+
+
+@pytest.mark.parametrize("max_candidates", [1, 2])
+@pytest.mark.parametrize("chunk_rows", [50, 1])
+def test_a_trigram_block_counts_the_similar_records_of_the_table_and_of_the_chunk(pg, broker, tmp_path, chunk_rows,
+                                                                                 max_candidates):
+    """A trigram rule's block is every record whose surname is similar to the row's: Yvonne Yule in
+    the table, and Xavier Yules, whom the file makes (0.57 similar to Yule). The last row (Yvonn
+    Yule, no ID) meets both and merges into Yvonne where a block may hold two; where it may hold
+    one, the block is over and she is new, whether Xavier was made in her chunk or stored before."""
+    d = small_blocks(pg, broker, tmp_path, chunk_rows, '"trigram(surname)"',
+                     "('111', 'Yvonne', 'Yule', '1970-03-03', '7000')", max_candidates)
+    try:
+        r = load_rows(d, "yy.csv", [",Xavier,Yules,05/05/1980,8000,", ",Yvonn,Yule,03/03/1970,7000,"])
+        records = [("111", "Yvonne"), (None, "Xavier")] + ([(None, "Yvonn")] if max_candidates == 1 else [])
+        assert d.sql("SELECT national_id, given_name FROM patients ORDER BY id") == records
+        merged = 1 if max_candidates == 2 else 0
+        assert r["counts"]["patient"]["fuzzy"] == {"merged": merged, "review": 0, "new": 2 - merged}, r
+        if max_candidates == 1:
+            assert "1 blocks over max_candidates left out" in d.log.read_text()
+    finally:
+        assert d.stop() == 0, d.log.read_text()[-3000:]
