@@ -37,7 +37,7 @@ def main():
         data, existing = fs.generate(tmp, a)
         b = fs.FebrlBench(tmp, a.chunk_rows, a.pg_defaults)
         try:
-            cfg = b.config("fuzzy", True, fs.CONFIG, a.pair_rules, ())
+            cfg = b.config("fuzzy", True, fs.CONFIG, a.rules, ())
             url = b.database(existing if a.existing else None)
             harness.BIN = bins[0]
             b.create_indexes(cfg, url)

@@ -4,7 +4,7 @@ rec_id carries the truth) loaded with `ingestd load` through bench/febrl/febrl.y
 already holding --existing other people (strangers: drawn from another seed), then every row's
 outcome checked against the truth.
 
-    /usr/bin/python3 bench/fuzzy_precision.py [--rows 100000] [--existing 1000000] [--pair-rules]
+    /usr/bin/python3 bench/fuzzy_precision.py [--rows 100000] [--existing 1000000] [--pair-rules | --large-rules]
                                               [--missing-ids 0.2] [--weights febrl|train|PATH]
                                               [--pg-defaults] [--chunk-rows 25000]
 
@@ -67,7 +67,7 @@ def main():
         if a.weights != "train":
             shutil.copy(fs.WEIGHTS if a.weights == "febrl" else a.weights, weights)
         cfg = Path(tmp) / "fuzzy.yaml"
-        cfg.write_text(fs.config_text(True, fs.CONFIG, a.pair_rules).replace(str(fs.WEIGHTS), str(weights)))
+        cfg.write_text(fs.config_text(True, fs.CONFIG, a.rules).replace(str(fs.WEIGHTS), str(weights)))
         b = fs.FebrlBench(tmp, a.chunk_rows, a.pg_defaults)
         try:
             url = b.database(existing if a.existing else None)
@@ -84,7 +84,7 @@ def main():
             counts = outcomes(url, data)
         finally:
             b.stop()
-    rules = "two-field blocking rules" if a.pair_rules else "febrl.yaml's blocking rules"
+    rules = fs.rules_name(a.rules)
     print(f"\n{a.rows:,} FEBRL-shaped rows into {a.existing:,} other people, {rules}, {a.missing_ids:.0%} "
           f"without a soc_sec_id, weights {a.weights}, {b.settings}; load {r['seconds']:.1f} s\n")
     if trained:

@@ -4,8 +4,8 @@
 empty table and into a table already holding other people.
 
     /usr/bin/python3 bench/fuzzy_speed.py [--rows 100000] [--existing 1000000] [--chunk-rows 25000]
-                                          [--pg-defaults] [--pair-rules] [--trigram FIELD,…] [--config FILE]
-                                          [--missing-ids SHARE]
+                                          [--pg-defaults] [--pair-rules | --large-rules] [--trigram FIELD,…]
+                                          [--config FILE] [--missing-ids SHARE] [--copy]
 
 Steps, each on a fresh database of one throwaway PostgreSQL (tuned: shared_buffers 2GB,
 max_wal_size 8GB, unless --pg-defaults):
@@ -22,6 +22,8 @@ fuzzy bands. Indexes are made before the timed load (`check --create-indexes`, t
 a duplicate may lose its own (bench/generate_febrl.py); by default everyone has one, so every
 row is blocked with open blocks (docs/benchmarks.md) and the table's people are never in them.
 --trigram surname adds a blocking rule ["trigram(surname)"] (pg_trgm, a GIN index) to the others.
+--pair-rules / --large-rules: the fuzzy tier's blocking rules replaced by twelve two-field rules,
+or by the nine rules for a table of millions (LARGE_RULES, bench/febrl_quality.py).
 """
 
 import argparse
@@ -38,6 +40,7 @@ CONFIG = HERE / "febrl" / "febrl.yaml"
 SCHEMA = HERE / "febrl" / "schema.sql"
 WEIGHTS = HERE / "febrl" / "febrl.weights.yaml"
 
+from febrl_quality import LARGE_RULES  # noqa: E402
 from harness import Bench, log, sql  # noqa: E402
 
 
@@ -50,10 +53,11 @@ PAIR_RULES = ('[[date_of_birth, "dmetaphone(surname)"], [date_of_birth, postcode
               '[suburb, address_1]]')
 
 
-def with_pair_rules(text):
+def with_rules(text, rules):
+    """febrl.yaml's text with the fuzzy tier's blocking rules replaced by `rules`."""
     start = text.index("              blocking: [[")
     end = text.index("              compare:", start)
-    return text[:start] + f"              blocking: {PAIR_RULES}\n" + text[end:]
+    return text[:start] + f"              blocking: {rules}\n" + text[end:]
 
 
 def with_trigram_rules(text, fields):
@@ -64,10 +68,11 @@ def with_trigram_rules(text, fields):
     return text[:start] + f"              blocking: {rules[:-1]}{extra}]\n" + text[end:]
 
 
-def config_text(fuzzy, path=CONFIG, pair_rules=False, trigram=()):
+def config_text(fuzzy, path=CONFIG, rules=None, trigram=()):
+    """The config's text; `rules`: blocking rules in place of its own (PAIR_RULES, LARGE_RULES)."""
     text = path.read_text().replace("weights: febrl.weights.yaml", f"weights: {WEIGHTS}")
-    if pair_rules:
-        text = with_pair_rules(text)
+    if rules:
+        text = with_rules(text, rules)
     if trigram:
         text = with_trigram_rules(text, trigram)
     if fuzzy:
@@ -89,25 +94,25 @@ class FebrlBench(Bench):
             sql(url, "ANALYZE febrl_persons")
         return url
 
-    def config(self, label, fuzzy, config, pair_rules, trigram):
+    def config(self, label, fuzzy, config, rules, trigram):
         """The config of one run, written for it."""
         cfg = self.work / f"{label.replace(' ', '_').replace(chr(92), '')}.yaml"
-        cfg.write_text(config_text(fuzzy, Path(config), pair_rules, trigram))
+        cfg.write_text(config_text(fuzzy, Path(config), rules, trigram))
         return cfg
 
-    def yardstick(self, label, table_csv, config, pair_rules, existing_csv=None, trigram=()):
+    def yardstick(self, label, table_csv, config, rules, existing_csv=None, trigram=()):
         """PostgreSQL's own `\\copy` of the same rows (as table_csv holds them) into the same kind of
         table, with the indexes the fuzzy config makes: what a plain insert pays for the same rows."""
         url = self.database(existing_csv)
-        self.create_indexes(self.config(label, True, config, pair_rules, trigram), url)
+        self.create_indexes(self.config(label, True, config, rules, trigram), url)
         t = time.monotonic()
         copy_into_table(url, table_csv)
         wall = time.monotonic() - t
         log(f"{label}: {wall:.1f}s")
         return {"label": label, "seconds": wall, "rss_mib": "–", "counts": {}}
 
-    def run(self, label, fuzzy, data, config, pair_rules, existing_csv=None, trigram=()):
-        cfg = self.config(label, fuzzy, config, pair_rules, trigram)
+    def run(self, label, fuzzy, data, config, rules, existing_csv=None, trigram=()):
+        cfg = self.config(label, fuzzy, config, rules, trigram)
         r = self.load(label, cfg, self.database(existing_csv), data, "febrl")
         r["counts"] = r["counts"]["person"]
         return r
@@ -148,9 +153,19 @@ def arguments(doc, missing_ids):
     ap.add_argument("--existing", type=int, default=1000000)
     ap.add_argument("--chunk-rows", type=int, default=25000)
     ap.add_argument("--pg-defaults", action="store_true")
-    ap.add_argument("--pair-rules", action="store_true", help="the fuzzy tier's blocking rules two fields each")
+    rules = ap.add_mutually_exclusive_group()
+    rules.add_argument("--pair-rules", dest="rules", action="store_const", const=PAIR_RULES,
+                       help="the fuzzy tier's blocking rules two fields each")
+    rules.add_argument("--large-rules", dest="rules", action="store_const", const=LARGE_RULES,
+                       help="the blocking rules for a table of millions (birth date and street in pairs)")
     ap.add_argument("--missing-ids", type=float, default=missing_ids, help="share of people without a soc_sec_id")
     return ap
+
+
+def rules_name(rules):
+    """How a report names the blocking rules of a run."""
+    return {PAIR_RULES: "two-field blocking rules (--pair-rules)",
+            LARGE_RULES: "the blocking rules for a table of millions (--large-rules)"}.get(rules, "the config's blocking rules")
 
 
 def generate(tmp, a):
@@ -177,19 +192,19 @@ def main():
         data, existing = generate(tmp, a)
         b = FebrlBench(tmp, a.chunk_rows, a.pg_defaults)
         try:
-            runs = [b.run("exact", False, data, a.config, a.pair_rules),
-                    b.run("fuzzy", True, data, a.config, a.pair_rules, trigram=tri)]
+            runs = [b.run("exact", False, data, a.config, a.rules),
+                    b.run("fuzzy", True, data, a.config, a.rules, trigram=tri)]
             if a.existing:
-                runs.append(b.run(f"fuzzy into {a.existing:,}", True, data, a.config, a.pair_rules, existing, tri))
-                runs.append(b.run(f"exact into {a.existing:,}", False, data, a.config, a.pair_rules, existing))
+                runs.append(b.run(f"fuzzy into {a.existing:,}", True, data, a.config, a.rules, existing, tri))
+                runs.append(b.run(f"exact into {a.existing:,}", False, data, a.config, a.rules, existing))
             if a.copy:
                 rows = as_table_rows(data, Path(tmp) / "table_rows.csv")
-                runs.append(b.yardstick("\\copy", rows, a.config, a.pair_rules, trigram=tri))
+                runs.append(b.yardstick("\\copy", rows, a.config, a.rules, trigram=tri))
                 if a.existing:
-                    runs.append(b.yardstick(f"\\copy into {a.existing:,}", rows, a.config, a.pair_rules, existing, tri))
+                    runs.append(b.yardstick(f"\\copy into {a.existing:,}", rows, a.config, a.rules, existing, tri))
         finally:
             b.stop()
-    rules = "two-field blocking rules (--pair-rules)" if a.pair_rules else "the config's blocking rules"
+    rules = rules_name(a.rules)
     rules += "".join(f' and ["trigram({f})"]' for f in tri)
     if a.missing_ids:
         rules += f", {a.missing_ids:.0%} of the people without a soc_sec_id"
