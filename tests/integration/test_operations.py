@@ -474,6 +474,11 @@ def test_watchdog_fed_through_a_long_statement_until_the_stall_limit(pg, broker,
             ev = d.publish(d.file_event(d.inbox_file(f"{name}.csv", "Cedula,Nombre,Apellido\n"
                                                      f"{70000000 + int(seconds)},Ana,Ruiz\n")))
             assert d.result(ev["event_id"])["status"] == "completed"
+            # the result can come before the next ping (every 0.67 s once the loop shows life
+            # again): wait for one after it, so a stall's gap is closed before it is measured
+            done = time.monotonic()
+            while not any(t > done for t, _ in notify.lines("WATCHDOG=1")) and time.monotonic() < done + 3:
+                time.sleep(0.05)
             pings = [t for t, l in notify.lines("WATCHDOG=1") if t >= t0]
             gaps = [b - a for a, b in zip(pings, pings[1:])]
             if name == "long":  # one statement of 2 s (one insert per chunk here), fed throughout
