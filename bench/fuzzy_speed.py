@@ -40,7 +40,7 @@ CONFIG = HERE / "febrl" / "febrl.yaml"
 SCHEMA = HERE / "febrl" / "schema.sql"
 WEIGHTS = HERE / "febrl" / "febrl.weights.yaml"
 
-from febrl_quality import LARGE_RULES  # noqa: E402
+import febrl_quality as fq  # noqa: E402
 from harness import Bench, log, sql  # noqa: E402
 
 
@@ -55,9 +55,7 @@ PAIR_RULES = ('[[date_of_birth, "dmetaphone(surname)"], [date_of_birth, postcode
 
 def with_rules(text, rules):
     """febrl.yaml's text with the fuzzy tier's blocking rules replaced by `rules`."""
-    start = text.index("              blocking: [[")
-    end = text.index("              compare:", start)
-    return text[:start] + f"              blocking: {rules}\n" + text[end:]
+    return fq.edit(text, "blocking:", f"blocking: {rules}", block=True)
 
 
 def with_trigram_rules(text, fields):
@@ -156,7 +154,7 @@ def arguments(doc, missing_ids):
     rules = ap.add_mutually_exclusive_group()
     rules.add_argument("--pair-rules", dest="rules", action="store_const", const=PAIR_RULES,
                        help="the fuzzy tier's blocking rules two fields each")
-    rules.add_argument("--large-rules", dest="rules", action="store_const", const=LARGE_RULES,
+    rules.add_argument("--large-rules", dest="rules", action="store_const", const=fq.LARGE_RULES,
                        help="the blocking rules for a table of millions (birth date and street in pairs)")
     ap.add_argument("--missing-ids", type=float, default=missing_ids, help="share of people without a soc_sec_id")
     return ap
@@ -165,7 +163,7 @@ def arguments(doc, missing_ids):
 def rules_name(rules):
     """How a report names the blocking rules of a run."""
     return {PAIR_RULES: "two-field blocking rules (--pair-rules)",
-            LARGE_RULES: "the blocking rules for a table of millions (--large-rules)"}.get(rules, "the config's blocking rules")
+            fq.LARGE_RULES: "the blocking rules for a table of millions (--large-rules)"}.get(rules, "the config's blocking rules")
 
 
 def generate(tmp, a):

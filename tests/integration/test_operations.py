@@ -400,9 +400,10 @@ class NotifySocket:
         with self.lock:
             return [(t, l) for t, l in self.messages if l.startswith(prefix)]
 
-    def wait_for(self, prefix, timeout):
+    def wait_for(self, prefix, timeout, after=None):
+        """The lines with `prefix`, once there is one (that arrived after `after`, when given)."""
         deadline = time.monotonic() + timeout
-        while not self.lines(prefix) and time.monotonic() < deadline:
+        while not any(after is None or t > after for t, _ in self.lines(prefix)) and time.monotonic() < deadline:
             time.sleep(0.05)
         return self.lines(prefix)
 
@@ -476,10 +477,7 @@ def test_watchdog_fed_through_a_long_statement_until_the_stall_limit(pg, broker,
             assert d.result(ev["event_id"])["status"] == "completed"
             # the result can come before the next ping (every 0.67 s once the loop shows life
             # again): wait for one after it, so a stall's gap is closed before it is measured
-            done = time.monotonic()
-            while not any(t > done for t, _ in notify.lines("WATCHDOG=1")) and time.monotonic() < done + 3:
-                time.sleep(0.05)
-            pings = [t for t, l in notify.lines("WATCHDOG=1") if t >= t0]
+            pings = [t for t, l in notify.wait_for("WATCHDOG=1", 3, after=time.monotonic()) if t >= t0]
             gaps = [b - a for a, b in zip(pings, pings[1:])]
             if name == "long":  # one statement of 2 s (one insert per chunk here), fed throughout
                 assert max(gaps) < 1.0, f"longest gap between WATCHDOG=1 pings: {max(gaps):.2f}s"
